@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct ConnectorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "connector",
+        abstract: "8x8 Contact Center chat connector for conversational bots, built on Kafka.",
+        subcommands: [
+            DevCommand.self, BrokerCommand.self, IngressCommand.self, WorkerCommand.self, EgressCommand.self,
+            SimulatorCommand.self, TopicsCommand.self, LagCommand.self, ReplayCommand.self, FlowCommand.self,
+            MaskCommand.self,
+        ]
+    )
+}
+
+/// A clean one-line failure: message on stderr, non-zero exit.
+struct CommandFailure: Error, CustomStringConvertible {
+    var message: String
+    var exitCode: Int32 = 1
+    var description: String { message }
+}
+
+func fail(_ message: String, code: Int32 = 1) -> ExitCode {
+    FileHandle.standardError.write(Data("connector: \(message)\n".utf8))
+    return ExitCode(code)
+}
+
+/// Subcommands whose issue has not landed: they say so and exit 2 instead of pretending to work.
+protocol NotYetImplemented: AsyncParsableCommand {}
+
+extension NotYetImplemented {
+    func run() async throws {
+        throw fail("\(Self.configuration.commandName ?? "this command") is not implemented yet", code: 2)
+    }
+}
+
+struct DevCommand: NotYetImplemented {
+    static let configuration = CommandConfiguration(commandName: "dev", abstract: "Everything in one process on the embedded broker, with the 8x8 simulator and its console.")
+    @Option(help: "Configuration file.") var config: String?
+}
+
+struct IngressCommand: NotYetImplemented {
+    static let configuration = CommandConfiguration(commandName: "ingress", abstract: "Receives and verifies 8x8 webhooks and writes them to Kafka.")
+    @Option(help: "Configuration file.") var config: String
+}
+
+struct WorkerCommand: NotYetImplemented {
+    static let configuration = CommandConfiguration(commandName: "worker", abstract: "Runs the conversation flows.")
+    @Option(help: "Configuration file.") var config: String
+}
+
+struct EgressCommand: NotYetImplemented {
+    static let configuration = CommandConfiguration(commandName: "egress", abstract: "Delivers commands to the 8x8 REST API.")
+    @Option(help: "Configuration file.") var config: String
+}
+
+struct SimulatorCommand: NotYetImplemented {
+    static let configuration = CommandConfiguration(commandName: "simulator", abstract: "A local stand-in for 8x8.")
+    @Option(help: "Configuration file.") var config: String
+}
+
+struct ReplayCommand: NotYetImplemented {
+    static let configuration = CommandConfiguration(commandName: "replay", abstract: "Re-publishes dead letters.")
+    @Option(help: "Configuration file.") var config: String
+}
+
+struct FlowCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "flow", abstract: "Flow files.", subcommands: [Validate.self])
+
+    struct Validate: NotYetImplemented {
+        static let configuration = CommandConfiguration(commandName: "validate", abstract: "Checks a flow file and prints what is wrong, with line numbers.")
+        @Argument(help: "Flow file.") var file: String
+    }
+}
+
+struct MaskCommand: NotYetImplemented {
+    static let configuration = CommandConfiguration(commandName: "mask", abstract: "Masks personal data in JSON lines read from stdin.")
+}

@@ -1,0 +1,217 @@
+import ArgumentParser
+import ChatEvents
+import ConnectorConfiguration
+import Foundation
+import Kafka
+import Logging
+import ServiceLifecycle
+
+/// Where to find the brokers: `--brokers`, then `--bootstrap-file`, then the configuration.
+struct BrokerOptions: ParsableArguments {
+    @Option(help: "Configuration file (kafka.* is used).") var config: String?
+    @Option(help: "Bootstrap servers, host:port,... (overrides the configuration).") var brokers: String?
+    @Option(help: "A file holding the bootstrap servers, as written by `connector broker --bootstrap-file`.")
+    var bootstrapFile: String?
+
+    func load() throws -> (ConnectorConfig, bootstrap: String) {
+        let config = try config.map { try ConnectorConfig.load(path: $0) } ?? ConnectorConfig()
+        if let brokers, !brokers.isEmpty { return (config, brokers) }
+        if let bootstrapFile {
+            guard let text = try? String(contentsOfFile: bootstrapFile, encoding: .utf8),
+                  !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw ConfigurationError("\(bootstrapFile): cannot read bootstrap servers")
+            }
+            return (config, text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        if config.kafka.isEmbedded {
+            throw ConfigurationError("kafka.brokers is 'embedded', which lives inside one process; pass --brokers HOST:PORT or --bootstrap-file F (written by `connector broker`)")
+        }
+        return (config, config.kafka.brokers)
+    }
+}
+
+func commandLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+    return logger
+}
+
+struct BrokerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "broker",
+        abstract: "Runs the embedded Kafka cluster until SIGTERM or SIGINT, with the connector's topics."
+    )
+
+    @Option(help: "Write the bootstrap servers to this file.") var bootstrapFile: String?
+    @Option(help: "Number of brokers.") var brokers: Int = 1
+    @Option(help: "Partitions per topic.") var partitions: Int32 = 6
+    @Option(help: "Prefix for every topic name.") var topicPrefix: String = ""
+
+    func run() async throws {
+        guard brokers >= 1 else { throw fail("--brokers must be at least 1") }
+        guard partitions >= 1 else { throw fail("--partitions must be at least 1") }
+        let logger = commandLogger("connector.broker")
+        let cluster: EmbeddedKafkaCluster
+        do {
+            cluster = try EmbeddedKafkaCluster(brokers: brokers, logger: logger)
+            for topic in ConnectorTopic.allCases {
+                try cluster.createTopic(topic.name(prefix: topicPrefix), partitions: partitions, replicationFactor: Int32(min(brokers, 3)))
+            }
+        } catch {
+            throw fail("\(error)")
+        }
+        if let bootstrapFile {
+            do {
+                try Data((cluster.bootstrapServers + "\n").utf8).write(to: URL(fileURLWithPath: bootstrapFile), options: .atomic)
+            } catch {
+                throw fail("\(bootstrapFile): \(error.localizedDescription)")
+            }
+        }
+        print(cluster.bootstrapServers)
+        fflush(nil)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: HoldUntilShutdown())],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await group.run()
+        if let bootstrapFile { try? FileManager.default.removeItem(atPath: bootstrapFile) }
+        withExtendedLifetime(cluster) {}
+    }
+}
+
+/// Keeps a process alive until graceful shutdown.
+struct HoldUntilShutdown: Service {
+    func run() async throws {
+        try? await gracefulShutdown()
+    }
+}
+
+struct TopicsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "topics", abstract: "Topic administration.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "create",
+            abstract: "Creates the connector's topics with their partition counts (existing ones are left as they are)."
+        )
+        @OptionGroup var brokerOptions: BrokerOptions
+
+        func run() async throws {
+            let config: ConnectorConfig
+            let bootstrap: String
+            do { (config, bootstrap) = try brokerOptions.load() } catch { throw fail("\(error)") }
+            let logger = commandLogger("connector.topics")
+            do {
+                let admin = try KafkaAdmin(bootstrapServers: bootstrap, properties: config.kafka.properties, logger: logger)
+                let specifications = ConnectorTopic.allCases.map {
+                    KafkaTopicSpecification(
+                        name: config.topicName($0), partitions: Int32(config.kafka.partitions),
+                        replicationFactor: Int32(config.kafka.replicationFactor), config: $0.config)
+                }
+                let outcome: [String: KafkaTopicCreation]
+                do {
+                    outcome = try await admin.createTopics(specifications)
+                } catch {
+                    // A broker without CreateTopics (the embedded one) may still have the topics.
+                    let existing = Set(try await admin.listTopics().map(\.name))
+                    let missing = specifications.map(\.name).filter { !existing.contains($0) }
+                    guard missing.isEmpty else {
+                        throw fail("could not create topics (\(error)); missing: \(missing.joined(separator: ", "))")
+                    }
+                    for spec in specifications { print("\(spec.name): exists") }
+                    return
+                }
+                var failed = false
+                for spec in specifications {
+                    switch outcome[spec.name] {
+                    case .created: print("\(spec.name): created with \(spec.partitions) partitions")
+                    case .alreadyExists: print("\(spec.name): exists")
+                    case .failed(let code, let message):
+                        failed = true
+                        print("\(spec.name): failed: \(code.name): \(message)")
+                    case nil:
+                        failed = true
+                        print("\(spec.name): no answer")
+                    }
+                }
+                if failed { throw ExitCode.failure }
+            } catch let error as ExitCode {
+                throw error
+            } catch {
+                throw fail("\(error)")
+            }
+        }
+    }
+}
+
+struct LagCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lag",
+        abstract: "Lag per consumer group, topic and partition: high watermark minus committed offset."
+    )
+
+    @OptionGroup var brokerOptions: BrokerOptions
+    @Option(help: "Only this consumer group (default: every group the cluster lists, else the connector's own).")
+    var group: [String] = []
+    @Flag(help: "Print JSON instead of a table.") var json = false
+    @Flag(help: "Re-evaluate continuously with a status per group.") var watch = false
+
+    func run() async throws {
+        if watch { throw fail("lag --watch is not implemented yet", code: 2) }
+        let config: ConnectorConfig
+        let bootstrap: String
+        do { (config, bootstrap) = try brokerOptions.load() } catch { throw fail("\(error)") }
+        do {
+            let admin = try KafkaAdmin(bootstrapServers: bootstrap, properties: config.kafka.properties, logger: commandLogger("connector.lag"))
+            var groups = group
+            if groups.isEmpty {
+                // The embedded broker cannot list groups; fall back to the connector's own.
+                groups = (try? await admin.listConsumerGroups()) ?? []
+                if groups.isEmpty { groups = ConnectorConsumerGroup.allCases.map(\.rawValue) }
+            }
+            var lags: [ConsumerGroupLag] = []
+            for name in groups {
+                lags.append(try await admin.lag(group: name))
+            }
+            print(json ? try LagReport.json(lags) : LagReport.table(lags))
+        } catch {
+            throw fail("\(error)")
+        }
+    }
+}
+
+enum LagReport {
+    struct GroupJSON: Encodable {
+        var group: String
+        var maxLag: Int64
+        var sumLag: Int64
+        var partitions: [PartitionLag]
+    }
+
+    static func json(_ lags: [ConsumerGroupLag]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let groups = lags.map { GroupJSON(group: $0.group, maxLag: $0.maxLag, sumLag: $0.sumLag, partitions: $0.partitions) }
+        return String(decoding: try encoder.encode(["groups": groups]), as: UTF8.self)
+    }
+
+    static func table(_ lags: [ConsumerGroupLag]) -> String {
+        var lines = [pad("GROUP", 24) + pad("TOPIC", 32) + pad("PARTITION", 10) + pad("COMMITTED", 12) + pad("HIGH", 12) + "LAG"]
+        for group in lags {
+            if group.partitions.isEmpty {
+                lines.append(pad(group.group, 24) + "(no committed offsets)")
+            }
+            for p in group.partitions {
+                lines.append(pad(group.group, 24) + pad(p.topic, 32) + pad("\(p.partition)", 10)
+                    + pad(p.committedOffset.map(String.init) ?? "-", 12) + pad("\(p.highWatermark)", 12) + "\(p.lag)")
+            }
+            lines.append(pad(group.group, 24) + "max \(group.maxLag), total \(group.sumLag)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private static func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
+    }
+}

@@ -1,0 +1,148 @@
+public import Foundation
+import Yams
+public import ChatEvents
+
+/// A configuration problem, worded for the operator: where it is and what to do.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+extension ConnectorConfig {
+    /// Reads, interpolates (`${VAR}`, `${VAR:-default}`), decodes and validates a YAML file.
+    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ConnectorConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError("\(path): cannot read the configuration file")
+        }
+        return try parse(String(decoding: data, as: UTF8.self), source: path, environment: environment)
+    }
+
+    public static func parse(_ yaml: String, source: String = "configuration", environment: [String: String] = [:]) throws -> ConnectorConfig {
+        let text = try interpolate(yaml, source: source, environment: environment)
+        let tree: Any?
+        do {
+            tree = try Yams.load(yaml: text)
+        } catch {
+            throw ConfigurationError("\(source): not valid YAML: \(error)")
+        }
+        if let tree { try checkKeys(tree, source: source) }
+        let config: ConnectorConfig
+        do {
+            config = try YAMLDecoder().decode(ConnectorConfig.self, from: text.isEmpty ? "{}" : text)
+        } catch let error as DecodingError {
+            throw ConfigurationError("\(source): \(describe(error))")
+        }
+        try config.validate(source: source)
+        return config
+    }
+
+    /// Replaces `${NAME}` and `${NAME:-default}`. A variable that is unset and has no default is
+    /// an error naming the variable (never its value).
+    static func interpolate(_ text: String, source: String, environment: [String: String]) throws -> String {
+        var result = ""
+        var rest = Substring(text)
+        while let start = rest.range(of: "${") {
+            result += rest[..<start.lowerBound]
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
+                throw ConfigurationError("\(source): unterminated ${ in the configuration")
+            }
+            let expression = rest[start.upperBound..<end]
+            let name: Substring
+            let fallback: Substring?
+            if let separator = expression.range(of: ":-") {
+                name = expression[..<separator.lowerBound]
+                fallback = expression[separator.upperBound...]
+            } else {
+                name = expression
+                fallback = nil
+            }
+            if let value = environment[String(name)], !value.isEmpty {
+                result += value
+            } else if let fallback {
+                result += fallback
+            } else {
+                throw ConfigurationError("\(source): environment variable \(name) is not set")
+            }
+            rest = rest[rest.index(after: end)...]
+        }
+        result += rest
+        return result
+    }
+
+    private static let knownKeys: [String: Set<String>] = [
+        "": Set(CodingKeys.allCases.map(\.rawValue)),
+        "kafka": Set(KafkaSettings.CodingKeys.allCases.map(\.rawValue)),
+        "ingress": Set(IngressSettings.CodingKeys.allCases.map(\.rawValue)),
+        "ingress.signature": Set(SignatureSettings.CodingKeys.allCases.map(\.rawValue)),
+        "endpoints[]": Set(EndpointSettings.CodingKeys.allCases.map(\.rawValue)),
+        "endpoints[].eightByEight": Set(EightByEightSettings.CodingKeys.allCases.map(\.rawValue)),
+    ]
+
+    /// Unknown keys are typos more often than not: reject them with their path.
+    private static func checkKeys(_ node: Any, path: String = "", source: String) throws {
+        guard let known = knownKeys[path] else { return }
+        guard let map = node as? [String: Any] else {
+            throw ConfigurationError("\(source): \(path.isEmpty ? "the document" : path) must be a mapping")
+        }
+        for (key, value) in map {
+            guard known.contains(key) else {
+                throw ConfigurationError("\(source): unknown key '\(path.isEmpty ? key : path + "." + key)'")
+            }
+            let childPath = path.isEmpty ? key : "\(path).\(key)"
+            if key == "endpoints", let list = value as? [Any] {
+                for item in list { try checkKeys(item, path: "endpoints[]", source: source) }
+            } else {
+                try checkKeys(value, path: childPath, source: source)
+            }
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+                .replacingOccurrences(of: ".[", with: "[").trimmingCharacters(in: CharacterSet(charactersIn: "."))
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            let parent = path(context)
+            return "\(parent.isEmpty ? "" : parent + ".")\(key.stringValue) is required"
+        case .typeMismatch(let type, let context):
+            return "\(path(context)) must be \(type == String.self ? "a string" : type == Int.self ? "a whole number" : type == Bool.self ? "true or false" : "\(type)")"
+        case .valueNotFound(_, let context):
+            return "\(path(context)) must not be empty"
+        case .dataCorrupted(let context):
+            return "\(path(context)): \(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+
+    /// Checks values that decode but cannot work.
+    public func validate(source: String = "configuration") throws {
+        func fail(_ message: String) -> ConfigurationError { ConfigurationError("\(source): \(message)") }
+        if kafka.brokers.trimmingCharacters(in: .whitespaces).isEmpty { throw fail("kafka.brokers is empty (use \"embedded\" or host:port,...)") }
+        if kafka.partitions < 1 { throw fail("kafka.partitions must be at least 1") }
+        if kafka.replicationFactor < 1 { throw fail("kafka.replicationFactor must be at least 1") }
+        if ingress.maxBodyBytes < 1 { throw fail("ingress.maxBodyBytes must be positive") }
+        if ingress.signature.maxClockSkewSeconds < 0 { throw fail("ingress.signature.maxClockSkewSeconds must not be negative") }
+        var names = Set<String>()
+        var tokens = Set<String>()
+        for endpoint in endpoints {
+            let label = "endpoint '\(endpoint.name)'"
+            if endpoint.name.isEmpty { throw fail("an endpoint has an empty name") }
+            if !names.insert(endpoint.name).inserted { throw fail("\(label) is defined twice") }
+            if endpoint.urlToken.count < 8 { throw fail("\(label): urlToken must have at least 8 characters (it is the webhook's secret path)") }
+            if !endpoint.urlToken.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
+                throw fail("\(label): urlToken may contain only letters, digits, '-' and '_'")
+            }
+            if !tokens.insert(endpoint.urlToken).inserted { throw fail("\(label): urlToken is used by another endpoint") }
+            if endpoint.eightByEight.apiKey.isEmpty { throw fail("\(label): eightByEight.apiKey is empty") }
+            if URL(string: endpoint.eightByEight.baseURL)?.scheme == nil { throw fail("\(label): eightByEight.baseURL is not a URL") }
+            if let ttl = endpoint.session?.ttlMinutes, ttl < 0 { throw fail("\(label): session.ttlMinutes must be 0 (never) or more") }
+        }
+    }
+
+    /// The topic name with this deployment's prefix.
+    public func topicName(_ topic: ConnectorTopic) -> String { topic.name(prefix: kafka.topicPrefix) }
+}

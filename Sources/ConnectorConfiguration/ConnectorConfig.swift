@@ -1,0 +1,146 @@
+public import Foundation
+import Yams
+
+/// A value that must never be printed: its description is redacted.
+public struct Secret: Sendable, Hashable, Decodable, CustomStringConvertible, CustomDebugStringConvertible {
+    public let value: String
+    public init(_ value: String) { self.value = value }
+    public init(from decoder: any Decoder) throws {
+        value = try decoder.singleValueContainer().decode(String.self)
+    }
+    public var isEmpty: Bool { value.isEmpty }
+    public var description: String { value.isEmpty ? "<empty>" : "<redacted>" }
+    public var debugDescription: String { description }
+}
+
+/// The connector's configuration file (ARCHITECTURE.md, "Configuration").
+public struct ConnectorConfig: Sendable, Decodable {
+    public var kafka: KafkaSettings
+    public var ingress: IngressSettings
+    public var endpoints: [EndpointSettings]
+
+    public struct KafkaSettings: Sendable, Decodable {
+        /// `embedded` runs the in-process cluster; anything else is a bootstrap list.
+        public var brokers: String = "embedded"
+        public var partitions: Int = 6
+        public var replicationFactor: Int = 1
+        public var topicPrefix: String = ""
+        /// Passed to librdkafka as is (TLS/SASL: security.protocol, sasl.*). Values may be secrets.
+        public var properties: [String: String] = [:]
+
+        public var isEmbedded: Bool { brokers == "embedded" }
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case brokers, partitions, replicationFactor, topicPrefix, properties }
+
+        public init() {}
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            brokers = try c.decodeIfPresent(String.self, forKey: .brokers) ?? brokers
+            partitions = try c.decodeIfPresent(Int.self, forKey: .partitions) ?? partitions
+            replicationFactor = try c.decodeIfPresent(Int.self, forKey: .replicationFactor) ?? replicationFactor
+            topicPrefix = try c.decodeIfPresent(String.self, forKey: .topicPrefix) ?? topicPrefix
+            properties = try c.decodeIfPresent([String: ScalarString].self, forKey: .properties)?.mapValues(\.value) ?? [:]
+        }
+    }
+
+    public struct IngressSettings: Sendable, Decodable {
+        public var listen: String = "0.0.0.0:8080"
+        public var maxBodyBytes: Int = 1_048_576
+        public var signature: SignatureSettings = SignatureSettings()
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxBodyBytes, signature }
+
+        public init() {}
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? listen
+            maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
+            signature = try c.decodeIfPresent(SignatureSettings.self, forKey: .signature) ?? signature
+        }
+    }
+
+    public struct SignatureSettings: Sendable, Decodable {
+        public var required: Bool = true
+        public var jwkBaseURL: String = "https://api.8x8.com"
+        public var maxClockSkewSeconds: Int = 300
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case required, jwkBaseURL, maxClockSkewSeconds }
+
+        public init() {}
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            required = try c.decodeIfPresent(Bool.self, forKey: .required) ?? required
+            jwkBaseURL = try c.decodeIfPresent(String.self, forKey: .jwkBaseURL) ?? jwkBaseURL
+            maxClockSkewSeconds = try c.decodeIfPresent(Int.self, forKey: .maxClockSkewSeconds) ?? maxClockSkewSeconds
+        }
+    }
+
+    public struct EndpointSettings: Sendable, Decodable {
+        public var name: String
+        public var urlToken: String
+        public var flow: String
+        public var eightByEight: EightByEightSettings
+        public var dataProtection: DataProtectionSettings?
+        public var session: SessionSettings?
+        public var handover: HandoverSettings?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case name, urlToken, flow, eightByEight, dataProtection, session, handover
+        }
+    }
+
+    public struct EightByEightSettings: Sendable, Decodable {
+        public var baseURL: String
+        public var apiKey: Secret
+        public var tenant: String?
+        public var acceptConversationActiveEvent: Bool?
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case baseURL, apiKey, tenant, acceptConversationActiveEvent }
+    }
+
+    public struct DataProtectionSettings: Sendable, Decodable {
+        public var maskLogging: Bool?
+        public var maskAnalytics: Bool?
+        public var maskIPAddress: Bool?
+        public var collectAnalytics: Bool?
+    }
+
+    public struct SessionSettings: Sendable, Decodable {
+        public var ttlMinutes: Int?
+    }
+
+    public struct HandoverSettings: Sendable, Decodable {
+        public var queueId: String?
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case kafka, ingress, endpoints }
+
+    public init(kafka: KafkaSettings = KafkaSettings(), ingress: IngressSettings = IngressSettings(), endpoints: [EndpointSettings] = []) {
+        self.kafka = kafka
+        self.ingress = ingress
+        self.endpoints = endpoints
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kafka = try c.decodeIfPresent(KafkaSettings.self, forKey: .kafka) ?? KafkaSettings()
+        ingress = try c.decodeIfPresent(IngressSettings.self, forKey: .ingress) ?? IngressSettings()
+        endpoints = try c.decodeIfPresent([EndpointSettings].self, forKey: .endpoints) ?? []
+    }
+}
+
+/// A YAML scalar (string, number or boolean) read as the string librdkafka expects.
+struct ScalarString: Decodable {
+    let value: String
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let string = try? c.decode(String.self) { value = string }
+        else if let int = try? c.decode(Int.self) { value = String(int) }
+        else if let bool = try? c.decode(Bool.self) { value = bool ? "true" : "false" }
+        else if let double = try? c.decode(Double.self) { value = String(double) }
+        else { throw DecodingError.typeMismatch(String.self, .init(codingPath: c.codingPath, debugDescription: "expected a string, number or boolean")) }
+    }
+}

@@ -1,0 +1,267 @@
+import CRdKafka
+public import Logging
+
+/// A topic to create.
+public struct KafkaTopicSpecification: Sendable, Hashable {
+    public var name: String
+    public var partitions: Int32
+    public var replicationFactor: Int32
+    /// Topic configuration, e.g. `cleanup.policy: compact`.
+    public var config: [String: String]
+
+    public init(name: String, partitions: Int32, replicationFactor: Int32 = 1, config: [String: String] = [:]) {
+        self.name = name
+        self.partitions = partitions
+        self.replicationFactor = replicationFactor
+        self.config = config
+    }
+}
+
+public struct KafkaTopicMetadata: Sendable, Hashable {
+    public var name: String
+    public var partitions: [Int32]
+}
+
+/// What happened to one topic of a `createTopics` call.
+public enum KafkaTopicCreation: Sendable, Hashable {
+    case created
+    case alreadyExists
+    case failed(code: KafkaErrorCode, message: String)
+}
+
+/// Topic and consumer-group administration, and lag computed from committed offsets and
+/// watermarks. Blocking librdkafka calls run off the cooperative thread pool.
+public final class KafkaAdmin: Sendable {
+    private let handle: SendableHandle
+    private let context: RdKafkaHandleContext
+    public let requestTimeout: Duration
+
+    public init(
+        bootstrapServers: String, properties: [String: String] = [:], requestTimeout: Duration = .seconds(10),
+        logger: Logger
+    ) throws(KafkaError) {
+        var all = ["bootstrap.servers": bootstrapServers, "client.id": "connector-admin"]
+        all.merge(properties) { _, override in override }
+        let conf = try RdKafkaConfiguration.make(all)
+        let context = RdKafkaHandleContext(logger: logger)
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
+        installLogCallbacks(on: conf)
+        var errstr = [CChar](repeating: 0, count: 512)
+        guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw KafkaError(kind: .configuration, code: .invalidArgument, message: String(errorBuffer: errstr), isRetriable: false)
+        }
+        self.handle = SendableHandle(rk)
+        self.context = context
+        self.requestTimeout = requestTimeout
+    }
+
+    deinit { rd_kafka_destroy(handle.pointer) }
+
+    // MARK: Topics
+
+    /// Creates topics; an existing topic is reported as `.alreadyExists`, not as an error.
+    /// - Throws: `KafkaError` (kind `.admin` or `.timeout`) when the request as a whole failed,
+    ///   for example on a broker without CreateTopics (the embedded one, where librdkafka waits
+    ///   for a usable controller until the request timeout).
+    public func createTopics(_ topics: [KafkaTopicSpecification]) async throws -> [String: KafkaTopicCreation] {
+        let rk = handle
+        let timeout = requestTimeout.milliseconds
+        return try await blockingCall { () throws(KafkaError) -> [String: KafkaTopicCreation] in
+            var errstr = [CChar](repeating: 0, count: 512)
+            var newTopics: [OpaquePointer?] = []
+            defer { for t in newTopics { rd_kafka_NewTopic_destroy(t) } }
+            for topic in topics {
+                guard let newTopic = rd_kafka_NewTopic_new(topic.name, topic.partitions, topic.replicationFactor, &errstr, errstr.count) else {
+                    throw KafkaError(kind: .admin, code: .invalidArgument, message: String(errorBuffer: errstr), isRetriable: false)
+                }
+                newTopics.append(newTopic)
+                for (key, value) in topic.config.sorted(by: { $0.key < $1.key }) {
+                    let err = rd_kafka_NewTopic_set_config(newTopic, key, value)
+                    if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(kind: .admin, err, context: "\(topic.name) \(key)") }
+                }
+            }
+            let options = try Self.options(rk.pointer, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout: timeout)
+            defer { rd_kafka_AdminOptions_destroy(options) }
+            let queue = rd_kafka_queue_new(rk.pointer)
+            defer { rd_kafka_queue_destroy(queue) }
+            rd_kafka_CreateTopics(rk.pointer, &newTopics, newTopics.count, options, queue)
+            let event = try Self.waitForResult(queue, timeout: timeout)
+            defer { rd_kafka_event_destroy(event) }
+            guard let result = rd_kafka_event_CreateTopics_result(event) else {
+                throw KafkaError(kind: .admin, code: .fatal, message: "unexpected admin result", isRetriable: false)
+            }
+            var count = 0
+            guard let results = rd_kafka_CreateTopics_result_topics(result, &count) else { return [:] }
+            var outcome: [String: KafkaTopicCreation] = [:]
+            for i in 0..<count {
+                let topicResult = results[i]
+                let name = String(cString: rd_kafka_topic_result_name(topicResult))
+                let err = rd_kafka_topic_result_error(topicResult)
+                switch err {
+                case RD_KAFKA_RESP_ERR_NO_ERROR: outcome[name] = .created
+                case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS: outcome[name] = .alreadyExists
+                default:
+                    let message = rd_kafka_topic_result_error_string(topicResult).map { String(cString: $0) }
+                        ?? String(cString: rd_kafka_err2str(err))
+                    outcome[name] = .failed(code: KafkaErrorCode(err), message: message)
+                }
+            }
+            return outcome
+        }
+    }
+
+    /// Topics (without Kafka's internal `__` topics) and their partitions.
+    public func listTopics() async throws -> [KafkaTopicMetadata] {
+        let rk = handle
+        let timeout = requestTimeout.milliseconds
+        return try await blockingCall { () throws(KafkaError) -> [KafkaTopicMetadata] in
+            var metadata: UnsafePointer<rd_kafka_metadata>?
+            let err = rd_kafka_metadata(rk.pointer, 1, nil, &metadata, timeout)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+                throw KafkaError(kind: .admin, err, context: "metadata")
+            }
+            defer { rd_kafka_metadata_destroy(metadata) }
+            var topics: [KafkaTopicMetadata] = []
+            for i in 0..<Int(metadata.pointee.topic_cnt) {
+                let topic = metadata.pointee.topics[i]
+                let name = String(cString: topic.topic)
+                guard !name.hasPrefix("__"), topic.err == RD_KAFKA_RESP_ERR_NO_ERROR else { continue }
+                let partitions = (0..<Int(topic.partition_cnt)).map { topic.partitions[$0].id }.sorted()
+                topics.append(KafkaTopicMetadata(name: name, partitions: partitions))
+            }
+            return topics.sorted { $0.name < $1.name }
+        }
+    }
+
+    // MARK: Offsets
+
+    /// The low and high watermark (next offset to be written) of a partition.
+    public func watermarks(_ partition: TopicPartition) async throws -> (low: Int64, high: Int64) {
+        let rk = handle
+        let timeout = requestTimeout.milliseconds
+        return try await blockingCall { () throws(KafkaError) -> (low: Int64, high: Int64) in
+            var low: Int64 = 0
+            var high: Int64 = 0
+            let err = rd_kafka_query_watermark_offsets(rk.pointer, partition.topic, partition.partition, &low, &high, timeout)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError(kind: .admin, err, context: "watermarks of \(partition)")
+            }
+            return (low, high)
+        }
+    }
+
+    /// Committed offsets of a group for these partitions; partitions without a commit are absent.
+    public func committedOffsets(group: String, partitions: [TopicPartition]) async throws -> [TopicPartition: Int64] {
+        guard !partitions.isEmpty else { return [:] }
+        let rk = handle
+        let timeout = requestTimeout.milliseconds
+        return try await blockingCall { () throws(KafkaError) -> [TopicPartition: Int64] in
+            let list = TopicPartitionList(partitions)
+            var request: OpaquePointer? = rd_kafka_ListConsumerGroupOffsets_new(group, list.pointer)
+            defer { rd_kafka_ListConsumerGroupOffsets_destroy(request) }
+            let options = try Self.options(rk.pointer, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout: timeout)
+            defer { rd_kafka_AdminOptions_destroy(options) }
+            let queue = rd_kafka_queue_new(rk.pointer)
+            defer { rd_kafka_queue_destroy(queue) }
+            rd_kafka_ListConsumerGroupOffsets(rk.pointer, &request, 1, options, queue)
+            let event = try Self.waitForResult(queue, timeout: timeout)
+            defer { rd_kafka_event_destroy(event) }
+            guard let result = rd_kafka_event_ListConsumerGroupOffsets_result(event) else {
+                throw KafkaError(kind: .admin, code: .fatal, message: "unexpected admin result", isRetriable: false)
+            }
+            var count = 0
+            guard let groups = rd_kafka_ListConsumerGroupOffsets_result_groups(result, &count), count > 0 else { return [:] }
+            let groupResult = groups[0]
+            if let error = rd_kafka_group_result_error(groupResult) {
+                throw KafkaError(kind: .admin, code: KafkaErrorCode(rd_kafka_error_code(error)),
+                                 message: String(cString: rd_kafka_error_string(error)))
+            }
+            guard let committed = rd_kafka_group_result_partitions(groupResult) else { return [:] }
+            var offsets: [TopicPartition: Int64] = [:]
+            for entry in TopicPartitionList.entries(committed) where entry.offset >= 0 && entry.error == RD_KAFKA_RESP_ERR_NO_ERROR {
+                offsets[entry.partition] = entry.offset
+            }
+            return offsets
+        }
+    }
+
+    /// Consumer groups the cluster knows.
+    /// - Throws: `KafkaError` when the brokers do not support listing groups (the embedded one).
+    public func listConsumerGroups() async throws -> [String] {
+        let rk = handle
+        let timeout = requestTimeout.milliseconds
+        return try await blockingCall { () throws(KafkaError) -> [String] in
+            let options = try Self.options(rk.pointer, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS, timeout: timeout)
+            defer { rd_kafka_AdminOptions_destroy(options) }
+            let queue = rd_kafka_queue_new(rk.pointer)
+            defer { rd_kafka_queue_destroy(queue) }
+            rd_kafka_ListConsumerGroups(rk.pointer, options, queue)
+            let event = try Self.waitForResult(queue, timeout: timeout)
+            defer { rd_kafka_event_destroy(event) }
+            guard let result = rd_kafka_event_ListConsumerGroups_result(event) else {
+                throw KafkaError(kind: .admin, code: .fatal, message: "unexpected admin result", isRetriable: false)
+            }
+            var validCount = 0
+            var errorCount = 0
+            let valid = rd_kafka_ListConsumerGroups_result_valid(result, &validCount)
+            let errors = rd_kafka_ListConsumerGroups_result_errors(result, &errorCount)
+            if validCount == 0, errorCount > 0, let errors, let first = errors[0] {
+                throw KafkaError(kind: .admin, code: KafkaErrorCode(rd_kafka_error_code(first)),
+                                 message: String(cString: rd_kafka_error_string(first)), isRetriable: false)
+            }
+            guard let valid else { return [] }
+            return (0..<validCount).map { String(cString: rd_kafka_ConsumerGroupListing_group_id(valid[$0])) }.sorted()
+        }
+    }
+
+    /// Lag of `group`: for each partition of `topics` (every topic when `nil`), the high
+    /// watermark minus the committed offset. With `topics == nil` only partitions the group has
+    /// committed on are reported.
+    public func lag(group: String, topics: [String]? = nil) async throws -> ConsumerGroupLag {
+        let metadata = try await listTopics()
+        let selected = topics.map { names in metadata.filter { names.contains($0.name) } } ?? metadata
+        if let topics {
+            let missing = Set(topics).subtracting(selected.map(\.name))
+            if !missing.isEmpty {
+                throw KafkaError(kind: .admin, code: .unknownTopic, message: "unknown topics: \(missing.sorted().joined(separator: ", "))", isRetriable: false)
+            }
+        }
+        let partitions = selected.flatMap { topic in topic.partitions.map { TopicPartition(topic: topic.name, partition: $0) } }
+        let committed = try await committedOffsets(group: group, partitions: partitions)
+        var lags: [PartitionLag] = []
+        for partition in partitions {
+            let offset = committed[partition]
+            if topics == nil && offset == nil { continue }
+            let (low, high) = try await watermarks(partition)
+            lags.append(PartitionLag(topic: partition.topic, partition: partition.partition,
+                                     committedOffset: offset, lowWatermark: low, highWatermark: high))
+        }
+        return ConsumerGroupLag(group: group, partitions: lags)
+    }
+
+    // MARK: Plumbing
+
+    private static func options(_ rk: OpaquePointer, _ op: rd_kafka_admin_op_t, timeout: Int32) throws(KafkaError) -> OpaquePointer {
+        guard let options = rd_kafka_AdminOptions_new(rk, op) else {
+            throw KafkaError(kind: .admin, code: .invalidArgument, message: "admin options", isRetriable: false)
+        }
+        var errstr = [CChar](repeating: 0, count: 512)
+        _ = rd_kafka_AdminOptions_set_request_timeout(options, timeout, &errstr, errstr.count)
+        return options
+    }
+
+    /// Waits (on the calling Dispatch thread) for the result event of an admin request.
+    private static func waitForResult(_ queue: OpaquePointer?, timeout: Int32) throws(KafkaError) -> OpaquePointer {
+        guard let event = rd_kafka_queue_poll(queue, timeout + 1000) else {
+            throw KafkaError(kind: .timeout, code: .timedOut, message: "no admin result within \(timeout) ms")
+        }
+        let err = rd_kafka_event_error(event)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            let message = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? String(cString: rd_kafka_err2str(err))
+            rd_kafka_event_destroy(event)
+            throw KafkaError(kind: .admin, code: KafkaErrorCode(err), message: message)
+        }
+        return event
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import Synchronization
+
+/// A dedicated OS thread that repeatedly runs a polling step (which may block in librdkafka for
+/// up to its own timeout) until stopped. Keeps librdkafka's blocking polls off Swift's
+/// cooperative thread pool.
+final class PollingThread: Sendable {
+    private final class Flags: Sendable {
+        let stopRequested = Atomic<Bool>(false)
+        let finished = DispatchSemaphore(value: 0)
+    }
+
+    private let flags = Flags()
+
+    /// `step` is called until `stop()`; `onExit` runs once on the thread after the last step.
+    init(name: String, step: @escaping @Sendable () -> Void, onExit: @escaping @Sendable () -> Void = {}) {
+        let flags = self.flags
+        let thread = Thread {
+            while !flags.stopRequested.load(ordering: .acquiring) {
+                step()
+            }
+            onExit()
+            flags.finished.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    var isStopping: Bool { flags.stopRequested.load(ordering: .acquiring) }
+
+    func requestStop() { flags.stopRequested.store(true, ordering: .releasing) }
+
+    /// Requests a stop and waits (off the cooperative pool) until the thread has exited.
+    /// Returns false when it did not exit within `timeout`.
+    @discardableResult
+    func stop(timeout: Duration) async -> Bool {
+        requestStop()
+        let flags = self.flags
+        let millis = Int(timeout.milliseconds)
+        return await blockingCall { () -> Bool in
+            let ok = flags.finished.wait(timeout: .now() + .milliseconds(millis)) == .success
+            if ok { flags.finished.signal() }  // later waiters see it finished too
+            return ok
+        }
+    }
+}

@@ -1,0 +1,369 @@
+import CRdKafka
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// Callback state of a consumer handle. Everything but `assignment`, `buffer` and `requests`
+/// is touched only on the polling thread.
+final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
+    let buffer: ConsumerEventBuffer
+    let revokeTimeout: Duration
+    let assignment = Mutex<Set<TopicPartition>>([])
+    /// Work that must run on the polling thread between polls (pause, resume).
+    let requests = Mutex<[@Sendable (OpaquePointer) -> Void]>([])
+    let closing = Atomic<Bool>(false)
+    var pending: [KafkaConsumerEvent] = []
+    var topicNames: [OpaquePointer: String] = [:]
+
+    init(logger: Logger, buffer: ConsumerEventBuffer, revokeTimeout: Duration) {
+        self.buffer = buffer
+        self.revokeTimeout = revokeTimeout
+        super.init(logger: logger)
+    }
+
+    func flushPending() {
+        guard !pending.isEmpty else { return }
+        let batch = pending
+        pending.removeAll(keepingCapacity: true)
+        buffer.append(batch)
+    }
+
+    /// Converts and destroys a message returned by `rd_kafka_consumer_poll`.
+    func take(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>) {
+        defer { rd_kafka_message_destroy(pointer) }
+        let m = pointer.pointee
+        if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF { return }
+            let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+            logger.warning("consumer error", metadata: [
+                "kafka.error": "\(KafkaErrorCode(m.err).name)",
+                "kafka.topic": "\(topic)", "kafka.partition": "\(m.partition)",
+                "kafka.message": "\(String(cString: rd_kafka_err2str(m.err)))",
+            ])
+            return
+        }
+        let topic: String
+        if let rkt = m.rkt, let cached = topicNames[rkt] {
+            topic = cached
+        } else {
+            topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+            if let rkt = m.rkt { topicNames[rkt] = topic }
+        }
+        let value = m.payload.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
+        let key = m.key.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
+        var headers: [KafkaHeader] = []
+        var hdrs: OpaquePointer?
+        if rd_kafka_message_headers(pointer, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
+            var index = 0
+            var name: UnsafePointer<CChar>?
+            var valuePointer: UnsafeRawPointer?
+            var size = 0
+            while rd_kafka_header_get_all(hdrs, index, &name, &valuePointer, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                headers.append(KafkaHeader(
+                    key: name.map { String(cString: $0) } ?? "",
+                    value: valuePointer.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: size)) }))
+                index += 1
+            }
+        }
+        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let timestamp = rd_kafka_message_timestamp(pointer, &timestampType)
+        pending.append(.message(KafkaMessage(
+            topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, headers: headers,
+            timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp)))
+    }
+
+    func rebalance(_ rk: OpaquePointer, _ err: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        let partitions = TopicPartitionList.entries(list).map(\.partition)
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+        flushPending()
+        switch err {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            if cooperative {
+                if let error = rd_kafka_incremental_assign(rk, list) {
+                    logger.error("incremental assign failed: \(KafkaError(kind: .consumer, consuming: error))")
+                }
+            } else {
+                let err = rd_kafka_assign(rk, list)
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    logger.error("assign failed: \(KafkaError(kind: .consumer, err))")
+                }
+            }
+            assignment.withLock { $0.formUnion(partitions) }
+            logger.info("partitions assigned", metadata: ["kafka.partitions": "\(partitions.sorted())"])
+            buffer.append([.partitionsAssigned(partitions)])
+
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            let lost = rd_kafka_assignment_lost(rk) != 0
+            buffer.purge(Set(partitions))
+            if closing.load(ordering: .acquiring) {
+                buffer.append([.partitionsRevoked(partitions)])
+            } else if !buffer.appendRevokeAndWait(partitions, timeout: revokeTimeout) {
+                logger.warning("revoke not acknowledged in time; committing what was stored", metadata: [
+                    "kafka.partitions": "\(partitions.sorted())",
+                ])
+            }
+            if !lost {
+                // Commit what the caller finished so the next owner starts right after it.
+                let err = rd_kafka_commit(rk, nil, 0)
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                    logger.warning("commit on revoke failed", metadata: ["kafka.error": "\(KafkaErrorCode(err).name)"])
+                }
+            }
+            if cooperative {
+                if let error = rd_kafka_incremental_unassign(rk, list) {
+                    logger.error("incremental unassign failed: \(KafkaError(kind: .consumer, consuming: error))")
+                }
+            } else {
+                rd_kafka_assign(rk, nil)
+            }
+            assignment.withLock { $0.subtract(partitions) }
+            logger.info(lost ? "partitions lost" : "partitions revoked", metadata: ["kafka.partitions": "\(partitions.sorted())"])
+
+        default:
+            logger.error("rebalance error", metadata: ["kafka.error": "\(KafkaErrorCode(err).name)"])
+            rd_kafka_assign(rk, nil)
+            assignment.withLock { $0.removeAll() }
+        }
+    }
+
+    func runRequests(_ rk: OpaquePointer) {
+        let work = requests.withLock { requests -> [@Sendable (OpaquePointer) -> Void] in
+            defer { requests.removeAll() }
+            return requests
+        }
+        for item in work { item(rk) }
+    }
+}
+
+/// A Kafka consumer over librdkafka, run as a `Service`.
+///
+/// Iterate `events` (or `messages`, which skips rebalance events) from one task. Call
+/// `storeOffset` when a message is finished: only stored offsets are committed (periodically,
+/// on revoke and on close), so a message the caller did not finish is delivered again.
+public final class KafkaConsumer: Service, @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let context: ConsumerContext
+    private let pollingThread: PollingThread
+    private let closed = Atomic<Bool>(false)
+    private let closeTimeout: Duration
+    private let logger: Logger
+    public let groupID: String
+
+    public init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
+        let conf = try RdKafkaConfiguration.make(configuration.librdkafkaProperties)
+        let buffer = ConsumerEventBuffer(capacity: configuration.maxBufferedMessages)
+        let context = ConsumerContext(logger: logger, buffer: buffer, revokeTimeout: configuration.revokeTimeout)
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
+        installLogCallbacks(on: conf)
+        if case .topics = configuration.subscription {
+            rd_kafka_conf_set_rebalance_cb(conf) { rk, err, list, opaque in
+                guard let rk, let list, let opaque else { return }
+                Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue().rebalance(rk, err, list)
+            }
+        }
+        var errstr = [CChar](repeating: 0, count: 512)
+        guard let handle = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errstr, errstr.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw KafkaError(kind: .configuration, code: .invalidArgument, message: String(errorBuffer: errstr), isRetriable: false)
+        }
+        rd_kafka_poll_set_consumer(handle)
+
+        switch configuration.subscription {
+        case .topics(let topics):
+            let list = TopicPartitionList(topics.map { TopicPartition(topic: $0, partition: -1) })
+            let err = rd_kafka_subscribe(handle, list.pointer)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                rd_kafka_destroy(handle)
+                throw KafkaError(kind: .consumer, err, context: "subscribe to \(topics)")
+            }
+        case .partitions(let partitions):
+            let list = TopicPartitionList(partitions.mapValues { $0 ?? Int64(RD_KAFKA_OFFSET_STORED) })
+            let err = rd_kafka_assign(handle, list.pointer)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                rd_kafka_destroy(handle)
+                throw KafkaError(kind: .consumer, err, context: "assign \(partitions.keys.sorted())")
+            }
+            context.assignment.withLock { $0 = Set(partitions.keys) }
+            buffer.append([.partitionsAssigned(partitions.keys.sorted())])
+        }
+
+        self.handle = handle
+        self.context = context
+        self.logger = logger
+        self.groupID = configuration.groupID
+        self.closeTimeout = configuration.closeTimeout
+        let pollHandle = SendableHandle(handle)
+        self.pollingThread = PollingThread(name: "kafka-consumer-poll", step: {
+            let rk = pollHandle.pointer
+            context.runRequests(rk)
+            guard let first = rd_kafka_consumer_poll(rk, 100) else {
+                context.flushPending()
+                return
+            }
+            context.take(first)
+            // Drain what is already fetched without waiting, then hand it over in one batch.
+            while context.pending.count < 512, let next = rd_kafka_consumer_poll(rk, 0) {
+                context.take(next)
+            }
+            context.flushPending()
+        }, onExit: {
+            // Close on the thread that polled: it serves the final revoke and leaves the group.
+            context.closing.store(true, ordering: .releasing)
+            context.runRequests(pollHandle.pointer)
+            let err = rd_kafka_consumer_close(pollHandle.pointer)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                context.logger.warning("consumer close", metadata: ["kafka.error": "\(KafkaErrorCode(err).name)"])
+            }
+            context.flushPending()
+            context.buffer.finish()
+        })
+    }
+
+    deinit {
+        if !closed.load(ordering: .acquiring) {
+            pollingThread.requestStop()
+            context.buffer.finish()
+            // The handle is leaked on purpose: destroying it while the polling thread may still
+            // be closing would be a use-after-free. `shutdown()` is the orderly path.
+            return
+        }
+        rd_kafka_destroy(handle)
+    }
+
+    /// Every message and rebalance event, in order. Iterate from a single task.
+    public var events: KafkaConsumerEvents { KafkaConsumerEvents(buffer: context.buffer) }
+
+    /// Only the messages, skipping rebalance events.
+    public var messages: KafkaConsumerMessages { KafkaConsumerMessages(buffer: context.buffer) }
+
+    /// The partitions currently assigned to this consumer.
+    public var assignment: Set<TopicPartition> { context.assignment.withLock { $0 } }
+
+    /// Marks `message` finished: its offset + 1 is committed with the next commit.
+    /// - Throws: `KafkaError` with code `_STATE` when the partition is no longer assigned.
+    public func storeOffset(_ message: KafkaMessage) throws {
+        try storeOffsets([message.topicPartition: message.offset + 1])
+    }
+
+    /// Stores the next offsets to read for these partitions.
+    public func storeOffsets(_ offsets: [TopicPartition: Int64]) throws {
+        let list = TopicPartitionList(offsets)
+        let err = rd_kafka_offsets_store(handle, list.pointer)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            let failed = list.entries.first { $0.error != RD_KAFKA_RESP_ERR_NO_ERROR }
+            throw KafkaError(kind: .consumer, failed?.error ?? err, context: "store offset \(failed.map { "\($0.partition)" } ?? "")")
+        }
+    }
+
+    /// Commits the stored offsets now and waits for the broker's answer.
+    public func commit() async throws {
+        let handle = SendableHandle(handle)
+        try await blockingCall { () throws(KafkaError) in
+            let err = rd_kafka_commit(handle.pointer, nil, 0)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                throw KafkaError(kind: .consumer, err, context: "commit")
+            }
+        }
+    }
+
+    /// Stops fetching these partitions. Messages of them that were buffered but not yet handed
+    /// out are dropped and fetched again after `resume`, so nothing is skipped.
+    public func pause(_ partitions: [TopicPartition]) async throws {
+        try await onPollingThread { [context] rk in
+            let list = TopicPartitionList(partitions)
+            let err = rd_kafka_pause_partitions(rk, list.pointer)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(kind: .consumer, err, context: "pause") }
+            let rewind = context.buffer.purge(Set(partitions))
+            if !rewind.isEmpty {
+                let seekList = TopicPartitionList(rewind)
+                if let error = rd_kafka_seek_partitions(rk, seekList.pointer, 5000) {
+                    throw KafkaError(kind: .consumer, consuming: error)
+                }
+            }
+        }
+    }
+
+    /// Resumes fetching paused partitions.
+    public func resume(_ partitions: [TopicPartition]) async throws {
+        try await onPollingThread { rk in
+            let list = TopicPartitionList(partitions)
+            let err = rd_kafka_resume_partitions(rk, list.pointer)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(kind: .consumer, err, context: "resume") }
+        }
+    }
+
+    private func onPollingThread(_ body: @escaping @Sendable (OpaquePointer) throws -> Void) async throws {
+        if pollingThread.isStopping {
+            throw KafkaError(kind: .state, code: .destroyed, message: "the consumer is closed", isRetriable: false)
+        }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            context.requests.withLock {
+                $0.append { rk in
+                    do {
+                        try body(rk)
+                        continuation.resume()
+                    } catch {
+                        continuation.resume(throwing: error)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The group metadata a transactional producer needs for `sendOffsetsToTransaction`.
+    func groupMetadata() throws -> SendableHandle {
+        guard let metadata = rd_kafka_consumer_group_metadata(handle) else {
+            throw KafkaError(kind: .transaction, code: .state, message: "consumer has no group metadata", isRetriable: false)
+        }
+        return SendableHandle(metadata)
+    }
+
+    /// Runs until graceful shutdown (or cancellation), then closes: commits stored offsets and
+    /// leaves the group so its partitions move at once.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Commits stored offsets, leaves the group and ends `events`. Safe to call more than once.
+    public func shutdown() async {
+        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        // Requests queued after the last poll never run; fail them rather than leave them waiting.
+        if !(await pollingThread.stop(timeout: closeTimeout)) {
+            logger.error("consumer close did not finish in time; abandoning the handle", metadata: ["kafka.group": "\(groupID)"])
+            closed.store(false, ordering: .releasing)  // deinit must not destroy a handle still in use
+        }
+        context.buffer.finish()
+    }
+}
+
+/// The events of a `KafkaConsumer`.
+public struct KafkaConsumerEvents: AsyncSequence, Sendable {
+    public typealias Element = KafkaConsumerEvent
+    let buffer: ConsumerEventBuffer
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let buffer: ConsumerEventBuffer
+        public mutating func next() async -> KafkaConsumerEvent? { await buffer.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: buffer) }
+}
+
+/// The messages of a `KafkaConsumer`, without rebalance events.
+public struct KafkaConsumerMessages: AsyncSequence, Sendable {
+    public typealias Element = KafkaMessage
+    let buffer: ConsumerEventBuffer
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let buffer: ConsumerEventBuffer
+        public mutating func next() async -> KafkaMessage? {
+            while let event = await buffer.next() {
+                if case .message(let message) = event { return message }
+            }
+            return nil
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: buffer) }
+}

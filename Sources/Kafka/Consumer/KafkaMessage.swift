@@ -1,0 +1,40 @@
+/// A consumed record.
+public struct KafkaMessage: Sendable, Hashable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var key: [UInt8]?
+    public var value: [UInt8]
+    public var headers: [KafkaHeader]
+    /// Milliseconds since the epoch (create or log-append time), when the broker provided one.
+    public var timestamp: Int64?
+
+    public init(
+        topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8],
+        headers: [KafkaHeader] = [], timestamp: Int64? = nil
+    ) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp = timestamp
+    }
+
+    public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }
+    public var keyString: String? { key.map { String(decoding: $0, as: UTF8.self) } }
+    public var valueString: String { String(decoding: value, as: UTF8.self) }
+}
+
+/// What a consumer hands its caller, in order: partitions assigned before any of their messages,
+/// partitions revoked after the last of their messages.
+public enum KafkaConsumerEvent: Sendable, Hashable {
+    case message(KafkaMessage)
+    /// These partitions now belong to this consumer; their messages follow.
+    case partitionsAssigned([TopicPartition])
+    /// These partitions were taken away. When the caller receives this event it has finished
+    /// every earlier message (it asked for the next event); the consumer then commits the
+    /// stored offsets and lets the group move the partitions.
+    case partitionsRevoked([TopicPartition])
+}

@@ -1,0 +1,41 @@
+/// Producer settings. Typed fields cover what the connector relies on; anything else goes through
+/// `properties`, which is passed to librdkafka as is (TLS and SASL settings, for example).
+public struct KafkaProducerConfiguration: Sendable {
+    public var bootstrapServers: String
+    public var clientID: String = "connector"
+    /// Idempotent production: retries never duplicate or reorder messages within a partition.
+    public var idempotence: Bool = true
+    /// `all` waits for every in-sync replica; required with idempotence.
+    public var acks: String = "all"
+    /// How long librdkafka waits to batch messages. Latency matters more than batch size here.
+    public var lingerMilliseconds: Int = 2
+    /// How long a message may take to be acknowledged, retries included, before it fails.
+    public var messageTimeoutMilliseconds: Int = 30_000
+    /// Java-compatible key hashing, so services written in other languages co-partition with us.
+    public var partitioner: String = "murmur2_random"
+    /// Enables the transactional API (`initTransactions`, `beginTransaction`, ...).
+    public var transactionalID: String?
+    /// How long a graceful shutdown waits for queued messages to be delivered.
+    public var flushTimeout: Duration = .seconds(30)
+    /// Passed to librdkafka as is; these win over the typed fields.
+    public var properties: [String: String] = [:]
+
+    public init(bootstrapServers: String) {
+        self.bootstrapServers = bootstrapServers
+    }
+
+    var librdkafkaProperties: [String: String] {
+        var result: [String: String] = [
+            "bootstrap.servers": bootstrapServers,
+            "client.id": clientID,
+            "enable.idempotence": idempotence ? "true" : "false",
+            "acks": acks,
+            "linger.ms": String(lingerMilliseconds),
+            "message.timeout.ms": String(messageTimeoutMilliseconds),
+            "partitioner": partitioner,
+        ]
+        if let transactionalID { result["transactional.id"] = transactionalID }
+        result.merge(properties) { _, override in override }
+        return result
+    }
+}

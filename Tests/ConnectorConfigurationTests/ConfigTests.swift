@@ -1,0 +1,78 @@
+import ChatEvents
+import ConnectorConfiguration
+import Testing
+
+@Suite struct ConfigTests {
+    let full = """
+    kafka:
+      brokers: embedded
+      partitions: 6
+      properties:
+        linger.ms: 5
+        enable.ssl.certificate.verification: false
+    ingress:
+      listen: 0.0.0.0:8080
+      maxBodyBytes: 1048576
+      signature:
+        required: true
+        jwkBaseURL: https://api.8x8.com
+        maxClockSkewSeconds: 300
+    endpoints:
+      - name: support
+        urlToken: 3f0c2b7e9d1a4c55
+        flow: flows/demo.yaml
+        eightByEight:
+          baseURL: https://api.8x8.com
+          apiKey: ${EIGHTBYEIGHT_API_KEY}
+          tenant: acme
+          acceptConversationActiveEvent: false
+        dataProtection:
+          maskLogging: true
+        session:
+          ttlMinutes: 30
+        handover:
+          queueId: "101"
+    """
+
+    @Test func readsTheArchitectureExampleWithEnvironmentInterpolation() throws {
+        let config = try ConnectorConfig.parse(full, environment: ["EIGHTBYEIGHT_API_KEY": "k-123"])
+        #expect(config.kafka.isEmbedded)
+        #expect(config.kafka.properties == ["linger.ms": "5", "enable.ssl.certificate.verification": "false"])
+        #expect(config.endpoints.first?.eightByEight.apiKey.value == "k-123")
+        #expect("\(config.endpoints[0].eightByEight.apiKey)" == "<redacted>", "secrets print redacted")
+        #expect(config.topicName(.inbound) == "eightbyeight.inbound.v1")
+    }
+
+    @Test func missingEnvironmentVariableIsNamedNotGuessed() {
+        #expect {
+            _ = try ConnectorConfig.parse(full, source: "c.yaml", environment: [:])
+        } throws: { "\($0)" == "c.yaml: environment variable EIGHTBYEIGHT_API_KEY is not set" }
+    }
+
+    @Test func defaultValueAfterColonDash() throws {
+        let config = try ConnectorConfig.parse("kafka:\n  brokers: ${BROKERS:-localhost:9092}\n")
+        #expect(config.kafka.brokers == "localhost:9092")
+        #expect(config.topicName(.sessions) == "bot.sessions.v1")
+    }
+
+    @Test(arguments: [
+        ("kafka:\n  partitons: 3\n", "c.yaml: unknown key 'kafka.partitons'"),
+        ("kafka:\n  partitions: 0\n", "c.yaml: kafka.partitions must be at least 1"),
+        ("kafka:\n  partitions: many\n", "c.yaml: kafka.partitions must be a whole number"),
+        ("endpoints:\n  - name: a\n    flow: f\n    urlToken: 12345678\n", "c.yaml: endpoints[0].eightByEight is required"),
+        ("endpoints:\n  - name: a\n    urlToken: short\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: k}\n",
+         "c.yaml: endpoint 'a': urlToken must have at least 8 characters (it is the webhook's secret path)"),
+        ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: ''}\n",
+         "c.yaml: endpoint 'a': eightByEight.apiKey is empty"),
+    ])
+    func badConfigurationGetsOneClearLine(yaml: String, message: String) {
+        #expect {
+            _ = try ConnectorConfig.parse(yaml, source: "c.yaml")
+        } throws: { "\($0)" == message }
+    }
+
+    @Test func topicPrefixAppliesToEveryTopic() throws {
+        let config = try ConnectorConfig.parse("kafka:\n  topicPrefix: staging.\n")
+        #expect(ConnectorTopic.allCases.map { config.topicName($0) }.allSatisfy { $0.hasPrefix("staging.") })
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+import Kafka
+import Logging
+import ServiceLifecycle
+import Testing
+
+@Suite("Faults, admin and lifecycle on the embedded cluster", .serialized)
+struct FaultAndAdminTests {
+    @Test func brokerDownAndBackLosesAndDuplicatesNothing() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("outage", partitions: 1)
+        let producer = try makeProducer(cluster)
+        let total = 200
+        let reports = Task {
+            var collected: [KafkaDeliveryReport] = []
+            for await report in producer.deliveryReports {
+                collected.append(report)
+                if collected.count == total { break }
+            }
+            return collected
+        }
+        for i in 0..<100 { try await producer.sendDetached(KafkaProducerMessage(topic: "outage", value: "\(i)")) }
+        try cluster.setBrokerDown(1)
+        for i in 100..<total { try await producer.sendDetached(KafkaProducerMessage(topic: "outage", value: "\(i)")) }
+        try await Task.sleep(for: .seconds(3))
+        try cluster.setBrokerUp(1)
+
+        let delivered = try await within(60, "delivery reports") { await reports.value }
+        #expect(delivered.count == total)
+        #expect(delivered.allSatisfy { $0.error == nil }, "\(delivered.compactMap(\.error).first.map { "\($0)" } ?? "")")
+
+        let consumer = try makeConsumer(cluster, group: "outage", allPartitions("outage", 1))
+        let messages = try await take(total, from: consumer)
+        #expect(messages.map(\.valueString) == (0..<total).map(String.init), "all, once, in order")
+        let (_, high) = try await KafkaAdmin(bootstrapServers: cluster.bootstrapServers, logger: testLogger)
+            .watermarks(TopicPartition(topic: "outage", partition: 0))
+        #expect(high == Int64(total), "no duplicate was written")
+        await consumer.shutdown()
+        await producer.shutdown()
+    }
+
+    @Test func injectedProduceErrorSurfacesAsTypedRetriableError() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("faulty", partitions: 1)
+        let producer = try makeProducer(cluster) {
+            $0.idempotence = false
+            $0.acks = "1"
+            $0.properties["retries"] = "0"
+        }
+        // Warm up the connection so the injected error hits our produce request.
+        try await producer.send(KafkaProducerMessage(topic: "faulty", value: "warm-up"))
+        cluster.pushRequestErrors(.produce, [.notEnoughReplicas])
+        await #expect {
+            try await producer.send(KafkaProducerMessage(topic: "faulty", value: "rejected"))
+        } throws: { error in
+            guard let error = error as? KafkaError else { return false }
+            return error.kind == .delivery && error.code == .notEnoughReplicas && error.isRetriable
+        }
+        await producer.shutdown()
+    }
+
+    @Test func idempotentProducerRetriesInjectedErrorsWithoutDuplicates() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("retried", partitions: 1)
+        let producer = try makeProducer(cluster)
+        try await producer.send(KafkaProducerMessage(topic: "retried", value: "warm-up"))
+        cluster.pushRequestErrors(.produce, [.notEnoughReplicas, .notEnoughReplicas, .requestTimedOut])
+        let delivery = try await producer.send(KafkaProducerMessage(topic: "retried", value: "once"))
+        #expect(delivery.offset == 1)
+        let (_, high) = try await KafkaAdmin(bootstrapServers: cluster.bootstrapServers, logger: testLogger)
+            .watermarks(TopicPartition(topic: "retried", partition: 0))
+        #expect(high == 2)
+        await producer.shutdown()
+    }
+
+    @Test func lagIsProducedMinusCommitted() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("lagging", partitions: 3)
+        let producer = try makeProducer(cluster)
+        let produced: [Int32: Int] = [0: 10, 1: 7, 2: 4]
+        for (partition, count) in produced {
+            try await producer.sendBatch((0..<count).map { KafkaProducerMessage(topic: "lagging", partition: partition, value: "\($0)") })
+        }
+        let consumer = try makeConsumer(cluster, group: "lag-group", allPartitions("lagging", 3))
+        // Finish 6 messages of partition 0 and 2 of partition 1; nothing of partition 2.
+        var finished: [Int32: Int] = [:]
+        _ = try await within(60, "messages") {
+            var seen = 0
+            for await message in consumer.messages {
+                seen += 1
+                if (message.partition == 0 && message.offset < 6) || (message.partition == 1 && message.offset < 2) {
+                    try consumer.storeOffset(message)
+                }
+                if seen == 21 { break }
+            }
+        }
+        finished = [0: 6, 1: 2]
+        try await consumer.commit()
+
+        let admin = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, logger: testLogger)
+        let lag = try await admin.lag(group: "lag-group", topics: ["lagging"])
+        for partition in lag.partitions {
+            let expected = Int64(produced[partition.partition]! - finished[partition.partition, default: 0])
+            #expect(partition.lag == expected, "partition \(partition.partition)")
+        }
+        #expect(lag.sumLag == Int64(21 - 8))
+        #expect(lag.maxLag == 5)
+        let committedOnly = try await admin.lag(group: "lag-group")
+        #expect(committedOnly.partitions.map(\.partition) == [0, 1])
+        #expect(committedOnly.partitions.map(\.committedOffset) == [6, 2])
+        await consumer.shutdown()
+        await producer.shutdown()
+    }
+
+    @Test func gracefulShutdownFlushesEverythingQueued() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("flushed", partitions: 2)
+        // A long linger keeps messages queued locally until the shutdown flushes them.
+        let producer = try makeProducer(cluster) { $0.lingerMilliseconds = 5_000 }
+        let group = ServiceGroup(services: [producer], logger: testLogger)
+        let running = Task { try await group.run() }
+        for i in 0..<500 { try await producer.sendDetached(KafkaProducerMessage(topic: "flushed", key: "k\(i % 7)", value: "\(i)")) }
+        #expect(producer.outstandingMessages > 0)
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(producer.outstandingMessages == 0)
+
+        var reports = 0
+        for await report in producer.deliveryReports where report.error == nil { reports += 1 }
+        #expect(reports == 500)
+        let consumer = try makeConsumer(cluster, group: "flush", allPartitions("flushed", 2))
+        let messages = try await take(500, from: consumer)
+        #expect(Set(messages.map(\.valueString)) == Set((0..<500).map(String.init)))
+        await consumer.shutdown()
+    }
+
+    @Test func unknownOrInvalidPropertyFailsAtStartupWithLibrdkafkasMessage() throws {
+        let cluster = try EmbeddedKafkaCluster()
+        #expect {
+            _ = try makeProducer(cluster) { $0.properties["no.such.property"] = "1" }
+        } throws: { error in
+            guard let error = error as? KafkaError else { return false }
+            return error.kind == .configuration && error.message.contains("No such configuration property")
+        }
+        #expect {
+            _ = try makeConsumer(cluster, group: "g", .topics(["t"])) { $0.properties["session.timeout.ms"] = "soon" }
+        } throws: { error in
+            guard let error = error as? KafkaError else { return false }
+            return error.kind == .configuration && error.message.contains("session.timeout.ms")
+        }
+    }
+
+    @Test func createTopicsFailsCleanlyOnTheEmbeddedBrokerAndListingWorks() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        let admin = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, requestTimeout: .seconds(2), logger: testLogger)
+        await #expect(throws: KafkaError.self) {
+            _ = try await admin.createTopics([KafkaTopicSpecification(name: "x", partitions: 1)])
+        }
+        try cluster.createTopic("listed", partitions: 5)
+        let topics = try await admin.listTopics()
+        #expect(topics.first { $0.name == "listed" }?.partitions == [0, 1, 2, 3, 4])
+    }
+
+    @Test func transactionsHideAbortedMessagesFromReadCommittedConsumers() async throws {
+        let cluster = try EmbeddedKafkaCluster(brokers: 3)
+        try cluster.createTopic("txn", partitions: 1, replicationFactor: 3)
+        let producer = try makeProducer(cluster) { $0.transactionalID = "tx-test" }
+        try await producer.initTransactions()
+        try producer.beginTransaction()
+        for value in ["c1", "c2", "c3"] { try await producer.sendDetached(KafkaProducerMessage(topic: "txn", value: value)) }
+        try await producer.commitTransaction()
+        try producer.beginTransaction()
+        for value in ["a1", "a2"] { try await producer.sendDetached(KafkaProducerMessage(topic: "txn", value: value)) }
+        try await producer.abortTransaction()
+        try producer.beginTransaction()
+        try await producer.sendDetached(KafkaProducerMessage(topic: "txn", value: "end"))
+        try await producer.commitTransaction()
+
+        let consumer = try makeConsumer(cluster, group: "txn-reader", allPartitions("txn", 1))
+        let messages = try await take(4, from: consumer)
+        #expect(messages.map(\.valueString) == ["c1", "c2", "c3", "end"])
+        await consumer.shutdown()
+        await producer.shutdown()
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import Kafka
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+@Suite("Kafka layer on the embedded cluster", .serialized)
+struct ProducerConsumerTests {
+    @Test func roundTripKeepsKeyValueAndHeaders() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("round-trip", partitions: 3)
+        let producer = try makeProducer(cluster)
+        let headers = [KafkaHeader(key: "x-8x8-event-id", string: "evt-1"), KafkaHeader(key: "empty", value: nil)]
+        let value = Array(#"{"text":"hello"}"#.utf8)
+        let delivery = try await producer.send(KafkaProducerMessage(topic: "round-trip", key: "conv-42", value: value, headers: headers))
+
+        let consumer = try makeConsumer(cluster, group: "rt", allPartitions("round-trip", 3))
+        let messages = try await take(1, from: consumer)
+        let message = try #require(messages.first)
+        #expect(message.keyString == "conv-42")
+        #expect(message.value == value)
+        #expect(message.headers == headers)
+        #expect(message.topicPartition == delivery.topicPartition)
+        #expect(message.offset == delivery.offset)
+        #expect(message.timestamp != nil)
+        await consumer.shutdown()
+        await producer.shutdown()
+    }
+
+    @Test func sameKeyStaysOrderedInOnePartition() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("ordered", partitions: 6)
+        let producer = try makeProducer(cluster)
+        let keys = (0..<12).map { "conversation-\($0)" }
+        let perKey = 25
+        var batch: [KafkaProducerMessage<String, String>] = []
+        for sequence in 0..<perKey {
+            for key in keys { batch.append(KafkaProducerMessage(topic: "ordered", key: key, value: "\(key)|\(sequence)")) }
+        }
+        try await producer.sendBatch(batch)
+
+        let consumer = try makeConsumer(cluster, group: "ordered", allPartitions("ordered", 6))
+        let messages = try await take(keys.count * perKey, from: consumer)
+        var sequences: [String: [Int]] = [:]
+        var partitions: [String: Set<Int32>] = [:]
+        for message in messages {
+            let parts = message.valueString.split(separator: "|")
+            #expect(String(parts[0]) == message.keyString)
+            sequences[String(parts[0]), default: []].append(Int(parts[1])!)
+            partitions[String(parts[0]), default: []].insert(message.partition)
+        }
+        for key in keys {
+            #expect(sequences[key] == Array(0..<perKey), "order of \(key)")
+            #expect(partitions[key]?.count == 1, "\(key) in one partition")
+        }
+        #expect(Set(partitions.values.flatMap { $0 }).count > 1, "keys spread over partitions")
+        await consumer.shutdown()
+        await producer.shutdown()
+    }
+
+    @Test func consumerThatDidNotStoreGetsTheMessagesAgain() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("redeliver", partitions: 1)
+        let producer = try makeProducer(cluster)
+        try await producer.sendBatch((0..<10).map { KafkaProducerMessage(topic: "redeliver", value: "m\($0)") })
+
+        let first = try makeConsumer(cluster, group: "alo", .topics(["redeliver"]))
+        try await within(60, "first five") {
+            var seen = 0
+            for await message in first.messages {
+                seen += 1
+                // Only the first five are finished; the rest are read but never stored.
+                if message.offset < 5 { try first.storeOffset(message) }
+                if seen == 10 { break }
+            }
+        }
+        await first.shutdown()  // stops without having finished messages 5...9
+
+        let second = try makeConsumer(cluster, group: "alo", .topics(["redeliver"]))
+        let again = try await take(5, from: second)
+        #expect(again.map(\.offset) == [5, 6, 7, 8, 9])
+        #expect(again.map(\.valueString) == ["m5", "m6", "m7", "m8", "m9"])
+        await second.shutdown()
+        await producer.shutdown()
+    }
+
+    @Test func twoConsumersSplitPartitionsAndTakeOverWithoutLossOrRedelivery() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("shared", partitions: 4)
+        let producer = try makeProducer(cluster)
+        let ledger = Ledger()
+
+        func produce(_ range: Range<Int>) async throws {
+            try await producer.sendBatch(range.map { KafkaProducerMessage(topic: "shared", key: "k\($0)", value: "v\($0)") })
+        }
+        func start(_ name: String) throws -> (KafkaConsumer, Task<Void, Never>) {
+            let consumer = try makeConsumer(cluster, group: "pair", .topics(["shared"]))
+            let task = Task {
+                for await event in consumer.events {
+                    switch event {
+                    case .message(let message):
+                        ledger.record(message.valueString, by: name)
+                        try? consumer.storeOffset(message)
+                    case .partitionsAssigned(let partitions):
+                        ledger.assigned(partitions, to: name)
+                    case .partitionsRevoked(let partitions):
+                        ledger.revoked(partitions, from: name)
+                    }
+                }
+            }
+            return (consumer, task)
+        }
+
+        let (a, aTask) = try start("a")
+        try await produce(0..<40)
+        try await ledger.waitUntil("40 distinct messages") { $0.counts.count >= 40 }
+
+        let (b, bTask) = try start("b")
+        try await ledger.waitUntil("both own partitions") { $0.owned["a"]?.isEmpty == false && $0.owned["b"]?.isEmpty == false }
+        let split = ledger.snapshot.owned
+        #expect(split["a"]!.isDisjoint(with: split["b"]!))
+        #expect(split["a"]!.union(split["b"]!).count == 4)
+        try await produce(40..<80)
+        try await ledger.waitUntil("80 distinct messages") { $0.counts.count >= 80 }
+        #expect(ledger.snapshot.seenBy["b", default: 0] > 0, "b took part")
+
+        await b.shutdown()
+        _ = await bTask.value
+        try await ledger.waitUntil("a owns everything") { $0.owned["a"]?.count == 4 }
+        try await produce(80..<120)
+        try await ledger.waitUntil("120 distinct messages") { $0.counts.count >= 120 }
+
+        let counts = ledger.snapshot.counts
+        #expect(counts.count == 120, "every message delivered")
+        #expect(counts.values.allSatisfy { $0 == 1 }, "none delivered twice: \(counts.filter { $0.value > 1 })")
+        await a.shutdown()
+        _ = await aTask.value
+        await producer.shutdown()
+    }
+
+    @Test func pausedPartitionDeliversNothingUntilResumed() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("paused", partitions: 2)
+        let producer = try makeProducer(cluster)
+        let consumer = try makeConsumer(cluster, group: "pause", allPartitions("paused", 2))
+        let p0 = TopicPartition(topic: "paused", partition: 0)
+        try await consumer.pause([p0])
+        try await producer.send(KafkaProducerMessage(topic: "paused", partition: 0, value: "held"))
+        try await producer.send(KafkaProducerMessage(topic: "paused", partition: 1, value: "flowing"))
+        let first = try await take(1, from: consumer)
+        #expect(first.map(\.valueString) == ["flowing"])
+        try await consumer.resume([p0])
+        let second = try await take(1, from: consumer)
+        #expect(second.map(\.valueString) == ["held"])
+        await consumer.shutdown()
+        await producer.shutdown()
+    }
+}
+
+/// What consumers saw, shared between their tasks.
+final class Ledger: Sendable {
+    struct State {
+        var counts: [String: Int] = [:]
+        var seenBy: [String: Int] = [:]
+        var owned: [String: Set<TopicPartition>] = [:]
+        var total: Int { counts.values.reduce(0, +) }
+    }
+
+    private let state = Mutex(State())
+
+    var snapshot: State { state.withLock { $0 } }
+
+    func record(_ value: String, by consumer: String) {
+        state.withLock {
+            $0.counts[value, default: 0] += 1
+            $0.seenBy[consumer, default: 0] += 1
+        }
+    }
+
+    func assigned(_ partitions: [TopicPartition], to consumer: String) {
+        state.withLock { $0.owned[consumer, default: []].formUnion(partitions) }
+    }
+
+    func revoked(_ partitions: [TopicPartition], from consumer: String) {
+        state.withLock { $0.owned[consumer, default: []].subtract(partitions) }
+    }
+
+    func waitUntil(_ what: String, _ condition: @escaping @Sendable (State) -> Bool) async throws {
+        try await within(90, what) {
+            while !condition(self.snapshot) { try await Task.sleep(for: .milliseconds(20)) }
+        }
+    }
+}

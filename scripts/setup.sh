@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the connector needs beyond the Swift toolchain: librdkafka-dev (Debian's 2.0.2),
+# found through pkg-config. Safe to run again; does nothing when it is already there.
+set -euo pipefail
+
+if pkg-config --exists rdkafka 2>/dev/null; then
+    exit 0
+fi
+echo "setup: librdkafka-dev is missing; installing it with apt-get" >&2
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq librdkafka-dev pkg-config >/dev/null
+pkg-config --exists rdkafka || { echo "setup: librdkafka-dev installed but pkg-config cannot find rdkafka" >&2; exit 1; }
