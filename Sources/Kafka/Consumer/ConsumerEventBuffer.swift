@@ -2,24 +2,24 @@ import Foundation
 
 /// The hand-over between the consumer's polling thread and its async caller.
 ///
-/// The polling thread appends; when `capacity` messages are waiting it blocks (backpressure
-/// reaches librdkafka, which stops fetching once its own queue is full). The caller takes events
-/// one by one; taking a `partitionsRevoked` event acknowledges that every earlier event was
-/// handled, which the polling thread waits for before it commits and gives the partitions up.
+/// The polling thread appends batches; when `capacity` events are waiting it blocks
+/// (backpressure reaches librdkafka, which stops fetching once its own queue is full). The
+/// caller takes everything buffered at once and works through it locally, so the lock is taken
+/// once per batch, not once per message. When the caller reaches a `partitionsRevoked` event it
+/// has handled every earlier event; it acknowledges, and the polling thread, which waits for
+/// that, then commits and gives the partitions up.
 final class ConsumerEventBuffer: @unchecked Sendable {
     private let condition = NSCondition()
     private var events: [KafkaConsumerEvent] = []
-    private var head = 0
-    private var waiter: CheckedContinuation<KafkaConsumerEvent?, Never>?
+    private var waiter: CheckedContinuation<[KafkaConsumerEvent]?, Never>?
     private var finished = false
     private var revokeAcknowledged = true
+    private var appenderWaiting = false
     private let capacity: Int
 
     init(capacity: Int) {
         self.capacity = max(1, capacity)
     }
-
-    private var count: Int { events.count - head }
 
     // MARK: Polling thread
 
@@ -27,55 +27,50 @@ final class ConsumerEventBuffer: @unchecked Sendable {
     func append(_ batch: [KafkaConsumerEvent]) {
         guard !batch.isEmpty else { return }
         condition.lock()
-        while count >= capacity && !finished {
+        while events.count >= capacity && !finished {
+            appenderWaiting = true
             condition.wait()
         }
+        appenderWaiting = false
         if finished {
             condition.unlock()
             return
         }
-        var remaining = batch[...]
-        var handOver: (CheckedContinuation<KafkaConsumerEvent?, Never>, KafkaConsumerEvent)?
-        if let waiter, let first = remaining.first {
+        if let waiter {
+            // The caller is waiting, so nothing is buffered: hand the batch over directly.
             self.waiter = nil
-            remaining = remaining.dropFirst()
-            acknowledgeIfRevoke(first)
-            handOver = (waiter, first)
+            condition.unlock()
+            waiter.resume(returning: batch)
+            return
         }
-        events.append(contentsOf: remaining)
+        if events.isEmpty { events = batch } else { events.append(contentsOf: batch) }
         condition.unlock()
-        if let (waiter, event) = handOver { waiter.resume(returning: event) }
     }
 
-    /// Drops buffered messages of these partitions and returns the lowest dropped offset of each.
+    /// Drops buffered (not yet handed out) messages of these partitions and returns the lowest
+    /// dropped offset of each.
     @discardableResult
     func purge(_ partitions: Set<TopicPartition>) -> [TopicPartition: Int64] {
         condition.lock()
         defer { condition.unlock() }
         var lowest: [TopicPartition: Int64] = [:]
-        var kept: [KafkaConsumerEvent] = []
-        kept.reserveCapacity(count)
-        for event in events[head...] {
-            if case .message(let message) = event, partitions.contains(message.topicPartition) {
-                lowest[message.topicPartition] = min(lowest[message.topicPartition] ?? .max, message.offset)
-                continue
-            }
-            kept.append(event)
+        events.removeAll { event in
+            guard case .message(let message) = event, partitions.contains(message.topicPartition) else { return false }
+            lowest[message.topicPartition] = min(lowest[message.topicPartition] ?? .max, message.offset)
+            return true
         }
-        events = kept
-        head = 0
         condition.broadcast()
         return lowest
     }
 
-    /// Appends a revoke event and waits until the caller took it, or `timeout` passed.
+    /// Appends a revoke event and waits until the caller reached it, or `timeout` passed.
     /// Returns whether the caller acknowledged in time.
     func appendRevokeAndWait(_ partitions: [TopicPartition], timeout: Duration) -> Bool {
         condition.lock()
         revokeAcknowledged = false
         condition.unlock()
         append([.partitionsRevoked(partitions)])
-        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        let deadline = Date().addingTimeInterval(Double(timeout.milliseconds) / 1000)
         condition.lock()
         defer { condition.unlock() }
         while !revokeAcknowledged && !finished {
@@ -98,23 +93,15 @@ final class ConsumerEventBuffer: @unchecked Sendable {
 
     // MARK: Caller
 
-    func next() async -> KafkaConsumerEvent? {
-        await withCheckedContinuation { continuation in
+    /// Everything buffered, waiting for at least one event; `nil` once finished and drained.
+    func nextBatch() async -> [KafkaConsumerEvent]? {
+        // Fast path: events are waiting, so no continuation (and no suspension) is needed.
+        if let batch = tryTakeAll() { return batch }
+        return await withCheckedContinuation { continuation in
             condition.lock()
-            if head < events.count {
-                let event = events[head]
-                head += 1
-                if head == events.count {
-                    events.removeAll(keepingCapacity: true)
-                    head = 0
-                } else if head > 4096 && head * 2 > events.count {
-                    events.removeFirst(head)
-                    head = 0
-                }
-                acknowledgeIfRevoke(event)
-                if count < capacity { condition.broadcast() }
+            if let batch = takeAllLocked() {
                 condition.unlock()
-                continuation.resume(returning: event)
+                continuation.resume(returning: batch)
             } else if finished {
                 condition.unlock()
                 continuation.resume(returning: nil)
@@ -125,10 +112,46 @@ final class ConsumerEventBuffer: @unchecked Sendable {
         }
     }
 
-    private func acknowledgeIfRevoke(_ event: KafkaConsumerEvent) {
-        if case .partitionsRevoked = event {
-            revokeAcknowledged = true
-            condition.broadcast()
+    /// The caller reached a `partitionsRevoked` event: everything before it is handled.
+    func acknowledgeRevoke() {
+        condition.lock()
+        revokeAcknowledged = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func tryTakeAll() -> [KafkaConsumerEvent]? {
+        condition.lock()
+        defer { condition.unlock() }
+        return takeAllLocked()
+    }
+
+    private func takeAllLocked() -> [KafkaConsumerEvent]? {
+        guard !events.isEmpty else { return nil }
+        var batch: [KafkaConsumerEvent] = []
+        swap(&batch, &events)
+        if appenderWaiting { condition.broadcast() }
+        return batch
+    }
+}
+
+/// Walks the batches of a `ConsumerEventBuffer` one event at a time.
+struct ConsumerEventCursor {
+    let buffer: ConsumerEventBuffer
+    private var batch: [KafkaConsumerEvent] = []
+    private var index = 0
+
+    init(buffer: ConsumerEventBuffer) { self.buffer = buffer }
+
+    mutating func next() async -> KafkaConsumerEvent? {
+        if index == batch.count {
+            guard let next = await buffer.nextBatch() else { return nil }
+            batch = next
+            index = 0
         }
+        let event = batch[index]
+        index += 1
+        if case .partitionsRevoked = event { buffer.acknowledgeRevoke() }
+        return event
     }
 }

@@ -23,8 +23,9 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
 
     func flushPending() {
         guard !pending.isEmpty else { return }
-        let batch = pending
-        pending.removeAll(keepingCapacity: true)
+        var batch: [KafkaConsumerEvent] = []
+        batch.reserveCapacity(pending.count)
+        swap(&batch, &pending)
         buffer.append(batch)
     }
 
@@ -230,7 +231,7 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
         rd_kafka_destroy(handle)
     }
 
-    /// Every message and rebalance event, in order. Iterate from a single task.
+    /// Every message and rebalance event, in order. Iterate from a single task, with a single iterator.
     public var events: KafkaConsumerEvents { KafkaConsumerEvents(buffer: context.buffer) }
 
     /// Only the messages, skipping rebalance events.
@@ -343,11 +344,11 @@ public struct KafkaConsumerEvents: AsyncSequence, Sendable {
     let buffer: ConsumerEventBuffer
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let buffer: ConsumerEventBuffer
-        public mutating func next() async -> KafkaConsumerEvent? { await buffer.next() }
+        var cursor: ConsumerEventCursor
+        public mutating func next() async -> KafkaConsumerEvent? { await cursor.next() }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: buffer) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(cursor: ConsumerEventCursor(buffer: buffer)) }
 }
 
 /// The messages of a `KafkaConsumer`, without rebalance events.
@@ -356,14 +357,14 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
     let buffer: ConsumerEventBuffer
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let buffer: ConsumerEventBuffer
+        var cursor: ConsumerEventCursor
         public mutating func next() async -> KafkaMessage? {
-            while let event = await buffer.next() {
+            while let event = await cursor.next() {
                 if case .message(let message) = event { return message }
             }
             return nil
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: buffer) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(cursor: ConsumerEventCursor(buffer: buffer)) }
 }
