@@ -38,7 +38,8 @@ public final class EmbeddedKafkaCluster: Sendable {
         guard brokers >= 1 else {
             throw KafkaError(kind: .embeddedCluster, code: .invalidArgument, message: "a cluster needs at least one broker", isRetriable: false)
         }
-        let conf = try RdKafkaConfiguration.make(["client.id": "embedded-cluster"])
+        // Warnings and errors only: the host handle itself never connects anywhere.
+        let conf = try RdKafkaConfiguration.make(["client.id": "embedded-cluster", "log_level": "4"])
         let context = RdKafkaHandleContext(logger: logger)
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
         installLogCallbacks(on: conf)
