@@ -79,6 +79,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ConnectorCommandTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ConnectorConfigurationTests",
             dependencies: ["ConnectorConfiguration", "ChatEvents"],
             swiftSettings: swiftSettings

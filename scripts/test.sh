@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 swift build --build-tests
+swift build --product connector   # the command tests drive the built executable
 swift test --skip-build

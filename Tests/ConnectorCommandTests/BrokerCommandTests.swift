@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+
+/// Drives the built `connector` executable as an operator would.
+@Suite(.serialized) struct BrokerCommandTests {
+    static let binary = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(".build/debug/connector")
+
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        let error = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self))
+    }
+
+    @Test func brokerServesTopicsAndLagUntilSIGTERM() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the connector first")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bootstrap-\(UUID().uuidString)").path
+        let broker = Process()
+        broker.executableURL = Self.binary
+        broker.arguments = ["broker", "--bootstrap-file", file, "--partitions", "2"]
+        broker.standardOutput = Pipe()
+        try broker.run()
+        defer { if broker.isRunning { broker.terminate() } }
+        var waited = 0
+        while !FileManager.default.fileExists(atPath: file) && waited < 300 {
+            try await Task.sleep(for: .milliseconds(100))
+            waited += 1
+        }
+        let address = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(address.hasPrefix("127.0.0.1:"))
+
+        let topics = try run(["topics", "create", "--bootstrap-file", file])
+        #expect(topics.status == 0, "\(topics.error)")
+        #expect(topics.output.split(separator: "\n").count == 6)
+        #expect(topics.output.contains("eightbyeight.inbound.v1: exists"))
+
+        let lag = try run(["lag", "--bootstrap-file", file, "--group", "connector-worker", "--json"])
+        #expect(lag.status == 0, "\(lag.error)")
+        let json = try JSONSerialization.jsonObject(with: Data(lag.output.utf8)) as? [String: Any]
+        let groups = json?["groups"] as? [[String: Any]]
+        #expect(groups?.first?["group"] as? String == "connector-worker")
+        #expect(groups?.first?["sumLag"] as? Int == 0)
+
+        broker.terminate()  // SIGTERM
+        broker.waitUntilExit()
+        #expect(broker.terminationStatus == 0)
+        #expect(!FileManager.default.fileExists(atPath: file), "bootstrap file removed on shutdown")
+    }
+
+    @Test func embeddedBrokersInTheConfigurationGetAClearLine() throws {
+        let result = try run(["lag"])
+        #expect(result.status == 1)
+        #expect(result.error.hasPrefix("connector: kafka.brokers is 'embedded'"))
+        #expect(result.error.split(separator: "\n").count == 1)
+    }
+
+    @Test(arguments: ["dev", "ingress --config x", "worker --config x", "egress --config x", "flow validate f.yaml"])
+    func servicesNotBuiltYetSaySoAndExit2(_ command: String) throws {
+        let result = try run(command.split(separator: " ").map(String.init))
+        #expect(result.status == 2)
+        #expect(result.error.contains("not implemented yet"))
+    }
+}
