@@ -42,15 +42,8 @@ public final class KafkaAdmin: Sendable {
     ) throws(KafkaError) {
         var all = ["bootstrap.servers": bootstrapServers, "client.id": "connector-admin"]
         all.merge(properties) { _, override in override }
-        let conf = try RdKafkaConfiguration.make(all)
         let context = RdKafkaHandleContext(logger: logger)
-        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
-        installLogCallbacks(on: conf)
-        var errstr = [CChar](repeating: 0, count: 512)
-        guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw KafkaError(kind: .configuration, code: .invalidArgument, message: String(errorBuffer: errstr), isRetriable: false)
-        }
+        let rk = try makeRdKafkaHandle(RD_KAFKA_PRODUCER, properties: all, context: context)
         self.handle = SendableHandle(rk)
         self.context = context
         self.requestTimeout = requestTimeout

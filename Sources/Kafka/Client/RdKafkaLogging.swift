@@ -35,3 +35,21 @@ func installLogCallbacks(on conf: OpaquePointer) {
         context.logger.log(level: level, "librdkafka: \(text)", metadata: ["kafka.error": "\(code.name)"])
     }
 }
+
+/// Creates a librdkafka handle whose callbacks see `context` as their opaque and log through
+/// its logger. `configure` adds the handle's own callbacks before creation.
+func makeRdKafkaHandle(
+    _ type: rd_kafka_type_t, properties: [String: String], context: RdKafkaHandleContext,
+    errorKind: KafkaError.Kind = .configuration, configure: (OpaquePointer) -> Void = { _ in }
+) throws(KafkaError) -> OpaquePointer {
+    let conf = try RdKafkaConfiguration.make(properties)
+    rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
+    installLogCallbacks(on: conf)
+    configure(conf)
+    var errstr = [CChar](repeating: 0, count: 512)
+    guard let handle = rd_kafka_new(type, conf, &errstr, errstr.count) else {
+        rd_kafka_conf_destroy(conf)
+        throw KafkaError(kind: errorKind, code: .invalidArgument, message: String(errorBuffer: errstr), isRetriable: false)
+    }
+    return handle
+}

@@ -151,21 +151,16 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
     public let groupID: String
 
     public init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
-        let conf = try RdKafkaConfiguration.make(configuration.librdkafkaProperties)
         let buffer = ConsumerEventBuffer(capacity: configuration.maxBufferedMessages)
         let context = ConsumerContext(logger: logger, buffer: buffer, revokeTimeout: configuration.revokeTimeout)
-        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
-        installLogCallbacks(on: conf)
-        if case .topics = configuration.subscription {
+        let subscribes: Bool
+        if case .topics = configuration.subscription { subscribes = true } else { subscribes = false }
+        let handle = try makeRdKafkaHandle(RD_KAFKA_CONSUMER, properties: configuration.librdkafkaProperties, context: context) { conf in
+            guard subscribes else { return }
             rd_kafka_conf_set_rebalance_cb(conf) { rk, err, list, opaque in
                 guard let rk, let list, let opaque else { return }
                 Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue().rebalance(rk, err, list)
             }
-        }
-        var errstr = [CChar](repeating: 0, count: 512)
-        guard let handle = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errstr, errstr.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw KafkaError(kind: .configuration, code: .invalidArgument, message: String(errorBuffer: errstr), isRetriable: false)
         }
         rd_kafka_poll_set_consumer(handle)
 

@@ -38,16 +38,11 @@ public final class EmbeddedKafkaCluster: Sendable {
         guard brokers >= 1 else {
             throw KafkaError(kind: .embeddedCluster, code: .invalidArgument, message: "a cluster needs at least one broker", isRetriable: false)
         }
-        // Warnings and errors only: the host handle itself never connects anywhere.
-        let conf = try RdKafkaConfiguration.make(["client.id": "embedded-cluster", "log_level": "4"])
         let context = RdKafkaHandleContext(logger: logger)
-        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
-        installLogCallbacks(on: conf)
-        var errstr = [CChar](repeating: 0, count: 512)
-        guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw KafkaError(kind: .embeddedCluster, code: .invalidArgument, message: String(errorBuffer: errstr), isRetriable: false)
-        }
+        // Warnings and errors only: the host handle itself never connects anywhere.
+        let rk = try makeRdKafkaHandle(
+            RD_KAFKA_PRODUCER, properties: ["client.id": "embedded-cluster", "log_level": "4"], context: context,
+            errorKind: .embeddedCluster)
         guard let cluster = rd_kafka_mock_cluster_new(rk, Int32(brokers)) else {
             rd_kafka_destroy(rk)
             throw KafkaError(kind: .embeddedCluster, code: .fatal, message: "could not start the mock cluster", isRetriable: false)

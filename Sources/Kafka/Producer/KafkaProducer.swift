@@ -49,32 +49,25 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     public let deliveryReports: KafkaDeliveryReports
 
     public init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
-        let conf = try RdKafkaConfiguration.make(configuration.librdkafkaProperties)
         let (stream, continuation) = AsyncStream<[KafkaDeliveryReport]>.makeStream()
         let context = ProducerContext(logger: logger, reports: continuation)
-        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
-        installLogCallbacks(on: conf)
-        rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
-            guard let message, let opaque else { return }
-            guard let messageOpaque = message.pointee._private else { return }
-            if let id = DeliveryOpaque.detachedID(messageOpaque) {
-                let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
-                let m = message.pointee
-                let report = KafkaDeliveryReport(
-                    id: id,
-                    topicPartition: TopicPartition(topic: String(cString: rd_kafka_topic_name(m.rkt)), partition: m.partition),
-                    offset: m.offset,
-                    error: m.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(kind: .delivery, m.err))
-                context.pendingReports.withLock { $0.append(report) }
-            } else {
-                Unmanaged<DeliveryWaiter>.fromOpaque(messageOpaque).takeRetainedValue().complete(message)
+        let handle = try makeRdKafkaHandle(RD_KAFKA_PRODUCER, properties: configuration.librdkafkaProperties, context: context) { conf in
+            rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
+                guard let message, let opaque else { return }
+                guard let messageOpaque = message.pointee._private else { return }
+                if let id = DeliveryOpaque.detachedID(messageOpaque) {
+                    let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
+                    let m = message.pointee
+                    let report = KafkaDeliveryReport(
+                        id: id,
+                        topicPartition: TopicPartition(topic: String(cString: rd_kafka_topic_name(m.rkt)), partition: m.partition),
+                        offset: m.offset,
+                        error: m.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(kind: .delivery, m.err))
+                    context.pendingReports.withLock { $0.append(report) }
+                } else {
+                    Unmanaged<DeliveryWaiter>.fromOpaque(messageOpaque).takeRetainedValue().complete(message)
+                }
             }
-        }
-
-        var errstr = [CChar](repeating: 0, count: 512)
-        guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw KafkaError(kind: .configuration, code: .invalidArgument, message: String(errorBuffer: errstr), isRetriable: false)
         }
         self.handle = handle
         self.context = context
@@ -220,13 +213,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
 
     /// Registers the transactional id with the coordinator; call once before the first transaction.
     public func initTransactions(timeout: Duration = .seconds(30)) async throws {
-        let handle = SendableHandle(handle)
-        let millis = timeout.milliseconds
-        try await blockingCall { () throws(KafkaError) in
-            if let error = rd_kafka_init_transactions(handle.pointer, millis) {
-                throw KafkaError(kind: .transaction, consuming: error)
-            }
-        }
+        try await transactionStep(timeout) { rd_kafka_init_transactions($0, $1) }
     }
 
     public func beginTransaction() throws {
@@ -253,21 +240,22 @@ public final class KafkaProducer: Service, @unchecked Sendable {
 
     /// Flushes and commits the current transaction.
     public func commitTransaction(timeout: Duration = .seconds(30)) async throws {
-        let handle = SendableHandle(handle)
-        let millis = timeout.milliseconds
-        try await blockingCall { () throws(KafkaError) in
-            if let error = rd_kafka_commit_transaction(handle.pointer, millis) {
-                throw KafkaError(kind: .transaction, consuming: error)
-            }
-        }
+        try await transactionStep(timeout) { rd_kafka_commit_transaction($0, $1) }
     }
 
     /// Aborts the current transaction; its messages are never seen by read_committed consumers.
     public func abortTransaction(timeout: Duration = .seconds(30)) async throws {
+        try await transactionStep(timeout) { rd_kafka_abort_transaction($0, $1) }
+    }
+
+    /// Runs a blocking transactional call off the cooperative pool and types its error.
+    private func transactionStep(
+        _ timeout: Duration, _ call: @escaping @Sendable (OpaquePointer, Int32) -> OpaquePointer?
+    ) async throws {
         let handle = SendableHandle(handle)
         let millis = timeout.milliseconds
         try await blockingCall { () throws(KafkaError) in
-            if let error = rd_kafka_abort_transaction(handle.pointer, millis) {
+            if let error = call(handle.pointer, millis) {
                 throw KafkaError(kind: .transaction, consuming: error)
             }
         }
