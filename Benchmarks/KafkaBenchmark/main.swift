@@ -32,11 +32,14 @@ let producerProperties = [
     "linger.ms": "2", "partitioner": "murmur2_random",
 ]
 
+extension Duration {
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
 func seconds(_ body: () async throws -> Void) async rethrows -> Double {
     let start = ContinuousClock.now
     try await body()
-    let elapsed = ContinuousClock.now - start
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    return (ContinuousClock.now - start).inSeconds
 }
 
 // MARK: Direct C API
@@ -95,7 +98,7 @@ func produceDirect(topic: String) -> Double {
     precondition(counter.failed.load(ordering: .relaxed) == 0, "direct produce failed")
     rd_kafka_topic_destroy(rkt)
     rd_kafka_destroy(rk)
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    return elapsed.inSeconds
 }
 
 func consumeDirect(topic: String) -> Double {
@@ -126,7 +129,7 @@ func consumeDirect(topic: String) -> Double {
     rd_kafka_topic_partition_list_destroy(list)
     rd_kafka_consumer_close(rk)
     rd_kafka_destroy(rk)
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    return elapsed.inSeconds
 }
 
 // MARK: Wrapper
@@ -167,7 +170,7 @@ func consumeWrapper(topic: String) async throws -> Double {
     let elapsed = ContinuousClock.now - start
     precondition(bytes == perRound * payload.count)
     await consumer.shutdown()
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    return elapsed.inSeconds
 }
 
 // MARK: Run

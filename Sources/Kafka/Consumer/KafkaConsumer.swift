@@ -324,7 +324,7 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
     /// Commits stored offsets, leaves the group and ends `events`. Safe to call more than once.
     public func shutdown() async {
         guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        // Requests queued after the last poll never run; fail them rather than leave them waiting.
+        // The polling thread runs any queued pause/resume requests before it closes.
         if !(await pollingThread.stop(timeout: closeTimeout)) {
             logger.error("consumer close did not finish in time; abandoning the handle", metadata: ["kafka.group": "\(groupID)"])
             closed.store(false, ordering: .releasing)  // deinit must not destroy a handle still in use
