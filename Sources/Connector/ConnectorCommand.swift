@@ -40,11 +40,6 @@ struct DevCommand: NotYetImplemented {
     @Option(help: "Configuration file.") var config: String?
 }
 
-struct IngressCommand: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "ingress", abstract: "Receives and verifies 8x8 webhooks and writes them to Kafka.")
-    @Option(help: "Configuration file.") var config: String
-}
-
 struct WorkerCommand: NotYetImplemented {
     static let configuration = CommandConfiguration(commandName: "worker", abstract: "Runs the conversation flows.")
     @Option(help: "Configuration file.") var config: String

@@ -126,6 +126,14 @@ extension ConnectorConfig {
         if kafka.replicationFactor < 1 { throw fail("kafka.replicationFactor must be at least 1") }
         if ingress.maxBodyBytes < 1 { throw fail("ingress.maxBodyBytes must be positive") }
         if ingress.signature.maxClockSkewSeconds < 0 { throw fail("ingress.signature.maxClockSkewSeconds must not be negative") }
+        if ingress.listenAddress == nil { throw fail("ingress.listen must be host:port, e.g. 0.0.0.0:8080") }
+        if ingress.publishTimeoutMs < 1 { throw fail("ingress.publishTimeoutMs must be positive") }
+        if ingress.dedupeCapacity < 0 { throw fail("ingress.dedupeCapacity must not be negative") }
+        if ingress.signature.jwkCacheTTLSeconds < 0 { throw fail("ingress.signature.jwkCacheTTLSeconds must not be negative") }
+        if ingress.signature.jwkFetchTimeoutMs < 1 { throw fail("ingress.signature.jwkFetchTimeoutMs must be positive") }
+        if ingress.signature.required, URL(string: ingress.signature.jwkBaseURL)?.scheme == nil {
+            throw fail("ingress.signature.jwkBaseURL is not a URL")
+        }
         var names = Set<String>()
         var tokens = Set<String>()
         for endpoint in endpoints {

@@ -48,8 +48,12 @@ public struct ConnectorConfig: Sendable, Decodable {
         public var listen: String = "0.0.0.0:8080"
         public var maxBodyBytes: Int = 1_048_576
         public var signature: SignatureSettings = SignatureSettings()
+        /// How long a webhook waits for Kafka's acknowledgement before the answer is 503.
+        public var publishTimeoutMs: Int = 5_000
+        /// How many recent event ids are remembered to answer 8x8's retries without publishing twice.
+        public var dedupeCapacity: Int = 100_000
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxBodyBytes, signature }
+        enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxBodyBytes, signature, publishTimeoutMs, dedupeCapacity }
 
         public init() {}
 
@@ -58,6 +62,17 @@ public struct ConnectorConfig: Sendable, Decodable {
             listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? listen
             maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
             signature = try c.decodeIfPresent(SignatureSettings.self, forKey: .signature) ?? signature
+            publishTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .publishTimeoutMs) ?? publishTimeoutMs
+            dedupeCapacity = try c.decodeIfPresent(Int.self, forKey: .dedupeCapacity) ?? dedupeCapacity
+        }
+
+        /// `listen` split into host and port.
+        public var listenAddress: (host: String, port: Int)? {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+                  (0...65_535).contains(port) else { return nil }
+            var host = String(listen[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            return (host.isEmpty ? "0.0.0.0" : host, port)
         }
     }
 
@@ -65,8 +80,12 @@ public struct ConnectorConfig: Sendable, Decodable {
         public var required: Bool = true
         public var jwkBaseURL: String = "https://api.8x8.com"
         public var maxClockSkewSeconds: Int = 300
+        /// How long a fetched signing key is trusted before it is fetched again.
+        public var jwkCacheTTLSeconds: Int = 86_400
+        /// The longest a JWK fetch may take; a slower JWK endpoint makes the webhook a 503.
+        public var jwkFetchTimeoutMs: Int = 2_000
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case required, jwkBaseURL, maxClockSkewSeconds }
+        enum CodingKeys: String, CodingKey, CaseIterable { case required, jwkBaseURL, maxClockSkewSeconds, jwkCacheTTLSeconds, jwkFetchTimeoutMs }
 
         public init() {}
 
@@ -75,6 +94,8 @@ public struct ConnectorConfig: Sendable, Decodable {
             required = try c.decodeIfPresent(Bool.self, forKey: .required) ?? required
             jwkBaseURL = try c.decodeIfPresent(String.self, forKey: .jwkBaseURL) ?? jwkBaseURL
             maxClockSkewSeconds = try c.decodeIfPresent(Int.self, forKey: .maxClockSkewSeconds) ?? maxClockSkewSeconds
+            jwkCacheTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .jwkCacheTTLSeconds) ?? jwkCacheTTLSeconds
+            jwkFetchTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .jwkFetchTimeoutMs) ?? jwkFetchTimeoutMs
         }
     }
 

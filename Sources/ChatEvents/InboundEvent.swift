@@ -1,0 +1,238 @@
+public import Foundation
+
+/// One 8x8 webhook as it travels on `eightbyeight.inbound.v1`: who sent it, when, what it
+/// means (`normalized`) and exactly what 8x8 sent (`raw`). Schema:
+/// `schemas/inbound-event.v1.schema.json`.
+public struct InboundEvent: Sendable, Hashable, Codable {
+    public static let schemaVersion = "eightbyeight.inbound.v1"
+
+    public var schema: String
+    /// `x-8x8-event-id`: the same for every retry of one notification.
+    public var eventId: String
+    /// `x-8x8-retry`: 0 on the first delivery.
+    public var retry: Int
+    public var tenantId: String?
+    public var customerId: String?
+    /// The configured endpoint the webhook belongs to; nil for a handover webhook that no
+    /// endpoint claims (the worker resolves it by conversation).
+    public var endpoint: String?
+    public var route: Route
+    /// When the ingress received it (milliseconds since 1970).
+    public var receivedAt: Int64
+    /// `x-8x8-transmission-time` (milliseconds since 1970); changes at each retry.
+    public var transmissionTime: Int64?
+    /// 8x8's `eventType` as sent (`MESSAGE`, `AGENT_JOINED`, ...).
+    public var eventType: String
+    public var conversationId: String?
+    /// The event's own `timestamp` (milliseconds since 1970).
+    public var eventTimestamp: Int64?
+    public var signatureVerified: Bool
+    public var normalized: NormalizedEvent
+    /// The 8x8 body exactly as received.
+    public var raw: JSONValue?
+
+    public enum Route: String, Sendable, Hashable, Codable {
+        /// `POST /endpoint/{urlToken}`: 8x8 is the bot's channel.
+        case endpoint
+        /// `POST /handover/eightByEight`: 8x8 is the handover provider.
+        case handover
+    }
+
+    public init(
+        eventId: String, retry: Int, tenantId: String?, customerId: String?, endpoint: String?, route: Route,
+        receivedAt: Int64, transmissionTime: Int64?, eventType: String, conversationId: String?,
+        eventTimestamp: Int64?, signatureVerified: Bool, normalized: NormalizedEvent, raw: JSONValue? = nil
+    ) {
+        self.schema = Self.schemaVersion
+        self.eventId = eventId
+        self.retry = retry
+        self.tenantId = tenantId
+        self.customerId = customerId
+        self.endpoint = endpoint
+        self.route = route
+        self.receivedAt = receivedAt
+        self.transmissionTime = transmissionTime
+        self.eventType = eventType
+        self.conversationId = conversationId
+        self.eventTimestamp = eventTimestamp
+        self.signatureVerified = signatureVerified
+        self.normalized = normalized
+        self.raw = raw
+    }
+
+    /// The Kafka record key: the conversation, so one conversation's events stay in order.
+    /// Events without a conversation (unknown types) are keyed by their event id.
+    public var recordKey: String { conversationId ?? eventId }
+
+    /// The record value with `rawBody` spliced in verbatim as `raw`: the body was parsed
+    /// already, so it is valid JSON, and copying its bytes is cheaper and more faithful than
+    /// re-encoding it.
+    public func encodedRecord(rawBody: some Collection<UInt8>, encoder: JSONEncoder = InboundEvent.encoder) throws -> [UInt8] {
+        var copy = self
+        copy.raw = nil
+        let head = try encoder.encode(copy)
+        var record = [UInt8]()
+        record.reserveCapacity(head.count + rawBody.count + 8)
+        record.append(contentsOf: head.dropLast()) // drop the closing brace
+        record.append(contentsOf: #","raw":"#.utf8)
+        record.append(contentsOf: rawBody)
+        record.append(UInt8(ascii: "}"))
+        return record
+    }
+
+    public static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return encoder
+    }()
+
+    /// Reads a record, refusing one written under another schema version.
+    public static func decode(_ bytes: some Collection<UInt8>, decoder: JSONDecoder = JSONDecoder()) throws -> InboundEvent {
+        let event = try decoder.decode(InboundEvent.self, from: Data(bytes))
+        guard event.schema == schemaVersion else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "schema \(event.schema) is not \(schemaVersion)"))
+        }
+        return event
+    }
+}
+
+/// What an 8x8 event means, independent of which 8x8 shape (current or legacy) carried it.
+/// Only the fields of the event's kind are present.
+public struct NormalizedEvent: Sendable, Hashable, Codable {
+    public var kind: Kind
+    public var text: String?
+    public var sender: Participant?
+    public var attachments: [Attachment]?
+    public var cards: [Card]?
+    /// A quick reply or channel button the user tapped.
+    public var postback: Postback?
+    /// An adaptive card the user submitted.
+    public var cardSubmit: CardSubmit?
+    /// Who is typing; empty when typing stopped.
+    public var typing: [Participant]?
+    public var readReceipts: [ReadReceipt]?
+    public var state: String?
+    public var assignment: Assignment?
+    public var user: UserInfo?
+    public var channel: String?
+    public var msisdn: String?
+    public var queue: Queue?
+    public var member: Participant?
+    /// ACTIVITY's `data.name` (and `data.value` when the kind does not model it).
+    public var activity: String?
+    public var value: JSONValue?
+
+    public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
+        case userMessage, agentMessage, echo, postback, cardSubmit, typing, readReceipt
+        case conversationState, queued, memberJoined, memberLeft, transfer, verify, unknown
+    }
+
+    public init(kind: Kind) { self.kind = kind }
+
+    public struct Participant: Sendable, Hashable, Codable {
+        public var id: String?
+        public var type: String?
+        public var name: String?
+        public init(id: String?, type: String?, name: String? = nil) {
+            self.id = id
+            self.type = type
+            self.name = name
+        }
+    }
+
+    public struct Attachment: Sendable, Hashable, Codable {
+        public var id: String?
+        public var type: String?
+        public var url: String?
+        public var fileName: String?
+        public init(id: String?, type: String?, url: String?, fileName: String?) {
+            self.id = id
+            self.type = type
+            self.url = url
+            self.fileName = fileName
+        }
+    }
+
+    public struct Card: Sendable, Hashable, Codable {
+        public var contentType: String?
+        public var content: JSONValue?
+        public init(contentType: String?, content: JSONValue?) {
+            self.contentType = contentType
+            self.content = content
+        }
+    }
+
+    public struct Postback: Sendable, Hashable, Codable {
+        public var title: String?
+        public var payload: String?
+        public init(title: String?, payload: String?) {
+            self.title = title
+            self.payload = payload
+        }
+    }
+
+    public struct CardSubmit: Sendable, Hashable, Codable {
+        /// `Action.Submit` or `Action.Execute`.
+        public var action: String?
+        public var data: JSONValue?
+        public init(action: String?, data: JSONValue?) {
+            self.action = action
+            self.data = data
+        }
+    }
+
+    public struct ReadReceipt: Sendable, Hashable, Codable {
+        public var timestamp: Int64?
+        public var users: [Participant]
+        public init(timestamp: Int64?, users: [Participant]) {
+            self.timestamp = timestamp
+            self.users = users
+        }
+    }
+
+    public struct Assignment: Sendable, Hashable, Codable {
+        /// `agent`, `queue` or `script`.
+        public var type: String?
+        public var id: String?
+        public var resourceId: String?
+        public init(type: String?, id: String?, resourceId: String?) {
+            self.type = type
+            self.id = id
+            self.resourceId = resourceId
+        }
+    }
+
+    public struct UserInfo: Sendable, Hashable, Codable {
+        public var name: String?
+        public var userId: String?
+        public var email: String?
+        public var phone: String?
+        public var company: String?
+        public var caseId: String?
+        public var language: String?
+        public var ipAddress: String?
+        public var timezoneOffset: Int?
+        public var additionalProperties: [Property]?
+        public init() {}
+
+        public struct Property: Sendable, Hashable, Codable {
+            public var key: String
+            public var value: String?
+            public var id: String?
+            public init(key: String, value: String?, id: String?) {
+                self.key = key
+                self.value = value
+                self.id = id
+            }
+        }
+    }
+
+    public struct Queue: Sendable, Hashable, Codable {
+        public var id: String?
+        public var name: String?
+        public init(id: String?, name: String?) {
+            self.id = id
+            self.name = name
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import ConnectorConfiguration
+import Foundation
+import IngressService
+import Logging
+import ServiceLifecycle
+
+struct IngressCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingress",
+        abstract: "Receives and verifies 8x8 webhooks and writes them to Kafka (until SIGTERM or SIGINT)."
+    )
+
+    @OptionGroup var brokerOptions: BrokerOptions
+
+    func validate() throws {
+        guard brokerOptions.config != nil else { throw ValidationError("--config is required") }
+    }
+
+    func run() async throws {
+        let config: ConnectorConfig
+        let bootstrap: String
+        do { (config, bootstrap) = try brokerOptions.load() } catch { throw fail("\(error)") }
+        guard let listen = config.ingress.listenAddress else { throw fail("ingress.listen must be host:port") }
+        let logger = serviceLogger("connector.ingress")
+        let service: IngressService
+        do {
+            service = try IngressService.make(config: config, bootstrapServers: bootstrap, logger: logger)
+        } catch {
+            throw fail("cannot start the ingress: \(error)")
+        }
+        let application = service.application(host: listen.host, port: listen.port) { port in
+            print("ingress listening on http://\(listen.host):\(port) (\(config.endpoints.count) endpoint\(config.endpoints.count == 1 ? "" : "s"), kafka \(bootstrap))")
+            fflush(nil)
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: application)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        do {
+            try await group.run()
+        } catch {
+            throw fail("ingress stopped: \(error)")
+        }
+    }
+}
+
+/// Services log at `info` unless LOG_LEVEL says otherwise.
+func serviceLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+    return logger
+}

@@ -1,0 +1,184 @@
+public import AsyncHTTPClient
+public import Logging
+public import _CryptoExtras
+import Foundation
+import NIOCore
+import Synchronization
+
+/// 8x8's public signing keys by `kid`, fetched from
+/// `{baseURL}/chat-gateway/v1/jwk/{kid}/public` (falling back to the legacy
+/// `/vcc/us/chat/v2/jwk/{kid}/public` when the gateway path does not know the key).
+///
+/// - A key is cached for `ttl`; a failure is never cached, so the next webhook asks again.
+/// - An unknown `kid` is fetched (8x8 rotates keys by issuing new ids).
+/// - Concurrent requests for one `kid` share one fetch.
+/// - A fetch is bounded by `fetchTimeout`, and at most `maxConcurrentFetches` distinct keys
+///   are fetched at once, so a flood of made-up key ids cannot flood the JWK endpoint.
+public final class JWKCache: WebhookKeyProvider {
+    public static let paths = ["/chat-gateway/v1/jwk/{kid}/public", "/vcc/us/chat/v2/jwk/{kid}/public"]
+
+    let baseURL: String
+    let httpClient: HTTPClient
+    let ttl: Duration
+    let fetchTimeout: Duration
+    let maxKeys: Int
+    let maxConcurrentFetches: Int
+    let logger: Logger
+    let clock = ContinuousClock()
+    private let entries = Mutex<[String: Entry]>([:])
+
+    enum Entry {
+        case ready(_RSA.Signing.PublicKey, expires: ContinuousClock.Instant)
+        case fetching(Task<_RSA.Signing.PublicKey, any Error>)
+    }
+
+    public init(
+        baseURL: String, httpClient: HTTPClient, ttl: Duration = .seconds(86_400), fetchTimeout: Duration = .seconds(2),
+        maxKeys: Int = 64, maxConcurrentFetches: Int = 8, logger: Logger
+    ) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.httpClient = httpClient
+        self.ttl = ttl
+        self.fetchTimeout = fetchTimeout
+        self.maxKeys = maxKeys
+        self.maxConcurrentFetches = maxConcurrentFetches
+        self.logger = logger
+    }
+
+    enum Lookup {
+        case key(_RSA.Signing.PublicKey)
+        case wait(Task<_RSA.Signing.PublicKey, any Error>)
+        case busy
+    }
+
+    public func publicKey(kid: String) async throws(SignatureError) -> _RSA.Signing.PublicKey {
+        let now = clock.now
+        let lookup: Lookup = entries.withLock { entries in
+            switch entries[kid] {
+            case .ready(let key, let expires) where expires > now:
+                return .key(key)
+            case .fetching(let task):
+                return .wait(task)
+            case .ready, nil:
+                let inFlight = entries.values.count { if case .fetching = $0 { true } else { false } }
+                guard inFlight < maxConcurrentFetches else { return .busy }
+                let task = Task { try await self.fetchAndStore(kid: kid) }
+                entries[kid] = .fetching(task)
+                return .wait(task)
+            }
+        }
+        switch lookup {
+        case .key(let key):
+            return key
+        case .busy:
+            throw .keyServiceUnavailable("too many signing keys being fetched at once")
+        case .wait(let task):
+            do {
+                return try await task.value
+            } catch let error as SignatureError {
+                throw error
+            } catch {
+                throw .keyServiceUnavailable("\(error)")
+            }
+        }
+    }
+
+    /// Drops every cached key (for key rotation drills and tests).
+    public func removeAll() {
+        entries.withLock { entries in entries = entries.filter { if case .fetching = $0.value { true } else { false } } }
+    }
+
+    private func fetchAndStore(kid: String) async throws -> _RSA.Signing.PublicKey {
+        do {
+            let key = try await fetch(kid: kid)
+            let expires = clock.now + ttl
+            entries.withLock { entries in
+                entries[kid] = .ready(key, expires: expires)
+                evictIfNeeded(&entries)
+            }
+            return key
+        } catch {
+            _ = entries.withLock { $0.removeValue(forKey: kid) }
+            logger.warning("signing key fetch failed", metadata: ["kid": "\(kid)", "error": "\(error)"])
+            throw error
+        }
+    }
+
+    private func evictIfNeeded(_ entries: inout [String: Entry]) {
+        guard entries.count > maxKeys else { return }
+        // Drop the keys closest to expiry: the oldest fetched.
+        let ready = entries.compactMap { item -> (String, ContinuousClock.Instant)? in
+            if case .ready(_, let expires) = item.value { return (item.key, expires) }
+            return nil
+        }.sorted { $0.1 < $1.1 }
+        for (kid, _) in ready.prefix(entries.count - maxKeys) { entries.removeValue(forKey: kid) }
+    }
+
+    private func fetch(kid: String) async throws(SignatureError) -> _RSA.Signing.PublicKey {
+        let deadline = fetchTimeout
+        let result: Result<_RSA.Signing.PublicKey, SignatureError> = await withTaskGroup(of: Result<_RSA.Signing.PublicKey, SignatureError>?.self) { group in
+            group.addTask {
+                do throws(SignatureError) { return .success(try await self.fetchFromPaths(kid: kid)) } catch { return .failure(error) }
+            }
+            group.addTask {
+                try? await Task.sleep(for: deadline)
+                return Task.isCancelled ? nil : .failure(.keyServiceUnavailable("JWK endpoint did not answer within \(deadline)"))
+            }
+            while let next = await group.next() {
+                if let next {
+                    group.cancelAll()
+                    return next
+                }
+            }
+            return .failure(.keyServiceUnavailable("cancelled"))
+        }
+        return try result.get()
+    }
+
+    private func fetchFromPaths(kid: String) async throws(SignatureError) -> _RSA.Signing.PublicKey {
+        for path in Self.paths {
+            let url = baseURL + path.replacingOccurrences(of: "{kid}", with: kid)
+            var request = HTTPClientRequest(url: url)
+            request.headers.add(name: "accept", value: "application/json")
+            let response: HTTPClientResponse
+            let body: ByteBuffer
+            do {
+                response = try await httpClient.execute(request, timeout: .nanoseconds(Int64(fetchTimeout / .nanoseconds(1))))
+                body = try await response.body.collect(upTo: 64 * 1024)
+            } catch {
+                throw .keyServiceUnavailable("JWK request failed: \(error)")
+            }
+            switch response.status.code {
+            case 200:
+                return try Self.publicKey(fromJWK: body, kid: kid)
+            case 404:
+                continue
+            default:
+                throw .keyServiceUnavailable("JWK endpoint answered \(response.status.code)")
+            }
+        }
+        throw .unknownKey(kid: kid)
+    }
+
+    struct JWK: Decodable {
+        var kty: String?
+        var kid: String?
+        var n: String?
+        var e: String?
+    }
+
+    static func publicKey(fromJWK body: ByteBuffer, kid: String) throws(SignatureError) -> _RSA.Signing.PublicKey {
+        guard let jwk = try? JSONDecoder().decode(JWK.self, from: Data(body.readableBytesView)) else {
+            throw .keyServiceUnavailable("JWK endpoint answered something that is not a JWK")
+        }
+        guard jwk.kty == "RSA", let n = jwk.n.flatMap({ Base64URL.decode(Substring($0)) }), let e = jwk.e.flatMap({ Base64URL.decode(Substring($0)) }) else {
+            throw .keyServiceUnavailable("JWK endpoint answered a key that is not RSA")
+        }
+        if let returned = jwk.kid, returned != kid { throw .unknownKey(kid: kid) }
+        do {
+            return try _RSA.Signing.PublicKey(n: n, e: e)
+        } catch {
+            throw .keyServiceUnavailable("JWK endpoint answered an unusable RSA key")
+        }
+    }
+}

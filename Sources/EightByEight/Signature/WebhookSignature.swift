@@ -1,0 +1,104 @@
+public import Foundation
+
+/// The `x-8x8-*` headers of a webhook (spec 3.2), as far as they were sent.
+public struct WebhookHeaders: Sendable, Hashable {
+    public static let tenantID = "x-8x8-tenant-id"
+    public static let eventID = "x-8x8-event-id"
+    public static let signature = "x-8x8-signature"
+    public static let transmissionTime = "x-8x8-transmission-time"
+    public static let retry = "x-8x8-retry"
+    public static let customerID = "x-8x8-customer-id"
+
+    public var tenantId: String?
+    public var eventId: String?
+    public var signature: String?
+    /// Raw header values; parsed when the payload is built, so a malformed number is a
+    /// signature failure rather than a silently different payload.
+    public var transmissionTime: String?
+    public var retry: String?
+    public var customerId: String?
+
+    public init(tenantId: String? = nil, eventId: String? = nil, signature: String? = nil, transmissionTime: String? = nil, retry: String? = nil, customerId: String? = nil) {
+        self.tenantId = tenantId
+        self.eventId = eventId
+        self.signature = signature
+        self.transmissionTime = transmissionTime
+        self.retry = retry
+        self.customerId = customerId
+    }
+
+    /// Reads the headers through a case-insensitive lookup (HTTP header names are).
+    public init(lookup: (String) -> String?) {
+        self.init(
+            tenantId: lookup(Self.tenantID), eventId: lookup(Self.eventID), signature: lookup(Self.signature),
+            transmissionTime: lookup(Self.transmissionTime), retry: lookup(Self.retry), customerId: lookup(Self.customerID)
+        )
+    }
+
+    public var hasSignatureHeaders: Bool { signature != nil }
+
+    public var transmissionTimeMilliseconds: Int64? { transmissionTime.flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) } }
+    public var retryCount: Int? { retry.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+}
+
+/// The detached JWS payload 8x8 signs (spec 3.3): a compact JSON object with the keys in
+/// this exact order. Built by hand: JSONEncoder guarantees neither the order nor the escaping.
+public enum WebhookSigningPayload {
+    public static func make(checksum: UInt32, customerId: String, eventId: String, retry: Int, tenantId: String, transmissionTime: Int64) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(128 + customerId.utf8.count + eventId.utf8.count + tenantId.utf8.count)
+        out.append(contentsOf: #"{"checksum":"#.utf8)
+        out.append(contentsOf: String(checksum).utf8)
+        out.append(contentsOf: #","cid":"#.utf8)
+        appendJSONString(customerId, to: &out)
+        out.append(contentsOf: #","eid":"#.utf8)
+        appendJSONString(eventId, to: &out)
+        out.append(contentsOf: #","retry":"#.utf8)
+        out.append(contentsOf: String(retry).utf8)
+        out.append(contentsOf: #","tid":"#.utf8)
+        appendJSONString(tenantId, to: &out)
+        out.append(contentsOf: #","tt":"#.utf8)
+        out.append(contentsOf: String(transmissionTime).utf8)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// JSON string escaping as Java's and PHP's encoders agree on for header values: quote,
+    /// backslash and control characters escaped, everything else (including `/`) verbatim.
+    static func appendJSONString(_ string: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
+            case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+            case 0x0A: out.append(contentsOf: #"\n"#.utf8)
+            case 0x0D: out.append(contentsOf: #"\r"#.utf8)
+            case 0x09: out.append(contentsOf: #"\t"#.utf8)
+            case 0x08: out.append(contentsOf: #"\b"#.utf8)
+            case 0x0C: out.append(contentsOf: #"\f"#.utf8)
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: #"\u00"#.utf8)
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0xF)])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}
+
+/// The protected header of 8x8's JWS: `{"b64":false,"crit":["b64"],"kid":"...","alg":"RS256"}`.
+public struct JOSEHeader: Sendable, Hashable, Codable {
+    public var alg: String?
+    public var kid: String?
+    public var b64: Bool?
+    public var crit: [String]?
+
+    public init(alg: String?, kid: String?, b64: Bool?, crit: [String]?) {
+        self.alg = alg
+        self.kid = kid
+        self.b64 = b64
+        self.crit = crit
+    }
+}

@@ -1,0 +1,132 @@
+public import AsyncHTTPClient
+public import ConnectorConfiguration
+public import EightByEight
+public import Hummingbird
+public import Kafka
+public import Logging
+public import ServiceLifecycle
+import ChatEvents
+import Foundation
+import NIOCore
+
+/// The ingress service: 8x8's webhooks in, normalized events on `eightbyeight.inbound.v1`.
+/// An HTTP application (Hummingbird) with the Kafka producer and the readiness probe as its
+/// services, so they share one lifecycle: on shutdown the server stops accepting first, then
+/// the producer flushes what was accepted.
+public struct IngressService: Sendable {
+    public let ingress: WebhookIngress
+    public let producer: KafkaProducer
+    public let readiness: KafkaReadiness
+    public let metrics: IngressMetrics
+    let logger: Logger
+
+    public init(ingress: WebhookIngress, producer: KafkaProducer, readiness: KafkaReadiness, metrics: IngressMetrics, logger: Logger) {
+        self.ingress = ingress
+        self.producer = producer
+        self.readiness = readiness
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Builds the service from the configuration: producer, admin client for readiness, and
+    /// the JWK cache (unless `keys` is given).
+    public static func make(
+        config: ConnectorConfig, bootstrapServers: String, keys: (any WebhookKeyProvider)? = nil,
+        httpClient: HTTPClient = .shared, logger: Logger
+    ) throws -> IngressService {
+        var producerConfig = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
+        producerConfig.clientID = "connector-ingress"
+        producerConfig.properties = config.kafka.properties
+        let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
+        let admin = try KafkaAdmin(
+            bootstrapServers: bootstrapServers, properties: config.kafka.properties,
+            requestTimeout: .seconds(2), logger: logger
+        )
+        let signature = config.ingress.signature
+        let keys = keys ?? JWKCache(
+            baseURL: signature.jwkBaseURL, httpClient: httpClient, ttl: .seconds(signature.jwkCacheTTLSeconds),
+            fetchTimeout: .milliseconds(signature.jwkFetchTimeoutMs), logger: logger
+        )
+        let metrics = IngressMetrics()
+        let ingress = WebhookIngress(config: config, producer: producer, keys: keys, metrics: metrics, logger: logger)
+        return IngressService(
+            ingress: ingress, producer: producer, readiness: KafkaReadiness(admin: admin, logger: logger),
+            metrics: metrics, logger: logger
+        )
+    }
+
+    /// The routes of ARCHITECTURE.md ("HTTP").
+    public func addRoutes(to router: Router<some RequestContext>) {
+        let ingress = self.ingress
+        router.post("/endpoint/:urlToken") { request, context in
+            let token = context.parameters.get("urlToken") ?? ""
+            return await Self.answer(ingress: ingress, route: .endpoint(urlToken: token), request: request)
+        }
+        router.post("/handover/eightByEight") { request, _ in
+            await Self.answer(ingress: ingress, route: .handover, request: request)
+        }
+        router.get("/health/live") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "live\n")))
+        }
+        let readiness = self.readiness
+        router.get("/health/ready") { _, _ in
+            let ready = readiness.isReady
+            return Response(
+                status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"],
+                body: .init(byteBuffer: ByteBuffer(string: ready ? "ready\n" : "kafka unreachable\n"))
+            )
+        }
+        let metrics = self.metrics
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: metrics.render()))
+            )
+        }
+    }
+
+    static func answer(ingress: WebhookIngress, route: WebhookIngress.Route, request: Request) async -> Response {
+        let outcome = await ingress.handle(route: route, headers: request.headers) { limit in
+            try await request.body.collect(upTo: limit)
+        }
+        if outcome.status == 200 { return Response(status: .ok) }
+        let body = #"{"status":\#(outcome.status),"error":"\#(outcome.reason.jsonEscaped)"}"#
+        return Response(
+            status: .init(code: outcome.status), headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: body))
+        )
+    }
+
+    /// The HTTP application with the producer and readiness probe as its services.
+    public func application(
+        host: String, port: Int, extraRoutes: (Router<BasicRequestContext>) -> Void = { _ in },
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let router = Router()
+        addRoutes(to: router)
+        extraRoutes(router)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "connector-ingress"),
+            services: [producer, readiness],
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
+    }
+}
+
+extension String {
+    var jsonEscaped: String {
+        var out = ""
+        for scalar in unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+}

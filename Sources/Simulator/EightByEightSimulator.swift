@@ -1,0 +1,97 @@
+public import Hummingbird
+public import Logging
+import Foundation
+import NIOCore
+import Synchronization
+
+/// A local stand-in for 8x8's Chat Gateway. It grows with the services that talk to it; for
+/// now it serves the signing keys at 8x8's JWK path and can be told to misbehave there.
+public final class EightByEightSimulator: Sendable {
+    public let signer: WebhookSigner
+    private let state = Mutex(State())
+
+    struct State {
+        var extraKeys: [String: [String: String]] = [:]
+        var jwkBehavior: JWKBehavior = .normal
+        var jwkRequests = 0
+    }
+
+    /// How the JWK endpoint answers.
+    public enum JWKBehavior: Sendable, Hashable {
+        case normal
+        /// Answers after the delay (to test fetch timeouts).
+        case slow(Duration)
+        /// Answers with this status and no key.
+        case failing(status: Int)
+    }
+
+    public init(signer: WebhookSigner) {
+        self.signer = signer
+    }
+
+    public convenience init() throws {
+        try self.init(signer: WebhookSigner())
+    }
+
+    public var jwkBehavior: JWKBehavior {
+        get { state.withLock { $0.jwkBehavior } }
+        set { state.withLock { $0.jwkBehavior = newValue } }
+    }
+
+    /// How many JWK requests arrived (to check caching and coalescing).
+    public var jwkRequestCount: Int { state.withLock { $0.jwkRequests } }
+
+    /// Serves another key beside the signer's (rotation).
+    public func addKey(_ signer: WebhookSigner) {
+        state.withLock { $0.extraKeys[signer.kid] = signer.publicJWK }
+    }
+
+    /// A webhook sender that signs with this simulator's key.
+    public func webhookSender(logger: Logger = Logger(label: "simulator.webhooks")) -> WebhookSender {
+        WebhookSender(signer: signer, logger: logger)
+    }
+
+    public func addRoutes(to router: Router<some RequestContext>) {
+        router.get("/chat-gateway/v1/jwk/:kid/public") { _, context in
+            try await self.jwk(kid: context.parameters.require("kid"))
+        }
+    }
+
+    func jwk(kid: String) async throws -> Response {
+        let (behavior, jwk) = state.withLock { state in
+            state.jwkRequests += 1
+            return (state.jwkBehavior, kid == signer.kid ? signer.publicJWK : state.extraKeys[kid])
+        }
+        switch behavior {
+        case .normal: break
+        case .slow(let delay): try await Task.sleep(for: delay)
+        case .failing(let status):
+            return Self.json(#"{"status":\#(status),"title":"Simulated failure"}"#, status: HTTPResponse.Status(code: status))
+        }
+        guard let jwk else {
+            return Self.json(#"{"status":404,"title":"Not Found","detail":"no such key"}"#, status: .notFound)
+        }
+        let body = try JSONSerialization.data(withJSONObject: jwk, options: [.sortedKeys])
+        return Self.json(String(decoding: body, as: UTF8.self), status: .ok)
+    }
+
+    static func json(_ text: String, status: HTTPResponse.Status) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    /// The simulator as an HTTP application on `host:port` (port 0 picks a free port, reported
+    /// through `onRunning`).
+    public func application(
+        host: String = "127.0.0.1", port: Int = 0, logger: Logger = Logger(label: "simulator"),
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let router = Router()
+        addRoutes(to: router)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "8x8-simulator"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
+    }
+}

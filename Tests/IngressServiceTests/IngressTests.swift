@@ -1,0 +1,242 @@
+import AsyncHTTPClient
+import ChatEvents
+import ConnectorConfiguration
+import EightByEight
+import Foundation
+import IngressService
+import Kafka
+import Simulator
+import Testing
+
+@Suite("Ingress on the embedded cluster", .serialized)
+struct IngressTests {
+    @Test func aSignedWebhookIsPublishedKeyedByConversationThenAnswered() async throws {
+        try await IngressHarness.run { h in
+            let body = try fixture("message-user")
+            let headers = try h.signedHeaders(body, eventId: "evt-100", retry: 0, transmissionTime: Int64(Date().timeIntervalSince1970 * 1000))
+            #expect(try await h.post(body, headers: headers) == 200)
+            // Answered only after the write was acknowledged: the record is there already.
+            #expect(try await h.publishedCount() == 1)
+            let record = try #require(try await h.published(1).first)
+            #expect(record.key == "ID-0")
+            let event = record.event
+            #expect(event.schema == InboundEvent.schemaVersion)
+            #expect(event.eventId == "evt-100")
+            #expect(event.tenantId == "acme")
+            #expect(event.customerId == "customer-1")
+            #expect(event.endpoint == "support")
+            #expect(event.route == .endpoint)
+            #expect(event.retry == 0)
+            #expect(event.signatureVerified)
+            #expect(event.transmissionTime == Int64(headers.first { $0.0 == WebhookHeaders.transmissionTime }!.1))
+            #expect(event.receivedAt >= event.transmissionTime!)
+            #expect(event.eventType == "MESSAGE")
+            #expect(event.conversationId == "ID-0")
+            #expect(event.eventTimestamp == 1_713_100_000_000)
+            #expect(event.normalized.kind == .userMessage)
+            #expect(event.normalized.text == "I need help with my order")
+            #expect(event.raw == (try JSONDecoder().decode(JSONValue.self, from: Data(body))), "raw is 8x8's body")
+        }
+    }
+
+    @Test func everyEventTypeAndLegacyShapeIsAcceptedAndNormalized() async throws {
+        try await IngressHarness.run { h in
+            var expected: [String: NormalizedEvent.Kind] = [:]
+            for name in try fixtureNames() {
+                let body = try fixture(name)
+                let event = try JSONDecoder().decode(WebhookEvent.self, from: Data(body))
+                #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: name)) == 200, "\(name)")
+                if event.kind != .webHookVerify { expected[name] = event.normalized.kind }
+            }
+            // WEB_HOOK_VERIFY is answered without touching Kafka.
+            let records = try await h.published(expected.count)
+            #expect(try await h.publishedCount() == Int64(expected.count))
+            #expect(Dictionary(uniqueKeysWithValues: records.map { ($0.event.eventId, $0.event.normalized.kind) }) == expected)
+        }
+    }
+
+    @Test func tamperedSignaturesAreRejectedAndNothingIsPublished() async throws {
+        try await IngressHarness.run { h in
+            let body = try fixture("message-user")
+            let good = try h.signedHeaders(body, eventId: "evt-1")
+            var changedBody = body
+            changedBody[changedBody.count / 2] ^= 0x20
+            let otherKeySameKid = try WebhookSigner(kid: IngressHarness.signer.kid)
+            let unknownKid = try WebhookSigner(kid: "not-served")
+            func forged(_ protected: String) throws -> String {
+                let map = Dictionary(good, uniquingKeysWith: { a, _ in a })
+                return try IngressHarness.signer.signature(body: body, headers: WebhookHeaders(lookup: { map[$0] }), protectedHeader: protected)
+            }
+            let stale = Int64(Date().timeIntervalSince1970 * 1000) - 10 * 60 * 1000
+            let cases: [(String, [UInt8], [(String, String)])] = [
+                ("body byte changed", changedBody, good),
+                ("event id changed", body, good.replacing(WebhookHeaders.eventID, with: "evt-2")),
+                ("tenant changed", body, good.replacing(WebhookHeaders.tenantID, with: "other")),
+                ("customer changed", body, good.replacing(WebhookHeaders.customerID, with: "someone")),
+                ("retry changed", body, good.replacing(WebhookHeaders.retry, with: "3")),
+                ("wrong key", body, try h.signedHeaders(body, signer: otherKeySameKid)),
+                ("alg none", body, good.replacing(WebhookHeaders.signature, with: try forged(WebhookSigner.protectedHeader(kid: "sim-key", alg: "none")))),
+                ("alg HS256", body, good.replacing(WebhookHeaders.signature, with: try forged(WebhookSigner.protectedHeader(kid: "sim-key", alg: "HS256")))),
+                ("missing crit", body, good.replacing(WebhookHeaders.signature, with: try forged(WebhookSigner.protectedHeader(kid: "sim-key", crit: nil)))),
+                ("stale transmission time", body, try h.signedHeaders(body, transmissionTime: stale)),
+                ("unknown kid", body, try h.signedHeaders(body, signer: unknownKid)),
+                ("no signature", body, good.replacing(WebhookHeaders.signature, with: nil)),
+                ("garbage signature", body, good.replacing(WebhookHeaders.signature, with: "abc.def.ghi")),
+            ]
+            for (name, body, headers) in cases {
+                #expect(try await h.post(body, headers: headers) == 401, "\(name)")
+            }
+            #expect(try await h.publishedCount() == 0)
+            let metrics = try await h.get("/metrics").body
+            #expect(metrics.contains(#"connector_ingress_requests_total{endpoint="support",status="401"} \#(cases.count)"#), "\(metrics)")
+            #expect(metrics.contains(#"connector_ingress_signature_failures_total{reason="unknown_key"} 1"#))
+        }
+    }
+
+    @Test func badRequestsGetTheirDocumentedStatus() async throws {
+        try await IngressHarness.run { h in
+            let malformed = Array(#"{"eventType":"MESSAGE","conversationId":"c1","data":{"#.utf8)
+            #expect(try await h.post(malformed, headers: h.signedHeaders(malformed)) == 400, "malformed JSON")
+            let notAnEvent = Array(#"{"hello":"world"}"#.utf8)
+            #expect(try await h.post(notAnEvent, headers: h.signedHeaders(notAnEvent)) == 400, "JSON without eventType")
+            let oversize = Array(#"{"eventType":"MESSAGE","conversationId":"c1","data":{"text":""#.utf8) + Array(repeating: UInt8(ascii: "a"), count: 5000) + Array(#""}}"#.utf8)
+            #expect(try await h.post(oversize, headers: h.signedHeaders(oversize)) == 413, "oversize")
+            let body = try fixture("message-user")
+            let headers = try h.signedHeaders(body)
+            #expect(try await h.post(body, headers: headers.replacing("content-type", with: "text/plain")) == 415, "wrong content type")
+            #expect(try await h.post(body, headers: headers.replacing("content-type", with: nil)) == 415, "no content type")
+            #expect(try await h.post(body, headers: headers, to: "\(h.baseURL)/endpoint/not-a-known-token") == 404, "unknown url token")
+            #expect(try await h.publishedCount() == 0)
+            // Charset parameters and case do not matter.
+            #expect(try await h.post(body, headers: headers.replacing("content-type", with: "Application/JSON; charset=utf-8")) == 200)
+        }
+    }
+
+    @Test func webhookVerificationIsAnsweredWithoutPublishing() async throws {
+        try await IngressHarness.run { h in
+            let body = try fixture("web-hook-verify")
+            #expect(try await h.post(body, headers: [("content-type", "application/json")]) == 200, "unsigned verify")
+            #expect(try await h.post(body, headers: h.signedHeaders(body)) == 200, "signed verify")
+            var badlySigned = try h.signedHeaders(body)
+            badlySigned = badlySigned.replacing(WebhookHeaders.eventID, with: "changed")
+            #expect(try await h.post(body, headers: badlySigned) == 401, "a signature that is sent must be valid")
+            #expect(try await h.publishedCount() == 0)
+        }
+    }
+
+    @Test func aRetriedWebhookIsPublishedOnce() async throws {
+        try await IngressHarness.run { h in
+            let body = try fixture("message-user")
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-dup", retry: 0)) == 200)
+            // 8x8's retry: same event id, new transmission time and retry count, new signature.
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-dup", retry: 1)) == 200)
+            // Many concurrent deliveries of one new event.
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for retry in 0..<20 {
+                    group.addTask { try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-burst", retry: retry)) }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses == Array(repeating: 200, count: 20))
+            #expect(try await h.publishedCount() == 2)
+            let ids = try await h.published(2).map(\.event.eventId).sorted()
+            #expect(ids == ["evt-burst", "evt-dup"])
+        }
+    }
+
+    @Test func handoverWebhooksAreAcceptedAndAttributed() async throws {
+        try await IngressHarness.run { h in
+            let body = try fixture("members-changed-joined")
+            #expect(try await h.post(body, headers: h.signedHeaders(body), to: "\(h.baseURL)/handover/eightByEight") == 200)
+            let event = try #require(try await h.published(1).first?.event)
+            #expect(event.route == .handover)
+            #expect(event.endpoint == "support", "the endpoint of tenant acme")
+            #expect(event.normalized.kind == .memberJoined)
+        }
+    }
+
+    @Test func brokerDownGives503AndTheRetryIsPublishedExactlyOnce() async throws {
+        try await IngressHarness.run { h in
+            let body = try fixture("message-user")
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "warm-up")) == 200)
+            #expect(try await h.get("/health/ready").status == 200)
+
+            try h.cluster.setBrokerDown(1)
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-outage", retry: 0)) == 503)
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-outage", retry: 1)) == 503)
+            try await waitUntil("not ready") { try await h.get("/health/ready").status == 503 }
+            try h.cluster.setBrokerUp(1)
+            try await waitUntil("ready") { try await h.get("/health/ready").status == 200 }
+
+            // 8x8 retries until it gets a 2xx; the event lands once, whether the first attempt's
+            // queued write went through late or not.
+            var status = 0
+            for retry in 2..<20 where status != 200 {
+                status = try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-outage", retry: retry))
+            }
+            #expect(status == 200)
+            let records = try await h.published(2)
+            #expect(records.map(\.event.eventId).sorted() == ["evt-outage", "warm-up"])
+            #expect(try await h.publishedCount() == 2)
+        }
+    }
+
+    @Test func aWriteThatKafkaGaveUpOnIsPublishedByTheRetry() async throws {
+        // librdkafka drops the queued record after message.timeout.ms: the first attempt fails
+        // for good, so the retry must publish it.
+        try await IngressHarness.run(configure: { config in
+            config.kafka.properties["message.timeout.ms"] = "1000"
+            config.ingress.publishTimeoutMs = 3000
+        }) { h in
+            let body = try fixture("message-user")
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "warm-up")) == 200)
+            try h.cluster.setBrokerDown(1)
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-lost", retry: 0)) == 503)
+            try h.cluster.setBrokerUp(1)
+            try await waitUntil("ready") { try await h.get("/health/ready").status == 200 }
+            var status = 0
+            for retry in 1..<20 where status != 200 {
+                status = try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-lost", retry: retry))
+            }
+            #expect(status == 200)
+            #expect(try await h.published(2).map(\.event.eventId).sorted() == ["evt-lost", "warm-up"])
+            #expect(try await h.publishedCount() == 2)
+        }
+    }
+
+    @Test func aFailingOrSlowJWKEndpointGives503NeverACrash() async throws {
+        try await IngressHarness.run { h in
+            let body = try fixture("message-user")
+            h.simulator.jwkBehavior = .failing(status: 500)
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-jwk")) == 503)
+            h.simulator.jwkBehavior = .slow(.seconds(3))
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-jwk", retry: 1)) == 503)
+            #expect(try await h.publishedCount() == 0)
+            h.simulator.jwkBehavior = .normal
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-jwk", retry: 2)) == 200)
+            #expect(try await h.publishedCount() == 1)
+            #expect(try await h.get("/health/live").status == 200)
+        }
+    }
+
+    @Test func healthAndMetricsAreServed() async throws {
+        try await IngressHarness.run { h in
+            #expect(try await h.get("/health/live").status == 200)
+            try await waitUntil("ready") { try await h.get("/health/ready").status == 200 }
+            let body = try fixture("message-user")
+            #expect(try await h.post(body, headers: h.signedHeaders(body)) == 200)
+            let metrics = try await h.get("/metrics")
+            #expect(metrics.status == 200)
+            #expect(metrics.body.contains(#"connector_ingress_requests_total{endpoint="support",status="200"} 1"#))
+            #expect(metrics.body.contains("connector_ingress_request_duration_seconds_bucket"))
+            #expect(metrics.body.contains("connector_ingress_published_total 1"))
+        }
+    }
+}
+
+/// Polls `condition` until it holds; fails after `seconds` (a guard against hanging).
+func waitUntil(_ what: String, seconds: Int = 30, _ condition: @escaping @Sendable () async throws -> Bool) async throws {
+    try await within(seconds, what) {
+        while try await !condition() { try await Task.sleep(for: .milliseconds(100)) }
+    }
+}
