@@ -182,6 +182,13 @@ let package = Package(
         ),
         .testTarget(
             name: "ConnectorCommandTests",
+            dependencies: [
+                "Kafka",
+                "Simulator",
+                "EightByEight",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

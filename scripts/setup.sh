@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the connector needs beyond the Swift toolchain: librdkafka-dev (Debian's 2.0.2),
-# found through pkg-config. Safe to run again; does nothing when it is already there.
+# found through pkg-config, and Python's jsonschema for the schema check. Safe to run again; does nothing when it is already there.
 set -euo pipefail
+
+# Python's jsonschema validates the schema examples.
+if ! python3 -c "import jsonschema" 2>/dev/null; then
+    echo "setup: Python's jsonschema is missing; installing it with pip" >&2
+    python3 -m pip install --quiet jsonschema
+fi
 
 if pkg-config --exists rdkafka 2>/dev/null; then
     exit 0

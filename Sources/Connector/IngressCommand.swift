@@ -29,10 +29,10 @@ struct IngressCommand: AsyncParsableCommand {
         } catch {
             throw fail("cannot start the ingress: \(error)")
         }
-        let application = service.application(host: listen.host, port: listen.port) { port in
+        let application = service.application(host: listen.host, port: listen.port, onRunning: { port in
             print("ingress listening on http://\(listen.host):\(port) (\(config.endpoints.count) endpoint\(config.endpoints.count == 1 ? "" : "s"), kafka \(bootstrap))")
             fflush(nil)
-        }
+        })
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: application)],
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -63,7 +63,7 @@ import Testing
         #expect(result.error.split(separator: "\n").count == 1)
     }
 
-    @Test(arguments: ["dev", "ingress --config x", "worker --config x", "egress --config x", "flow validate f.yaml"])
+    @Test(arguments: ["dev", "worker --config x", "egress --config x", "flow validate f.yaml"])
     func servicesNotBuiltYetSaySoAndExit2(_ command: String) throws {
         let result = try run(command.split(separator: " ").map(String.init))
         #expect(result.status == 2)

@@ -46,11 +46,11 @@ struct IngressHarness: Sendable {
                 ingress:
                   listen: 127.0.0.1:0
                   maxBodyBytes: 4096
-                  publishTimeoutMs: 1500
+                  publishTimeoutMs: 5000
                   signature:
                     required: true
                     jwkBaseURL: http://127.0.0.1:\(simulatorPort)
-                    jwkFetchTimeoutMs: 300
+                    jwkFetchTimeoutMs: 2000
                 endpoints:
                   - name: support
                     urlToken: \(urlToken)

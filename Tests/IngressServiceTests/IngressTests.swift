@@ -156,7 +156,7 @@ struct IngressTests {
     }
 
     @Test func brokerDownGives503AndTheRetryIsPublishedExactlyOnce() async throws {
-        try await IngressHarness.run { h in
+        try await IngressHarness.run(configure: { $0.ingress.publishTimeoutMs = 1500 }) { h in
             let body = try fixture("message-user")
             #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "warm-up")) == 200)
             #expect(try await h.get("/health/ready").status == 200)
@@ -205,7 +205,7 @@ struct IngressTests {
     }
 
     @Test func aFailingOrSlowJWKEndpointGives503NeverACrash() async throws {
-        try await IngressHarness.run { h in
+        try await IngressHarness.run(configure: { $0.ingress.signature.jwkFetchTimeoutMs = 300 }) { h in
             let body = try fixture("message-user")
             h.simulator.jwkBehavior = .failing(status: 500)
             #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-jwk")) == 503)

@@ -1,0 +1,113 @@
+import AsyncHTTPClient
+import Foundation
+import Kafka
+import Logging
+import Simulator
+import Testing
+
+/// `connector ingress` as an operator runs it: against a broker process, with a config file.
+@Suite(.serialized) struct IngressCommandTests {
+    static let binary = BrokerCommandTests.binary
+    static let logger = Logger(label: "command-tests") { _ in SwiftLogNoOpLogHandler() }
+
+    func temporaryFile(_ contents: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("connector-\(UUID().uuidString).yaml").path
+        try contents.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func config(listen: String = "127.0.0.1:0", jwk: String = "http://127.0.0.1:1") -> String {
+        """
+        kafka:
+          brokers: embedded
+        ingress:
+          listen: \(listen)
+          signature:
+            jwkBaseURL: \(jwk)
+        endpoints:
+          - name: support
+            urlToken: command-test-token
+            flow: flows/demo.yaml
+            eightByEight:
+              baseURL: https://api.8x8.com
+              apiKey: secret-api-key-value
+        """
+    }
+
+    @Test(arguments: [
+        ("listen: nowhere", "ingress.listen must be host:port"),
+        ("publishTimeoutMs: 0", "ingress.publishTimeoutMs must be positive"),
+        ("maxBodyBytes: lots", "ingress.maxBodyBytes must be a whole number"),
+        ("listeners: 3", "unknown key 'ingress.listeners'"),
+    ])
+    func badConfigurationFailsAtStartupWithOneLine(_ line: String, _ message: String) throws {
+        let path = try temporaryFile("ingress:\n  \(line)\n")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try BrokerCommandTests().run(["ingress", "--config", path, "--brokers", "127.0.0.1:9"])
+        #expect(result.status == 1)
+        #expect(result.error.contains(message), "\(result.error)")
+        #expect(result.error.split(separator: "\n").count == 1)
+    }
+
+    @Test func missingConfigurationIsAClearError() throws {
+        let missing = try BrokerCommandTests().run(["ingress", "--config", "/nonexistent/connector.yaml", "--brokers", "127.0.0.1:9"])
+        #expect(missing.status == 1)
+        #expect(missing.error == "connector: /nonexistent/connector.yaml: cannot read the configuration file\n")
+        let none = try BrokerCommandTests().run(["ingress"])
+        #expect(none.status != 0)
+        #expect(none.error.contains("--config is required"))
+    }
+
+    @Test func ingressAcceptsASignedWebhookAndStopsOnSIGTERM() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the connector first")
+        let cluster = try EmbeddedKafkaCluster(logger: Self.logger)
+        try cluster.createTopic("eightbyeight.inbound.v1", partitions: 2)
+        let simulator = try EightByEightSimulator()
+        try await withRunningApplication({ simulator.application(logger: Self.logger, onRunning: $0) }) { jwkPort in
+            let path = try temporaryFile(config(jwk: "http://127.0.0.1:\(jwkPort)"))
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let process = Process()
+            process.executableURL = Self.binary
+            process.arguments = ["ingress", "--config", path, "--brokers", cluster.bootstrapServers]
+            let out = Pipe()
+            let err = Pipe()
+            process.standardOutput = out
+            process.standardError = err
+            try process.run()
+            defer { if process.isRunning { process.terminate() } }
+
+            // The first line says where it listens.
+            let line = try await Task.detached {
+                var bytes = Data()
+                while !bytes.contains(UInt8(ascii: "\n")) {
+                    let chunk = out.fileHandleForReading.availableData
+                    if chunk.isEmpty { break }
+                    bytes.append(chunk)
+                }
+                return String(decoding: bytes, as: UTF8.self)
+            }.value
+            let match = try #require(line.firstRange(of: "http://127.0.0.1:"), "\(line)")
+            let port = try #require(Int(line[match.upperBound...].prefix { $0.isNumber }))
+            let base = "http://127.0.0.1:\(port)"
+
+            let live = try await HTTPClient.shared.execute(HTTPClientRequest(url: base + "/health/live"), timeout: .seconds(10))
+            #expect(live.status.code == 200)
+            var sender = simulator.webhookSender(logger: Self.logger)
+            sender.tenantId = "acme"
+            let body = Array(#"{"eventType":"MESSAGE","conversationId":"c-1","timestamp":1713100000000,"data":{"text":"hello"}}"#.utf8)
+            let answer = try await sender.send(body: body, to: base + "/endpoint/command-test-token", eventId: "evt-cli")
+            #expect(answer.status == 200, "\(answer.body)")
+            let admin = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, logger: Self.logger)
+            let high = try await admin.watermarks(TopicPartition(topic: "eightbyeight.inbound.v1", partition: 0)).high
+                + admin.watermarks(TopicPartition(topic: "eightbyeight.inbound.v1", partition: 1)).high
+            #expect(high == 1)
+
+            process.terminate()  // SIGTERM: graceful
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            let logs = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(!logs.contains("secret-api-key-value"), "no secret in the logs")
+            #expect(!logs.contains("hello"), "no user text in the logs")
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import ChatEvents
+import EightByEight
+import Foundation
+import Testing
+
+/// `schemas/examples/inbound-event.v1.*.json` are what the ingress writes for the webhook
+/// fixtures. This test keeps them honest: each decodes as an `InboundEvent`, and its
+/// `normalized` part is what the normalizer makes of its `raw` part today. `.ci/run` checks
+/// them against the JSON Schema with Python's jsonschema.
+/// `WRITE_SCHEMA_EXAMPLES=1 swift test --filter SchemaExampleTests` rewrites them.
+@Suite struct SchemaExampleTests {
+    static let folder = Repository.root.appendingPathComponent("schemas/examples")
+
+    static func example(for name: String, body: Data) throws -> [UInt8] {
+        let webhook = try JSONDecoder().decode(WebhookEvent.self, from: body)
+        let event = InboundEvent(
+            eventId: "evt-\(name)", retry: 0, tenantId: "acme", customerId: "customer-1", endpoint: "support",
+            route: .endpoint, receivedAt: 1_713_100_000_120, transmissionTime: 1_713_100_000_100,
+            eventType: webhook.eventType, conversationId: webhook.conversationId, eventTimestamp: webhook.timestamp,
+            signatureVerified: true, normalized: webhook.normalized
+        )
+        return try event.encodedRecord(rawBody: body.filter { $0 != 0x0A })
+    }
+
+    @Test func examplesDecodeAndMatchTheNormalizer() throws {
+        let fixtures = try Repository.webhookFixtures().filter { !$0.name.contains("verify") }
+        if ProcessInfo.processInfo.environment["WRITE_SCHEMA_EXAMPLES"] == "1" {
+            try FileManager.default.createDirectory(at: Self.folder, withIntermediateDirectories: true)
+            for fixture in fixtures {
+                let record = try JSONSerialization.jsonObject(with: Data(try Self.example(for: fixture.name, body: fixture.body)))
+                let pretty = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+                try (pretty + Data("\n".utf8)).write(to: Self.folder.appendingPathComponent("inbound-event.v1.\(fixture.name).json"))
+            }
+        }
+        let examples = try FileManager.default.contentsOfDirectory(atPath: Self.folder.path)
+            .filter { $0.hasPrefix("inbound-event.v1.") && $0.hasSuffix(".json") }
+        #expect(examples.count == fixtures.count, "one example per published webhook fixture")
+        for file in examples {
+            let data = try Data(contentsOf: Self.folder.appendingPathComponent(file))
+            let event = try InboundEvent.decode(Array(data))
+            let raw = try JSONEncoder().encode(try #require(event.raw, "\(file) has raw"))
+            let normalized = try JSONDecoder().decode(WebhookEvent.self, from: raw).normalized
+            #expect(event.normalized == normalized, "\(file) is out of date: WRITE_SCHEMA_EXAMPLES=1 rewrites it")
+        }
+    }
+
+    @Test func aRecordWithAnotherSchemaVersionIsRefused() throws {
+        let record = Array(#"{"schema":"eightbyeight.inbound.v2","eventId":"e","retry":0,"route":"endpoint","receivedAt":1,"eventType":"MESSAGE","signatureVerified":true,"normalized":{"kind":"userMessage"}}"#.utf8)
+        #expect(throws: (any Error).self) { try InboundEvent.decode(record) }
+    }
+
+    @Test func theRecordCarriesTheRawBodyVerbatim() throws {
+        let body = Array(#"{"eventType":"MESSAGE","conversationId":"c","data":{"text":"caf\u00e9 \/ ok","n":1.50}}"#.utf8)
+        let record = try Self.example(for: "x", body: Data(body))
+        let text = String(decoding: record, as: UTF8.self)
+        #expect(text.hasSuffix(#","raw":"# + String(decoding: body, as: UTF8.self) + "}"))
+        #expect(try InboundEvent.decode(record).raw?["data"]?["text"] == .string("café / ok"))
+    }
+}
