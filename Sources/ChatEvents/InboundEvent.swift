@@ -64,27 +64,32 @@ public struct InboundEvent: Sendable, Hashable, Codable {
     /// Events without a conversation (unknown types) are keyed by their event id.
     public var recordKey: String { conversationId ?? eventId }
 
-    /// The record value with `rawBody` spliced in verbatim as `raw`: the body was parsed
+    /// The record value, with `rawBody` spliced in verbatim as `raw`: the body was parsed
     /// already, so it is valid JSON, and copying its bytes is cheaper and more faithful than
-    /// re-encoding it.
-    public func encodedRecord(rawBody: some Collection<UInt8>, encoder: JSONEncoder = InboundEvent.encoder) throws -> [UInt8] {
-        var copy = self
-        copy.raw = nil
-        let head = try encoder.encode(copy)
-        var record = [UInt8]()
-        record.reserveCapacity(head.count + rawBody.count + 8)
-        record.append(contentsOf: head.dropLast()) // drop the closing brace
-        record.append(contentsOf: #","raw":"#.utf8)
-        record.append(contentsOf: rawBody)
-        record.append(UInt8(ascii: "}"))
-        return record
+    /// re-encoding it. Written by hand (the ingress's hot path); `Codable` reads it back.
+    public func encodedRecord(rawBody: some Collection<UInt8>) -> [UInt8] {
+        var json = JSONWriter(capacity: 384 + rawBody.count)
+        json.beginObject()
+        json.field("schema", schema)
+        json.field("eventId", eventId)
+        json.field("retry", retry)
+        json.field("tenantId", tenantId)
+        json.field("customerId", customerId)
+        json.field("endpoint", endpoint)
+        json.field("route", route.rawValue)
+        json.field("receivedAt", receivedAt)
+        json.field("transmissionTime", transmissionTime)
+        json.field("eventType", eventType)
+        json.field("conversationId", conversationId)
+        json.field("eventTimestamp", eventTimestamp)
+        json.field("signatureVerified", signatureVerified)
+        json.key("normalized")
+        normalized.write(to: &json)
+        json.key("raw")
+        json.raw(rawBody)
+        json.endObject()
+        return json.bytes
     }
-
-    public static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return encoder
-    }()
 
     /// Reads a record, refusing one written under another schema version.
     public static func decode(_ bytes: some Collection<UInt8>, decoder: JSONDecoder = JSONDecoder()) throws -> InboundEvent {
@@ -129,6 +134,77 @@ public struct NormalizedEvent: Sendable, Hashable, Codable {
 
     public init(kind: Kind) { self.kind = kind }
 
+    /// Writes the same JSON that `Encodable` would, without its overhead.
+    public func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.field("kind", kind.rawValue)
+        json.field("text", text)
+        json.object("sender", sender) { $1.writeMembers(to: &$0) }
+        json.array("attachments", attachments) { json, attachment in
+            json.element(attachment) { json, attachment in
+                json.field("id", attachment.id)
+                json.field("type", attachment.type)
+                json.field("url", attachment.url)
+                json.field("fileName", attachment.fileName)
+            }
+        }
+        json.array("cards", cards) { json, card in
+            json.element(card) { json, card in
+                json.field("contentType", card.contentType)
+                json.field("content", card.content)
+            }
+        }
+        json.object("postback", postback) { json, postback in
+            json.field("title", postback.title)
+            json.field("payload", postback.payload)
+        }
+        json.object("cardSubmit", cardSubmit) { json, submit in
+            json.field("action", submit.action)
+            json.field("data", submit.data)
+        }
+        json.array("typing", typing, Participant.write)
+        json.array("readReceipts", readReceipts) { json, receipt in
+            json.element(receipt) { json, receipt in
+                json.field("timestamp", receipt.timestamp)
+                json.array("users", receipt.users, Participant.write)
+            }
+        }
+        json.field("state", state)
+        json.object("assignment", assignment) { json, assignment in
+            json.field("type", assignment.type)
+            json.field("id", assignment.id)
+            json.field("resourceId", assignment.resourceId)
+        }
+        json.object("user", user) { json, user in
+            json.field("name", user.name)
+            json.field("userId", user.userId)
+            json.field("email", user.email)
+            json.field("phone", user.phone)
+            json.field("company", user.company)
+            json.field("caseId", user.caseId)
+            json.field("language", user.language)
+            json.field("ipAddress", user.ipAddress)
+            json.field("timezoneOffset", user.timezoneOffset)
+            json.array("additionalProperties", user.additionalProperties) { json, property in
+                json.element(property) { json, property in
+                    json.field("key", property.key)
+                    json.field("value", property.value)
+                    json.field("id", property.id)
+                }
+            }
+        }
+        json.field("channel", channel)
+        json.field("msisdn", msisdn)
+        json.object("queue", queue) { json, queue in
+            json.field("id", queue.id)
+            json.field("name", queue.name)
+        }
+        json.object("member", member) { $1.writeMembers(to: &$0) }
+        json.field("activity", activity)
+        json.field("value", value)
+        json.endObject()
+    }
+
     public struct Participant: Sendable, Hashable, Codable {
         public var id: String?
         public var type: String?
@@ -137,6 +213,16 @@ public struct NormalizedEvent: Sendable, Hashable, Codable {
             self.id = id
             self.type = type
             self.name = name
+        }
+
+        func writeMembers(to json: inout JSONWriter) {
+            json.field("id", id)
+            json.field("type", type)
+            json.field("name", name)
+        }
+
+        static func write(_ json: inout JSONWriter, _ participant: Participant) {
+            json.element(participant) { $1.writeMembers(to: &$0) }
         }
     }
 

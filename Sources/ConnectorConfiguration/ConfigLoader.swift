@@ -37,9 +37,37 @@ extension ConnectorConfig {
         return config
     }
 
-    /// Replaces `${NAME}` and `${NAME:-default}`. A variable that is unset and has no default is
-    /// an error naming the variable (never its value).
+    /// Replaces `${NAME}` and `${NAME:-default}` outside YAML comments. A variable that is unset
+    /// and has no default is an error naming the variable (never its value).
     static func interpolate(_ text: String, source: String, environment: [String: String]) throws -> String {
+        var lines: [String] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let comment = commentStart(line)
+            let content = try interpolateValues(String(line[..<comment]), source: source, environment: environment)
+            lines.append(content + line[comment...])
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Where a line's comment starts: a `#` at the start or after whitespace, outside quotes.
+    static func commentStart(_ line: Substring) -> Substring.Index {
+        var quote: Character?
+        var previous: Character = " "
+        for index in line.indices {
+            let character = line[index]
+            if let open = quote {
+                if character == open { quote = nil }
+            } else if character == "\"" || character == "'" {
+                quote = character
+            } else if character == "#", previous == " " || previous == "\t" {
+                return index
+            }
+            previous = character
+        }
+        return line.endIndex
+    }
+
+    static func interpolateValues(_ text: String, source: String, environment: [String: String]) throws -> String {
         var result = ""
         var rest = Substring(text)
         while let start = rest.range(of: "${") {

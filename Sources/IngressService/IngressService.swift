@@ -36,6 +36,9 @@ public struct IngressService: Sendable {
     ) throws -> IngressService {
         var producerConfig = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
         producerConfig.clientID = "connector-ingress"
+        // 8x8 waits for the acknowledgement: send at once. Under load librdkafka still batches
+        // what queues up while requests are in flight. `kafka.properties` may override it.
+        producerConfig.lingerMilliseconds = 0
         producerConfig.properties = config.kafka.properties
         let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
         let admin = try KafkaAdmin(
@@ -108,7 +111,7 @@ public struct IngressService: Sendable {
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "connector-ingress"),
-            services: [producer, readiness],
+            services: [producer, readiness, ingress],
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger
         )

@@ -1,22 +1,105 @@
 import DequeModule
+import Kafka
 import Synchronization
+
+/// One Kafka write that requests wait for: the first delivery of a webhook and any retry of
+/// it that arrives while the write is pending share it. Waiting costs no task and no timer:
+/// the delivery callback resumes the waiters, and the `DeadlineSweeper` resumes the ones whose
+/// deadline passed first.
+final class PendingPublish: Sendable {
+    typealias Outcome = Result<KafkaDelivery, KafkaError>
+
+    private struct State {
+        var outcome: Outcome?
+        var waiters: [UInt64: CheckedContinuation<Outcome?, Never>] = [:]
+        var nextWaiter: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// Records the delivery result and wakes everybody waiting.
+    func complete(_ outcome: Outcome) {
+        let waiters = state.withLock { state in
+            state.outcome = outcome
+            defer { state.waiters = [:] }
+            return state.waiters.values
+        }
+        for waiter in waiters { waiter.resume(returning: outcome) }
+    }
+
+    /// The delivery result, or nil when `deadline` passed first.
+    func wait(deadline: ContinuousClock.Instant, sweeper: DeadlineSweeper) async -> Outcome? {
+        await withCheckedContinuation { continuation in
+            let registered: UInt64? = state.withLock { state in
+                if state.outcome != nil { return nil }
+                state.nextWaiter += 1
+                state.waiters[state.nextWaiter] = continuation
+                return state.nextWaiter
+            }
+            guard let id = registered else {
+                continuation.resume(returning: state.withLock { $0.outcome })
+                return
+            }
+            sweeper.schedule(deadline) { [self] in self.expire(id) }
+        }
+    }
+
+    private func expire(_ id: UInt64) {
+        state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
+    }
+}
+
+/// Runs expiry actions once their deadline passed, checking every `resolution`. All deadlines
+/// of one ingress have the same length, so they arrive in order and a queue suffices.
+final class DeadlineSweeper: Sendable {
+    private let queue = Mutex(Deque<(deadline: ContinuousClock.Instant, action: @Sendable () -> Void)>())
+    let resolution: Duration
+
+    init(resolution: Duration = .milliseconds(20)) {
+        self.resolution = resolution
+    }
+
+    func schedule(_ deadline: ContinuousClock.Instant, _ action: @escaping @Sendable () -> Void) {
+        queue.withLock { $0.append((deadline, action)) }
+    }
+
+    /// Expires what is due; returns how many actions ran.
+    @discardableResult
+    func sweep(now: ContinuousClock.Instant = .now) -> Int {
+        var due: [@Sendable () -> Void] = []
+        queue.withLock { queue in
+            while let first = queue.first, first.deadline <= now { due.append(queue.removeFirst().action) }
+        }
+        for action in due { action() }
+        return due.count
+    }
+
+    func run() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: resolution)
+            sweep()
+        }
+        // Nobody is left waiting when the service stops.
+        sweep(now: .now + .seconds(3600 * 24 * 365))
+    }
+}
 
 /// The event ids the ingress has published (or is publishing), so that 8x8's retries of a
 /// webhook are answered without a second Kafka record. Bounded: the oldest published ids are
-/// forgotten first. An id whose publish is still pending is never forgotten, and a retry that
-/// arrives meanwhile waits for that same publish instead of starting another.
-final class RecentEvents<Outcome: Sendable>: Sendable {
+/// forgotten first. An id whose write is pending is never forgotten, and a retry that arrives
+/// meanwhile waits for that same write instead of starting another.
+final class RecentEvents: Sendable {
     enum Claim {
         /// Published before: answer 200 without publishing.
         case published
         /// Being published by another request: share its outcome.
-        case pending(Task<Outcome, any Error>)
-        /// Nobody has it: the caller's task now owns it.
-        case claimed(Task<Outcome, any Error>)
+        case pending(PendingPublish)
+        /// Nobody has it: the caller publishes and must call `finish`.
+        case claimed(PendingPublish)
     }
 
     private struct State {
-        var pending: [String: Task<Outcome, any Error>] = [:]
+        var pending: [String: PendingPublish] = [:]
         var published: Set<String> = []
         var order: Deque<String> = []
     }
@@ -28,29 +111,19 @@ final class RecentEvents<Outcome: Sendable>: Sendable {
         self.capacity = capacity
     }
 
-    /// Claims `id`, starting `publish` only when nobody published or is publishing it. The
-    /// publish task records its own result, so the id is remembered even when the request
-    /// that started it gave up waiting (a late Kafka acknowledgement still counts).
-    func claim(_ id: String, publish: @escaping @Sendable () async throws -> Outcome) -> Claim {
+    func claim(_ id: String) -> Claim {
         state.withLock { state in
             if state.published.contains(id) { return .published }
-            if let task = state.pending[id] { return .pending(task) }
-            let task = Task {
-                do {
-                    let outcome = try await publish()
-                    self.finish(id, published: true)
-                    return outcome
-                } catch {
-                    self.finish(id, published: false)
-                    throw error
-                }
-            }
-            state.pending[id] = task
-            return .claimed(task)
+            if let pending = state.pending[id] { return .pending(pending) }
+            let pending = PendingPublish()
+            state.pending[id] = pending
+            return .claimed(pending)
         }
     }
 
-    private func finish(_ id: String, published: Bool) {
+    /// Called with the write's result, however late it comes: a late acknowledgement still
+    /// marks the event published, so the retry 8x8 sends after a 503 is not written again.
+    func finish(_ id: String, published: Bool) {
         state.withLock { state in
             state.pending.removeValue(forKey: id)
             guard published, capacity > 0, state.published.insert(id).inserted else { return }

@@ -3,6 +3,7 @@ public import ConnectorConfiguration
 public import EightByEight
 public import Kafka
 public import Logging
+public import ServiceLifecycle
 public import Foundation
 public import HTTPTypes
 public import NIOCore
@@ -27,7 +28,7 @@ public struct WebhookOutcome: Sendable, Hashable {
 /// The webhook pipeline, independent of the HTTP server: size, content type, signature,
 /// decode, normalize, de-duplicate, publish and await Kafka's acknowledgement. The answer is
 /// 2xx only for an event Kafka acknowledged (or acknowledged before, for a retry).
-public final class WebhookIngress: Sendable {
+public final class WebhookIngress: Service, Sendable {
     public enum Route: Sendable, Hashable {
         case endpoint(urlToken: String)
         case handover
@@ -41,7 +42,8 @@ public final class WebhookIngress: Sendable {
     let verifier: SignatureVerifier
     let producer: KafkaProducer
     let publishTimeout: Duration
-    let recent: RecentEvents<KafkaDelivery>
+    let recent: RecentEvents
+    let sweeper = DeadlineSweeper()
     let metrics: IngressMetrics
     let logger: Logger
     let now: @Sendable () -> Int64
@@ -88,8 +90,10 @@ public final class WebhookIngress: Sendable {
         route: Route, headers: HTTPFields, readBody: (_ limit: Int) async throws -> ByteBuffer
     ) async -> WebhookOutcome {
         let started = ContinuousClock.now
-        let lookup = { (name: String) in HTTPField.Name(name).flatMap { headers[$0] } }
-        let webhookHeaders = WebhookHeaders(lookup: lookup)
+        let webhookHeaders = WebhookHeaders(
+            tenantId: headers[Self.tenantID], eventId: headers[Self.eventID], signature: headers[Self.signature],
+            transmissionTime: headers[Self.transmissionTime], retry: headers[Self.retry], customerId: headers[Self.customerID]
+        )
         let resolved = endpointName(for: route, tenant: webhookHeaders.tenantId)
         let outcome = await process(route: route, endpoint: resolved, headers: headers, webhookHeaders: webhookHeaders, readBody: readBody)
         let label = resolved.flatMap { $0 } ?? (resolved == nil ? "unknown" : "handover")
@@ -102,9 +106,16 @@ public final class WebhookIngress: Sendable {
         readBody: (_ limit: Int) async throws -> ByteBuffer
     ) async -> WebhookOutcome {
         guard let endpoint else { return .notFound("unknown endpoint") }
-        var log = logger
-        log[metadataKey: "endpoint"] = "\(endpoint ?? "handover")"
-        if let eventId = webhookHeaders.eventId { log[metadataKey: "event_id"] = "\(eventId.prefix(64))" }
+        // Metadata is built only for lines that are written: setting it on the logger would
+        // cost every request (a StreamLogHandler re-renders its metadata on each change).
+        var conversationId: String?
+        func context(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+            var metadata = extra
+            metadata["endpoint"] = "\(endpoint ?? "handover")"
+            if let eventId = webhookHeaders.eventId { metadata["event_id"] = "\(eventId.prefix(64))" }
+            if let conversationId { metadata["conversation_id"] = "\(conversationId.prefix(128))" }
+            return metadata
+        }
 
         if let declared = headers[.contentLength].flatMap({ Int($0) }), declared > maxBodyBytes {
             return .tooLarge("body larger than \(maxBodyBytes) bytes")
@@ -127,21 +138,21 @@ public final class WebhookIngress: Sendable {
                 verified = true
             } catch {
                 metrics.signatureFailure(reason: error.reason)
-                log.warning("webhook signature rejected", metadata: ["reason": "\(error)"])
+                logger.warning("webhook signature rejected", metadata: context(["reason": "\(error)"]))
                 return error.isTransient ? .unavailable(error.description) : .unauthorized(error.description)
             }
         }
 
         let event: WebhookEvent
         do {
-            event = try JSONDecoder().decode(WebhookEvent.self, from: body)
+            event = try WebhookEvent.decode(body.readableBytesView)
         } catch {
             // An unsigned body is not described further: it may be anybody's.
             return verified || !signatureRequired ? .badRequest("body is not a JSON webhook event: \(Self.describe(error))") : .unauthorized("missing header \(WebhookHeaders.signature)")
         }
         if event.kind == .webHookVerify {
             // 8x8 checks the URL; it is answered and goes no further (spec 4.8).
-            log.info("webhook verification answered")
+            logger.info("webhook verification answered", metadata: context())
             return .ok("verified")
         }
         guard verified || !signatureRequired else {
@@ -158,96 +169,91 @@ public final class WebhookIngress: Sendable {
             normalized: event.normalized
         )
         if inbound.conversationId?.isEmpty == true { inbound.conversationId = nil }
-        if let conversation = inbound.conversationId { log[metadataKey: "conversation_id"] = "\(conversation.prefix(128))" }
+        conversationId = inbound.conversationId
 
-        let record: [UInt8]
-        do {
-            record = try inbound.encodedRecord(rawBody: body.readableBytesView)
-        } catch {
-            return .badRequest("event cannot be encoded: \(error)")
-        }
+        let record = inbound.encodedRecord(rawBody: body.readableBytesView)
         let message = KafkaProducerMessage(topic: topic, key: inbound.recordKey, value: record)
-        let producer = self.producer
         let dedupeKey = (webhookHeaders.tenantId ?? "") + "\u{0}" + eventId
-        let task: Task<KafkaDelivery, any Error>
-        switch recent.claim(dedupeKey, publish: { try await producer.send(message) }) {
+        let pending: PendingPublish
+        switch recent.claim(dedupeKey) {
         case .published:
             metrics.duplicates.increment()
-            log.info("duplicate webhook answered without publishing")
+            logger.info("duplicate webhook answered without publishing", metadata: context())
             return .ok("duplicate")
-        case .pending(let pending):
+        case .pending(let shared):
             metrics.duplicates.increment()
-            task = pending
+            pending = shared
         case .claimed(let claimed):
-            task = claimed
+            pending = claimed
+            let recent = self.recent
+            do {
+                try producer.send(message) { outcome in
+                    recent.finish(dedupeKey, published: (try? outcome.get()) != nil)
+                    claimed.complete(outcome)
+                }
+            } catch {
+                let failure = (error as? KafkaError) ?? KafkaError(kind: .delivery, code: .requestTimedOut, message: "\(error)")
+                recent.finish(dedupeKey, published: false)
+                claimed.complete(.failure(failure))
+            }
         }
 
-        switch await Self.value(of: task, within: publishTimeout) {
+        switch await pending.wait(deadline: .now + publishTimeout, sweeper: sweeper) {
         case .success(let delivery):
             metrics.published.increment()
-            log.debug("webhook published", metadata: ["partition": "\(delivery.topicPartition.partition)", "offset": "\(delivery.offset)"])
+            logger.debug("webhook published", metadata: context(["partition": "\(delivery.topicPartition.partition)", "offset": "\(delivery.offset)"]))
             return .ok("published")
         case .failure(let error):
-            log.warning("webhook not published", metadata: ["error": "\(error)"])
+            logger.warning("webhook not published", metadata: context(["error": "\(error)"]))
             return .unavailable("kafka did not acknowledge the event")
         case nil:
             metrics.publishTimeouts.increment()
-            log.warning("kafka acknowledgement timed out", metadata: ["timeout": "\(publishTimeout)"])
+            logger.warning("kafka acknowledgement timed out", metadata: context(["timeout": "\(publishTimeout)"]))
             return .unavailable("kafka did not acknowledge the event in time")
         }
     }
 
-    /// Waits for a task's value for at most `timeout`; the task itself goes on (its late
-    /// result still marks the event as published). A task group would not do: it waits for
-    /// its children, and awaiting another task's value does not end on cancellation.
-    static func value<T: Sendable>(of task: Task<T, any Error>, within timeout: Duration) async -> Result<T, any Error>? {
-        let first = FirstResult<Result<T, any Error>?>()
-        return await withCheckedContinuation { continuation in
-            first.wait(with: continuation)
-            let timer = Task {
-                try? await Task.sleep(for: timeout)
-                first.resume(nil)
-            }
-            Task {
-                let result = await task.result
-                timer.cancel()
-                first.resume(result)
-            }
-        }
+    /// Expires waits on Kafka acknowledgements (`ingress.publishTimeoutMs`).
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.sweeper.run() }
     }
+
+    static let tenantID = HTTPField.Name(WebhookHeaders.tenantID)!
+    static let eventID = HTTPField.Name(WebhookHeaders.eventID)!
+    static let signature = HTTPField.Name(WebhookHeaders.signature)!
+    static let transmissionTime = HTTPField.Name(WebhookHeaders.transmissionTime)!
+    static let retry = HTTPField.Name(WebhookHeaders.retry)!
+    static let customerID = HTTPField.Name(WebhookHeaders.customerID)!
 
     /// `application/json`, any `+json` type, with or without parameters, in any case.
     static func isJSON(_ contentType: String?) -> Bool {
-        guard let contentType else { return false }
-        let type = contentType.split(separator: ";", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
-        return type == "application/json" || (type.hasPrefix("application/") && type.hasSuffix("+json"))
+        guard var contentType else { return false }
+        return contentType.withUTF8 { bytes in
+            var end = bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
+            while end > 0, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
+            var start = 0
+            while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
+            let type = UnsafeBufferPointer(rebasing: bytes[start..<end])
+            func lowercased(_ byte: UInt8) -> UInt8 { (0x41...0x5A).contains(byte) ? byte | 0x20 : byte }
+            func hasPrefix(_ prefix: StaticString) -> Bool {
+                type.count >= prefix.utf8CodeUnitCount && (0..<prefix.utf8CodeUnitCount).allSatisfy { lowercased(type[$0]) == prefix.utf8Start[$0] }
+            }
+            func hasSuffix(_ suffix: StaticString) -> Bool {
+                let n = suffix.utf8CodeUnitCount
+                return type.count >= n && (0..<n).allSatisfy { lowercased(type[type.count - n + $0]) == suffix.utf8Start[$0] }
+            }
+            if type.count == 16 && hasPrefix("application/json") { return true }
+            return hasPrefix("application/") && hasSuffix("+json")
+        }
     }
 
     static func describe(_ error: any Error) -> String {
         switch error {
+        case let error as JSONParser.Error: "\(error)"
         case DecodingError.keyNotFound(let key, _): "\(key.stringValue) is missing"
         case DecodingError.typeMismatch(_, let context), DecodingError.dataCorrupted(let context):
             context.codingPath.isEmpty ? "not a JSON object" : "\(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type"
         default: "not valid JSON"
         }
-    }
-}
-
-/// A continuation resumed by whichever of several racers comes first.
-final class FirstResult<T: Sendable>: Sendable {
-    private let state = Mutex<(continuation: CheckedContinuation<T, Never>?, done: Bool)>((nil, false))
-
-    func wait(with continuation: CheckedContinuation<T, Never>) {
-        state.withLock { $0.continuation = continuation }
-    }
-
-    func resume(_ value: T) {
-        let continuation: CheckedContinuation<T, Never>? = state.withLock { state in
-            guard !state.done, let continuation = state.continuation else { return nil }
-            state.done = true
-            state.continuation = nil
-            return continuation
-        }
-        continuation?.resume(returning: value)
     }
 }

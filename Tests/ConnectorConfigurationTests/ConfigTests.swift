@@ -1,4 +1,5 @@
 import ChatEvents
+import Foundation
 import ConnectorConfiguration
 import Testing
 
@@ -71,8 +72,40 @@ import Testing
         } throws: { "\($0)" == message }
     }
 
+    @Test func commentsAreNotInterpolated() throws {
+        let config = try ConnectorConfig.parse("""
+            # ${NOT_SET} in a comment is text
+            kafka:
+              brokers: "a#b:9092" # ${ALSO_NOT_SET}
+              topicPrefix: ${PREFIX:-x.}
+            """, environment: [:])
+        #expect(config.kafka.brokers == "a#b:9092")
+        #expect(config.kafka.topicPrefix == "x.")
+    }
+
     @Test func topicPrefixAppliesToEveryTopic() throws {
         let config = try ConnectorConfig.parse("kafka:\n  topicPrefix: staging.\n")
         #expect(ConnectorTopic.allCases.map { config.topicName($0) }.allSatisfy { $0.hasPrefix("staging.") })
+    }
+
+    @Test func theShippedConfigurationIsValid() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("connector.yaml").path
+        let config = try ConnectorConfig.load(path: path, environment: [:])
+        #expect(config.kafka.isEmbedded)
+        #expect(config.endpoints.map(\.name) == ["support"])
+        #expect(config.ingress.listenAddress?.port == 8080)
+    }
+
+    @Test func ingressSettingsHaveDefaultsAndBounds() throws {
+        let config = try ConnectorConfig.parse("ingress:\n  listen: '[::1]:9090'\n")
+        #expect(config.ingress.listenAddress?.host == "::1")
+        #expect(config.ingress.listenAddress?.port == 9090)
+        #expect(config.ingress.publishTimeoutMs == 5_000)
+        #expect(config.ingress.dedupeCapacity == 100_000)
+        #expect(config.ingress.signature.jwkCacheTTLSeconds == 86_400)
+        #expect(config.ingress.signature.jwkFetchTimeoutMs == 2_000)
+        #expect(throws: (any Error).self) { try ConnectorConfig.parse("ingress:\n  listen: 8080\n") }
+        #expect(throws: (any Error).self) { try ConnectorConfig.parse("ingress:\n  signature:\n    jwkFetchTimeoutMs: 0\n") }
     }
 }

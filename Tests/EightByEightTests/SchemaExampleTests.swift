@@ -19,7 +19,7 @@ import Testing
             eventType: webhook.eventType, conversationId: webhook.conversationId, eventTimestamp: webhook.timestamp,
             signatureVerified: true, normalized: webhook.normalized
         )
-        return try event.encodedRecord(rawBody: body.filter { $0 != 0x0A })
+        return event.encodedRecord(rawBody: body.filter { $0 != 0x0A })
     }
 
     @Test func examplesDecodeAndMatchTheNormalizer() throws {
@@ -55,5 +55,23 @@ import Testing
         let text = String(decoding: record, as: UTF8.self)
         #expect(text.hasSuffix(#","raw":"# + String(decoding: body, as: UTF8.self) + "}"))
         #expect(try InboundEvent.decode(record).raw?["data"]?["text"] == .string("café / ok"))
+    }
+
+    @Test func theHandWrittenRecordIsWhatEncodableWouldWrite() throws {
+        var fixtures = try Repository.webhookFixtures()
+        // Every field at once, with text that needs escaping.
+        fixtures.append(("everything", Data(#"{"eventType":"CONVERSATION_UPDATE","conversationId":"c\"1","timestamp":5,"data":{"state":"active","assignment":{"type":"queue","id":"7","resourceId":"r"},"user":{"name":"Zoë \\ \n\t\u0001","userId":"u","email":"e","phone":"p","company":"c","caseId":"k","language":"de","ipaddress":"::1","timezoneOffset":-60,"additionalProperties":[{"key":"a","value":"b","id":"i"}]},"msisdn":"+49","channel":"SMS"}}"#.utf8)))
+        for fixture in fixtures {
+            let webhook = try JSONDecoder().decode(WebhookEvent.self, from: fixture.body)
+            var event = InboundEvent(
+                eventId: "e-\u{1F600}", retry: 2, tenantId: "t", customerId: nil, endpoint: "support", route: .handover,
+                receivedAt: 10, transmissionTime: nil, eventType: webhook.eventType, conversationId: webhook.conversationId,
+                eventTimestamp: webhook.timestamp, signatureVerified: false, normalized: webhook.normalized
+            )
+            let written = try JSONDecoder().decode(JSONValue.self, from: Data(event.encodedRecord(rawBody: fixture.body)))
+            event.raw = try JSONDecoder().decode(JSONValue.self, from: fixture.body)
+            let encoded = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(event))
+            #expect(written == encoded, "\(fixture.name)")
+        }
     }
 }

@@ -133,3 +133,23 @@ import Testing
         }
     }
 }
+
+@Suite struct LenientDecodableTests {
+    @Test func decodableGoesThroughTheLenientReader() throws {
+        // Codable's synthesized decoding would reject these types; the lenient reader keeps the rest.
+        let update = try JSONDecoder().decode(ConversationUpdate.self, from: Data(#"{"state":5,"assignment":"x","channel":"SMS"}"#.utf8))
+        #expect(update.state == "5")
+        #expect(update.assignment == nil)
+        #expect(update.channel == "SMS")
+        let message = try JSONDecoder().decode(Message.self, from: Data(#"{"isEcho":"TRUE","attachments":[1,{"id":2}],"text":["no"]}"#.utf8))
+        #expect(message.isEcho == true)
+        #expect(message.attachments == [.init(id: "2")])
+        #expect(message.text == nil)
+    }
+
+    @Test func theFastReaderAndJSONDecoderAgreeOnEveryFixture() throws {
+        for fixture in try Repository.webhookFixtures() {
+            #expect(try WebhookEvent.decode(fixture.body) == JSONDecoder().decode(WebhookEvent.self, from: fixture.body), "\(fixture.name)")
+        }
+    }
+}

@@ -1,5 +1,7 @@
 public import Foundation
 public import _CryptoExtras
+import Crypto
+import Synchronization
 
 /// Why a webhook's signature was not accepted. Each case says what failed, never a secret.
 public enum SignatureError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -104,7 +106,7 @@ public struct SignatureVerifier: Sendable {
                 checksum: checksum, customerId: customerId, eventId: eventId, retry: retry,
                 tenantId: tenantId, transmissionTime: transmissionTime
             ))
-            if key.isValidSignature(signature, for: input, padding: .insecurePKCS1v1_5) {
+            if key.isValidSignature(signature, for: SHA256.hash(data: input), padding: .insecurePKCS1v1_5) {
                 return Verified(kid: jws.header.kid ?? "", transmissionTime: transmissionTime, retry: retry, matchedCompactBody: index > 0)
             }
         }
@@ -120,25 +122,54 @@ public struct SignatureVerifier: Sendable {
 
     static let maxTokenLength = 4096
 
+    /// Protected headers already validated, by their encoded form: 8x8 signs every webhook
+    /// with the same header per key, so each is decoded once.
+    static let knownHeaders = Mutex<[String: JOSEHeader]>([:])
+
     static func parse(_ token: String) throws(SignatureError) -> ParsedJWS {
-        guard token.utf8.count <= maxTokenLength else { throw .malformedToken("too long") }
-        let parts = token.trimmingCharacters(in: .whitespaces).split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3 else { throw .malformedToken("expected three dot-separated parts") }
-        guard parts[1].isEmpty else { throw .malformedToken("payload must be detached") }
-        guard let headerBytes = Base64URL.decode(parts[0]) else { throw .malformedToken("header is not base64url") }
-        guard let header = try? JSONDecoder().decode(JOSEHeader.self, from: headerBytes) else {
-            throw .malformedToken("header is not a JSON object")
+        let bytes = Array(token.utf8)
+        guard bytes.count <= maxTokenLength else { throw .malformedToken("too long") }
+        var start = 0
+        var end = bytes.count
+        while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
+        while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
+        var dots: [Int] = []
+        for index in start..<end where bytes[index] == UInt8(ascii: ".") {
+            dots.append(index)
+            if dots.count > 2 { break }
         }
+        guard dots.count == 2 else { throw .malformedToken("expected three dot-separated parts") }
+        guard dots[1] == dots[0] + 1 else { throw .malformedToken("payload must be detached") }
+        let headerSegment = bytes[start..<dots[0]]
+        let headerKey = String(decoding: headerSegment, as: UTF8.self)
+
+        let header: JOSEHeader
+        if let known = knownHeaders.withLock({ $0[headerKey] }) {
+            header = known
+        } else {
+            guard let headerBytes = Base64URL.decode(bytes: headerSegment) else { throw .malformedToken("header is not base64url") }
+            guard let decoded = try? JSONDecoder().decode(JOSEHeader.self, from: Data(headerBytes)) else {
+                throw .malformedToken("header is not a JSON object")
+            }
+            try validate(decoded)
+            knownHeaders.withLock { known in
+                if known.count >= 64 { known.removeAll() }
+                known[headerKey] = decoded
+            }
+            header = decoded
+        }
+        guard let signature = Base64URL.decode(bytes: bytes[(dots[1] + 1)..<end]), !signature.isEmpty else {
+            throw .malformedToken("signature is not base64url")
+        }
+        return ParsedJWS(header: header, signingPrefix: Array(headerSegment) + [UInt8(ascii: ".")], signature: Data(signature))
+    }
+
+    static func validate(_ header: JOSEHeader) throws(SignatureError) {
         guard header.alg == "RS256" else { throw .unsupportedAlgorithm(header.alg ?? "none") }
         guard header.b64 == false, let crit = header.crit, crit.contains("b64") else { throw .missingCriticalB64 }
         // RFC 7515 4.1.11: a critical extension we do not understand must fail verification.
         guard crit.allSatisfy({ $0 == "b64" }) else { throw .malformedToken("unsupported critical extension") }
         guard let kid = header.kid, isSafeKeyID(kid) else { throw .malformedToken("missing or invalid kid") }
-        _ = kid
-        guard let signature = Base64URL.decode(parts[2]), !signature.isEmpty else {
-            throw .malformedToken("signature is not base64url")
-        }
-        return ParsedJWS(header: header, signingPrefix: Array(parts[0].utf8) + [UInt8(ascii: ".")], signature: signature)
     }
 
     /// Key ids go into the JWK URL's path: only unreserved URL characters are accepted.

@@ -37,8 +37,14 @@ public struct WebhookHeaders: Sendable, Hashable {
 
     public var hasSignatureHeaders: Bool { signature != nil }
 
-    public var transmissionTimeMilliseconds: Int64? { transmissionTime.flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) } }
-    public var retryCount: Int? { retry.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    public var transmissionTimeMilliseconds: Int64? { transmissionTime.flatMap(Self.integer) }
+    public var retryCount: Int? { retry.flatMap(Self.integer).flatMap { Int(exactly: $0) } }
+
+    /// A decimal integer, optionally surrounded by spaces (Foundation's trimming is slow on Linux).
+    static func integer(_ text: String) -> Int64? {
+        let trimmed = text.utf8.drop { $0 == 0x20 }.reversed().drop { $0 == 0x20 }.reversed()
+        return Int64(String(decoding: trimmed, as: UTF8.self))
+    }
 }
 
 /// The detached JWS payload 8x8 signs (spec 3.3): a compact JSON object with the keys in

@@ -48,41 +48,51 @@ public struct WebhookEvent: Sendable, Hashable, Codable {
         self.payload = payload
     }
 
+    /// Reads a webhook body: strict JSON, lenient 8x8 fields.
+    public static func decode(_ body: some Collection<UInt8>) throws -> WebhookEvent {
+        try WebhookEvent(json: JSONParser.parse(body))
+    }
+
     public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        guard let eventType = c.lenientString(.eventType), !eventType.isEmpty else {
+        try self.init(json: JSONValue(from: decoder))
+    }
+
+    /// Reads the event from parsed JSON. Only a missing `eventType` (or a body that is not an
+    /// object) is an error; any other field of an unexpected type is treated as absent.
+    public init(json: JSONValue) throws {
+        guard case .object(let c) = json else {
+            throw DecodingError.typeMismatch([String: JSONValue].self, .init(codingPath: [], debugDescription: "the body is not a JSON object"))
+        }
+        guard let eventType = c["eventType"]?.lenientString, !eventType.isEmpty else {
             throw DecodingError.keyNotFound(CodingKeys.eventType, .init(codingPath: [], debugDescription: "the body has no eventType"))
         }
         self.eventType = eventType
-        conversationId = c.lenientString(.conversationId)
-        timestamp = c.lenientInt64(.timestamp)
-        notificationVersion = c.lenientString(.notificationVersion)
-        messageType = c.lenientString(.messageType)
+        conversationId = c["conversationId"]?.lenientString
+        timestamp = c["timestamp"]?.lenientInt64
+        notificationVersion = c["notificationVersion"]?.lenientString
+        messageType = c["messageType"]?.lenientString
+        let data = c["data"]?.objectValue
 
         switch EventType(eventType) {
         case .conversationUpdate:
-            payload = .conversationUpdate(c.lenient(ConversationUpdate.self, .data) ?? ConversationUpdate())
+            payload = .conversationUpdate(ConversationUpdate(json: data))
         case .queued:
             // v1.0 nests queue fields in `data`; v2 puts them on the envelope.
-            if let data = c.lenient(Queued.self, .data) {
-                payload = .queued(data)
-            } else {
-                payload = .queued(Queued(queueId: c.lenientString(.queueId), queueName: c.lenientString(.queueName)))
-            }
+            payload = .queued(Queued(json: data ?? c))
         case .membersChanged:
-            payload = .membersChanged(c.lenient(MembersChanged.self, .data) ?? MembersChanged())
+            payload = .membersChanged(MembersChanged(json: data))
         case .transfer:
             payload = .transfer
         case .message:
-            payload = .message(c.lenient(Message.self, .data) ?? Message())
+            payload = .message(Message(json: data))
         case .activity:
-            payload = .activity(c.lenient(Activity.self, .data) ?? Activity(name: nil, value: nil))
+            payload = .activity(Activity(name: data?["name"]?.lenientString, value: data?["value"]))
         case .webHookVerify:
             payload = .verify
         case .agentJoined, .agentLeft:
-            payload = .legacyAgent(LegacyAgent(agentId: c.lenientString(.agentId), agentName: c.lenientString(.agentName)))
+            payload = .legacyAgent(LegacyAgent(agentId: c["agentId"]?.lenientString, agentName: c["agentName"]?.lenientString))
         case .text:
-            payload = .legacyText(LegacyText(agentId: c.lenientString(.agentId), agentName: c.lenientString(.agentName), message: c.lenientString(.message)))
+            payload = .legacyText(LegacyText(agentId: c["agentId"]?.lenientString, agentName: c["agentName"]?.lenientString, message: c["message"]?.lenientString))
         case .unknown:
             payload = .unknown
         }
@@ -144,9 +154,52 @@ public enum EventType: Sendable, Hashable {
 }
 
 // MARK: - Event data
+//
+// Each type reads itself from parsed JSON leniently (a field of the wrong type is absent) and
+// decodes through the same path when used with `Decodable`.
+
+/// Decodable through `init(json:)`, so `JSONDecoder` and the ingress read alike.
+protocol JSONObjectReadable: Decodable {
+    init(json: [String: JSONValue]?)
+}
+
+extension JSONObjectReadable {
+    public init(from decoder: any Decoder) throws {
+        self.init(json: try JSONValue(from: decoder).objectValue)
+    }
+}
+
+extension JSONValue {
+    /// A string, or a number written as one (8x8 sends ids either way).
+    var lenientString: String? {
+        switch self {
+        case .string(let value): value
+        case .number: stringValue
+        default: nil
+        }
+    }
+
+    /// A whole number, or a string holding one.
+    var lenientInt64: Int64? {
+        switch self {
+        case .number(let value): value.isFinite && abs(value) < 9.2e18 ? Int64(value) : nil
+        case .string(let value): Int64(value.trimmingCharacters(in: .whitespaces))
+        default: nil
+        }
+    }
+
+    /// A boolean, or "true"/"false".
+    var lenientBool: Bool? {
+        switch self {
+        case .bool(let value): value
+        case .string(let value): value.lowercased() == "true" ? true : value.lowercased() == "false" ? false : nil
+        default: nil
+        }
+    }
+}
 
 /// `CONVERSATION_UPDATE`: state, assignment or user information changed.
-public struct ConversationUpdate: Sendable, Hashable, Codable {
+public struct ConversationUpdate: Sendable, Hashable, Codable, JSONObjectReadable {
     /// `created`, `active` or `idle`; 8x8 sends either case, so compare with `normalizedState`.
     public var state: String?
     public var assignment: Assignment?
@@ -162,20 +215,17 @@ public struct ConversationUpdate: Sendable, Hashable, Codable {
         self.channel = channel
     }
 
-    public var normalizedState: String? { state?.lowercased() }
-
-    enum CodingKeys: String, CodingKey { case state, assignment, user, msisdn, channel }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        state = c.lenientString(.state)
-        assignment = c.lenient(Assignment.self, .assignment)
-        user = c.lenient(User.self, .user)
-        msisdn = c.lenientString(.msisdn)
-        channel = c.lenientString(.channel)
+    init(json c: [String: JSONValue]?) {
+        state = c?["state"]?.lenientString
+        assignment = c?["assignment"]?.objectValue.map { Assignment(json: $0) }
+        user = c?["user"]?.objectValue.map { User(json: $0) }
+        msisdn = c?["msisdn"]?.lenientString
+        channel = c?["channel"]?.lenientString
     }
 
-    public struct Assignment: Sendable, Hashable, Codable {
+    public var normalizedState: String? { state?.lowercased() }
+
+    public struct Assignment: Sendable, Hashable, Codable, JSONObjectReadable {
         public var type: String?
         public var id: String?
         public var resourceId: String?
@@ -184,16 +234,14 @@ public struct ConversationUpdate: Sendable, Hashable, Codable {
             self.id = id
             self.resourceId = resourceId
         }
-        enum CodingKeys: String, CodingKey { case type, id, resourceId }
-        public init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            type = c.lenientString(.type)
-            id = c.lenientString(.id)
-            resourceId = c.lenientString(.resourceId)
+        init(json c: [String: JSONValue]?) {
+            type = c?["type"]?.lenientString
+            id = c?["id"]?.lenientString
+            resourceId = c?["resourceId"]?.lenientString
         }
     }
 
-    public struct User: Sendable, Hashable, Codable {
+    public struct User: Sendable, Hashable, Codable, JSONObjectReadable {
         public var name: String?
         public var userId: String?
         public var email: String?
@@ -207,22 +255,22 @@ public struct ConversationUpdate: Sendable, Hashable, Codable {
 
         public init() {}
 
-        enum CodingKeys: String, CodingKey {
-            case name, userId, email, phone, company, caseId, language, ipaddress, timezoneOffset, additionalProperties
-        }
-
-        public init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            name = c.lenientString(.name)
-            userId = c.lenientString(.userId)
-            email = c.lenientString(.email)
-            phone = c.lenientString(.phone)
-            company = c.lenientString(.company)
-            caseId = c.lenientString(.caseId)
-            language = c.lenientString(.language)
-            ipaddress = c.lenientString(.ipaddress)
-            timezoneOffset = c.lenientInt64(.timezoneOffset).map { Int(clamping: $0) }
-            additionalProperties = c.lenient([Lenient<AdditionalProperty>].self, .additionalProperties)?.compactMap(\.value)
+        init(json c: [String: JSONValue]?) {
+            name = c?["name"]?.lenientString
+            userId = c?["userId"]?.lenientString
+            email = c?["email"]?.lenientString
+            phone = c?["phone"]?.lenientString
+            company = c?["company"]?.lenientString
+            caseId = c?["caseId"]?.lenientString
+            language = c?["language"]?.lenientString
+            ipaddress = c?["ipaddress"]?.lenientString
+            timezoneOffset = c?["timezoneOffset"]?.lenientInt64.map { Int(clamping: $0) }
+            // A property without a key is dropped, not the event.
+            additionalProperties = c?["additionalProperties"]?.arrayValue?.compactMap { item in
+                item.objectValue.flatMap { property in
+                    property["key"]?.lenientString.map { AdditionalProperty(key: $0, value: property["value"]?.lenientString, id: property["id"]?.lenientString) }
+                }
+            }
         }
     }
 
@@ -235,37 +283,25 @@ public struct ConversationUpdate: Sendable, Hashable, Codable {
             self.value = value
             self.id = id
         }
-        enum CodingKeys: String, CodingKey { case key, value, id }
-        public init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            guard let key = c.lenientString(.key) else {
-                throw DecodingError.keyNotFound(CodingKeys.key, .init(codingPath: c.codingPath, debugDescription: "property without key"))
-            }
-            self.key = key
-            value = c.lenientString(.value)
-            id = c.lenientString(.id)
-        }
     }
 }
 
 /// `QUEUED`: the conversation entered a queue.
-public struct Queued: Sendable, Hashable, Codable {
+public struct Queued: Sendable, Hashable, Codable, JSONObjectReadable {
     public var queueId: String?
     public var queueName: String?
     public init(queueId: String?, queueName: String?) {
         self.queueId = queueId
         self.queueName = queueName
     }
-    enum CodingKeys: String, CodingKey { case queueId, queueName }
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        queueId = c.lenientString(.queueId)
-        queueName = c.lenientString(.queueName)
+    init(json c: [String: JSONValue]?) {
+        queueId = c?["queueId"]?.lenientString
+        queueName = c?["queueName"]?.lenientString
     }
 }
 
 /// `MEMBERS_CHANGED`: a member other than the bot joined or left.
-public struct MembersChanged: Sendable, Hashable, Codable {
+public struct MembersChanged: Sendable, Hashable, Codable, JSONObjectReadable {
     /// `user` or `agent`.
     public var memberType: String?
     /// `joined` or `left`.
@@ -276,17 +312,15 @@ public struct MembersChanged: Sendable, Hashable, Codable {
         self.change = change
         self.id = id
     }
-    enum CodingKeys: String, CodingKey { case memberType, change, id }
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        memberType = c.lenientString(.memberType)
-        change = c.lenientString(.change)
-        id = c.lenientString(.id)
+    init(json c: [String: JSONValue]?) {
+        memberType = c?["memberType"]?.lenientString
+        change = c?["change"]?.lenientString
+        id = c?["id"]?.lenientString
     }
 }
 
 /// `MESSAGE`: a participant added a message (text, attachments, cards).
-public struct Message: Sendable, Hashable, Codable {
+public struct Message: Sendable, Hashable, Codable, JSONObjectReadable {
     /// True when the bot's own message comes back.
     public var isEcho: Bool?
     public var sender: Sender?
@@ -302,15 +336,13 @@ public struct Message: Sendable, Hashable, Codable {
         self.cards = cards
     }
 
-    enum CodingKeys: String, CodingKey { case isEcho, sender, text, attachments, cards }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        isEcho = c.lenientBool(.isEcho)
-        sender = c.lenient(Sender.self, .sender)
-        text = c.lenientString(.text)
-        attachments = c.lenient([Lenient<Attachment>].self, .attachments)?.compactMap(\.value)
-        cards = c.lenient([Lenient<Card>].self, .cards)?.compactMap(\.value)
+    init(json c: [String: JSONValue]?) {
+        isEcho = c?["isEcho"]?.lenientBool
+        sender = c?["sender"]?.objectValue.map { Sender(id: $0["id"]?.lenientString, type: $0["type"]?.lenientString) }
+        text = c?["text"]?.lenientString
+        // One malformed attachment or card does not lose the message.
+        attachments = c?["attachments"]?.arrayValue?.compactMap { $0.objectValue.map { Attachment(json: $0) } }
+        cards = c?["cards"]?.arrayValue?.compactMap { $0.objectValue.map { Card(contentType: $0["contentType"]?.lenientString, content: $0["content"]) } }
     }
 
     public struct Sender: Sendable, Hashable, Codable {
@@ -321,15 +353,9 @@ public struct Message: Sendable, Hashable, Codable {
             self.id = id
             self.type = type
         }
-        enum CodingKeys: String, CodingKey { case id, type }
-        public init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            id = c.lenientString(.id)
-            type = c.lenientString(.type)
-        }
     }
 
-    public struct Attachment: Sendable, Hashable, Codable {
+    public struct Attachment: Sendable, Hashable, Codable, JSONObjectReadable {
         public var id: String?
         /// `image`, `video`, `audio` or `file`.
         public var type: String?
@@ -341,13 +367,11 @@ public struct Message: Sendable, Hashable, Codable {
             self.preSignedUrl = preSignedUrl
             self.fileName = fileName
         }
-        enum CodingKeys: String, CodingKey { case id, type, preSignedUrl, fileName }
-        public init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            id = c.lenientString(.id)
-            type = c.lenientString(.type)
-            preSignedUrl = c.lenientString(.preSignedUrl)
-            fileName = c.lenientString(.fileName)
+        init(json c: [String: JSONValue]?) {
+            id = c?["id"]?.lenientString
+            type = c?["type"]?.lenientString
+            preSignedUrl = c?["preSignedUrl"]?.lenientString
+            fileName = c?["fileName"]?.lenientString
         }
     }
 
@@ -358,12 +382,6 @@ public struct Message: Sendable, Hashable, Codable {
         public init(contentType: String?, content: JSONValue?) {
             self.contentType = contentType
             self.content = content
-        }
-        enum CodingKeys: String, CodingKey { case contentType, content }
-        public init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            contentType = c.lenientString(.contentType)
-            content = c.lenient(JSONValue.self, .content)
         }
     }
 }
@@ -378,14 +396,6 @@ public struct Activity: Sendable, Hashable, Codable {
     public init(name: String?, value: JSONValue?) {
         self.name = name
         self.value = value
-    }
-
-    enum CodingKeys: String, CodingKey { case name, value }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = c.lenientString(.name)
-        value = c.lenient(JSONValue.self, .value)
     }
 
     public struct Member: Sendable, Hashable {
@@ -415,18 +425,18 @@ public struct Activity: Sendable, Hashable, Codable {
     /// `quickReply/action`: `{type: "postback", data: {title, payload}}`.
     public var quickReply: (title: String?, payload: String?) {
         let data = value?["data"]
-        return (data?["title"]?.stringValue, data?["payload"]?.stringValue)
+        return (data?["title"]?.lenientString, data?["payload"]?.lenientString)
     }
 
     /// `adaptiveCard/action`: `{type: "Action.Submit" | "Action.Execute", data: {...}}`.
     public var cardAction: (type: String?, data: JSONValue?) {
-        (value?["type"]?.stringValue, value?["data"])
+        (value?["type"]?.lenientString, value?["data"])
     }
 
     /// `read-receipts`: `[{timestamp, users}]`.
     public var readReceipts: [(timestamp: Int64?, users: [Member])] {
         (value?.arrayValue ?? []).map { receipt in
-            (receipt["timestamp"]?.stringValue.flatMap { Int64($0) }, Self.members(receipt["users"]))
+            (receipt["timestamp"]?.lenientInt64, Self.members(receipt["users"]))
         }
     }
 
@@ -436,17 +446,17 @@ public struct Activity: Sendable, Hashable, Codable {
         guard let object = value?.objectValue else { return nil }
         for key in ["button_reply", "list_reply", "reply", "postback"] {
             if let reply = object[key], reply["id"] != nil || reply["title"] != nil || reply["payload"] != nil {
-                return (reply["id"]?.stringValue ?? reply["payload"]?.stringValue, reply["title"]?.stringValue)
+                return (reply["id"]?.lenientString ?? reply["payload"]?.lenientString, reply["title"]?.lenientString)
             }
         }
         if object["id"] != nil || object["title"] != nil {
-            return (object["id"]?.stringValue, object["title"]?.stringValue)
+            return (object["id"]?.lenientString, object["title"]?.lenientString)
         }
         return nil
     }
 
     static func members(_ value: JSONValue?) -> [Member] {
-        (value?.arrayValue ?? []).map { Member(id: $0["id"]?.stringValue, type: $0["type"]?.stringValue) }
+        (value?.arrayValue ?? []).map { Member(id: $0["id"]?.lenientString, type: $0["type"]?.lenientString) }
     }
 }
 
@@ -469,14 +479,5 @@ public struct LegacyText: Sendable, Hashable {
         self.agentId = agentId
         self.agentName = agentName
         self.message = message
-    }
-}
-
-/// Decodes an element of a list, or nothing: one malformed attachment does not lose the
-/// message.
-struct Lenient<T: Decodable & Sendable>: Decodable, Sendable {
-    let value: T?
-    init(from decoder: any Decoder) throws {
-        value = try? T(from: decoder)
     }
 }

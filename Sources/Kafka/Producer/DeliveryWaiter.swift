@@ -32,6 +32,29 @@ final class SingleDeliveryWaiter: DeliveryWaiter, @unchecked Sendable {
     }
 }
 
+/// Hands one message's delivery result to a callback.
+final class CallbackDeliveryWaiter: DeliveryWaiter, @unchecked Sendable {
+    private let callback: @Sendable (Result<KafkaDelivery, KafkaError>) -> Void
+
+    init(_ callback: @escaping @Sendable (Result<KafkaDelivery, KafkaError>) -> Void) {
+        self.callback = callback
+    }
+
+    override func complete(_ message: UnsafePointer<rd_kafka_message_t>) {
+        let m = message.pointee
+        if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            callback(.failure(KafkaError(kind: .delivery, m.err)))
+        } else {
+            let topic = String(cString: rd_kafka_topic_name(m.rkt))
+            callback(.success(KafkaDelivery(topicPartition: TopicPartition(topic: topic, partition: m.partition), offset: m.offset)))
+        }
+    }
+
+    override func enqueueFailed(_ error: KafkaError) {
+        callback(.failure(error))
+    }
+}
+
 /// Counts down the reports of a batch and resumes `sendBatch` when the last one arrived.
 final class BatchDeliveryWaiter: DeliveryWaiter, @unchecked Sendable {
     private struct State {

@@ -112,6 +112,24 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         }
     }
 
+    /// Enqueues a message and calls `onDelivery` with its delivery result, on the producer's
+    /// polling thread (keep it short: it holds up other reports). For callers that wait on their
+    /// own terms, e.g. with a deadline, without a task per message.
+    /// - Throws: `KafkaError` when the message cannot be enqueued (then `onDelivery` is not called).
+    public func send<Key, Value>(
+        _ message: KafkaProducerMessage<Key, Value>,
+        onDelivery: @escaping @Sendable (Result<KafkaDelivery, KafkaError>) -> Void
+    ) throws {
+        try checkRunning()
+        let topic = try topicHandle(message.topic)
+        let opaque = Unmanaged.passRetained(CallbackDeliveryWaiter(onDelivery) as DeliveryWaiter)
+        let err = enqueue(message, topic: topic, opaque: opaque.toOpaque())
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            opaque.release()
+            throw KafkaError(kind: .delivery, err, context: "could not enqueue message for \(message.topic)")
+        }
+    }
+
     /// Enqueues a message without waiting for its acknowledgement. The returned id is the `id` of
     /// its report on `deliveryReports`. Waits (without blocking a thread) while the local queue is full.
     @discardableResult

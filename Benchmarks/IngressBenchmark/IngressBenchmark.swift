@@ -1,0 +1,232 @@
+// Ingress benchmark: webhooks per second accepted end to end (signed by the simulator's key,
+// verified, normalized, published to the embedded cluster and acknowledged), next to the same
+// server answering a trivial 200 on the same port, then latency at a fixed request rate.
+// The load comes from wrk (Debian's package) with `webhooks.lua`, which sends pre-signed
+// webhooks, each once. See BENCHMARKS.md.
+//
+//   swift build -c release --product IngressBenchmark
+//   .build/release/IngressBenchmark [--duration 10] [--rate 2000] [--threads 2] [--connections 32]
+import ChatEvents
+import ConnectorConfiguration
+import EightByEight
+import Foundation
+import Hummingbird
+import IngressService
+import Kafka
+import Logging
+import Simulator
+
+struct Options {
+    var duration = 10
+    var rate = 2000
+    var threads = 2
+    var connections = 32
+    var rateConnections = 16
+    /// Unique webhooks per wrk thread for the maximum-throughput run; 0 sizes it from the trivial run.
+    var requests = 0
+    /// Skip the fixed-rate runs.
+    var skipRate = 0
+    /// librdkafka's linger.ms for the ingress producer (-1: the ingress's default, 0).
+    var linger = -1
+
+    init(_ arguments: [String]) {
+        var iterator = arguments.dropFirst().makeIterator()
+        while let flag = iterator.next() {
+            guard let value = iterator.next().flatMap(Int.init) else { fatalError("\(flag) needs a number") }
+            switch flag {
+            case "--duration": duration = value
+            case "--rate": rate = value
+            case "--threads": threads = value
+            case "--connections": connections = value
+            case "--rate-connections": rateConnections = value
+            case "--requests": requests = value
+            case "--skip-rate": skipRate = value
+            case "--linger": linger = value
+            default: fatalError("unknown option \(flag)")
+            }
+        }
+    }
+}
+
+struct WrkResult {
+    var requests = 0
+    var perSecond = 0.0
+    var non2xx = 0
+    var socketErrors = ""
+    var wrapped = 0
+    var percentiles: [String: Double] = [:]  // "50%" -> milliseconds
+
+    init(_ output: String) {
+        for line in output.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if line.hasPrefix("Requests/sec:"), let value = fields.last.flatMap({ Double($0) }) { perSecond = value }
+            if line.contains("requests in"), let value = fields.first.flatMap({ Int($0) }) { requests = value }
+            if line.hasPrefix("Non-2xx or 3xx responses:"), let value = fields.last.flatMap({ Int($0) }) { non2xx = value }
+            if line.hasPrefix("Socket errors:") { socketErrors = line }
+            if line.hasPrefix("wrapped"), let value = fields.last.flatMap({ Int($0) }) { wrapped = value }
+            if fields.count == 2, fields[0].hasSuffix("%"), let ms = Self.milliseconds(String(fields[1])) { percentiles[String(fields[0])] = ms }
+        }
+    }
+
+    static func milliseconds(_ text: String) -> Double? {
+        for (unit, factor) in [("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60_000.0)] where text.hasSuffix(unit) {
+            return Double(text.dropLast(unit.count)).map { $0 * factor }
+        }
+        return nil
+    }
+}
+
+func runWrk(_ arguments: [String]) throws -> (WrkResult, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
+    process.arguments = arguments
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = out
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    return (WrkResult(text), text)
+}
+
+/// Signs `perThread` webhooks for each wrk thread into `folder/requests-N.tsv`, on every core.
+func presign(folder: URL, threads: Int, perThread: Int, signer: WebhookSigner, prefix: String) async throws {
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let cores = ProcessInfo.processInfo.activeProcessorCount
+    for thread in 1...threads {
+        let chunks = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            let size = (perThread + cores - 1) / cores
+            for chunk in 0..<cores {
+                group.addTask {
+                    var text = ""
+                    let now = Int64(Date().timeIntervalSince1970 * 1000)
+                    for i in (chunk * size)..<min(perThread, (chunk + 1) * size) {
+                        let eventId = "\(prefix)-\(thread)-\(i)"
+                        let body = #"{"eventType":"MESSAGE","conversationId":"conv-\#(i % 1000)","timestamp":\#(now),"data":{"isEcho":false,"sender":{"id":"user-\#(i % 1000)","type":"user"},"text":"Hello, I would like to know where my order is. Thanks!"}}"#
+                        let headers = WebhookHeaders(tenantId: "bench-tenant", eventId: eventId, transmissionTime: String(now), retry: "0", customerId: "bench-customer")
+                        let signature = try signer.signature(body: Array(body.utf8), headers: headers)
+                        text += "\(eventId)\t\(now)\t\(signature)\t\(body)\n"
+                    }
+                    return (chunk, text)
+                }
+            }
+            return try await group.reduce(into: [(Int, String)]()) { $0.append($1) }
+        }
+        let text = chunks.sorted { $0.0 < $1.0 }.map(\.1).joined()
+        try Data(text.utf8).write(to: folder.appendingPathComponent("requests-\(thread).tsv"))
+    }
+}
+
+func format(_ result: WrkResult) -> String {
+    let p = result.percentiles
+    return String(format: "%8.0f req/s   p50 %6.2f ms   p90 %6.2f ms   p99 %6.2f ms   (%d requests, %d non-2xx%@)",
+                  result.perSecond, p["50%"] ?? .nan, p["90%"] ?? .nan, p["99%"] ?? .nan, result.requests, result.non2xx,
+                  result.socketErrors.isEmpty ? "" : ", \(result.socketErrors)")
+}
+
+let logger: Logger = {
+    var logger = Logger(label: "ingress-benchmark")
+    logger.logLevel = .error
+    return logger
+}()
+
+@main
+struct IngressBenchmark {
+    static func main() async throws {
+        try await run()
+    }
+
+    /// Off the main actor: the servers' closures run on the cooperative pool.
+    nonisolated static func run() async throws {
+        let options = Options(CommandLine.arguments)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("webhooks.lua").path
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else {
+            fatalError("wrk is not installed: apt-get install wrk")
+        }
+
+        let cluster = try EmbeddedKafkaCluster(logger: logger)
+        let signer = try WebhookSigner(kid: "bench-key")
+        let simulator = EightByEightSimulator(signer: signer)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ingress-benchmark-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: work) }
+
+        try await withRunningApplication({ simulator.application(logger: logger, onRunning: $0) }) { jwkPort in
+            let config = try ConnectorConfig.parse("""
+                kafka:
+                  brokers: embedded
+                  partitions: 6
+                  properties: \(options.linger >= 0 ? "{linger.ms: \(options.linger)}" : "{}")
+                ingress:
+                  listen: 127.0.0.1:0
+                  dedupeCapacity: 2000000
+                  signature:
+                    jwkBaseURL: http://127.0.0.1:\(jwkPort)
+                    maxClockSkewSeconds: 3600
+                endpoints:
+                  - name: bench
+                    urlToken: benchmark-token
+                    flow: flows/demo.yaml
+                    eightByEight:
+                      baseURL: http://127.0.0.1:\(jwkPort)
+                      apiKey: bench-key
+                """)
+            try cluster.createTopic(config.topicName(.inbound), partitions: 6)
+            let service = try IngressService.make(config: config, bootstrapServers: cluster.bootstrapServers, logger: logger)
+            try await withRunningApplication({ onRunning in
+                service.application(host: "127.0.0.1", port: 0, extraRoutes: { router in
+                    // The trivial endpoint: same server, same request, reads the body and answers 200.
+                    router.post("/trivial") { request, _ in
+                        _ = try await request.body.collect(upTo: 1 << 20)
+                        return Response(status: .ok)
+                    }
+                }, onRunning: onRunning)
+            }) { port in
+                let url = "http://127.0.0.1:\(port)"
+                let endpoint = "/endpoint/benchmark-token"
+                print("ingress on \(url), kafka \(cluster.bootstrapServers); wrk -t\(options.threads) -c\(options.connections) -d\(options.duration)s")
+
+                // Warm up: the key fetch and the producer's first metadata happen before measuring.
+                try await presign(folder: work.appendingPathComponent("warm"), threads: options.threads, perThread: 2000, signer: signer, prefix: "warm")
+                _ = try runWrk(["-t\(options.threads)", "-c\(options.connections)", "-d2s", "-s", script, url, "--", work.appendingPathComponent("warm").path, endpoint, "0"])
+
+                let common = ["-t\(options.threads)", "-c\(options.connections)", "-d\(options.duration)s", "--latency", "-s", script, url, "--"]
+                let (trivial, _) = try runWrk(common + [work.appendingPathComponent("warm").path, "/trivial", "0"])
+                print("trivial 200      " + format(trivial))
+
+                // Enough unique webhooks for the ingress to never repeat one: it cannot be faster
+                // than trivial, and signing is slow, so the estimate is capped at 25,000/s; the
+                // result line reports repeats if that was ever too few.
+                let expected = min(trivial.perSecond, 25_000) * Double(options.duration) * 1.1
+                let perThread = options.requests > 0 ? options.requests : Int(expected) / options.threads + 1000
+                print("signing \(perThread * options.threads) webhooks ...")
+                try await presign(folder: work.appendingPathComponent("max"), threads: options.threads, perThread: perThread, signer: signer, prefix: "max")
+                let before = try await publishedCount(cluster: cluster, topic: config.topicName(.inbound))
+                let (ingress, raw) = try runWrk(common + [work.appendingPathComponent("max").path, endpoint, "0"])
+                let published = try await publishedCount(cluster: cluster, topic: config.topicName(.inbound)) - before
+                print("ingress          " + format(ingress))
+                print(String(format: "  ingress / trivial = %.2f; published %d of %d requests; repeated %d", ingress.perSecond / trivial.perSecond, published, ingress.requests, ingress.wrapped))
+                if ingress.wrapped > 0 || ingress.non2xx > 0 { print(raw) }
+
+                if options.skipRate != 0 { return }
+                // Fixed rate: each wrk thread sends on its own schedule.
+                let ratePerThread = Int(Double(options.rate * options.duration) * 1.05) / options.threads + 1000
+                try await presign(folder: work.appendingPathComponent("rate"), threads: options.threads, perThread: ratePerThread, signer: signer, prefix: "rate")
+                let interval = String(Double(options.threads) * 1000 / Double(options.rate))
+                let paced = ["-t\(options.threads)", "-c\(options.rateConnections)", "-d\(options.duration)s", "--latency", "-s", script, url, "--"]
+                let (trivialRate, _) = try runWrk(paced + [work.appendingPathComponent("warm").path, "/trivial", interval])
+                print("trivial @\(options.rate)/s  " + format(trivialRate))
+                let (ingressRate, rawRate) = try runWrk(paced + [work.appendingPathComponent("rate").path, endpoint, interval])
+                print("ingress @\(options.rate)/s  " + format(ingressRate))
+                if ingressRate.wrapped > 0 || ingressRate.non2xx > 0 { print(rawRate) }
+            }
+        }
+    }
+}
+
+func publishedCount(cluster: EmbeddedKafkaCluster, topic: String) async throws -> Int {
+    let admin = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, logger: logger)
+    var total: Int64 = 0
+    for partition in 0..<6 { total += try await admin.watermarks(TopicPartition(topic: topic, partition: Int32(partition))).high }
+    return Int(total)
+}
