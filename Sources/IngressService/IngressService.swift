@@ -90,7 +90,11 @@ public struct IngressService: Sendable {
 
     static func answer(ingress: WebhookIngress, route: WebhookIngress.Route, request: Request) async -> Response {
         let outcome = await ingress.handle(route: route, headers: request.headers) { limit in
-            try await request.body.collect(upTo: limit)
+            do {
+                return try await request.body.collect(upTo: limit)
+            } catch is NIOTooManyBytesError {
+                throw BodyTooLarge()
+            }
         }
         if outcome.status == 200 { return Response(status: .ok) }
         let body = #"{"status":\#(outcome.status),"error":"\#(outcome.reason.jsonEscaped)"}"#

@@ -10,6 +10,11 @@ public import NIOCore
 import NIOFoundationCompat
 import Synchronization
 
+/// Thrown by a body reader when the body exceeds the limit it was given.
+public struct BodyTooLarge: Error, Sendable {
+    public init() {}
+}
+
 /// What the ingress answers a webhook, and why (the reason goes into the response body and
 /// the log; it never holds user text or a secret).
 public struct WebhookOutcome: Sendable, Hashable {
@@ -84,8 +89,9 @@ public final class WebhookIngress: Service, Sendable {
         }
     }
 
-    /// Handles one webhook. `contentLength` is the declared length, checked before the body is
-    /// read; `readBody` collects at most `limit` bytes and throws when there are more.
+    /// Handles one webhook. A declared `content-length` over the limit is refused before the body
+    /// is read; `readBody` collects at most `limit` bytes and throws `BodyTooLarge` when there
+    /// are more.
     public func handle(
         route: Route, headers: HTTPFields, readBody: (_ limit: Int) async throws -> ByteBuffer
     ) async -> WebhookOutcome {
@@ -126,8 +132,10 @@ public final class WebhookIngress: Service, Sendable {
         let body: ByteBuffer
         do {
             body = try await readBody(maxBodyBytes)
-        } catch {
+        } catch is BodyTooLarge {
             return .tooLarge("body larger than \(maxBodyBytes) bytes")
+        } catch {
+            return .badRequest("body could not be read")
         }
 
         // Signature: required by configuration, and checked whenever one is sent.
@@ -171,8 +179,6 @@ public final class WebhookIngress: Service, Sendable {
         if inbound.conversationId?.isEmpty == true { inbound.conversationId = nil }
         conversationId = inbound.conversationId
 
-        let record = inbound.encodedRecord(rawBody: body.readableBytesView)
-        let message = KafkaProducerMessage(topic: topic, key: inbound.recordKey, value: record)
         let dedupeKey = (webhookHeaders.tenantId ?? "") + "\u{0}" + eventId
         let pending: PendingPublish
         switch recent.claim(dedupeKey) {
@@ -186,6 +192,7 @@ public final class WebhookIngress: Service, Sendable {
         case .claimed(let claimed):
             pending = claimed
             let recent = self.recent
+            let message = KafkaProducerMessage(topic: topic, key: inbound.recordKey, value: inbound.encodedRecord(rawBody: body.readableBytesView))
             do {
                 try producer.send(message) { outcome in
                     recent.finish(dedupeKey, published: (try? outcome.get()) != nil)

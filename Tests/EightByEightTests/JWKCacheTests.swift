@@ -17,7 +17,7 @@ import Testing
         }
     }
 
-    func cache(_ baseURL: String, ttl: Duration = .seconds(3600), timeout: Duration = .seconds(2)) -> JWKCache {
+    func cache(_ baseURL: String, ttl: Duration = .seconds(3600), timeout: Duration = .seconds(15)) -> JWKCache {
         JWKCache(baseURL: baseURL, httpClient: .shared, ttl: ttl, fetchTimeout: timeout, logger: Self.logger)
     }
 

@@ -46,11 +46,11 @@ struct IngressHarness: Sendable {
                 ingress:
                   listen: 127.0.0.1:0
                   maxBodyBytes: 4096
-                  publishTimeoutMs: 5000
+                  publishTimeoutMs: 15000
                   signature:
                     required: true
                     jwkBaseURL: http://127.0.0.1:\(simulatorPort)
-                    jwkFetchTimeoutMs: 2000
+                    jwkFetchTimeoutMs: 15000
                 endpoints:
                   - name: support
                     urlToken: \(urlToken)

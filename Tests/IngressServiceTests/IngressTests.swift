@@ -5,6 +5,7 @@ import EightByEight
 import Foundation
 import IngressService
 import Kafka
+import NIOCore
 import Simulator
 import Testing
 
@@ -101,6 +102,18 @@ struct IngressTests {
             #expect(try await h.post(notAnEvent, headers: h.signedHeaders(notAnEvent)) == 400, "JSON without eventType")
             let oversize = Array(#"{"eventType":"MESSAGE","conversationId":"c1","data":{"text":""#.utf8) + Array(repeating: UInt8(ascii: "a"), count: 5000) + Array(#""}}"#.utf8)
             #expect(try await h.post(oversize, headers: h.signedHeaders(oversize)) == 413, "oversize")
+            // Without a content-length (chunked), the limit applies while reading.
+            var chunked = HTTPClientRequest(url: h.endpointURL)
+            chunked.method = .POST
+            for (name, value) in try h.signedHeaders(oversize) { chunked.headers.add(name: name, value: value) }
+            let chunks = stride(from: 0, to: oversize.count, by: 1000).map { ByteBuffer(bytes: oversize[$0..<min($0 + 1000, oversize.count)]) }
+            let stream = AsyncStream<ByteBuffer> { continuation in
+                for chunk in chunks { continuation.yield(chunk) }
+                continuation.finish()
+            }
+            chunked.body = .stream(stream, length: .unknown)
+            let answer = try await HTTPClient.shared.execute(chunked, timeout: .seconds(10))
+            #expect(answer.status.code == 413, "chunked oversize")
             let body = try fixture("message-user")
             let headers = try h.signedHeaders(body)
             #expect(try await h.post(body, headers: headers.replacing("content-type", with: "text/plain")) == 415, "wrong content type")

@@ -22,13 +22,18 @@ public enum SignatureError: Error, Sendable, Hashable, CustomStringConvertible {
         case .missingHeader(let name): "missing header \(name)"
         case .malformedHeader(let name): "malformed header \(name)"
         case .malformedToken(let reason): "malformed x-8x8-signature: \(reason)"
-        case .unsupportedAlgorithm(let alg): "unsupported JWS algorithm '\(alg.prefix(16))' (only RS256 is accepted)"
+        case .unsupportedAlgorithm(let alg): "unsupported JWS algorithm '\(Self.printable(alg))' (only RS256 is accepted)"
         case .missingCriticalB64: "JWS header must have b64:false and crit:[\"b64\"]"
         case .staleTransmissionTime(let skew): "x-8x8-transmission-time is \(skew) s away from now"
         case .unknownKey(let kid): "unknown signing key '\(kid)'"
         case .keyServiceUnavailable(let reason): "signing key unavailable: \(reason)"
         case .invalidSignature: "signature does not match the body and headers"
         }
+    }
+
+    /// Sender-controlled text made safe for one log line: printable ASCII, at most 16 characters.
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.prefix(16).map { (0x20..<0x7F).contains($0.value) ? $0 : "?" }))
     }
 
     /// A short stable label for metrics.
