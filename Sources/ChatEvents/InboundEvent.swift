@@ -86,7 +86,11 @@ public struct InboundEvent: Sendable, Hashable, Codable {
         json.key("normalized")
         normalized.write(to: &json)
         json.key("raw")
-        json.raw(rawBody)
+        // Copied as one block when the bytes are contiguous (they are, from the ingress): a
+        // generic element-by-element copy across modules costs a witness call per byte.
+        if rawBody.withContiguousStorageIfAvailable({ json.raw(UnsafeRawBufferPointer($0)) }) == nil {
+            json.raw(Array(rawBody))
+        }
         json.endObject()
         return json.bytes
     }

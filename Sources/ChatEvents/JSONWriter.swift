@@ -110,10 +110,14 @@ public struct JSONWriter: Sendable {
     }
 
     /// Bytes that are already one valid JSON value.
-    public mutating func raw(_ json: some Collection<UInt8>) {
+    public mutating func raw(_ json: UnsafeRawBufferPointer) {
         separate()
         bytes.append(contentsOf: json)
         needsComma = true
+    }
+
+    public mutating func raw(_ json: [UInt8]) {
+        json.withUnsafeBytes { raw($0) }
     }
 
     // Optional fields: nothing is written for nil, as JSONEncoder omits them.
