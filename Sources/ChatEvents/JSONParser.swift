@@ -1,7 +1,7 @@
 /// A strict JSON parser (RFC 8259) from bytes to `JSONValue`, for the ingress's hot path:
 /// several times cheaper than going through `JSONDecoder` and `Codable`, and the lenient
 /// reading of 8x8's fields is simpler on a tree. Rejects trailing data, invalid UTF-8 in
-/// strings, lone surrogates and nesting deeper than `maxDepth`.
+/// strings, lone surrogates, duplicate member names and nesting deeper than `maxDepth`.
 public struct JSONParser {
     public struct Error: Swift.Error, Sendable, Hashable, CustomStringConvertible {
         public var offset: Int
@@ -88,7 +88,11 @@ public struct JSONParser {
             guard index < buffer.count, buffer[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
-            members[key] = try parseValue(depth: depth)
+            // Duplicate names are rejected: readers disagree on which one wins (JSONDecoder keeps
+            // the first, others the last), and the raw body travels on to other readers.
+            guard members.updateValue(try parseValue(depth: depth), forKey: key) == nil else {
+                throw error("duplicate member name")
+            }
             skipWhitespace()
             guard index < buffer.count else { throw error("unexpected end") }
             if buffer[index] == UInt8(ascii: ",") { index += 1; continue }

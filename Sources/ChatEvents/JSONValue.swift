@@ -55,7 +55,9 @@ public enum JSONValue: Sendable, Hashable, Codable {
     public var stringValue: String? {
         switch self {
         case .string(let value): value
-        case .number(let value): value.rounded() == value ? String(Int64(value)) : String(value)
+        // Whole numbers print without ".0" while Double holds them exactly (below 2^53); larger
+        // ones, which a sender controls, print as Double does rather than trap in Int64().
+        case .number(let value): value.rounded() == value && abs(value) < 9_007_199_254_740_992 ? String(Int64(value)) : String(value)
         case .bool(let value): String(value)
         default: nil
         }

@@ -155,10 +155,14 @@ extension ConnectorConfig {
         if ingress.maxBodyBytes < 1 { throw fail("ingress.maxBodyBytes must be positive") }
         if ingress.signature.maxClockSkewSeconds < 0 { throw fail("ingress.signature.maxClockSkewSeconds must not be negative") }
         if ingress.listenAddress == nil { throw fail("ingress.listen must be host:port, e.g. 0.0.0.0:8080") }
-        if ingress.publishTimeoutMs < 1 { throw fail("ingress.publishTimeoutMs must be positive") }
+        if !(1...600_000).contains(ingress.publishTimeoutMs) { throw fail("ingress.publishTimeoutMs must be between 1 and 600000") }
+        if ingress.signature.maxClockSkewSeconds > 86_400 { throw fail("ingress.signature.maxClockSkewSeconds must be at most 86400") }
+        if ingress.signature.jwkCacheTTLSeconds > 30 * 86_400 { throw fail("ingress.signature.jwkCacheTTLSeconds must be at most 2592000 (30 days)") }
+        if ingress.signature.jwkFetchTimeoutMs > 600_000 { throw fail("ingress.signature.jwkFetchTimeoutMs must be at most 600000") }
         if ingress.dedupeCapacity < 0 { throw fail("ingress.dedupeCapacity must not be negative") }
         if ingress.signature.jwkCacheTTLSeconds < 0 { throw fail("ingress.signature.jwkCacheTTLSeconds must not be negative") }
         if ingress.signature.jwkFetchTimeoutMs < 1 { throw fail("ingress.signature.jwkFetchTimeoutMs must be positive") }
+        if ingress.maxBodyBytes > 64 * 1_048_576 { throw fail("ingress.maxBodyBytes must be at most 67108864") }
         if ingress.signature.required, URL(string: ingress.signature.jwkBaseURL)?.scheme == nil {
             throw fail("ingress.signature.jwkBaseURL is not a URL")
         }

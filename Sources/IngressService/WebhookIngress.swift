@@ -118,8 +118,8 @@ public final class WebhookIngress: Service, Sendable {
         func context(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
             var metadata = extra
             metadata["endpoint"] = "\(endpoint ?? "handover")"
-            if let eventId = webhookHeaders.eventId { metadata["event_id"] = "\(eventId.prefix(64))" }
-            if let conversationId { metadata["conversation_id"] = "\(conversationId.prefix(128))" }
+            if let eventId = webhookHeaders.eventId { metadata["event_id"] = "\(Self.loggable(eventId))" }
+            if let conversationId { metadata["conversation_id"] = "\(Self.loggable(conversationId))" }
             return metadata
         }
 
@@ -151,6 +151,12 @@ public final class WebhookIngress: Service, Sendable {
             }
         }
 
+        // Without a signature only 8x8's URL check (WEB_HOOK_VERIFY, a few dozen bytes) can be
+        // accepted; a larger unsigned body is refused unread rather than parsed for anybody.
+        if !verified, signatureRequired, body.readableBytes > Self.maxUnsignedBodyBytes {
+            metrics.signatureFailure(reason: "missing_header")
+            return .unauthorized("missing header \(WebhookHeaders.signature)")
+        }
         let event: WebhookEvent
         do {
             event = try WebhookEvent.decode(body.readableBytesView)
@@ -223,6 +229,13 @@ public final class WebhookIngress: Service, Sendable {
     /// Expires waits on Kafka acknowledgements (`ingress.publishTimeoutMs`).
     public func run() async throws {
         await cancelWhenGracefulShutdown { await self.sweeper.run() }
+    }
+
+    static let maxUnsignedBodyBytes = 1024
+
+    /// Sender-controlled ids made safe for a log line: printable ASCII only, at most 128 bytes.
+    static func loggable(_ text: String) -> String {
+        String(decoding: text.utf8.prefix(128).map { (0x20..<0x7F).contains($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
     }
 
     static let tenantID = HTTPField.Name(WebhookHeaders.tenantID)!

@@ -21,11 +21,17 @@ import Testing
         #expect(try parse(#""caf\u00e9 \ud83d\ude00""#) == .string("café 😀"))
     }
 
+    @Test func hugeWholeNumbersReadAsStringsWithoutTrapping() throws {
+        #expect(try parse("1e19").stringValue == "1e+19")
+        #expect(try parse("-1e300").stringValue == "-1e+300")
+        #expect(try parse("9007199254740991").stringValue == "9007199254740991")
+    }
+
     @Test func rejectsWhatIsNotJSON() {
         let invalid = [
             "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "'x'", "01", "1.", ".5", "1e", "+1", "--1",
             "tru", "nul", "[1 2]", "{\"a\":1}x", "\"unterminated", "\"bad \\x escape\"", "\"\\u12\"", "\"\\ud83d\"",
-            "\"\\ude00\"", "\"tab\there\"", "1e999", "NaN", "[" + String(repeating: "[", count: 100) + String(repeating: "]", count: 101),
+            "\"\\ude00\"", "\"tab\there\"", "{\"a\":1,\"a\":2}", "1e999", "NaN", "[" + String(repeating: "[", count: 100) + String(repeating: "]", count: 101),
         ]
         for text in invalid {
             #expect(throws: JSONParser.Error.self, "\(text.prefix(30))") { try parse(text) }

@@ -100,6 +100,20 @@ import Testing
         }
     }
 
+    @Test func anExpiredKeyWhoseRefreshFailsIsUsedAWhileLonger() async throws {
+        try await withSimulator { simulator, url in
+            let cache = cache(url, ttl: .milliseconds(50))
+            let key = try await cache.publicKey(kid: "key-a")
+            try await Task.sleep(for: .milliseconds(120))
+            simulator.jwkBehavior = .failing(status: 503)
+            let served = try await cache.publicKey(kid: "key-a")
+            #expect(served.derRepresentation == key.derRepresentation)
+            #expect(simulator.jwkRequestCount == 2, "the refresh was tried")
+            _ = try await cache.publicKey(kid: "key-a")
+            #expect(simulator.jwkRequestCount == 2, "and is not retried at once")
+        }
+    }
+
     @Test func anUnreachableEndpointIsTransient() async throws {
         // Port 1 on loopback: connection refused.
         let cache = cache("http://127.0.0.1:1")

@@ -125,6 +125,22 @@ struct IngressTests {
         }
     }
 
+    @Test func hostileUnsignedAndExtremeBodiesNeverCrashTheIngress() async throws {
+        try await IngressHarness.run { h in
+            let json = [("content-type", "application/json")]
+            let huge = Array(#"{"eventType":1e19}"#.utf8)
+            #expect(try await h.post(huge, headers: json, to: "\(h.baseURL)/handover/eightByEight") == 401)
+            let large = Array(#"{"eventType":"MESSAGE","data":{"text":""#.utf8) + Array(repeating: UInt8(ascii: "a"), count: 2000) + Array(#""}}"#.utf8)
+            #expect(try await h.post(large, headers: json) == 401, "an unsigned body over 1 KiB is refused unread")
+            let signed = Array(#"{"eventType":"MESSAGE","conversationId":-1e19,"timestamp":1e300,"data":{"text":12345678901234567890}}"#.utf8)
+            #expect(try await h.post(signed, headers: h.signedHeaders(signed)) == 200)
+            let event = try #require(try await h.published(1).first?.event)
+            #expect(event.conversationId == "-1e+19")
+            #expect(event.eventTimestamp == nil, "out of range for a timestamp")
+            #expect(try await h.get("/health/live").status == 200)
+        }
+    }
+
     @Test func webhookVerificationIsAnsweredWithoutPublishing() async throws {
         try await IngressHarness.run { h in
             let body = try fixture("web-hook-verify")

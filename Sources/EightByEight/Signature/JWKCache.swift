@@ -12,8 +12,13 @@ import Synchronization
 /// - A key is cached for `ttl`; a failure is never cached, so the next webhook asks again.
 /// - An unknown `kid` is fetched (8x8 rotates keys by issuing new ids).
 /// - Concurrent requests for one `kid` share one fetch.
-/// - A fetch is bounded by `fetchTimeout`, and at most `maxConcurrentFetches` distinct keys
-///   are fetched at once, so a flood of made-up key ids cannot flood the JWK endpoint.
+/// - A fetch is bounded by `fetchTimeout`, and at most `maxConcurrentFetches` keys never seen
+///   before are fetched at once, so a flood of made-up key ids cannot flood the JWK endpoint.
+///   Refreshing a key that expired is not limited by that, so such a flood cannot keep the
+///   real key from being refreshed.
+/// - When the refresh of an expired key fails for a transient reason (timeout, 5xx), the key
+///   it had is used for `staleGrace` more and the refresh is tried again after that; a 404
+///   (the key was withdrawn) drops it.
 public final class JWKCache: WebhookKeyProvider {
     public static let paths = ["/chat-gateway/v1/jwk/{kid}/public", "/vcc/us/chat/v2/jwk/{kid}/public"]
 
@@ -29,8 +34,12 @@ public final class JWKCache: WebhookKeyProvider {
 
     enum Entry {
         case ready(_RSA.Signing.PublicKey, expires: ContinuousClock.Instant)
-        case fetching(Task<_RSA.Signing.PublicKey, any Error>)
+        /// `stale` is the expired key a refresh replaces.
+        case fetching(Task<_RSA.Signing.PublicKey, any Error>, stale: _RSA.Signing.PublicKey?)
     }
+
+    /// How long an expired key stays in use while its refresh fails for a transient reason.
+    let staleGrace: Duration = .seconds(60)
 
     public init(
         baseURL: String, httpClient: HTTPClient, ttl: Duration = .seconds(86_400), fetchTimeout: Duration = .seconds(2),
@@ -57,13 +66,17 @@ public final class JWKCache: WebhookKeyProvider {
             switch entries[kid] {
             case .ready(let key, let expires) where expires > now:
                 return .key(key)
-            case .fetching(let task):
+            case .fetching(let task, _):
                 return .wait(task)
-            case .ready, nil:
-                let inFlight = entries.values.count { if case .fetching = $0 { true } else { false } }
+            case .ready(let stale, _):
+                let task = Task { try await self.fetchAndStore(kid: kid, stale: stale) }
+                entries[kid] = .fetching(task, stale: stale)
+                return .wait(task)
+            case nil:
+                let inFlight = entries.values.count { if case .fetching(_, nil) = $0 { true } else { false } }
                 guard inFlight < maxConcurrentFetches else { return .busy }
-                let task = Task { try await self.fetchAndStore(kid: kid) }
-                entries[kid] = .fetching(task)
+                let task = Task { try await self.fetchAndStore(kid: kid, stale: nil) }
+                entries[kid] = .fetching(task, stale: nil)
                 return .wait(task)
             }
         }
@@ -88,7 +101,7 @@ public final class JWKCache: WebhookKeyProvider {
         entries.withLock { entries in entries = entries.filter { if case .fetching = $0.value { true } else { false } } }
     }
 
-    private func fetchAndStore(kid: String) async throws -> _RSA.Signing.PublicKey {
+    private func fetchAndStore(kid: String, stale: _RSA.Signing.PublicKey?) async throws -> _RSA.Signing.PublicKey {
         do {
             let key = try await fetch(kid: kid)
             let expires = clock.now + ttl
@@ -98,6 +111,12 @@ public final class JWKCache: WebhookKeyProvider {
             }
             return key
         } catch {
+            if let stale, error.isTransient {
+                let retryAt = clock.now + staleGrace
+                entries.withLock { $0[kid] = .ready(stale, expires: retryAt) }
+                logger.warning("signing key refresh failed; using the expired key a while longer", metadata: ["kid": "\(kid)", "error": "\(error)"])
+                return stale
+            }
             _ = entries.withLock { $0.removeValue(forKey: kid) }
             logger.warning("signing key fetch failed", metadata: ["kid": "\(kid)", "error": "\(error)"])
             throw error

@@ -129,7 +129,9 @@ public struct SignatureVerifier: Sendable {
 
     /// Protected headers already validated, by their encoded form: 8x8 signs every webhook
     /// with the same header per key, so each is decoded once.
-    static let knownHeaders = Mutex<[String: JOSEHeader]>([:])
+    /// Keyed by the bytes, not a String: String equality is Unicode-canonical, and a header
+    /// segment must match byte for byte.
+    static let knownHeaders = Mutex<[[UInt8]: JOSEHeader]>([:])
 
     static func parse(_ token: String) throws(SignatureError) -> ParsedJWS {
         let bytes = Array(token.utf8)
@@ -146,7 +148,7 @@ public struct SignatureVerifier: Sendable {
         guard dots.count == 2 else { throw .malformedToken("expected three dot-separated parts") }
         guard dots[1] == dots[0] + 1 else { throw .malformedToken("payload must be detached") }
         let headerSegment = bytes[start..<dots[0]]
-        let headerKey = String(decoding: headerSegment, as: UTF8.self)
+        let headerKey = Array(headerSegment)
 
         let header: JOSEHeader
         if let known = knownHeaders.withLock({ $0[headerKey] }) {
@@ -166,7 +168,7 @@ public struct SignatureVerifier: Sendable {
         guard let signature = Base64URL.decode(bytes: bytes[(dots[1] + 1)..<end]), !signature.isEmpty else {
             throw .malformedToken("signature is not base64url")
         }
-        return ParsedJWS(header: header, signingPrefix: Array(headerSegment) + [UInt8(ascii: ".")], signature: Data(signature))
+        return ParsedJWS(header: header, signingPrefix: headerKey + [UInt8(ascii: ".")], signature: Data(signature))
     }
 
     static func validate(_ header: JOSEHeader) throws(SignatureError) {
