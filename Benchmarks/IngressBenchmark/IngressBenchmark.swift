@@ -6,6 +6,7 @@
 //
 //   swift build -c release --product IngressBenchmark
 //   .build/release/IngressBenchmark [--duration 10] [--rate 2000] [--threads 2] [--connections 32]
+//   CONNECTOR_NIO_EXECUTOR=0 .build/release/IngressBenchmark    # Swift's default executor
 import ChatEvents
 import ConnectorConfiguration
 import EightByEight
@@ -14,6 +15,8 @@ import Hummingbird
 import IngressService
 import Kafka
 import Logging
+import NIOCore
+import NIOPosix
 import Simulator
 
 struct Options {
@@ -76,7 +79,17 @@ struct WrkResult {
     }
 }
 
-func runWrk(_ arguments: [String]) throws -> (WrkResult, String) {
+/// Runs wrk on a Dispatch thread: waiting for it must not hold a thread of the executor the
+/// servers run on.
+func runWrk(_ arguments: [String]) async throws -> (WrkResult, String) {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try runWrkBlocking(arguments) })
+        }
+    }
+}
+
+func runWrkBlocking(_ arguments: [String]) throws -> (WrkResult, String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
     process.arguments = arguments
@@ -134,6 +147,10 @@ let logger: Logger = {
 @main
 struct IngressBenchmark {
     static func main() async throws {
+        // As `connector` does (ConnectorCommand.main); CONNECTOR_NIO_EXECUTOR=0 compares without.
+        let onEventLoops = ProcessInfo.processInfo.environment["CONNECTOR_NIO_EXECUTOR"] != "0"
+            && NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        print("tasks run on \(onEventLoops ? "NIO's event loops" : "the default executor")")
         try await run()
     }
 
@@ -188,10 +205,10 @@ struct IngressBenchmark {
 
                 // Warm up: the key fetch and the producer's first metadata happen before measuring.
                 try await presign(folder: work.appendingPathComponent("warm"), threads: options.threads, perThread: 2000, signer: signer, prefix: "warm")
-                _ = try runWrk(["-t\(options.threads)", "-c\(options.connections)", "-d2s", "-s", script, url, "--", work.appendingPathComponent("warm").path, endpoint, "0"])
+                _ = try await runWrk(["-t\(options.threads)", "-c\(options.connections)", "-d2s", "-s", script, url, "--", work.appendingPathComponent("warm").path, endpoint, "0"])
 
                 let common = ["-t\(options.threads)", "-c\(options.connections)", "-d\(options.duration)s", "--latency", "-s", script, url, "--"]
-                let (trivial, _) = try runWrk(common + [work.appendingPathComponent("warm").path, "/trivial", "0"])
+                let (trivial, _) = try await runWrk(common + [work.appendingPathComponent("warm").path, "/trivial", "0"])
                 print("trivial 200      " + format(trivial))
 
                 // Enough unique webhooks for the ingress to never repeat one: it cannot be faster
@@ -202,7 +219,7 @@ struct IngressBenchmark {
                 print("signing \(perThread * options.threads) webhooks ...")
                 try await presign(folder: work.appendingPathComponent("max"), threads: options.threads, perThread: perThread, signer: signer, prefix: "max")
                 let before = try await publishedCount(cluster: cluster, topic: config.topicName(.inbound))
-                let (ingress, raw) = try runWrk(common + [work.appendingPathComponent("max").path, endpoint, "0"])
+                let (ingress, raw) = try await runWrk(common + [work.appendingPathComponent("max").path, endpoint, "0"])
                 let published = try await publishedCount(cluster: cluster, topic: config.topicName(.inbound)) - before
                 print("ingress          " + format(ingress))
                 print(String(format: "  ingress / trivial = %.2f; published %d of %d requests; repeated %d", ingress.perSecond / trivial.perSecond, published, ingress.requests, ingress.wrapped))
@@ -214,9 +231,9 @@ struct IngressBenchmark {
                 try await presign(folder: work.appendingPathComponent("rate"), threads: options.threads, perThread: ratePerThread, signer: signer, prefix: "rate")
                 let interval = String(Double(options.threads) * 1000 / Double(options.rate))
                 let paced = ["-t\(options.threads)", "-c\(options.rateConnections)", "-d\(options.duration)s", "--latency", "-s", script, url, "--"]
-                let (trivialRate, _) = try runWrk(paced + [work.appendingPathComponent("warm").path, "/trivial", interval])
+                let (trivialRate, _) = try await runWrk(paced + [work.appendingPathComponent("warm").path, "/trivial", interval])
                 print("trivial @\(options.rate)/s  " + format(trivialRate))
-                let (ingressRate, rawRate) = try runWrk(paced + [work.appendingPathComponent("rate").path, endpoint, interval])
+                let (ingressRate, rawRate) = try await runWrk(paced + [work.appendingPathComponent("rate").path, endpoint, interval])
                 print("ingress @\(options.rate)/s  " + format(ingressRate))
                 if ingressRate.wrapped > 0 || ingressRate.non2xx > 0 { print(rawRate) }
             }

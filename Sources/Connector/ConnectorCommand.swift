@@ -1,8 +1,25 @@
 import ArgumentParser
 import Foundation
+import NIOCore
+import NIOPosix
 
 @main
 struct ConnectorCommand: AsyncParsableCommand {
+    /// Swift concurrency runs on NIO's event loops instead of a separate thread pool, which
+    /// saves a thread hand-off per request in the HTTP services (BENCHMARKS.md: about 16% more
+    /// webhooks per second). It must happen before any task runs, hence here; it makes a call
+    /// that blocks a thread stall an event loop, and the services make none (blocking
+    /// librdkafka calls run on their own threads). `CONNECTOR_NIO_EXECUTOR=0` turns it off.
+    static func main() async {
+        if ProcessInfo.processInfo.environment["CONNECTOR_NIO_EXECUTOR"] != "0" {
+            runsOnEventLoops = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
+        await main(nil)
+    }
+
+    /// Whether `main` installed NIO's event loops as the global executor.
+    nonisolated(unsafe) static var runsOnEventLoops = false
+
     static let configuration = CommandConfiguration(
         commandName: "connector",
         abstract: "8x8 Contact Center chat connector for conversational bots, built on Kafka.",

@@ -23,6 +23,7 @@ struct IngressCommand: AsyncParsableCommand {
         do { (config, bootstrap) = try brokerOptions.load() } catch { throw fail("\(error)") }
         guard let listen = config.ingress.listenAddress else { throw fail("ingress.listen must be host:port") }
         let logger = serviceLogger("connector.ingress")
+        logger.info("tasks run on \(ConnectorCommand.runsOnEventLoops ? "NIO's event loops" : "the default executor")")
         let service: IngressService
         do {
             service = try IngressService.make(config: config, bootstrapServers: bootstrap, logger: logger)
