@@ -65,4 +65,9 @@ public struct KafkaDeliveryReport: Sendable, Hashable {
 public struct KafkaDelivery: Sendable, Hashable {
     public var topicPartition: TopicPartition
     public var offset: Int64
+
+    public init(topicPartition: TopicPartition, offset: Int64) {
+        self.topicPartition = topicPartition
+        self.offset = offset
+    }
 }

@@ -1,0 +1,66 @@
+@testable import IngressService
+import Kafka
+import Testing
+
+/// The de-duplication and deadline bookkeeping on their own, without a broker.
+@Suite struct RecentEventsTests {
+    let delivery = KafkaDelivery(topicPartition: TopicPartition(topic: "t", partition: 0), offset: 7)
+
+    @Test func aClaimIsSharedUntilFinishedThenRemembered() {
+        let recent = RecentEvents(capacity: 2)
+        guard case .claimed(let first) = recent.claim("a") else { Issue.record("first claim"); return }
+        guard case .pending(let shared) = recent.claim("a") else { Issue.record("second claim shares"); return }
+        #expect(first === shared)
+        recent.finish("a", published: true)
+        guard case .published = recent.claim("a") else { Issue.record("published is remembered"); return }
+        #expect(recent.count == (published: 1, pending: 0))
+    }
+
+    @Test func aFailedWriteCanBeClaimedAgain() {
+        let recent = RecentEvents(capacity: 2)
+        _ = recent.claim("a")
+        recent.finish("a", published: false)
+        guard case .claimed = recent.claim("a") else { Issue.record("a failed write is forgotten"); return }
+    }
+
+    @Test func theOldestPublishedIdsAreForgottenFirst() {
+        let recent = RecentEvents(capacity: 2)
+        for id in ["a", "b", "c"] {
+            _ = recent.claim(id)
+            recent.finish(id, published: true)
+        }
+        guard case .claimed = recent.claim("a") else { Issue.record("a was evicted"); return }
+        guard case .published = recent.claim("c") else { Issue.record("c is remembered"); return }
+        #expect(recent.count.published == 2)
+    }
+
+    @Test func waitersGetTheOutcomeOrNilAtTheirDeadline() async {
+        let sweeper = DeadlineSweeper()
+        let pending = PendingPublish()
+        // Deadline passed and swept: nil, and a later completion does not resume it twice.
+        async let expired = pending.wait(deadline: .now - .seconds(1), sweeper: sweeper)
+        while sweeper.sweep() == 0 { await Task.yield() }
+        #expect(await expired == nil)
+        pending.complete(.success(delivery))
+        // Completed before waiting: the outcome at once.
+        let late = await pending.wait(deadline: .now + .seconds(60), sweeper: sweeper)
+        #expect((try? late?.get()) == delivery)
+    }
+
+    @Test func oneCompletionWakesEveryWaiter() async {
+        let sweeper = DeadlineSweeper()
+        let pending = PendingPublish()
+        let outcomes = await withTaskGroup(of: PendingPublish.Outcome?.self) { group in
+            for _ in 0..<10 { group.addTask { await pending.wait(deadline: .now + .seconds(60), sweeper: sweeper) } }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(50))
+                pending.complete(.success(delivery))
+                return nil
+            }
+            return await group.reduce(into: [PendingPublish.Outcome?]()) { $0.append($1) }
+        }
+        #expect(outcomes.compactMap { try? $0?.get() }.count == 10)
+        // Their deadlines come later and do nothing.
+        #expect(sweeper.sweep(now: .now + .seconds(120)) == 10)
+    }
+}
