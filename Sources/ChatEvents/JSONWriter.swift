@@ -170,6 +170,13 @@ public struct JSONWriter: Sendable {
     }
 
     private mutating func appendString(_ string: String) {
+        Self.appendQuoted(string, to: &bytes)
+    }
+
+    /// `string` as a JSON string literal: quote, backslash and control characters escaped,
+    /// everything else (including `/` and non-ASCII) verbatim, as JSONEncoder, Java's and PHP's
+    /// encoders agree on. 8x8's signed payload relies on exactly this form.
+    public static func appendQuoted(_ string: String, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
         for byte in string.utf8 {
             switch byte {

@@ -97,10 +97,14 @@ public struct IngressService: Sendable {
             }
         }
         if outcome.status == 200 { return Response(status: .ok) }
-        let body = #"{"status":\#(outcome.status),"error":"\#(outcome.reason.jsonEscaped)"}"#
+        var json = JSONWriter(capacity: 64 + outcome.reason.utf8.count)
+        json.beginObject()
+        json.field("status", outcome.status)
+        json.field("error", outcome.reason)
+        json.endObject()
         return Response(
             status: .init(code: outcome.status), headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(string: body))
+            body: .init(byteBuffer: ByteBuffer(bytes: json.bytes))
         )
     }
 
@@ -119,21 +123,5 @@ public struct IngressService: Sendable {
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger
         )
-    }
-}
-
-extension String {
-    var jsonEscaped: String {
-        var out = ""
-        for scalar in unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
     }
 }

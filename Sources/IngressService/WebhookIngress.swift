@@ -77,15 +77,28 @@ public final class WebhookIngress: Service, Sendable {
         self.now = now
     }
 
-    /// The endpoint a route belongs to; nil when the url token is unknown.
-    func endpointName(for route: Route, tenant: String?) -> String?? {
+    /// Where a webhook belongs.
+    enum Destination {
+        /// No endpoint has this url token.
+        case unknownToken
+        /// The endpoint's name; nil for a handover webhook no endpoint claims.
+        case endpoint(String?)
+
+        /// The `endpoint` label of the request metrics.
+        var metricLabel: String {
+            switch self {
+            case .unknownToken: "unknown"
+            case .endpoint(let name): name ?? "handover"
+            }
+        }
+    }
+
+    func destination(of route: Route, tenant: String?) -> Destination {
         switch route {
         case .endpoint(let token):
-            guard let endpoint = endpointsByToken[token] else { return nil }
-            return .some(endpoint.name)
+            endpointsByToken[token].map { .endpoint($0.name) } ?? .unknownToken
         case .handover:
-            if let tenant, let name = handoverEndpoint.tenant[tenant] { return .some(name) }
-            return .some(handoverEndpoint.sole)
+            .endpoint(tenant.flatMap { handoverEndpoint.tenant[$0] } ?? handoverEndpoint.sole)
         }
     }
 
@@ -100,26 +113,25 @@ public final class WebhookIngress: Service, Sendable {
             tenantId: headers[Self.tenantID], eventId: headers[Self.eventID], signature: headers[Self.signature],
             transmissionTime: headers[Self.transmissionTime], retry: headers[Self.retry], customerId: headers[Self.customerID]
         )
-        let resolved = endpointName(for: route, tenant: webhookHeaders.tenantId)
-        let outcome = await process(route: route, endpoint: resolved, headers: headers, webhookHeaders: webhookHeaders, readBody: readBody)
-        let label = resolved.flatMap { $0 } ?? (resolved == nil ? "unknown" : "handover")
-        metrics.request(endpoint: label, status: outcome.status, duration: ContinuousClock.now - started)
+        let destination = destination(of: route, tenant: webhookHeaders.tenantId)
+        let outcome = await process(route: route, destination: destination, headers: headers, webhookHeaders: webhookHeaders, readBody: readBody)
+        metrics.request(endpoint: destination.metricLabel, status: outcome.status, duration: ContinuousClock.now - started)
         return outcome
     }
 
     private func process(
-        route: Route, endpoint: String??, headers: HTTPFields, webhookHeaders: WebhookHeaders,
+        route: Route, destination: Destination, headers: HTTPFields, webhookHeaders: WebhookHeaders,
         readBody: (_ limit: Int) async throws -> ByteBuffer
     ) async -> WebhookOutcome {
-        guard let endpoint else { return .notFound("unknown endpoint") }
+        guard case .endpoint(let endpoint) = destination else { return .notFound("unknown endpoint") }
         // Metadata is built only for lines that are written: setting it on the logger would
         // cost every request (a StreamLogHandler re-renders its metadata on each change).
         var conversationId: String?
         func context(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
             var metadata = extra
-            metadata["endpoint"] = "\(endpoint ?? "handover")"
-            if let eventId = webhookHeaders.eventId { metadata["event_id"] = "\(Self.loggable(eventId))" }
-            if let conversationId { metadata["conversation_id"] = "\(Self.loggable(conversationId))" }
+            metadata["endpoint"] = "\(destination.metricLabel)"
+            if let eventId = webhookHeaders.eventId { metadata["event_id"] = "\(LogSafe.text(eventId, maxBytes: 128))" }
+            if let conversationId { metadata["conversation_id"] = "\(LogSafe.text(conversationId, maxBytes: 128))" }
             return metadata
         }
 
@@ -232,11 +244,6 @@ public final class WebhookIngress: Service, Sendable {
     }
 
     static let maxUnsignedBodyBytes = 1024
-
-    /// Sender-controlled ids made safe for a log line: printable ASCII only, at most 128 bytes.
-    static func loggable(_ text: String) -> String {
-        String(decoding: text.utf8.prefix(128).map { (0x20..<0x7F).contains($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
-    }
 
     static let tenantID = HTTPField.Name(WebhookHeaders.tenantID)!
     static let eventID = HTTPField.Name(WebhookHeaders.eventID)!

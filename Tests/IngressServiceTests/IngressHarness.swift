@@ -120,6 +120,16 @@ struct IngressHarness: Sendable {
         try (signer ?? Self.signer).signedHeaders(body: body, tenantId: "acme", customerId: "customer-1", eventId: eventId, retry: retry, transmissionTime: transmissionTime)
     }
 
+    /// Sends the webhook as 8x8 retries it (same event id, growing retry count, fresh
+    /// signature) until it is accepted or `attempts` are used; returns the last status.
+    func retryUntilAccepted(_ body: [UInt8], eventId: String, firstRetry: Int, attempts: Int = 18) async throws -> Int {
+        var status = 0
+        for retry in firstRetry..<(firstRetry + attempts) where status != 200 {
+            status = try await post(body, headers: signedHeaders(body, eventId: eventId, retry: retry))
+        }
+        return status
+    }
+
     func post(_ body: [UInt8], headers: [(String, String)], to url: String? = nil) async throws -> Int {
         try await sender.post(body: body, headers: headers, to: url ?? endpointURL).status
     }

@@ -199,11 +199,7 @@ struct IngressTests {
 
             // 8x8 retries until it gets a 2xx; the event lands once, whether the first attempt's
             // queued write went through late or not.
-            var status = 0
-            for retry in 2..<20 where status != 200 {
-                status = try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-outage", retry: retry))
-            }
-            #expect(status == 200)
+            #expect(try await h.retryUntilAccepted(body, eventId: "evt-outage", firstRetry: 2) == 200)
             let records = try await h.published(2)
             #expect(records.map(\.event.eventId).sorted() == ["evt-outage", "warm-up"])
             #expect(try await h.publishedCount() == 2)
@@ -223,11 +219,7 @@ struct IngressTests {
             #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-lost", retry: 0)) == 503)
             try h.cluster.setBrokerUp(1)
             try await waitUntil("ready") { try await h.get("/health/ready").status == 200 }
-            var status = 0
-            for retry in 1..<20 where status != 200 {
-                status = try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-lost", retry: retry))
-            }
-            #expect(status == 200)
+            #expect(try await h.retryUntilAccepted(body, eventId: "evt-lost", firstRetry: 1, attempts: 19) == 200)
             #expect(try await h.published(2).map(\.event.eventId).sorted() == ["evt-lost", "warm-up"])
             #expect(try await h.publishedCount() == 2)
         }

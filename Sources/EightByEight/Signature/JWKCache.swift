@@ -96,11 +96,6 @@ public final class JWKCache: WebhookKeyProvider {
         }
     }
 
-    /// Drops every cached key (for key rotation drills and tests).
-    public func removeAll() {
-        entries.withLock { entries in entries = entries.filter { if case .fetching = $0.value { true } else { false } } }
-    }
-
     private func fetchAndStore(kid: String, stale: _RSA.Signing.PublicKey?) async throws -> _RSA.Signing.PublicKey {
         do {
             let key = try await fetch(kid: kid)

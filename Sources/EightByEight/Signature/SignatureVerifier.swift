@@ -22,18 +22,13 @@ public enum SignatureError: Error, Sendable, Hashable, CustomStringConvertible {
         case .missingHeader(let name): "missing header \(name)"
         case .malformedHeader(let name): "malformed header \(name)"
         case .malformedToken(let reason): "malformed x-8x8-signature: \(reason)"
-        case .unsupportedAlgorithm(let alg): "unsupported JWS algorithm '\(Self.printable(alg))' (only RS256 is accepted)"
+        case .unsupportedAlgorithm(let alg): "unsupported JWS algorithm '\(LogSafe.text(alg, maxBytes: 16))' (only RS256 is accepted)"
         case .missingCriticalB64: "JWS header must have b64:false and crit:[\"b64\"]"
         case .staleTransmissionTime(let skew): "x-8x8-transmission-time is \(skew) s away from now"
         case .unknownKey(let kid): "unknown signing key '\(kid)'"
         case .keyServiceUnavailable(let reason): "signing key unavailable: \(reason)"
         case .invalidSignature: "signature does not match the body and headers"
         }
-    }
-
-    /// Sender-controlled text made safe for one log line: printable ASCII, at most 16 characters.
-    static func printable(_ text: String) -> String {
-        String(String.UnicodeScalarView(text.unicodeScalars.prefix(16).map { (0x20..<0x7F).contains($0.value) ? $0 : "?" }))
     }
 
     /// A short stable label for metrics.
@@ -101,19 +96,23 @@ public struct SignatureVerifier: Sendable {
             throw .staleTransmissionTime(skewSeconds: skew / 1000)
         }
 
-        // Checksums are taken before the first suspension point; the body is not kept.
-        let checksums = Self.checksums(of: body)
         let key = try await keys.publicKey(kid: jws.header.kid ?? "")
         let signature = _RSA.Signing.RSASignature(rawRepresentation: jws.signature)
-        for (index, checksum) in checksums.enumerated() {
+        func signs(_ checksum: UInt32) -> Bool {
             var input = jws.signingPrefix
             input.append(contentsOf: WebhookSigningPayload.make(
                 checksum: checksum, customerId: customerId, eventId: eventId, retry: retry,
                 tenantId: tenantId, transmissionTime: transmissionTime
             ))
-            if key.isValidSignature(signature, for: SHA256.hash(data: input), padding: .insecurePKCS1v1_5) {
-                return Verified(kid: jws.header.kid ?? "", transmissionTime: transmissionTime, retry: retry, matchedCompactBody: index > 0)
-            }
+            return key.isValidSignature(signature, for: SHA256.hash(data: input), padding: .insecurePKCS1v1_5)
+        }
+        let verified = { (compact: Bool) in
+            Verified(kid: jws.header.kid ?? "", transmissionTime: transmissionTime, retry: retry, matchedCompactBody: compact)
+        }
+        if signs(Self.withBytes(of: body, CRC32.checksum)) { return verified(false) }
+        // Only a body that fails as received is tried in its compact form.
+        if let compact = Self.withBytes(of: body, { CompactJSON.minified($0) }), signs(compact.withUnsafeBytes(CRC32.checksum)) {
+            return verified(true)
         }
         throw .invalidSignature
     }
@@ -191,17 +190,12 @@ public struct SignatureVerifier: Sendable {
         }
     }
 
-    /// The raw body's CRC32 first; the compact form's second when it differs.
-    static func checksums<Body: Collection<UInt8>>(of body: Body) -> [UInt32] {
-        let compute = { (buffer: UnsafeRawBufferPointer) -> [UInt32] in
-            let raw = CRC32.checksum(buffer)
-            guard let compact = CompactJSON.minified(buffer) else { return [raw] }
-            return [raw, compact.withUnsafeBytes { CRC32.checksum($0) }]
-        }
-        if let result = body.withContiguousStorageIfAvailable({ compute(UnsafeRawBufferPointer($0)) }) {
+    /// Runs `body` on the collection's bytes, copying them only when they are not contiguous.
+    static func withBytes<Body: Collection<UInt8>, T>(of bytes: Body, _ body: (UnsafeRawBufferPointer) -> T) -> T {
+        if let result = bytes.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) {
             return result
         }
-        return Array(body).withUnsafeBytes(compute)
+        return Array(bytes).withUnsafeBytes(body)
     }
 }
 

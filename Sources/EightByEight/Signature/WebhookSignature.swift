@@ -1,4 +1,5 @@
 public import Foundation
+import ChatEvents
 
 /// The `x-8x8-*` headers of a webhook (spec 3.2), as far as they were sent.
 public struct WebhookHeaders: Sendable, Hashable {
@@ -56,41 +57,17 @@ public enum WebhookSigningPayload {
         out.append(contentsOf: #"{"checksum":"#.utf8)
         out.append(contentsOf: String(checksum).utf8)
         out.append(contentsOf: #","cid":"#.utf8)
-        appendJSONString(customerId, to: &out)
+        JSONWriter.appendQuoted(customerId, to: &out)
         out.append(contentsOf: #","eid":"#.utf8)
-        appendJSONString(eventId, to: &out)
+        JSONWriter.appendQuoted(eventId, to: &out)
         out.append(contentsOf: #","retry":"#.utf8)
         out.append(contentsOf: String(retry).utf8)
         out.append(contentsOf: #","tid":"#.utf8)
-        appendJSONString(tenantId, to: &out)
+        JSONWriter.appendQuoted(tenantId, to: &out)
         out.append(contentsOf: #","tt":"#.utf8)
         out.append(contentsOf: String(transmissionTime).utf8)
         out.append(UInt8(ascii: "}"))
         return out
-    }
-
-    /// JSON string escaping as Java's and PHP's encoders agree on for header values: quote,
-    /// backslash and control characters escaped, everything else (including `/`) verbatim.
-    static func appendJSONString(_ string: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for byte in string.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
-            case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
-            case 0x0A: out.append(contentsOf: #"\n"#.utf8)
-            case 0x0D: out.append(contentsOf: #"\r"#.utf8)
-            case 0x09: out.append(contentsOf: #"\t"#.utf8)
-            case 0x08: out.append(contentsOf: #"\b"#.utf8)
-            case 0x0C: out.append(contentsOf: #"\f"#.utf8)
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: #"\u00"#.utf8)
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
     }
 }
 
