@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -79,6 +80,32 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FlowEngine",
+            dependencies: [
+                "ChatEvents",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BotWorker",
+            dependencies: [
+                "ChatEvents",
+                "ConnectorConfiguration",
+                "FlowEngine",
+                "Kafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "Simulator",
             dependencies: [
                 "ChatEvents",
@@ -108,6 +135,8 @@ let package = Package(
                 "ChatEvents",
                 "ConnectorConfiguration",
                 "IngressService",
+                "BotWorker",
+                "FlowEngine",
                 "Simulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -127,10 +156,16 @@ let package = Package(
             path: "Benchmarks/KafkaBenchmark",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KafkaTests",
             dependencies: [
                 "Kafka",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -154,6 +189,7 @@ let package = Package(
             name: "IngressServiceTests",
             dependencies: [
                 "IngressService",
+                "TestSupport",
                 "Simulator",
                 "EightByEight",
                 "ChatEvents",
@@ -193,6 +229,29 @@ let package = Package(
                 "EightByEight",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FlowEngineTests",
+            dependencies: ["FlowEngine", "ChatEvents"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BotWorkerTests",
+            dependencies: [
+                "BotWorker",
+                "TestSupport",
+                "FlowEngine",
+                "ChatEvents",
+                "ConnectorConfiguration",
+                "IngressService",
+                "Simulator",
+                "EightByEight",
+                "Kafka",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -9,6 +9,10 @@ public enum ConnectorTopic: String, CaseIterable, Sendable, Codable {
     case delivery = "eightbyeight.delivery.v1"
     /// Commands that could not be delivered, with the reason.
     case deadLetters = "eightbyeight.dlq.v1"
+    /// Inbound records the worker could not process (undecodable, unknown schema version,
+    /// flow error), with the reason; kept apart from `deadLetters`, which `connector replay`
+    /// re-publishes as commands.
+    case inboundDeadLetters = "eightbyeight.inbound.dlq.v1"
     /// Session state per conversation; co-partitioned with `inbound`.
     case sessions = "bot.sessions.v1"
     /// Masked analytics records.
@@ -21,7 +25,7 @@ public enum ConnectorTopic: String, CaseIterable, Sendable, Codable {
     public var config: [String: String] {
         switch self {
         case .sessions: ["cleanup.policy": "compact"]
-        case .deadLetters: ["retention.ms": String(30 * 24 * 3600 * 1000)]
+        case .deadLetters, .inboundDeadLetters: ["retention.ms": String(30 * 24 * 3600 * 1000)]
         default: ["retention.ms": String(7 * 24 * 3600 * 1000)]
         }
     }

@@ -57,11 +57,6 @@ struct DevCommand: NotYetImplemented {
     @Option(help: "Configuration file.") var config: String?
 }
 
-struct WorkerCommand: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "worker", abstract: "Runs the conversation flows.")
-    @Option(help: "Configuration file.") var config: String
-}
-
 struct EgressCommand: NotYetImplemented {
     static let configuration = CommandConfiguration(commandName: "egress", abstract: "Delivers commands to the 8x8 REST API.")
     @Option(help: "Configuration file.") var config: String
@@ -75,15 +70,6 @@ struct SimulatorCommand: NotYetImplemented {
 struct ReplayCommand: NotYetImplemented {
     static let configuration = CommandConfiguration(commandName: "replay", abstract: "Re-publishes dead letters.")
     @Option(help: "Configuration file.") var config: String
-}
-
-struct FlowCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "flow", abstract: "Flow files.", subcommands: [Validate.self])
-
-    struct Validate: NotYetImplemented {
-        static let configuration = CommandConfiguration(commandName: "validate", abstract: "Checks a flow file and prints what is wrong, with line numbers.")
-        @Argument(help: "Flow file.") var file: String
-    }
 }
 
 struct MaskCommand: NotYetImplemented {

@@ -103,6 +103,8 @@ extension ConnectorConfig {
         "kafka": Set(KafkaSettings.CodingKeys.allCases.map(\.rawValue)),
         "ingress": Set(IngressSettings.CodingKeys.allCases.map(\.rawValue)),
         "ingress.signature": Set(SignatureSettings.CodingKeys.allCases.map(\.rawValue)),
+        "worker": Set(WorkerSettings.CodingKeys.allCases.map(\.rawValue)),
+        "endpoints[].handover": Set(HandoverSettings.CodingKeys.allCases.map(\.rawValue)),
         "endpoints[]": Set(EndpointSettings.CodingKeys.allCases.map(\.rawValue)),
         "endpoints[].eightByEight": Set(EightByEightSettings.CodingKeys.allCases.map(\.rawValue)),
     ]
@@ -155,6 +157,9 @@ extension ConnectorConfig {
         if ingress.maxBodyBytes < 1 { throw fail("ingress.maxBodyBytes must be positive") }
         if ingress.signature.maxClockSkewSeconds < 0 { throw fail("ingress.signature.maxClockSkewSeconds must not be negative") }
         if ingress.listenAddress == nil { throw fail("ingress.listen must be host:port, e.g. 0.0.0.0:8080") }
+        if worker.listenAddress == nil { throw fail("worker.listen must be host:port, e.g. 0.0.0.0:8081") }
+        if !(1...100_000).contains(worker.maxInFlightPerPartition) { throw fail("worker.maxInFlightPerPartition must be between 1 and 100000") }
+        if !(0...1_000).contains(worker.lingerMs) { throw fail("worker.lingerMs must be between 0 and 1000") }
         if !(1...600_000).contains(ingress.publishTimeoutMs) { throw fail("ingress.publishTimeoutMs must be between 1 and 600000") }
         if ingress.signature.maxClockSkewSeconds > 86_400 { throw fail("ingress.signature.maxClockSkewSeconds must be at most 86400") }
         if ingress.signature.jwkCacheTTLSeconds > 30 * 86_400 { throw fail("ingress.signature.jwkCacheTTLSeconds must be at most 2592000 (30 days)") }
@@ -180,6 +185,8 @@ extension ConnectorConfig {
             if endpoint.eightByEight.apiKey.isEmpty { throw fail("\(label): eightByEight.apiKey is empty") }
             if URL(string: endpoint.eightByEight.baseURL)?.scheme == nil { throw fail("\(label): eightByEight.baseURL is not a URL") }
             if let ttl = endpoint.session?.ttlMinutes, ttl < 0 { throw fail("\(label): session.ttlMinutes must be 0 (never) or more") }
+            if let minutes = endpoint.handover?.maxTotalMinutes, !(20...600).contains(minutes) { throw fail("\(label): handover.maxTotalMinutes must be 20 to 600") }
+            if let minutes = endpoint.handover?.userTimeoutInMinutes, !(10...300).contains(minutes) { throw fail("\(label): handover.userTimeoutInMinutes must be 10 to 300") }
         }
     }
 

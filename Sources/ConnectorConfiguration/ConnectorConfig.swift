@@ -17,6 +17,7 @@ public struct Secret: Sendable, Hashable, Decodable, CustomStringConvertible, Cu
 public struct ConnectorConfig: Sendable, Decodable {
     public var kafka: KafkaSettings
     public var ingress: IngressSettings
+    public var worker: WorkerSettings
     public var endpoints: [EndpointSettings]
 
     public struct KafkaSettings: Sendable, Decodable {
@@ -67,13 +68,29 @@ public struct ConnectorConfig: Sendable, Decodable {
         }
 
         /// `listen` split into host and port.
-        public var listenAddress: (host: String, port: Int)? {
-            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
-                  (0...65_535).contains(port) else { return nil }
-            var host = String(listen[..<colon])
-            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            return (host.isEmpty ? "0.0.0.0" : host, port)
+        public var listenAddress: (host: String, port: Int)? { hostPort(listen) }
+    }
+
+    public struct WorkerSettings: Sendable, Decodable {
+        /// Where `/health/*` and `/metrics` are served.
+        public var listen: String = "0.0.0.0:8081"
+        /// Events of one partition processed ahead of their Kafka acknowledgements.
+        public var maxInFlightPerPartition: Int = 1_000
+        /// librdkafka's linger for commands and session records.
+        public var lingerMs: Int = 1
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxInFlightPerPartition, lingerMs }
+
+        public init() {}
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? listen
+            maxInFlightPerPartition = try c.decodeIfPresent(Int.self, forKey: .maxInFlightPerPartition) ?? maxInFlightPerPartition
+            lingerMs = try c.decodeIfPresent(Int.self, forKey: .lingerMs) ?? lingerMs
         }
+
+        public var listenAddress: (host: String, port: Int)? { hostPort(listen) }
     }
 
     public struct SignatureSettings: Sendable, Decodable {
@@ -134,14 +151,28 @@ public struct ConnectorConfig: Sendable, Decodable {
     }
 
     public struct HandoverSettings: Sendable, Decodable {
+        /// The 8x8 queue a handover node without its own `queueId` moves the conversation to.
         public var queueId: String?
+        /// The 8x8 webhook id for post-agent-assignment (hand back to the bot after the agent);
+        /// without it the bot takes the conversation back when it sees the agent leave.
+        public var webhookId: String?
+        /// post-agent-assignment: the conversation ends this long after the handback.
+        public var maxTotalMinutes: Int?
+        /// post-agent-assignment: the conversation ends when the user is silent this long.
+        public var userTimeoutInMinutes: Int?
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case queueId, webhookId, maxTotalMinutes, userTimeoutInMinutes }
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case kafka, ingress, endpoints }
+    enum CodingKeys: String, CodingKey, CaseIterable { case kafka, ingress, worker, endpoints }
 
-    public init(kafka: KafkaSettings = KafkaSettings(), ingress: IngressSettings = IngressSettings(), endpoints: [EndpointSettings] = []) {
+    public init(
+        kafka: KafkaSettings = KafkaSettings(), ingress: IngressSettings = IngressSettings(),
+        worker: WorkerSettings = WorkerSettings(), endpoints: [EndpointSettings] = []
+    ) {
         self.kafka = kafka
         self.ingress = ingress
+        self.worker = worker
         self.endpoints = endpoints
     }
 
@@ -149,8 +180,18 @@ public struct ConnectorConfig: Sendable, Decodable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         kafka = try c.decodeIfPresent(KafkaSettings.self, forKey: .kafka) ?? KafkaSettings()
         ingress = try c.decodeIfPresent(IngressSettings.self, forKey: .ingress) ?? IngressSettings()
+        worker = try c.decodeIfPresent(WorkerSettings.self, forKey: .worker) ?? WorkerSettings()
         endpoints = try c.decodeIfPresent([EndpointSettings].self, forKey: .endpoints) ?? []
     }
+}
+
+/// `host:port` (IPv6 hosts in brackets) split into host and port.
+func hostPort(_ listen: String) -> (host: String, port: Int)? {
+    guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+          (0...65_535).contains(port) else { return nil }
+    var host = String(listen[..<colon])
+    if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    return (host.isEmpty ? "0.0.0.0" : host, port)
 }
 
 /// A YAML scalar (string, number or boolean) read as the string librdkafka expects.

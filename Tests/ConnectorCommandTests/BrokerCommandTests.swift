@@ -40,7 +40,7 @@ import Testing
 
         let topics = try run(["topics", "create", "--bootstrap-file", file])
         #expect(topics.status == 0, "\(topics.error)")
-        #expect(topics.output.split(separator: "\n").count == 6)
+        #expect(topics.output.split(separator: "\n").count == 7)
         #expect(topics.output.contains("eightbyeight.inbound.v1: exists"))
 
         let lag = try run(["lag", "--bootstrap-file", file, "--group", "connector-worker", "--json"])
@@ -63,10 +63,52 @@ import Testing
         #expect(result.error.split(separator: "\n").count == 1)
     }
 
-    @Test(arguments: ["dev", "worker --config x", "egress --config x", "flow validate f.yaml"])
+    @Test(arguments: ["dev", "egress --config x"])
     func servicesNotBuiltYetSaySoAndExit2(_ command: String) throws {
         let result = try run(command.split(separator: " ").map(String.init))
         #expect(result.status == 2)
         #expect(result.error.contains("not implemented yet"))
+    }
+
+    @Test func flowValidateAcceptsTheDemoFlow() throws {
+        let result = try run(["flow", "validate", "flows/demo.yaml"])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output.hasPrefix("flows/demo.yaml: ok"))
+    }
+
+    @Test func flowValidateReportsEveryProblemWithItsLine() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString).yaml").path
+        try """
+            nodes:
+              - id: a
+                type: say
+                text: "{{#open}}"
+                next: missing
+              - id: b
+                type: teleport
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try run(["flow", "validate", file])
+        #expect(result.status == 1)
+        let lines = result.error.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3)
+        #expect(lines[0].hasPrefix("\(file):4:"))
+        #expect(lines[1].hasPrefix("\(file):5:") && lines[1].contains("target 'missing'"))
+        #expect(lines[2].hasPrefix("\(file):7:") && lines[2].contains("unknown node type 'teleport'"))
+    }
+
+    @Test func workerWithAnUnreadableFlowFailsWithAClearMessage() throws {
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(UUID().uuidString).yaml").path
+        try """
+            kafka:
+              brokers: 127.0.0.1:1
+            endpoints:
+              - name: support
+                urlToken: support-token-1
+                flow: does/not/exist.yaml
+                eightByEight: { baseURL: "https://api.8x8.com", apiKey: k }
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let result = try run(["worker", "--config", config])
+        #expect(result.status == 1)
+        #expect(result.error.hasPrefix("connector: endpoint 'support': flow does/not/exist.yaml has problems"))
     }
 }

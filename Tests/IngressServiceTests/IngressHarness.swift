@@ -8,6 +8,7 @@ import Kafka
 import Logging
 import NIOCore
 import Simulator
+@_exported import TestSupport
 
 let quietLogger: Logger = {
     var logger = Logger(label: "ingress-tests")
@@ -143,24 +144,6 @@ extension [(String, String)] {
     }
 }
 
-struct TestTimeout: Error {
-    var what: String
-}
-
-/// Fails instead of hanging when `body` does not finish within `seconds` (a guard, not an
-/// assertion about speed).
-func within<T: Sendable>(_ seconds: Int, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: .seconds(seconds))
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw TestTimeout(what: what) }
-        return value
-    }
-}
 
 func fixture(_ name: String) throws -> [UInt8] {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -1,6 +1,7 @@
 import Foundation
 import Kafka
 import Logging
+@_exported import TestSupport
 
 let testLogger: Logger = {
     var logger = Logger(label: "kafka-tests")
@@ -8,27 +9,6 @@ let testLogger: Logger = {
     return logger
 }()
 
-struct TestTimeout: Error, CustomStringConvertible {
-    var what: String
-    var description: String { "timed out waiting for \(what)" }
-}
-
-/// Runs `body`, failing instead of hanging when it does not finish within `seconds`.
-/// A guard against a stuck test, not an assertion about speed.
-func within<T: Sendable>(
-    _ seconds: Int, _ what: String, _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: .seconds(seconds))
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw TestTimeout(what: what) }
-        return value
-    }
-}
 
 func makeProducer(
     _ cluster: EmbeddedKafkaCluster, _ configure: (inout KafkaProducerConfiguration) -> Void = { _ in }

@@ -2,6 +2,7 @@ public import Foundation
 public import _CryptoExtras
 import Crypto
 import Synchronization
+import ChatEvents
 
 /// Why a webhook's signature was not accepted. Each case says what failed, never a secret.
 public enum SignatureError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -12,6 +12,8 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
     /// Work that must run on the polling thread between polls (pause, resume).
     let requests = Mutex<[@Sendable (OpaquePointer) -> Void]>([])
     let closing = Atomic<Bool>(false)
+    /// `simulateCrash`: stop without closing (no final commit, no leaving the group).
+    let crashing = Atomic<Bool>(false)
     var pending: [KafkaConsumerEvent] = []
     var topicNames: [OpaquePointer: String] = [:]
 
@@ -203,6 +205,10 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             }
             context.flushPending()
         }, onExit: {
+            if context.crashing.load(ordering: .acquiring) {
+                context.buffer.finish()
+                return
+            }
             // Close on the thread that polled: it serves the final revoke and leaves the group.
             context.closing.store(true, ordering: .releasing)
             context.runRequests(pollHandle.pointer)
@@ -223,7 +229,11 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             // be closing would be a use-after-free. `shutdown()` is the orderly path.
             return
         }
-        rd_kafka_destroy(handle)
+        if context.crashing.load(ordering: .acquiring) {
+            rd_kafka_destroy_flags(handle, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
+        } else {
+            rd_kafka_destroy(handle)
+        }
     }
 
     /// Every message and rebalance event, in order. Iterate from a single task, with a single iterator.
@@ -319,6 +329,18 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
     public func run() async throws {
         try? await gracefulShutdown()
         await shutdown()
+    }
+
+    /// Stops the way a killed process stops, for crash tests: polling ends, nothing is
+    /// committed beyond what the periodic auto-commit already sent, and the group is not left,
+    /// so the partitions move only when the group's session timeout expires.
+    public func simulateCrash() async {
+        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        context.crashing.store(true, ordering: .releasing)
+        if !(await pollingThread.stop(timeout: closeTimeout)) {
+            closed.store(false, ordering: .releasing)
+        }
+        context.buffer.finish()
     }
 
     /// Commits stored offsets, leaves the group and ends `events`. Safe to call more than once.

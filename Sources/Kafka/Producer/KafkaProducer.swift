@@ -287,6 +287,17 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         await shutdown()
     }
 
+    /// Stops the way a killed process stops, for crash tests: queued and in-flight messages are
+    /// abandoned (their callbacks report a purge error), nothing is flushed. Requests already
+    /// on the wire may still be written by the broker, as after a real crash.
+    public func simulateCrash() async {
+        lifecycle.store(Lifecycle.shutDown.rawValue, ordering: .releasing)
+        rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+        await pollingThread.stop(timeout: .seconds(5))
+        context.flushReports()
+        context.reports.finish()
+    }
+
     /// Stops accepting messages, waits up to the flush timeout for everything queued to be
     /// acknowledged, and stops the polling thread. Safe to call more than once.
     public func shutdown() async {

@@ -1,0 +1,428 @@
+import ChatEvents
+public import ConnectorConfiguration
+public import FlowEngine
+import Kafka
+public import Logging
+public import ServiceLifecycle
+import Foundation
+import Synchronization
+
+/// The bot worker: consumes `eightbyeight.inbound.v1` in the `connector-worker` group, runs
+/// each event through its endpoint's conversation engine with the conversation's session,
+/// and publishes the resulting commands to `eightbyeight.outbound.v1` and the new session to
+/// `bot.sessions.v1` (same partition number as the inbound record).
+///
+/// Effectively once: command ids come from the event id and the output's position; the
+/// session lists the events it has processed; a session record is written only after its
+/// event's commands are acknowledged; the inbound offset is stored only after the session is.
+/// A worker killed at any instant therefore re-processes at most the events after its last
+/// commit, skips those its sessions already hold, and repeats commands only under the same ids.
+///
+/// When Kafka fails a write, the worker drops its consumer and producer and starts over from
+/// the committed offsets (a "generation"), which is the same recovery as a crash.
+public final class BotWorker: Service, Sendable {
+    public struct Endpoint: Sendable {
+        public var settings: ConnectorConfig.EndpointSettings
+        public var engine: ConversationEngine
+    }
+
+    public let endpoints: [String: Endpoint]
+    public let metrics: WorkerMetrics
+    let config: ConnectorConfig
+    let bootstrapServers: String
+    let logger: Logger
+    let inboundTopic: String
+    let outboundTopic: String
+    let sessionsTopic: String
+    let deadLetterTopic: String
+    private let generation = Mutex<Generation?>(nil)
+    private let stopping = Atomic<Bool>(false)
+    private let readiness = Atomic<Bool>(false)
+
+    public init(config: ConnectorConfig, bootstrapServers: String, endpoints: [String: Endpoint], logger: Logger) {
+        self.config = config
+        self.bootstrapServers = bootstrapServers
+        self.endpoints = endpoints
+        self.logger = logger
+        self.metrics = WorkerMetrics()
+        inboundTopic = config.topicName(.inbound)
+        outboundTopic = config.topicName(.outbound)
+        sessionsTopic = config.topicName(.sessions)
+        deadLetterTopic = config.topicName(.inboundDeadLetters)
+    }
+
+    /// Reads every endpoint's flow (paths relative to `baseDirectory` when not found as given)
+    /// and checks what the flows need from the configuration.
+    public static func loadEndpoints(config: ConnectorConfig, baseDirectory: String? = nil) throws -> [String: Endpoint] {
+        var result: [String: Endpoint] = [:]
+        for settings in config.endpoints {
+            var path = settings.flow
+            if !path.hasPrefix("/"), !FileManager.default.fileExists(atPath: path), let baseDirectory {
+                path = (baseDirectory as NSString).appendingPathComponent(path)
+            }
+            let library: FlowLibrary
+            do {
+                library = try FlowLibrary.load(path: path)
+            } catch {
+                throw WorkerConfigurationError("endpoint '\(settings.name)': flow \(settings.flow) has problems:\n\(error)")
+            }
+            if settings.handover?.queueId == nil {
+                for flow in library.flows.values {
+                    for id in flow.order {
+                        if case .handover(let handover) = flow.nodes[id]!.kind, handover.queueId == nil {
+                            throw WorkerConfigurationError(
+                                "endpoint '\(settings.name)': handover node '\(id)' of \(flow.source) has no queueId and the endpoint has no handover.queueId")
+                        }
+                    }
+                }
+            }
+            let policy = EndpointPolicy(
+                name: settings.name,
+                acceptConversationActiveEvent: settings.eightByEight.acceptConversationActiveEvent ?? false,
+                sessionTTLMinutes: settings.session?.ttlMinutes ?? 30,
+                maskIPAddress: settings.dataProtection?.maskIPAddress ?? true)
+            result[settings.name] = Endpoint(settings: settings, engine: ConversationEngine(policy: policy, library: library))
+        }
+        return result
+    }
+
+    /// Ready while a generation runs (its consumer is in the group).
+    public var isReady: Bool { readiness.load(ordering: .acquiring) }
+
+    // MARK: - Lifecycle
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            var backoff = Duration.milliseconds(250)
+            while !stopping.load(ordering: .acquiring) {
+                do {
+                    try await runGeneration()
+                    backoff = .milliseconds(250)
+                } catch {
+                    if stopping.load(ordering: .acquiring) { break }
+                    metrics.restarts.increment()
+                    logger.error("worker restarts from the committed offsets", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: backoff)
+                    backoff = min(backoff * 2, .seconds(10))
+                }
+            }
+        } onGracefulShutdown: {
+            self.stopping.store(true, ordering: .releasing)
+            let current = self.generation.withLock { $0 }
+            Task { await current?.stop(drainTimeout: .seconds(10)) }
+        }
+    }
+
+    /// Stops the way a killed process stops (for crash tests): no draining, no commit, no
+    /// leaving the group; in-flight writes are abandoned.
+    public func simulateCrash() async {
+        stopping.store(true, ordering: .releasing)
+        let current = generation.withLock { $0 }
+        await current?.crash()
+    }
+
+    private func runGeneration() async throws {
+        var consumerConfig = KafkaConsumerConfiguration(
+            bootstrapServers: bootstrapServers, groupID: ConnectorConsumerGroup.worker.rawValue, subscription: .topics([inboundTopic]))
+        consumerConfig.clientID = "connector-worker"
+        consumerConfig.properties = config.kafka.properties
+        var producerConfig = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
+        producerConfig.clientID = "connector-worker"
+        producerConfig.lingerMilliseconds = config.worker.lingerMs
+        producerConfig.properties = config.kafka.properties.filter { !$0.key.hasPrefix("session.") && !$0.key.hasPrefix("heartbeat.") }
+        let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
+        let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
+        let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: config.kafka.properties, logger: logger)
+        let current = Generation(worker: self, consumer: consumer, producer: producer, admin: admin)
+        generation.withLock { $0 = current }
+        readiness.store(true, ordering: .releasing)
+        defer {
+            readiness.store(false, ordering: .releasing)
+            generation.withLock { $0 = nil }
+        }
+        if stopping.load(ordering: .acquiring) {
+            await current.stop(drainTimeout: .zero)
+            return
+        }
+        try await current.consume()
+    }
+}
+
+public struct WorkerConfigurationError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// One consumer and producer with the sessions and pipelines of the partitions they own.
+final class Generation: @unchecked Sendable {
+    unowned let worker: BotWorker
+    let consumer: KafkaConsumer
+    let producer: KafkaProducer
+    let admin: KafkaAdmin
+    let failure = Mutex<KafkaError?>(nil)
+    let ended = Atomic<Bool>(false)
+    let crashed = Atomic<Bool>(false)
+    /// Touched only by the consuming task.
+    private var sessions: [Int32: [String: SessionState]] = [:]
+    private var pipelines: [Int32: PartitionPipeline] = [:]
+
+    init(worker: BotWorker, consumer: KafkaConsumer, producer: KafkaProducer, admin: KafkaAdmin) {
+        self.worker = worker
+        self.consumer = consumer
+        self.producer = producer
+        self.admin = admin
+    }
+
+    var logger: Logger { worker.logger }
+
+    func consume() async throws {
+        for await event in consumer.events {
+            if let error = failure.withLock({ $0 }) { throw error }
+            switch event {
+            case .partitionsAssigned(let partitions):
+                try await assign(partitions)
+            case .partitionsRevoked(let partitions):
+                await drain(partitions, timeout: .seconds(30))
+                for partition in partitions {
+                    sessions[partition.partition] = nil
+                    pipelines[partition.partition] = nil
+                }
+                let revoked = Set(partitions)
+                pipelineList.withLock { $0.removeAll { revoked.contains($0.partition) } }
+            case .message(let message):
+                guard !worker.stoppingNow else { continue }
+                await process(message)
+            }
+        }
+        if crashed.load(ordering: .acquiring) { return }
+        if let error = failure.withLock({ $0 }) {
+            await producer.simulateCrash()
+            throw error
+        }
+    }
+
+    private func assign(_ partitions: [TopicPartition]) async throws {
+        let numbers = partitions.map(\.partition)
+        let restorer = SessionRestorer(
+            bootstrapServers: worker.bootstrapServers, properties: worker.config.kafka.properties,
+            sessionsTopic: worker.sessionsTopic, admin: admin, logger: logger)
+        let restored = try await restorer.restore(partitions: numbers)
+        for partition in partitions {
+            let states = restored[partition.partition] ?? [:]
+            sessions[partition.partition] = states
+            worker.metrics.restoredSessions.increment(by: states.count)
+            let pipeline = makePipeline(partition)
+            pipelines[partition.partition] = pipeline
+            pipelineList.withLock { $0.append(pipeline) }
+        }
+        logger.info("sessions restored", metadata: [
+            "kafka.partitions": "\(numbers.sorted())", "sessions": "\(restored.values.reduce(0) { $0 + $1.count })",
+        ])
+    }
+
+    private func makePipeline(_ partition: TopicPartition) -> PartitionPipeline {
+        let producer = self.producer
+        let consumer = self.consumer
+        let topic = worker.sessionsTopic
+        let logger = self.logger
+        return PartitionPipeline(
+            partition: partition,
+            sendSession: { key, value, done in
+                try producer.send(
+                    KafkaProducerMessage(topic: topic, partition: partition.partition, key: key, value: value), onDelivery: done)
+            },
+            storeOffset: { offset in
+                do {
+                    try consumer.storeOffsets([partition: offset])
+                } catch {
+                    logger.debug("offset not stored (partition moved)", metadata: ["kafka.partition": "\(partition)"])
+                }
+            },
+            onFailure: { [weak self] error in self?.failed(error) })
+    }
+
+    private func failed(_ error: KafkaError) {
+        let first = failure.withLock { failure -> Bool in
+            defer { if failure == nil { failure = error } }
+            return failure == nil
+        }
+        guard first, !crashed.load(ordering: .acquiring) else { return }
+        logger.error("a write to Kafka failed; the worker restarts from the committed offsets", metadata: ["kafka.error": "\(error)"])
+        // Ends `consume` (its loop sees the end of the events and rethrows the failure). The
+        // stored offsets cover finished events only, so committing them on the way out is safe.
+        Task { await consumer.shutdown() }
+    }
+
+    /// Waits until the partitions' in-flight events are finished (or failed).
+    private func drain(_ partitions: [TopicPartition], timeout: Duration) async {
+        let deadline = ContinuousClock.now + timeout
+        for partition in partitions {
+            guard let pipeline = pipelines[partition.partition] else { continue }
+            while pipeline.inFlight > 0, pipeline.failure == nil, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(1))
+            }
+        }
+    }
+
+    func stop(drainTimeout: Duration) async {
+        guard ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        let deadline = ContinuousClock.now + drainTimeout
+        for pipeline in pipelinesSnapshot() {
+            while pipeline.inFlight > 0, pipeline.failure == nil, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(1))
+            }
+        }
+        await consumer.shutdown()
+        await producer.shutdown()
+    }
+
+    func crash() async {
+        guard ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        crashed.store(true, ordering: .releasing)
+        await producer.simulateCrash()
+        await consumer.simulateCrash()
+    }
+
+    private let pipelineList = Mutex<[PartitionPipeline]>([])
+    private func pipelinesSnapshot() -> [PartitionPipeline] { pipelineList.withLock { $0 } }
+
+    // MARK: - Processing
+
+    private func process(_ message: KafkaMessage) async {
+        let partition = message.partition
+        guard let pipeline = pipelines[partition] else { return }
+        while pipeline.inFlight >= worker.config.worker.maxInFlightPerPartition, pipeline.failure == nil {
+            try? await Task.sleep(for: .microseconds(200))
+        }
+        let started = ContinuousClock.now
+        let event: InboundEvent
+        do {
+            event = try InboundEvent.decode(message.value)
+        } catch {
+            return deadLetter(message, pipeline, reason: "undecodable", detail: Self.describe(error))
+        }
+        let key = event.recordKey
+        let existing = sessions[partition]?[key]
+        guard let endpointName = event.endpoint ?? existing?.endpoint ?? worker.soleEndpoint else {
+            worker.metrics.event(kind: event.normalized.kind.rawValue, outcome: "unroutable")
+            logger.debug("handover event for a conversation without session", metadata: ["event.id": "\(LogSafe.text(event.eventId, maxBytes: 80))"])
+            pipeline.add(offset: message.offset, commands: 0, session: nil)
+            return
+        }
+        guard let endpoint = worker.endpoints[endpointName] else {
+            return deadLetter(message, pipeline, reason: "unknown-endpoint", detail: "endpoint '\(LogSafe.text(endpointName, maxBytes: 80))' is not configured")
+        }
+        let result: TurnResult
+        let commands: [OutboundCommand]
+        do {
+            result = try endpoint.engine.handle(event, session: existing, now: event.receivedAt)
+            commands = try worker.commands(for: result.outputs, event: event, endpoint: endpoint.settings)
+        } catch {
+            return deadLetter(message, pipeline, reason: "flow-error", detail: "\(error)")
+        }
+        worker.metrics.event(kind: event.normalized.kind.rawValue, outcome: result.outcome.rawValue)
+        var sessionRecord: (key: String, value: [UInt8])?
+        if let session = result.session {
+            sessions[partition, default: [:]][key] = session
+            sessionRecord = (key, session.encoded())
+        }
+        pipeline.add(offset: message.offset, commands: commands.count, session: sessionRecord)
+        let offset = message.offset
+        for command in commands {
+            do {
+                try producer.send(KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.encodedRecord)) { result in
+                    pipeline.commandDone(offset: offset, result)
+                }
+                worker.metrics.command(command.action.rawValue)
+            } catch {
+                pipeline.fail(error as? KafkaError ?? KafkaError(kind: .delivery, code: .state, message: "\(error)", isRetriable: false))
+                return
+            }
+        }
+        worker.metrics.turnDuration.recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
+    }
+
+    /// Sends the record as it is to the dead-letter topic with the reason in headers; the
+    /// partition goes on.
+    private func deadLetter(_ message: KafkaMessage, _ pipeline: PartitionPipeline, reason: String, detail: String) {
+        worker.metrics.deadLetter(reason: reason)
+        logger.warning("inbound record dead-lettered", metadata: [
+            "reason": "\(reason)", "detail": "\(detail)", "kafka.partition": "\(message.partition)", "kafka.offset": "\(message.offset)",
+        ])
+        pipeline.add(offset: message.offset, commands: 1, session: nil)
+        let headers = [
+            KafkaHeader(key: "x-dead-letter-reason", value: Array(reason.utf8)),
+            KafkaHeader(key: "x-dead-letter-detail", value: Array(detail.utf8)),
+            KafkaHeader(key: "x-dead-letter-source", value: Array("\(message.topic)/\(message.partition)/\(message.offset)".utf8)),
+            KafkaHeader(key: "x-dead-letter-time", value: Array(String(Int64(Date().timeIntervalSince1970 * 1000)).utf8)),
+        ]
+        let offset = message.offset
+        do {
+            try producer.send(
+                KafkaProducerMessage(topic: worker.deadLetterTopic, key: message.key, value: message.value, headers: headers)
+            ) { result in pipeline.commandDone(offset: offset, result) }
+        } catch {
+            pipeline.fail(error as? KafkaError ?? KafkaError(kind: .delivery, code: .state, message: "\(error)", isRetriable: false))
+        }
+    }
+
+    /// A decoding error without the record's content.
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let context), DecodingError.keyNotFound(_, let context),
+             DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+        default:
+            return "not JSON"
+        }
+    }
+}
+
+extension BotWorker {
+    var stoppingNow: Bool { stopping.load(ordering: .acquiring) }
+
+    /// With one endpoint, handover-route events of unknown conversations belong to it.
+    var soleEndpoint: String? { endpoints.count == 1 ? endpoints.keys.first : nil }
+
+    /// The outbound commands for a turn's outputs.
+    func commands(for outputs: [BotOutput], event: InboundEvent, endpoint: ConnectorConfig.EndpointSettings) throws -> [OutboundCommand] {
+        let conversation = event.recordKey
+        let created = Int64(Date().timeIntervalSince1970 * 1000)
+        var result: [OutboundCommand] = []
+        func add(_ action: OutboundCommand.Action, _ body: JSONValue) {
+            result.append(OutboundCommand(
+                commandId: OutboundCommand.commandId(eventId: event.eventId, sequence: result.count), conversationId: conversation,
+                endpoint: endpoint.name, tenantId: endpoint.eightByEight.tenant ?? event.tenantId, causationEventId: event.eventId,
+                sequence: result.count, createdAt: created, receivedAt: event.receivedAt, action: action, body: body))
+        }
+        for output in outputs {
+            switch output {
+            case .message(let body): add(.sendMessage, body)
+            case .attachment(let url, let fileName):
+                var body: [String: JSONValue] = ["authorType": .string("bot"), "url": .string(url)]
+                if let fileName { body["fileName"] = .string(fileName) }
+                add(.sendAttachment, .object(body))
+            case .typing: add(.typing, .object(["authorType": .string("bot")]))
+            case .thinking(let seconds):
+                add(.thinking, .object(["authorType": .string("bot"), "maxThinkingTimeSeconds": .number(Double(seconds))]))
+            case .handover(let queueId):
+                guard let queue = queueId ?? endpoint.handover?.queueId else {
+                    throw FlowRuntimeError(message: "handover without a queue id")
+                }
+                add(.patchConversation, .object(["assignment": .object(["type": .string("queue"), "id": .string(queue)])]))
+            case .handback:
+                guard let webhookId = endpoint.handover?.webhookId else { continue }
+                var configuration: [String: JSONValue] = ["notifyChannelWebhookIfExists": .string("false")]
+                if let minutes = endpoint.handover?.maxTotalMinutes { configuration["maxTotalMinutes"] = .number(Double(minutes)) }
+                if let minutes = endpoint.handover?.userTimeoutInMinutes { configuration["userTimeoutInMinutes"] = .number(Double(minutes)) }
+                add(.postAgentAssignment, .object(["type": .string("webhook"), "id": .string(webhookId), "configuration": .object(configuration)]))
+            case .endConversation(let displayMessage):
+                var body: [String: JSONValue] = ["removed": .bool(true)]
+                if let displayMessage { body["displayMessage"] = .string(displayMessage) }
+                add(.endConversation, .object(body))
+            }
+        }
+        return result
+    }
+}

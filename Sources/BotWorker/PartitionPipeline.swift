@@ -1,0 +1,121 @@
+import DequeModule
+import Kafka
+import Synchronization
+
+/// The in-flight events of one inbound partition, in offset order, and what each still waits
+/// for. An event is finished when its commands are acknowledged and then its session record
+/// is; offsets are stored only up to the oldest unfinished event, so a crash never skips one.
+///
+/// A session record is sent only after the event's commands are acknowledged, and session
+/// records leave in event order, so a durable session that says "event e processed" implies
+/// e's commands are durable too. That is what lets a restarted worker skip e safely.
+final class PartitionPipeline: Sendable {
+    struct Entry {
+        var offset: Int64
+        var pendingCommands: Int
+        var session: (key: String, value: [UInt8])?
+        var sessionSent = false
+        var sessionAcked = false
+    }
+
+    struct State {
+        var entries = Deque<Entry>()
+        var failure: KafkaError?
+    }
+
+    let partition: TopicPartition
+    private let state = Mutex(State())
+    /// Sends a session record; calls back with the result.
+    private let sendSession: @Sendable (_ key: String, _ value: [UInt8], _ done: @escaping @Sendable (Result<KafkaDelivery, KafkaError>) -> Void) throws -> Void
+    /// Stores the next offset to commit.
+    private let storeOffset: @Sendable (Int64) -> Void
+    private let onFailure: @Sendable (KafkaError) -> Void
+
+    init(
+        partition: TopicPartition,
+        sendSession: @escaping @Sendable (String, [UInt8], @escaping @Sendable (Result<KafkaDelivery, KafkaError>) -> Void) throws -> Void,
+        storeOffset: @escaping @Sendable (Int64) -> Void,
+        onFailure: @escaping @Sendable (KafkaError) -> Void
+    ) {
+        self.partition = partition
+        self.sendSession = sendSession
+        self.storeOffset = storeOffset
+        self.onFailure = onFailure
+    }
+
+    var inFlight: Int { state.withLock { $0.entries.count } }
+    var failure: KafkaError? { state.withLock { $0.failure } }
+
+    /// Registers an event before its commands are sent.
+    func add(offset: Int64, commands: Int, session: (key: String, value: [UInt8])?) {
+        state.withLock { $0.entries.append(Entry(offset: offset, pendingCommands: commands, session: session)) }
+        if commands == 0 { pump() }
+    }
+
+    func commandDone(offset: Int64, _ result: Result<KafkaDelivery, KafkaError>) {
+        if case .failure(let error) = result { return fail(error) }
+        state.withLock { state in
+            if let index = state.entries.firstIndex(where: { $0.offset == offset }) {
+                state.entries[index].pendingCommands -= 1
+            }
+        }
+        pump()
+    }
+
+    private func sessionDone(offset: Int64, _ result: Result<KafkaDelivery, KafkaError>) {
+        if case .failure(let error) = result { return fail(error) }
+        state.withLock { state in
+            if let index = state.entries.firstIndex(where: { $0.offset == offset }) {
+                state.entries[index].sessionAcked = true
+            }
+        }
+        pump()
+    }
+
+    func fail(_ error: KafkaError) {
+        let first = state.withLock { state -> Bool in
+            defer { if state.failure == nil { state.failure = error } }
+            return state.failure == nil
+        }
+        if first { onFailure(error) }
+    }
+
+    /// Sends the session records that may go now (in order) and stores the offset after the
+    /// finished prefix. Sends happen under the lock so records leave in event order whichever
+    /// thread pumps.
+    private func pump() {
+        var sendError: KafkaError?
+        let finished: Int64? = state.withLock { state in
+            guard state.failure == nil else { return nil }
+            var index = state.entries.startIndex
+            while index < state.entries.endIndex {
+                let entry = state.entries[index]
+                if !entry.sessionSent {
+                    guard entry.pendingCommands == 0 else { break }
+                    if let session = entry.session {
+                        let offset = entry.offset
+                        do {
+                            try sendSession(session.key, session.value) { [weak self] result in self?.sessionDone(offset: offset, result) }
+                        } catch {
+                            sendError = error as? KafkaError ?? KafkaError(kind: .delivery, code: .state, message: "\(error)", isRetriable: false)
+                            break
+                        }
+                        state.entries[index].sessionSent = true
+                    } else {
+                        state.entries[index].sessionSent = true
+                        state.entries[index].sessionAcked = true
+                    }
+                }
+                index += 1
+            }
+            var last: Int64?
+            while let head = state.entries.first, head.sessionAcked {
+                last = head.offset
+                state.entries.removeFirst()
+            }
+            return last
+        }
+        if let sendError { return fail(sendError) }
+        if let finished { storeOffset(finished + 1) }
+    }
+}

@@ -1,0 +1,61 @@
+public import Prometheus
+import CoreMetrics
+import Synchronization
+
+/// The worker's metrics on a Prometheus registry of its own.
+public final class WorkerMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    let factory: PrometheusMetricsFactory
+    private let events = Mutex<[String: CoreMetrics.Counter]>([:])
+    private let commands = Mutex<[String: CoreMetrics.Counter]>([:])
+    private let deadLetters = Mutex<[String: CoreMetrics.Counter]>([:])
+    let turnDuration: CoreMetrics.Timer
+    let restoredSessions: CoreMetrics.Counter
+    let restarts: CoreMetrics.Counter
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(25), .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500),
+            .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(100),
+        ]
+        self.factory = factory
+        turnDuration = CoreMetrics.Timer(label: "connector_worker_turn_duration_seconds", dimensions: [], factory: factory)
+        restoredSessions = CoreMetrics.Counter(label: "connector_worker_sessions_restored_total", dimensions: [], factory: factory)
+        restarts = CoreMetrics.Counter(label: "connector_worker_restarts_total", dimensions: [], factory: factory)
+    }
+
+    private func counter(_ table: borrowing Mutex<[String: CoreMetrics.Counter]>, _ key: String, _ make: () -> CoreMetrics.Counter) -> CoreMetrics.Counter {
+        table.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = make()
+            counters[key] = counter
+            return counter
+        }
+    }
+
+    func event(kind: String, outcome: String) {
+        counter(events, kind + "\u{0}" + outcome) {
+            CoreMetrics.Counter(label: "connector_worker_events_total", dimensions: [("kind", kind), ("outcome", outcome)], factory: factory)
+        }.increment()
+    }
+
+    func command(_ action: String, count: Int = 1) {
+        counter(commands, action) {
+            CoreMetrics.Counter(label: "connector_worker_commands_total", dimensions: [("action", action)], factory: factory)
+        }.increment(by: count)
+    }
+
+    func deadLetter(reason: String) {
+        counter(deadLetters, reason) {
+            CoreMetrics.Counter(label: "connector_worker_dead_letters_total", dimensions: [("reason", reason)], factory: factory)
+        }.increment()
+    }
+
+    public func render() -> [UInt8] {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}

@@ -1,0 +1,237 @@
+public import ChatEvents
+
+/// The endpoint settings that decide what the worker does with an event.
+public struct EndpointPolicy: Sendable {
+    public var name: String
+    /// Cognigy's "Accept Conversation Active Event".
+    public var acceptConversationActiveEvent: Bool
+    /// 0: sessions never expire.
+    public var sessionTTLMinutes: Int
+    public var maskIPAddress: Bool
+
+    public init(name: String, acceptConversationActiveEvent: Bool = false, sessionTTLMinutes: Int = 30, maskIPAddress: Bool = true) {
+        self.name = name
+        self.acceptConversationActiveEvent = acceptConversationActiveEvent
+        self.sessionTTLMinutes = sessionTTLMinutes
+        self.maskIPAddress = maskIPAddress
+    }
+}
+
+/// What the worker did with one event.
+public struct TurnResult: Sendable {
+    public enum Outcome: String, Sendable, CaseIterable {
+        /// The flow ran.
+        case executed
+        /// The event id was processed before (a re-delivery).
+        case duplicate
+        /// The bot's own message coming back.
+        case echo
+        /// An agent wrote; 8x8 shows it to the user itself.
+        case agentMessage
+        /// The user wrote while an agent has (or is about to have) the conversation.
+        case silent
+        /// QUEUED, MEMBERS_CHANGED, TRANSFER or CONVERSATION_UPDATE changed the handover or profile.
+        case stateUpdated
+        /// Nothing to do (typing, read receipts, verify, unknown events, inactive states).
+        case ignored
+    }
+
+    public var outcome: Outcome
+    public var outputs: [BotOutput]
+    /// The new session; nil when nothing changed and nothing needs writing.
+    public var session: SessionState?
+    /// Node ids the flow passed, in order.
+    public var path: [String]
+    public var intent: IntentMatcher.Score?
+}
+
+/// Applies the rules of spec sections 6.4 and 7 to one event and runs the flow when the event
+/// is a flow input. Pure: the same event and session always give the same result (the clock
+/// is an argument), which is what makes re-processing after a crash safe.
+public struct ConversationEngine: Sendable {
+    public let policy: EndpointPolicy
+    public let library: FlowLibrary
+
+    public init(policy: EndpointPolicy, library: FlowLibrary) {
+        self.policy = policy
+        self.library = library
+    }
+
+    public func handle(_ event: InboundEvent, session existing: SessionState?, now: Int64) throws(FlowRuntimeError) -> TurnResult {
+        let conversation = event.conversationId ?? event.eventId
+        if let existing, existing.hasProcessed(event.eventId) {
+            return TurnResult(outcome: .duplicate, outputs: [], session: nil, path: [])
+        }
+        var session = existing ?? SessionState(conversationId: conversation, endpoint: policy.name, tenantId: event.tenantId, now: now)
+        let normalized = event.normalized
+
+        func changed(_ outcome: TurnResult.Outcome, _ outputs: [BotOutput] = [], path: [String] = []) -> TurnResult {
+            session.markProcessed(event.eventId)
+            return TurnResult(outcome: outcome, outputs: outputs, session: session, path: path)
+        }
+        func ignored(_ outcome: TurnResult.Outcome) -> TurnResult {
+            TurnResult(outcome: outcome, outputs: [], session: nil, path: [])
+        }
+
+        switch normalized.kind {
+        case .echo: return ignored(.echo)
+        case .agentMessage: return ignored(.agentMessage)
+        case .typing, .readReceipt, .verify, .unknown: return ignored(.ignored)
+
+        case .userMessage, .postback, .cardSubmit:
+            if let handover = session.handover {
+                // The user writes to the agent (or the queue); 8x8 shows it, the bot stays out.
+                var outputs: [BotOutput] = []
+                if handover.phase != .agent, let node = handover.node, let text = waitingText(node) {
+                    outputs.append(.text(text.render(scope(input: TurnInput(event: event, session: session, maskIP: policy.maskIPAddress, now: now), session))))
+                }
+                return changed(.silent, outputs)
+            }
+            return try runTurn(event, &session, from: nil, now: now)
+
+        case .conversationState:
+            let profileChanged = absorbProfile(normalized, into: &session)
+            let state = normalized.state ?? ""
+            if normalized.assignment?.type?.lowercased() == "agent" {
+                var handover = session.handover ?? HandoverState(phase: .agent, transferring: false, requestedByBot: false)
+                handover.phase = .agent
+                handover.agentId = normalized.assignment?.id ?? handover.agentId
+                session.handover = handover
+                return changed(.stateUpdated)
+            }
+            if state == "idle" || state == "closed" {
+                session.activationHandled = false
+                if session.handover != nil { return try agentFinished(event, &session, now: now) }
+                return changed(.stateUpdated)
+            }
+            if state == "active", policy.acceptConversationActiveEvent, !session.activationHandled, session.handover == nil {
+                session.activationHandled = true
+                return try runTurn(event, &session, from: nil, now: now)
+            }
+            return profileChanged ? changed(.stateUpdated) : ignored(.ignored)
+
+        case .queued:
+            var handover = session.handover ?? HandoverState(phase: .queued, transferring: false, requestedByBot: false)
+            if handover.phase == .requested { handover.phase = .queued }
+            handover.queueId = normalized.queue?.id ?? handover.queueId
+            session.handover = handover
+            return changed(.stateUpdated)
+
+        case .memberJoined:
+            guard normalized.member?.type?.lowercased() == "agent" else { return ignored(.ignored) }
+            var handover = session.handover ?? HandoverState(phase: .agent, transferring: false, requestedByBot: false)
+            handover.phase = .agent
+            handover.agentId = normalized.member?.id
+            handover.transferring = false
+            session.handover = handover
+            return changed(.stateUpdated)
+
+        case .transfer:
+            var handover = session.handover ?? HandoverState(phase: .agent, transferring: true, requestedByBot: false)
+            handover.transferring = true
+            session.handover = handover
+            return changed(.stateUpdated)
+
+        case .memberLeft:
+            switch normalized.member?.type?.lowercased() {
+            case "agent":
+                guard var handover = session.handover else { return ignored(.ignored) }
+                if handover.transferring || (handover.agentId != nil && normalized.member?.id != nil && handover.agentId != normalized.member?.id) {
+                    // Part of a transfer (or another agent than the one holding it): keep the handover.
+                    handover.transferring = false
+                    session.handover = handover
+                    return changed(.stateUpdated)
+                }
+                return try agentFinished(event, &session, now: now)
+            case "user", "customer":
+                // The user left: the conversation is over; its flow state goes with it.
+                session.handover = nil
+                session.restart(now: now)
+                return changed(.stateUpdated)
+            default:
+                return ignored(.ignored)
+            }
+        }
+    }
+
+    /// The agent left without a transfer (or the conversation went idle during the handover):
+    /// hand back to the flow, end the conversation, or, for a handover the bot did not start,
+    /// simply stop being silent.
+    private func agentFinished(_ event: InboundEvent, _ session: inout SessionState, now: Int64) throws(FlowRuntimeError) -> TurnResult {
+        let handover = session.handover
+        session.handover = nil
+        guard let handover, handover.requestedByBot else {
+            session.markProcessed(event.eventId)
+            return TurnResult(outcome: .stateUpdated, outputs: [], session: session, path: [])
+        }
+        if let resume = handover.resume {
+            return try runTurn(event, &session, from: resume, handoverStatus: "completed", now: now)
+        }
+        session.markProcessed(event.eventId)
+        if !(handover.node.flatMap(handoverNode)?.handback ?? false) {
+            session.restart(now: now)
+            return TurnResult(outcome: .executed, outputs: [.endConversation(displayMessage: nil)], session: session, path: [])
+        }
+        return TurnResult(outcome: .stateUpdated, outputs: [], session: session, path: [])
+    }
+
+    private func runTurn(
+        _ event: InboundEvent, _ session: inout SessionState, from resume: FlowPosition?, handoverStatus: String? = nil, now: Int64
+    ) throws(FlowRuntimeError) -> TurnResult {
+        if session.isExpired(now: now, ttlMinutes: policy.sessionTTLMinutes) {
+            session.restart(now: now)
+        }
+        session.executionCount += 1
+        session.lastActivity = now
+        var input = TurnInput(event: event, session: session, maskIP: policy.maskIPAddress, now: now)
+        input.setExecution(session.executionCount)
+        if let handoverStatus { input.setHandoverStatus(handoverStatus) }
+        if !input.text.isEmpty, !library.main.intents.intents.isEmpty {
+            let ranking = library.main.intents.rank(input.text)
+            let best = ranking.first.flatMap { $0.score >= library.main.intents.threshold ? $0 : nil }
+            input.setIntent(best, ranking: ranking)
+        }
+        var interpreter = FlowInterpreter(library: library, input: input, session: session)
+        try interpreter.turn(resume: resume)
+        session = interpreter.session
+        session.markProcessed(event.eventId)
+        return TurnResult(outcome: .executed, outputs: interpreter.outputs, session: session, path: interpreter.path, intent: input.intent)
+    }
+
+    /// Copies the user fields of a CONVERSATION_UPDATE into the profile; true when anything changed.
+    private func absorbProfile(_ normalized: NormalizedEvent, into session: inout SessionState) -> Bool {
+        guard let user = normalized.user else { return false }
+        var profile = session.profile
+        func put(_ key: String, _ value: String?) { if let value { profile[key] = .string(value) } }
+        put("name", user.name)
+        put("userId", user.userId)
+        put("email", user.email)
+        put("phone", user.phone)
+        put("company", user.company)
+        put("caseId", user.caseId)
+        put("language", user.language)
+        if let offset = user.timezoneOffset { profile["timezoneOffset"] = .number(Double(offset)) }
+        if let properties = user.additionalProperties, !properties.isEmpty {
+            var additional = profile["additionalProperties"]?.objectValue ?? [:]
+            for property in properties { additional[property.key] = property.value.map(JSONValue.string) ?? .null }
+            profile["additionalProperties"] = .object(additional)
+        }
+        if let channel = normalized.channel { profile["channel"] = .string(channel) }
+        let ipChanged = user.ipAddress != nil && user.ipAddress != session.ipAddress
+        if let ip = user.ipAddress { session.ipAddress = ip }
+        guard profile != session.profile || ipChanged else { return false }
+        session.profile = profile
+        return true
+    }
+
+    private func handoverNode(_ position: FlowPosition) -> Handover? {
+        guard case .handover(let handover)? = library.flows[position.flow]?.nodes[position.node]?.kind else { return nil }
+        return handover
+    }
+
+    private func waitingText(_ position: FlowPosition) -> Template? { handoverNode(position)?.waitingText }
+
+    private func scope(input: TurnInput, _ session: SessionState) -> TemplateScope {
+        TemplateScope(input: input.json, context: .object(session.context), profile: .object(session.profile))
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+
+/// An endpoint's flow with every flow its `execute` nodes reach, read and checked together.
+public struct FlowLibrary: Sendable {
+    public let main: Flow
+    public let flows: [String: Flow]
+
+    public init(main: Flow, others: [Flow] = []) {
+        self.main = main
+        var flows = [main.source: main]
+        for flow in others { flows[flow.source] = flow }
+        self.flows = flows
+    }
+
+    /// Reads `path` and the flows it executes. Throws every problem found, in file order.
+    public static func load(path: String) throws(FlowLoadError) -> FlowLibrary {
+        var flows: [String: Flow] = [:]
+        var problems: [FlowProblem] = []
+        var pending: [(path: String, from: (file: String, line: Int)?)] = [(path, nil)]
+        var seen = Set<String>()
+        while let (file, from) = pending.popLast() {
+            guard seen.insert(file).inserted else { continue }
+            guard let data = FileManager.default.contents(atPath: file), let yaml = String(data: data, encoding: .utf8) else {
+                problems.append(FlowProblem(
+                    file: from?.file ?? file, line: from?.line ?? 1,
+                    message: from == nil ? "cannot read flow file \(file)" : "executed flow \(file) cannot be read"))
+                continue
+            }
+            let (flow, found) = FlowParser.parse(yaml: yaml, file: file)
+            problems += found
+            guard let flow else { continue }
+            flows[file] = flow
+            for reference in flow.executes { pending.append((reference.path, (file, reference.line))) }
+        }
+        guard problems.isEmpty, let main = flows[path] else { throw FlowLoadError(problems: problems) }
+        return FlowLibrary(main: main, others: Array(flows.values))
+    }
+}
+
+/// Everything wrong with a flow and the flows it executes.
+public struct FlowLoadError: Error, Sendable, CustomStringConvertible {
+    public var problems: [FlowProblem]
+    public var description: String { problems.map(\.description).joined(separator: "\n") }
+}

@@ -1,0 +1,134 @@
+public import ChatEvents
+import Foundation
+
+/// Everything the worker remembers about one conversation between events, written to
+/// `bot.sessions.v1` after each change (keyed by conversation, co-partitioned with the inbound
+/// topic) and read back by whichever worker owns the partition next.
+public struct SessionState: Sendable, Hashable, Codable {
+    public static let schemaVersion = "bot.sessions.v1"
+    /// How many processed event ids are kept to recognize a re-delivered event.
+    public static let processedEventCapacity = 64
+
+    public var schema: String
+    public var conversationId: String
+    public var endpoint: String
+    public var tenantId: String?
+    /// When this session (flow state) began; a new one begins after the TTL.
+    public var startedAt: Int64
+    /// The last flow input (milliseconds since 1970).
+    public var lastActivity: Int64
+    /// Flow inputs in this session (`input.execution`).
+    public var executionCount: Int
+    public var context: [String: JSONValue]
+    /// The user fields of the conversation's `CONVERSATION_UPDATE` (name, email, userId, ...).
+    public var profile: [String: JSONValue]
+    public var ipAddress: String?
+    /// The question waiting for the next input, if any.
+    public var waiting: WaitingQuestion?
+    public var handover: HandoverState?
+    /// An accepted `CONVERSATION_UPDATE active` started the flow in this activation.
+    public var activationHandled: Bool
+    /// The newest processed inbound event ids, oldest first.
+    public var processedEventIds: [String]
+
+    public init(conversationId: String, endpoint: String, tenantId: String?, now: Int64) {
+        schema = Self.schemaVersion
+        self.conversationId = conversationId
+        self.endpoint = endpoint
+        self.tenantId = tenantId
+        startedAt = now
+        lastActivity = now
+        executionCount = 0
+        context = [:]
+        profile = [:]
+        waiting = nil
+        handover = nil
+        activationHandled = false
+        processedEventIds = []
+    }
+
+    public func hasProcessed(_ eventId: String) -> Bool { processedEventIds.contains(eventId) }
+
+    public mutating func markProcessed(_ eventId: String) {
+        processedEventIds.append(eventId)
+        if processedEventIds.count > Self.processedEventCapacity {
+            processedEventIds.removeFirst(processedEventIds.count - Self.processedEventCapacity)
+        }
+    }
+
+    /// Forgets the flow's state (position, question, context, count) and starts a new session;
+    /// the conversation's facts (profile, handover, processed events) stay.
+    public mutating func restart(now: Int64) {
+        startedAt = now
+        lastActivity = now
+        executionCount = 0
+        context = [:]
+        waiting = nil
+    }
+
+    public func isExpired(now: Int64, ttlMinutes: Int) -> Bool {
+        ttlMinutes > 0 && now - lastActivity > Int64(ttlMinutes) * 60_000
+    }
+
+    public func encoded() -> [UInt8] {
+        (try? Self.encoder.encode(self)).map(Array.init) ?? []
+    }
+
+    public static func decode(_ bytes: some Collection<UInt8>) throws -> SessionState {
+        let state = try JSONDecoder().decode(SessionState.self, from: Data(bytes))
+        guard state.schema == schemaVersion else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "schema \(state.schema) is not \(schemaVersion)"))
+        }
+        return state
+    }
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+}
+
+/// A place in a flow, with the flows to return to (`execute`).
+public struct FlowPosition: Sendable, Hashable, Codable {
+    public var flow: String
+    public var node: String
+    /// Return points, innermost last; a frame with no node returns further.
+    public var stack: [ReturnFrame]
+
+    public struct ReturnFrame: Sendable, Hashable, Codable {
+        public var flow: String
+        public var node: String?
+    }
+}
+
+public struct WaitingQuestion: Sendable, Hashable, Codable {
+    public var position: FlowPosition
+    /// Failed answers so far.
+    public var attempts: Int
+}
+
+/// Where a handover to a human agent stands.
+public struct HandoverState: Sendable, Hashable, Codable {
+    public enum Phase: String, Sendable, Hashable, Codable {
+        /// The bot asked 8x8 to move the conversation to a queue.
+        case requested
+        /// 8x8 reported the conversation queued.
+        case queued
+        /// An agent is in the conversation.
+        case agent
+    }
+
+    public var phase: Phase
+    public var queueId: String?
+    public var agentId: String?
+    /// A transfer between agents is under way: the next agent leaving is part of it.
+    public var transferring: Bool
+    /// Where the flow continues when the agent leaves (handback), nil to end the conversation
+    /// or, for a handover the bot did not start, to do nothing.
+    public var resume: FlowPosition?
+    /// The bot started this handover (a handover node).
+    public var requestedByBot: Bool
+    /// The handover node, for its waiting text.
+    public var node: FlowPosition?
+}

@@ -1,0 +1,162 @@
+import BotWorker
+import ChatEvents
+import Foundation
+import Kafka
+import Testing
+
+@Suite("Bot worker on the embedded cluster", .serialized)
+struct WorkerTests {
+    @Test("a demo conversation: greeting, balance, email with reprompt, handover, agent, handback, goodbye")
+    func demoConversation() async throws {
+        let harness = try WorkerHarness()
+        let outbound = try harness.reader(.outbound)
+        let sessions = try harness.reader(.sessions)
+        let running = try harness.start()
+        let producer = try harness.producer()
+        var chat = EventFactory(conversation: "conv-demo")
+        var events = [
+            chat.user("hello"),
+            chat.make(.postback, eventType: "ACTIVITY") { $0.postback = .init(title: "My balance", payload: "what is my balance") },
+            chat.user("update my email"),
+            chat.user("my email is nope"),
+            chat.user("jane@example.com"),
+            chat.user("I want a human"),
+            chat.make(.queued, eventType: "QUEUED") { $0.queue = .init(id: "101", name: "Support") },
+            chat.user("hello?"),
+            chat.make(.memberJoined, eventType: "MEMBERS_CHANGED") { $0.member = .init(id: "agent-1", type: "agent") },
+            chat.user("hi agent"),
+            chat.make(.agentMessage) { $0.text = "Hello, how can I help?" },
+        ]
+        events += [
+            chat.make(.memberLeft, eventType: "MEMBERS_CHANGED") { $0.member = .init(id: "agent-1", type: "agent") },
+            chat.user("bye"),
+        ]
+        try await harness.publish(events, with: producer)
+        let records = try await outbound.wait(90, "the demo conversation's commands") { $0.count >= 15 }
+        let commands = try records.map { try OutboundCommand.decode($0.value) }
+        #expect(commands.count == 15)
+        #expect(Set(records.map(\.keyString)) == ["conv-demo"])
+        let summary = commands.map { command -> String in
+            switch command.action {
+            case .sendMessage: "say:" + (command.body["text"]?.stringValue ?? "<card>")
+            default: command.action.rawValue
+            }
+        }
+        #expect(summary == [
+            "say:Hi! I'm the demo bot. I can tell you your balance or take your email address.",
+            "say:What would you like to do?",
+            "say:Your balance is 1,234.56 EUR.",
+            "say:Anything else?",
+            "say:What is your email address?",
+            "say:That does not look like an email address. Please type it like name@example.com.",
+            "say:Thanks, I saved jane@example.com.",
+            "say:Anything else?",
+            "say:I'm connecting you with a colleague. Please wait a moment.",
+            "patchConversation",
+            "say:You are in the queue; a colleague will be with you shortly.",
+            "say:I'm back. Was your question answered?",
+            "say:What would you like to do?",
+            "say:Goodbye, and thanks for chatting!",
+            "endConversation",
+        ])
+        #expect(commands[9].body == .object(["assignment": .object(["type": .string("queue"), "id": .string("101")])]))
+        #expect(commands.allSatisfy { $0.endpoint == "support" && $0.tenantId == "acme" && $0.conversationId == "conv-demo" })
+        #expect(commands[1].commandId == OutboundCommand.commandId(eventId: "conv-demo-e1", sequence: 1))
+        #expect(commands[1].body["cards"]?.arrayValue?.first?["contentType"] == .string("application/8x8.quick.replies"))
+
+        // Session records went to the inbound record's partition number, and the last one
+        // holds the finished conversation.
+        let inboundPartition = try await harness.partition(of: "conv-demo")
+        let stored = try await sessions.wait(30, "session records") { records in
+            records.contains { (try? FlowEngineSession.decode($0.value))?.processedEventIds.contains("conv-demo-e13") == true }
+        }
+        #expect(Set(stored.map(\.partition)) == [inboundPartition])
+        await running.stop()
+        await outbound.close()
+        await sessions.close()
+        try await producer.shutdown()
+    }
+
+    @Test("poison records go to the dead-letter topic with the reason and the partition goes on")
+    func poisonRecords() async throws {
+        let loopFlow = FileManager.default.temporaryDirectory.appendingPathComponent("loop-\(UUID().uuidString).yaml")
+        try """
+            nodes:
+              - { id: start, type: if, condition: { textContains: loop }, then: a, else: hello }
+              - { id: a, type: goto, target: b }
+              - { id: b, type: goto, target: a }
+              - { id: hello, type: say, text: "hello {{input.text}}" }
+            """.write(to: loopFlow, atomically: true, encoding: .utf8)
+        let harness = try WorkerHarness(flow: loopFlow.path)
+        let outbound = try harness.reader(.outbound)
+        let deadLetters = try harness.reader(.inboundDeadLetters)
+        let running = try harness.start()
+        let producer = try harness.producer()
+        let topic = harness.config.topicName(.inbound)
+        var chat = EventFactory(conversation: "conv-poison")
+        var stale = chat.user("old schema")
+        stale.schema = "eightbyeight.inbound.v0"
+        var unknownEndpoint = chat.user("who am I")
+        unknownEndpoint.endpoint = "nobody"
+        let first = chat.user("first")
+        let loop = chat.user("loop forever")
+        let last = chat.user("last")
+        try await producer.sendBatch([
+            KafkaProducerMessage(topic: topic, key: "conv-poison", value: first.encodedRecord(rawBody: Array("{}".utf8))),
+            KafkaProducerMessage(topic: topic, key: "conv-poison", value: Array("not json {".utf8)),
+            KafkaProducerMessage(topic: topic, key: "conv-poison", value: stale.encodedRecord(rawBody: Array("{}".utf8))),
+            KafkaProducerMessage(topic: topic, key: "conv-poison", value: unknownEndpoint.encodedRecord(rawBody: Array("{}".utf8))),
+            KafkaProducerMessage(topic: topic, key: "conv-poison", value: loop.encodedRecord(rawBody: Array("{}".utf8))),
+            KafkaProducerMessage(topic: topic, key: "conv-poison", value: last.encodedRecord(rawBody: Array("{}".utf8))),
+        ])
+        let dead = try await deadLetters.wait(60, "4 dead letters") { $0.count >= 4 }
+        let reasons = dead.map { message in
+            String(decoding: message.headers.first { $0.key == "x-dead-letter-reason" }?.value ?? [], as: UTF8.self)
+        }
+        #expect(reasons == ["undecodable", "undecodable", "unknown-endpoint", "flow-error"])
+        #expect(dead[0].value == Array("not json {".utf8))
+        #expect(dead.allSatisfy { $0.headers.contains { $0.key == "x-dead-letter-source" } })
+        let detail = String(decoding: dead[3].headers.first { $0.key == "x-dead-letter-detail" }?.value ?? [], as: UTF8.self)
+        #expect(detail.contains("loop"))
+        let commands = try await outbound.wait(60, "replies around the poison") { $0.count >= 2 }
+        #expect(try commands.map { try OutboundCommand.decode($0.value).body["text"]?.stringValue } == ["hello first", "hello last"])
+        await running.stop()
+        await outbound.close()
+        await deadLetters.close()
+        try await producer.shutdown()
+    }
+
+    @Test("a worker that takes over restores the sessions before it processes the partition")
+    func sessionsSurviveHandOver() async throws {
+        let harness = try WorkerHarness()
+        let outbound = try harness.reader(.outbound)
+        let producer = try harness.producer()
+        var chat = EventFactory(conversation: "conv-move")
+        let first = try harness.start()
+        try await harness.publish([chat.user("update my email")], with: producer)
+        try await outbound.wait(60, "the question") { $0.count >= 1 }
+        await first.stop()
+
+        let second = try harness.start()
+        try await harness.publish([chat.user("jane@example.com")], with: producer)
+        let records = try await outbound.wait(60, "the answer") { $0.count >= 3 }
+        #expect(try OutboundCommand.decode(records[1].value).body["text"] == .string("Thanks, I saved jane@example.com."))
+        await second.stop()
+        await outbound.close()
+        try await producer.shutdown()
+    }
+}
+
+typealias FlowEngineSession = FlowEngine.SessionState
+
+import FlowEngine
+
+extension WorkerHarness {
+    /// The partition the ingress's partitioner puts a conversation in (read back from the topic).
+    func partition(of conversation: String) async throws -> Int32 {
+        let reader = try reader(.inbound)
+        let records = try await reader.wait(30, "the inbound records") { $0.contains { $0.keyString == conversation } }
+        await reader.close()
+        return records.first { $0.keyString == conversation }!.partition
+    }
+}

@@ -1,0 +1,184 @@
+import ChatEvents
+import Testing
+@testable import FlowEngine
+
+@Suite("Event rules and sessions")
+struct EventRuleTests {
+    static let flow = """
+        interrupts:
+          - { when: { textContains: [agent] }, next: handover }
+        nodes:
+          - id: start
+            type: switch
+            cases:
+              - { when: { kind: conversationState }, next: welcome }
+              - { when: { kind: memberLeft }, next: back }
+            default: echo
+          - { id: welcome, type: say, text: "Welcome {{profile.name}}" }
+          - { id: echo, type: say, text: "You said {{input.text}} ({{input.execution}})" }
+          - { id: handover, type: handover, text: Connecting., queueId: q1, waitingText: Still waiting., handback: true, next: back }
+          - { id: back, type: say, text: "Bot again ({{input.handover.status}})" }
+        """
+
+    func chat(accept: Bool = false, ttl: Int = 30) throws -> Conversation {
+        Conversation(try engine(Self.flow, policy: EndpointPolicy(name: "support", acceptConversationActiveEvent: accept, sessionTTLMinutes: ttl)))
+    }
+
+    @Test("echoes, agent messages, typing and read receipts never run the flow")
+    func dropped() throws {
+        var chat = try chat()
+        var events = Events()
+        let echo = try chat.send(events.make(.echo) { $0.text = "hi" })
+        #expect(echo.outcome == .echo && echo.outputs.isEmpty && echo.session == nil)
+        #expect(try chat.send(events.make(.agentMessage) { $0.text = "hello" }).outcome == .agentMessage)
+        #expect(try chat.send(events.make(.typing, eventType: "ACTIVITY")).outcome == .ignored)
+        #expect(try chat.send(events.make(.readReceipt, eventType: "ACTIVITY")).outcome == .ignored)
+        #expect(chat.session == nil)
+    }
+
+    @Test("postbacks and card submits are inputs; card data is in input.data")
+    func postbackInputs() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: a, type: say, text: "{{input.kind}}:{{input.text}}:{{input.data.size}}" }
+            """))
+        var events = Events()
+        #expect(try chat.send(events.postback("menu")).texts == ["postback:menu:"])
+        #expect(try chat.send(events.cardSubmit(.object(["payload": .string("order"), "size": .string("L")]))).texts == ["cardSubmit:order:L"])
+    }
+
+    @Test("CONVERSATION_UPDATE active starts the flow only when accepted, once per activation")
+    func activeEvent() throws {
+        var events = Events()
+        var off = try chat(accept: false)
+        var user = NormalizedEvent.UserInfo()
+        user.name = "Jane"
+        let ignored = try off.send(events.state("active", user: user))
+        #expect(ignored.outputs.isEmpty)
+        #expect(ignored.outcome == .stateUpdated)
+
+        var on = try chat(accept: true)
+        #expect(try on.send(events.state("active", user: user)).texts == ["Welcome Jane"])
+        #expect(try on.send(events.state("active")).outputs.isEmpty)
+        #expect(try on.send(events.state("idle")).outputs.isEmpty)
+        #expect(try on.send(events.state("active")).texts == ["Welcome Jane"])
+        #expect(try on.send(events.state("created")).outputs.isEmpty)
+    }
+
+    @Test("handover: silent while queued (waiting text) and while an agent is assigned; TRANSFER keeps it; agent left hands back")
+    func handoverLifecycle() throws {
+        var chat = try chat()
+        var events = Events()
+        let requested = try chat.send(events.user("I want an agent"))
+        #expect(requested.outputs == [.text("Connecting."), .handover(queueId: "q1"), .handback])
+        #expect(chat.session?.handover?.phase == .requested)
+
+        #expect(try chat.send(events.make(.queued, eventType: "QUEUED") { $0.queue = .init(id: "q1", name: "Support") }).outcome == .stateUpdated)
+        #expect(chat.session?.handover?.phase == .queued)
+        let waiting = try chat.send(events.user("hello?"))
+        #expect(waiting.outcome == .silent)
+        #expect(waiting.texts == ["Still waiting."])
+
+        try chat.send(events.member(.memberJoined, type: "agent", id: "agent-1"))
+        #expect(chat.session?.handover?.phase == .agent)
+        let silent = try chat.send(events.user("are you a person?"))
+        #expect(silent.outcome == .silent && silent.outputs.isEmpty)
+
+        try chat.send(events.make(.transfer, eventType: "TRANSFER"))
+        #expect(try chat.send(events.member(.memberLeft, type: "agent", id: "agent-1")).outputs.isEmpty)
+        #expect(chat.session?.handover != nil)
+        try chat.send(events.member(.memberJoined, type: "agent", id: "agent-2"))
+        #expect(chat.session?.handover?.agentId == "agent-2")
+        #expect(try chat.send(events.user("thanks")).outputs.isEmpty)
+
+        let back = try chat.send(events.member(.memberLeft, type: "agent", id: "agent-2"))
+        #expect(back.texts == ["Bot again (completed)"])
+        #expect(chat.session?.handover == nil)
+        #expect(try chat.send(events.user("hi bot")).texts.first?.hasPrefix("You said hi bot") == true)
+    }
+
+    @Test("without handback the agent leaving ends the conversation")
+    func handoverWithoutHandback() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: h, type: handover, queueId: q1, handback: false }
+            """))
+        var events = Events()
+        #expect(try chat.send(events.user("help")).outputs == [.handover(queueId: "q1")])
+        try chat.send(events.member(.memberJoined, type: "agent"))
+        #expect(try chat.send(events.member(.memberLeft, type: "agent")).outputs == [.endConversation(displayMessage: nil)])
+    }
+
+    @Test("an agent assigned by 8x8 silences the bot; when the agent leaves the bot answers again")
+    func externalAgent() throws {
+        var chat = try chat()
+        var events = Events()
+        try chat.send(events.state("active", assignment: .init(type: "agent", id: "a9", resourceId: nil)))
+        #expect(try chat.send(events.user("hello")).outcome == .silent)
+        #expect(try chat.send(events.member(.memberLeft, type: "agent", id: "a9")).outputs.isEmpty)
+        #expect(try chat.send(events.user("hello")).texts.first?.hasPrefix("You said hello") == true)
+    }
+
+    @Test("the same event id is processed once")
+    func duplicates() throws {
+        var chat = try chat()
+        var events = Events()
+        let event = events.user("once")
+        #expect(try chat.send(event).outputs.count == 1)
+        let again = try chat.send(event)
+        #expect(again.outcome == .duplicate && again.outputs.isEmpty && again.session == nil)
+    }
+
+    @Test("an expired session starts fresh; TTL 0 never expires")
+    func ttl() throws {
+        var chat = try chat(ttl: 1)
+        var events = Events()
+        #expect(try chat.send(events.user("a")).texts == ["You said a (1)"])
+        #expect(try chat.send(events.user("b")).texts == ["You said b (2)"])
+        events.clock += 61_000
+        #expect(try chat.send(events.user("c")).texts == ["You said c (1)"])
+
+        var forever = try self.chat(ttl: 0)
+        try forever.send(events.user("a"))
+        events.clock += 10 * 24 * 3_600_000
+        #expect(try forever.send(events.user("b")).texts == ["You said b (2)"])
+    }
+
+    @Test("the input object carries the request, ids, channel, user fields and masked ip")
+    func inputObject() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: a, type: say, text: "{{input.channel}}|{{input.sessionId}}|{{input.userId}}|{{input.data.request.eventType}}|{{input.user.email}}|{{input.ip}}|{{input.currentTime.year}}|{{input.language}}" }
+            """, policy: EndpointPolicy(name: "support", maskIPAddress: true)))
+        var events = Events()
+        var user = NormalizedEvent.UserInfo()
+        user.userId = "crm-7"
+        user.email = "jane@example.com"
+        user.ipAddress = "10.1.2.3"
+        user.language = "de"
+        try chat.send(events.state("active", user: user))
+        #expect(chat.session?.ipAddress == "10.1.2.3")
+        #expect(try chat.send(events.user("x")).texts == ["eightByEight|conv-1|crm-7|MESSAGE|jane@example.com||2023|de"])
+
+        var unmasked = Conversation(try engine("""
+            nodes:
+              - { id: a, type: say, text: "{{input.ip}}" }
+            """, policy: EndpointPolicy(name: "support", maskIPAddress: false)))
+        try unmasked.send(events.state("active", user: user))
+        #expect(try unmasked.send(events.user("x")).texts == ["10.1.2.3"])
+    }
+
+    @Test("the user leaving resets the flow state")
+    func userLeft() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: q, type: question, text: Name?, next: hi }
+              - { id: hi, type: say, text: "Hi {{context.answers.q}}" }
+            """))
+        var events = Events()
+        try chat.send(events.user("start"))
+        #expect(chat.session?.waiting != nil)
+        try chat.send(events.member(.memberLeft, type: "user"))
+        #expect(chat.session?.waiting == nil)
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import Testing
+@testable import FlowEngine
+
+@Suite("Flow validation")
+struct FlowParserTests {
+    @Test("the shipped demo flow is valid")
+    func demoFlowIsValid() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let library = try FlowLibrary.load(path: root.appendingPathComponent("flows/demo.yaml").path)
+        #expect(library.main.nodes.count >= 8)
+        #expect(library.main.intents.intents.map(\.name).contains("balance"))
+    }
+
+    @Test("an unknown node kind is reported with its line")
+    func unknownKind() {
+        let problems = parseProblems("""
+            nodes:
+              - id: a
+                type: say
+                text: hi
+                next: b
+              - id: b
+                type: dance
+            """)
+        #expect(problems.count == 1)
+        #expect(problems[0].line == 7)
+        #expect(problems[0].message.contains("unknown node type 'dance'"))
+    }
+
+    @Test("a missing target is reported where it is named")
+    func missingTarget() {
+        let problems = parseProblems("""
+            nodes:
+              - id: a
+                type: if
+                condition: { intent: balance }
+                then: nowhere
+                else: a
+            """)
+        #expect(problems.map(\.line) == [5])
+        #expect(problems[0].message.contains("target 'nowhere'"))
+    }
+
+    @Test("unreachable nodes are reported at their line")
+    func unreachable() {
+        let problems = parseProblems("""
+            nodes:
+              - id: a
+                type: say
+                text: hi
+              - id: orphan
+                type: say
+                text: never
+            """)
+        #expect(problems.map(\.line) == [5])
+        #expect(problems[0].message == "node 'orphan' is unreachable")
+    }
+
+    @Test("an interrupt target counts as reachable")
+    func interruptsReach() {
+        #expect(parseProblems("""
+            interrupts:
+              - when: { textContains: bye }
+                next: bye
+            nodes:
+              - id: a
+                type: say
+                text: hi
+              - id: bye
+                type: end
+            """).isEmpty)
+    }
+
+    @Test("invalid regular expressions in conditions and questions are reported")
+    func invalidRegex() {
+        let problems = parseProblems("""
+            nodes:
+              - id: a
+                type: if
+                condition: { textMatches: "([a-z" }
+                then: q
+              - id: q
+                type: question
+                text: Code?
+                answer: regex
+                pattern: "**"
+            """)
+        #expect(problems.map(\.line) == [4, 10])
+        #expect(problems.allSatisfy { $0.message.contains("invalid regular expression") })
+    }
+
+    @Test("template errors are reported with the template's column")
+    func templateErrors() {
+        let problems = parseProblems("""
+            nodes:
+              - id: a
+                type: say
+                text: "Hello {{#input.text}}"
+            """)
+        #expect(problems.count == 1)
+        #expect(problems[0].line == 4)
+        #expect(problems[0].message.contains("never closed"))
+    }
+
+    @Test("unknown fields, missing required fields and bad values are reported")
+    func fieldProblems() {
+        let problems = parseProblems("""
+            nodes:
+              - id: a
+                type: say
+                txt: hi
+              - type: say
+                text: no id
+              - id: q
+                type: question
+                answer: colour
+                maxAttempts: 0
+            """)
+        let messages = problems.map(\.message).joined(separator: "\n")
+        #expect(messages.contains("unknown field 'txt'"))
+        #expect(messages.contains("node id is missing"))
+        #expect(messages.contains("answer must be one of"))
+        #expect(messages.contains("maxAttempts must be"))
+        #expect(messages.contains("text is missing"))
+    }
+
+    @Test("a YAML syntax error is reported with its line")
+    func yamlSyntax() {
+        let problems = parseProblems("""
+            nodes:
+              - id: a
+                type: say
+                text: "unterminated
+            """)
+        #expect(problems.count == 1)
+        #expect(problems[0].message.hasPrefix("YAML:"))
+        #expect(problems[0].line >= 4)
+    }
+
+    @Test("an execute node naming a missing file is reported at its line")
+    func missingExecutedFlow() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flows-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let main = directory.appendingPathComponent("main.yaml")
+        try """
+            nodes:
+              - id: a
+                type: execute
+                flow: other.yaml
+            """.write(to: main, atomically: true, encoding: .utf8)
+        #expect {
+            try FlowLibrary.load(path: main.path)
+        } throws: { error in
+            guard let error = error as? FlowLoadError else { return false }
+            return error.problems.count == 1 && error.problems[0].line == 2 && error.problems[0].message.contains("other.yaml")
+        }
+    }
+}

@@ -1,0 +1,258 @@
+import ChatEvents
+import Testing
+@testable import FlowEngine
+
+@Suite("Flow nodes")
+struct NodeTests {
+    @Test("say renders templates over input, context and profile")
+    func sayTemplates() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - id: remember
+                type: set
+                set: { city: Berlin }
+                next: hello
+              - id: hello
+                type: say
+                text: "Hi {{profile.name}}, you said '{{input.text}}' from {{context.city}} (turn {{input.execution}}) <ok>"
+            """))
+        var events = Events()
+        try chat.send(events.state("active", user: { var u = NormalizedEvent.UserInfo(); u.name = "Jane"; return u }()))
+        let result = try chat.send(events.user("hello & welcome"))
+        #expect(result.texts == ["Hi Jane, you said 'hello & welcome' from Berlin (turn 1) <ok>"])
+        #expect(result.path == ["remember", "hello"])
+    }
+
+    @Test("say sends quick replies, buttons as an adaptive card, a card of version 1.3 and an attachment")
+    func sayRichContent() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - id: rich
+                type: say
+                text: Pick one
+                quickReplies:
+                  - Yes
+                  - { title: "No ({{input.text}})", payload: no-thanks }
+                next: buttons
+              - id: buttons
+                type: say
+                text: Or these
+                buttons:
+                  - { title: Balance, payload: balance }
+                  - { title: Website, url: "https://example.com" }
+                  - { title: Call us, phone: "+4930123" }
+                next: card
+              - id: card
+                type: say
+                adaptiveCard:
+                  type: AdaptiveCard
+                  body:
+                    - { type: TextBlock, text: "Order for {{input.text}}" }
+                attachment: { url: "https://files.example.com/{{input.text}}.pdf", fileName: invoice.pdf }
+            """))
+        var events = Events()
+        let result = try chat.send(events.user("x"))
+        #expect(result.outputs.count == 4)
+        let quick = result.messages[0]
+        #expect(quick["text"] == .string("Pick one"))
+        #expect(quick["authorType"] == .string("bot"))
+        let card = quick["cards"]?.arrayValue?.first
+        #expect(card?["contentType"] == .string("application/8x8.quick.replies"))
+        let options = card?["content"]?["options"]?.arrayValue ?? []
+        #expect(options.count == 2)
+        #expect(options[1]["title"] == .string("No (x)"))
+        #expect(options[1]["data"]?["postback"] == .string("no-thanks"))
+        #expect(options[0]["data"]?["postback"] == .string("Yes"))
+
+        let buttons = result.messages[1]["cards"]?.arrayValue?.first?["content"]
+        #expect(buttons?["version"] == .string("1.3"))
+        #expect(buttons?["body"]?.arrayValue?.first?["text"] == .string("Or these"))
+        let actions = buttons?["actions"]?.arrayValue ?? []
+        #expect(actions.map { $0["type"]?.stringValue } == ["Action.Submit", "Action.OpenUrl", "Action.OpenUrl"])
+        #expect(actions[0]["data"]?["payload"] == .string("balance"))
+        #expect(actions[2]["url"] == .string("tel:+4930123"))
+
+        let adaptive = result.messages[2]["cards"]?.arrayValue?.first
+        #expect(adaptive?["contentType"] == .string("application/vnd.microsoft.card.adaptive"))
+        #expect(adaptive?["content"]?["version"] == .string("1.3"))
+        #expect(adaptive?["content"]?["body"]?.arrayValue?.first?["text"] == .string("Order for x"))
+        #expect(result.outputs[3] == .attachment(url: "https://files.example.com/x.pdf", fileName: "invoice.pdf"))
+    }
+
+    @Test("question: waits, reprompts on an invalid answer, stores a valid one and goes on")
+    func questionFlow() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - id: ask
+                type: question
+                text: Your email?
+                answer: email
+                store: user.email
+                reprompt: That is not an email.
+                next: thanks
+              - id: thanks
+                type: say
+                text: "Saved {{context.user.email}}"
+            """))
+        var events = Events()
+        #expect(try chat.send(events.user("hi")).texts == ["Your email?"])
+        #expect(chat.session?.waiting != nil)
+        #expect(try chat.send(events.user("not an address")).texts == ["That is not an email."])
+        #expect(chat.session?.waiting?.attempts == 1)
+        #expect(try chat.send(events.user("Jane@Example.COM")).texts == ["Saved Jane@example.com"])
+        #expect(chat.session?.waiting == nil)
+        #expect(chat.session?.context["user"]?["email"] == .string("Jane@example.com"))
+    }
+
+    @Test("question: escalates after the maximum failed answers; options come as quick replies and accept postbacks")
+    func questionEscalation() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - id: pick
+                type: question
+                text: Which colour?
+                answer: options
+                options: [Red, { title: Blue, payload: blue }]
+                maxAttempts: 2
+                escalate: help
+                next: done
+              - id: done
+                type: say
+                text: "You chose {{context.answers.pick}}"
+              - id: help
+                type: say
+                text: Let me get help.
+            """))
+        var events = Events()
+        let asked = try chat.send(events.user("hi"))
+        #expect(asked.messages[0]["cards"]?.arrayValue?.first?["content"]?["options"]?.arrayValue?.count == 2)
+        #expect(try chat.send(events.user("green")).texts == ["Which colour?"])
+        #expect(try chat.send(events.user("purple")).texts == ["Let me get help."])
+        #expect(try chat.send(events.user("hi")).texts == ["Which colour?"])
+        #expect(try chat.send(events.postback("blue", title: "Blue")).texts == ["You chose blue"])
+    }
+
+    @Test("if and switch branch on text, regex, intent, kind, context and slots")
+    func branching() throws {
+        let flow = """
+            intents:
+              - { name: balance, examples: [what is my balance, check balance] }
+            nodes:
+              - id: route
+                type: switch
+                cases:
+                  - { when: { kind: postback }, next: postback }
+                  - { when: { textContains: [agent, human] }, next: agent }
+                  - { when: { textMatches: "^order \\\\d+$" }, next: order }
+                  - { when: { intent: balance }, next: balance }
+                  - { when: { slot: email }, next: email }
+                  - { when: { context: vip, equals: true }, next: vip }
+                default: other
+              - { id: postback, type: say, text: postback }
+              - { id: agent, type: say, text: agent }
+              - { id: order, type: say, text: order }
+              - { id: balance, type: say, text: "balance {{input.intentScore}}" }
+              - { id: email, type: say, text: "email {{input.slots.email}}" }
+              - { id: vip, type: say, text: vip }
+              - id: other
+                type: if
+                condition: { all: [ { input: text, contains: vip }, { not: { context: vip, exists: true } } ] }
+                then: promote
+                else: plain
+              - { id: promote, type: set, set: { vip: true }, next: promoted }
+              - { id: promoted, type: say, text: promoted }
+              - { id: plain, type: say, text: plain }
+            """
+        var chat = Conversation(try engine(flow))
+        var events = Events()
+        #expect(try chat.send(events.postback("x")).texts == ["postback"])
+        #expect(try chat.send(events.user("Can I talk to a HUMAN?")).texts == ["agent"])
+        #expect(try chat.send(events.user("order 123")).texts == ["order"])
+        #expect(try chat.send(events.user("what's my balance")).texts == ["balance 1"])
+        #expect(try chat.send(events.user("write to me at jane@example.com")).texts == ["email jane@example.com"])
+        #expect(try chat.send(events.user("hello")).texts == ["plain"])
+        #expect(try chat.send(events.user("make me vip")).texts == ["promoted"])
+        #expect(try chat.send(events.user("hello again")).texts == ["vip"])
+    }
+
+    @Test("set, increment and unset change the context")
+    func setContext() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - id: count
+                type: set
+                set: { last: "{{input.text}}", profile.tier: gold }
+                increment: { visits: 1, score: 2.5 }
+                unset: [temp]
+                next: check
+              - id: check
+                type: if
+                condition: { context: visits, greaterThan: 2 }
+                then: reset
+              - { id: reset, type: set, unset: [visits], set: { temp: x } }
+            """))
+        var events = Events()
+        try chat.send(events.user("one"))
+        #expect(chat.session?.context["visits"] == .number(1))
+        #expect(chat.session?.context["last"] == .string("one"))
+        #expect(chat.session?.context["profile"]?["tier"] == .string("gold"))
+        try chat.send(events.user("two"))
+        #expect(chat.session?.context["score"] == .number(5))
+        try chat.send(events.user("three"))
+        #expect(chat.session?.context["visits"] == nil)
+        #expect(chat.session?.context["temp"] == .string("x"))
+        try chat.send(events.user("four"))
+        #expect(chat.session?.context["temp"] == nil)
+        #expect(chat.session?.context["visits"] == .number(1))
+    }
+
+    @Test("goto jumps; execute runs another flow and returns, also across a question")
+    func gotoAndExecute() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: start, type: goto, target: call }
+              - { id: call, type: execute, flow: sub.yaml, next: back }
+              - { id: back, type: say, text: "back with {{context.answers.size}}" }
+            """, others: ["sub.yaml": """
+            nodes:
+              - { id: intro, type: say, text: in the sub flow, next: size }
+              - { id: size, type: question, text: How many?, answer: number }
+            """]))
+        var events = Events()
+        let first = try chat.send(events.user("go"))
+        #expect(first.texts == ["in the sub flow", "How many?"])
+        #expect(first.path == ["start", "call", "intro", "size"])
+        #expect(try chat.send(events.user("3")).texts == ["back with 3"])
+    }
+
+    @Test("a loop without a waiting node is stopped with an error")
+    func loopGuard() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: a, type: goto, target: b }
+              - { id: b, type: goto, target: a }
+            """))
+        var events = Events()
+        #expect(throws: FlowRuntimeError.self) { try chat.send(events.user("x")) }
+    }
+
+    @Test("handover, end and typing produce their outputs")
+    func handoverEndTyping() throws {
+        var chat = Conversation(try engine("""
+            interrupts:
+              - { when: { textContains: bye }, next: bye }
+            nodes:
+              - { id: typing, type: typing, next: think }
+              - { id: think, type: typing, thinkingSeconds: 5, next: handover }
+              - { id: handover, type: handover, text: Connecting you., queueId: "42", handback: false }
+              - { id: bye, type: end, text: Bye! }
+            """))
+        var events = Events()
+        let result = try chat.send(events.user("help"))
+        #expect(result.outputs == [.typing, .thinking(seconds: 5), .text("Connecting you."), .handover(queueId: "42")])
+        #expect(chat.session?.handover?.phase == .requested)
+        var other = Conversation(chat.engine)
+        events.conversation = "conv-2"
+        #expect(try other.send(events.user("bye")).outputs == [.text("Bye!"), .endConversation(displayMessage: nil)])
+    }
+}
