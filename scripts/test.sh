@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-python3 scripts/validate-schemas.py   # schemas/examples against schemas/*.schema.json
+python3 scripts/validate-schemas.py   # examples and flows against schemas/*.schema.json
 swift build --build-tests
 swift build --product connector   # the command tests drive the built executable
 swift test --skip-build

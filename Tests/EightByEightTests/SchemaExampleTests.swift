@@ -75,3 +75,28 @@ import Testing
         }
     }
 }
+
+@Suite("Outbound command schema examples")
+struct OutboundExampleTests {
+    static let folder = Repository.root.appendingPathComponent("schemas/outbound-examples")
+
+    @Test func everyExampleDecodesAndEveryActionHasOne() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.folder.path).filter { $0.hasSuffix(".json") }
+        var actions = Set<OutboundCommand.Action>()
+        for file in files {
+            let command = try OutboundCommand.decode(Array(try Data(contentsOf: Self.folder.appendingPathComponent(file))))
+            actions.insert(command.action)
+            // What the worker writes by hand reads back as the same value.
+            #expect(try OutboundCommand.decode(command.encodedRecord) == command)
+        }
+        #expect(actions == Set(OutboundCommand.Action.allCases))
+    }
+
+    @Test func aCommandOfAnotherSchemaVersionIsRefused() throws {
+        var command = OutboundCommand(
+            commandId: "e/0", conversationId: "c", endpoint: "support", tenantId: nil, causationEventId: "e", sequence: 0,
+            createdAt: 1, receivedAt: 1, action: .typing, body: .object(["authorType": .string("bot")]))
+        command.schema = "eightbyeight.outbound.v0"
+        #expect(throws: DecodingError.self) { try OutboundCommand.decode(command.encodedRecord) }
+    }
+}

@@ -12,6 +12,15 @@ struct FlowParserTests {
         #expect(library.main.intents.intents.map(\.name).contains("balance"))
     }
 
+    @Test("the schema's example flows are valid")
+    func exampleFlowsAreValid() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let folder = root.appendingPathComponent("schemas/flow-examples")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }
+        #expect(!files.isEmpty)
+        for file in files { _ = try FlowLibrary.load(path: folder.appendingPathComponent(file).path) }
+    }
+
     @Test("an unknown node kind is reported with its line")
     func unknownKind() {
         let problems = parseProblems("""
