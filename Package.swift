@@ -242,6 +242,7 @@ let package = Package(
             dependencies: [
                 "BotWorker",
                 "TestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 "FlowEngine",
                 "ChatEvents",
                 "ConnectorConfiguration",

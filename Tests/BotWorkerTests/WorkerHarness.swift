@@ -24,7 +24,8 @@ struct WorkerHarness: Sendable {
     let cluster: EmbeddedKafkaCluster
     let config: ConnectorConfig
 
-    init(flow: String = repositoryRoot.appendingPathComponent("flows/demo.yaml").path, extra: String = "") throws {
+    /// `jwkBaseURL`: where the ingress fetches signing keys (for pipeline tests with an ingress).
+    init(flow: String = repositoryRoot.appendingPathComponent("flows/demo.yaml").path, jwkBaseURL: String = "http://127.0.0.1:9") throws {
         cluster = try EmbeddedKafkaCluster(logger: quietLogger)
         config = try ConnectorConfig.parse("""
             kafka:
@@ -33,6 +34,12 @@ struct WorkerHarness: Sendable {
               properties:
                 session.timeout.ms: 3000
                 heartbeat.interval.ms: 300
+            ingress:
+              listen: 127.0.0.1:0
+              publishTimeoutMs: 15000
+              signature:
+                jwkBaseURL: \(jwkBaseURL)
+                jwkFetchTimeoutMs: 15000
             worker:
               listen: 127.0.0.1:0
             endpoints:
@@ -46,7 +53,6 @@ struct WorkerHarness: Sendable {
                   acceptConversationActiveEvent: true
                 handover:
                   queueId: "101"
-            \(extra)
             """)
         for topic in ConnectorTopic.allCases {
             try cluster.createTopic(config.topicName(topic), partitions: Self.partitions)
