@@ -221,6 +221,19 @@ let package = Package(
             exclude: ["webhooks.lua"],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "WorkerBenchmark",
+            dependencies: [
+                "BotWorker",
+                "ChatEvents",
+                "ConnectorConfiguration",
+                "Kafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/WorkerBenchmark",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ConnectorCommandTests",
             dependencies: [

@@ -125,13 +125,24 @@ public final class BotWorker: Service, Sendable {
         var consumerConfig = KafkaConsumerConfiguration(
             bootstrapServers: bootstrapServers, groupID: ConnectorConsumerGroup.worker.rawValue, subscription: .topics([inboundTopic]))
         consumerConfig.clientID = "connector-worker"
-        consumerConfig.properties = config.kafka.properties
+        if config.kafka.isEmbedded {
+            // The embedded broker answers a fetch only when its wait expires if the partition
+            // was empty when the fetch arrived (real Kafka answers as soon as data comes), so
+            // a short wait is what keeps a quiet conversation's reply fast.
+            consumerConfig.properties["fetch.wait.max.ms"] = "1"
+        }
+        consumerConfig.properties.merge(config.kafka.properties) { _, configured in configured }
         var producerConfig = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
         producerConfig.clientID = "connector-worker"
         producerConfig.lingerMilliseconds = config.worker.lingerMs
         producerConfig.properties = config.kafka.properties.filter { !$0.key.hasPrefix("session.") && !$0.key.hasPrefix("heartbeat.") }
+        if config.worker.transactional {
+            producerConfig.transactionalID = config.worker.transactionalId
+                ?? "connector-worker-\(ProcessInfo.processInfo.hostName)"
+        }
         let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
         let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
+        if config.worker.transactional { try await producer.initTransactions() }
         let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: config.kafka.properties, logger: logger)
         let current = Generation(worker: self, consumer: consumer, producer: producer, admin: admin)
         generation.withLock { $0 = current }
@@ -176,13 +187,18 @@ final class Generation: @unchecked Sendable {
     var logger: Logger { worker.logger }
 
     func consume() async throws {
-        for await event in consumer.events {
+        var events = consumer.events.makeAsyncIterator()
+        while let event = await events.next() {
             if let error = failure.withLock({ $0 }) { throw error }
             switch event {
             case .partitionsAssigned(let partitions):
                 try await assign(partitions)
             case .partitionsRevoked(let partitions):
-                await drain(partitions, timeout: .seconds(30))
+                if transactional {
+                    try await commitTransaction()
+                } else {
+                    await drain(partitions, timeout: .seconds(30))
+                }
                 for partition in partitions {
                     sessions[partition.partition] = nil
                     pipelines[partition.partition] = nil
@@ -190,8 +206,17 @@ final class Generation: @unchecked Sendable {
                 let revoked = Set(partitions)
                 pipelineList.withLock { $0.removeAll { revoked.contains($0.partition) } }
             case .message(let message):
-                guard !worker.stoppingNow else { continue }
-                await process(message)
+                guard !worker.stoppingNow else {
+                    try await commitTransaction()
+                    continue
+                }
+                if transactional {
+                    try processInTransaction(message)
+                    // Commit what was handed over in one go: a transaction per fetched batch.
+                    if !events.hasBufferedEvents || transaction.count >= Self.maxTransactionSize { try await commitTransaction() }
+                } else {
+                    await process(message)
+                }
             }
         }
         if crashed.load(ordering: .acquiring) { return }
@@ -288,29 +313,33 @@ final class Generation: @unchecked Sendable {
 
     // MARK: - Processing
 
-    private func process(_ message: KafkaMessage) async {
-        let partition = message.partition
-        guard let pipeline = pipelines[partition] else { return }
-        while pipeline.inFlight >= worker.config.worker.maxInFlightPerPartition, pipeline.failure == nil {
-            try? await Task.sleep(for: .microseconds(200))
-        }
+    /// What one inbound record leads to.
+    private enum Step {
+        /// Nothing to write (a handover event of an unknown conversation).
+        case skip
+        case deadLetter(reason: String, detail: String)
+        case emit(key: String, commands: [OutboundCommand], session: SessionState?)
+    }
+
+    /// Decodes, routes and runs one record through its endpoint's engine, updating the
+    /// in-memory session.
+    private func evaluate(_ message: KafkaMessage) -> Step {
         let started = ContinuousClock.now
         let event: InboundEvent
         do {
             event = try InboundEvent.decode(message.value)
         } catch {
-            return deadLetter(message, pipeline, reason: "undecodable", detail: Self.describe(error))
+            return .deadLetter(reason: "undecodable", detail: Self.describe(error))
         }
         let key = event.recordKey
-        let existing = sessions[partition]?[key]
+        let existing = sessions[message.partition]?[key]
         guard let endpointName = event.endpoint ?? existing?.endpoint ?? worker.soleEndpoint else {
             worker.metrics.event(kind: event.normalized.kind.rawValue, outcome: "unroutable")
             logger.debug("handover event for a conversation without session", metadata: ["event.id": "\(LogSafe.text(event.eventId, maxBytes: 80))"])
-            pipeline.add(offset: message.offset, commands: 0, session: nil)
-            return
+            return .skip
         }
         guard let endpoint = worker.endpoints[endpointName] else {
-            return deadLetter(message, pipeline, reason: "unknown-endpoint", detail: "endpoint '\(LogSafe.text(endpointName, maxBytes: 80))' is not configured")
+            return .deadLetter(reason: "unknown-endpoint", detail: "endpoint '\(LogSafe.text(endpointName, maxBytes: 80))' is not configured")
         }
         let result: TurnResult
         let commands: [OutboundCommand]
@@ -318,51 +347,125 @@ final class Generation: @unchecked Sendable {
             result = try endpoint.engine.handle(event, session: existing, now: event.receivedAt)
             commands = try worker.commands(for: result.outputs, event: event, endpoint: endpoint.settings)
         } catch {
-            return deadLetter(message, pipeline, reason: "flow-error", detail: "\(error)")
+            return .deadLetter(reason: "flow-error", detail: "\(error)")
         }
         worker.metrics.event(kind: event.normalized.kind.rawValue, outcome: result.outcome.rawValue)
-        var sessionRecord: (key: String, value: [UInt8])?
-        if let session = result.session {
-            sessions[partition, default: [:]][key] = session
-            sessionRecord = (key, session.encoded())
+        if let session = result.session { sessions[message.partition, default: [:]][key] = session }
+        worker.metrics.turnDuration.recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
+        return .emit(key: key, commands: commands, session: result.session)
+    }
+
+    private func process(_ message: KafkaMessage) async {
+        guard let pipeline = pipelines[message.partition] else { return }
+        while pipeline.inFlight >= worker.config.worker.maxInFlightPerPartition, pipeline.failure == nil {
+            try? await Task.sleep(for: .microseconds(200))
         }
-        pipeline.add(offset: message.offset, commands: commands.count, session: sessionRecord)
-        let offset = message.offset
-        for command in commands {
-            do {
-                try producer.send(KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.encodedRecord)) { result in
-                    pipeline.commandDone(offset: offset, result)
+        switch evaluate(message) {
+        case .skip:
+            pipeline.add(offset: message.offset, commands: 0, session: nil)
+        case .deadLetter(let reason, let detail):
+            deadLetter(message, reason: reason, detail: detail) { _ in
+                pipeline.add(offset: message.offset, commands: 1, session: nil)
+                return { pipeline.commandDone(offset: message.offset, $0) }
+            } onError: { pipeline.fail($0) }
+        case .emit(let key, let commands, let session):
+            pipeline.add(offset: message.offset, commands: commands.count, session: session.map { (key, $0.encoded()) })
+            let offset = message.offset
+            for command in commands {
+                do {
+                    try producer.send(KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.encodedRecord)) { result in
+                        pipeline.commandDone(offset: offset, result)
+                    }
+                    worker.metrics.command(command.action.rawValue)
+                } catch {
+                    pipeline.fail(Self.kafkaError(error))
+                    return
                 }
-                worker.metrics.command(command.action.rawValue)
-            } catch {
-                pipeline.fail(error as? KafkaError ?? KafkaError(kind: .delivery, code: .state, message: "\(error)", isRetriable: false))
-                return
             }
         }
-        worker.metrics.turnDuration.recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
+    }
+
+    // MARK: - Transactional mode
+
+    static let maxTransactionSize = 500
+    private var transactional: Bool { worker.config.worker.transactional }
+    private var transaction: (open: Bool, offsets: [TopicPartition: Int64], count: Int) = (false, [:], 0)
+
+    /// Writes the record's commands, session and dead letter inside the open transaction
+    /// (opening one if needed); they become visible with the offsets at commit.
+    private func processInTransaction(_ message: KafkaMessage) throws {
+        if !transaction.open {
+            try producer.beginTransaction()
+            transaction = (true, [:], 0)
+        }
+        let onDelivery: @Sendable (Result<KafkaDelivery, KafkaError>) -> Void = { [weak self] result in
+            if case .failure(let error) = result { self?.failed(error) }
+        }
+        switch evaluate(message) {
+        case .skip:
+            break
+        case .deadLetter(let reason, let detail):
+            var sendError: KafkaError?
+            deadLetter(message, reason: reason, detail: detail) { _ in onDelivery } onError: { sendError = $0 }
+            if let sendError { throw sendError }
+        case .emit(let key, let commands, let session):
+            for command in commands {
+                try producer.send(KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.encodedRecord), onDelivery: onDelivery)
+                worker.metrics.command(command.action.rawValue)
+            }
+            if let session {
+                try producer.send(
+                    KafkaProducerMessage(topic: worker.sessionsTopic, partition: message.partition, key: key, value: session.encoded()),
+                    onDelivery: onDelivery)
+            }
+        }
+        transaction.offsets[message.topicPartition] = message.offset + 1
+        transaction.count += 1
+    }
+
+    /// Commits the open transaction with the consumed offsets; on failure aborts it and throws
+    /// (the generation restarts from the committed offsets).
+    private func commitTransaction() async throws {
+        guard transactional, transaction.open else { return }
+        do {
+            try await producer.sendOffsetsToTransaction(transaction.offsets, consumer: consumer)
+            try await producer.commitTransaction()
+            transaction = (false, [:], 0)
+        } catch {
+            transaction = (false, [:], 0)
+            try? await producer.abortTransaction()
+            throw error
+        }
+    }
+
+    static func kafkaError(_ error: any Error) -> KafkaError {
+        error as? KafkaError ?? KafkaError(kind: .delivery, code: .state, message: "\(error)", isRetriable: false)
     }
 
     /// Sends the record as it is to the dead-letter topic with the reason in headers; the
-    /// partition goes on.
-    private func deadLetter(_ message: KafkaMessage, _ pipeline: PartitionPipeline, reason: String, detail: String) {
+    /// partition goes on. `register` runs before the send and returns its delivery callback.
+    private func deadLetter(
+        _ message: KafkaMessage, reason: String, detail: String,
+        register: (KafkaMessage) -> @Sendable (Result<KafkaDelivery, KafkaError>) -> Void,
+        onError: (KafkaError) -> Void
+    ) {
         worker.metrics.deadLetter(reason: reason)
         logger.warning("inbound record dead-lettered", metadata: [
             "reason": "\(reason)", "detail": "\(detail)", "kafka.partition": "\(message.partition)", "kafka.offset": "\(message.offset)",
         ])
-        pipeline.add(offset: message.offset, commands: 1, session: nil)
         let headers = [
             KafkaHeader(key: "x-dead-letter-reason", value: Array(reason.utf8)),
             KafkaHeader(key: "x-dead-letter-detail", value: Array(detail.utf8)),
             KafkaHeader(key: "x-dead-letter-source", value: Array("\(message.topic)/\(message.partition)/\(message.offset)".utf8)),
             KafkaHeader(key: "x-dead-letter-time", value: Array(String(Int64(Date().timeIntervalSince1970 * 1000)).utf8)),
         ]
-        let offset = message.offset
+        let done = register(message)
         do {
             try producer.send(
-                KafkaProducerMessage(topic: worker.deadLetterTopic, key: message.key, value: message.value, headers: headers)
-            ) { result in pipeline.commandDone(offset: offset, result) }
+                KafkaProducerMessage(topic: worker.deadLetterTopic, key: message.key, value: message.value, headers: headers),
+                onDelivery: done)
         } catch {
-            pipeline.fail(error as? KafkaError ?? KafkaError(kind: .delivery, code: .state, message: "\(error)", isRetriable: false))
+            onError(Self.kafkaError(error))
         }
     }
 

@@ -78,8 +78,16 @@ public struct ConnectorConfig: Sendable, Decodable {
         public var maxInFlightPerPartition: Int = 1_000
         /// librdkafka's linger for commands and session records.
         public var lingerMs: Int = 1
+        /// Consume-process-produce in Kafka transactions: commands, sessions and the consumed
+        /// offsets commit atomically. For real Kafka; the embedded broker accepts transactions
+        /// but drops the offsets sent in them (the session's processed events still prevent
+        /// repeats there).
+        public var transactional: Bool = false
+        /// The producer's transactional.id in transactional mode; unique per worker replica and
+        /// stable across its restarts. Default: `connector-worker-` and the host name.
+        public var transactionalId: String?
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxInFlightPerPartition, lingerMs }
+        enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxInFlightPerPartition, lingerMs, transactional, transactionalId }
 
         public init() {}
 
@@ -88,6 +96,8 @@ public struct ConnectorConfig: Sendable, Decodable {
             listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? listen
             maxInFlightPerPartition = try c.decodeIfPresent(Int.self, forKey: .maxInFlightPerPartition) ?? maxInFlightPerPartition
             lingerMs = try c.decodeIfPresent(Int.self, forKey: .lingerMs) ?? lingerMs
+            transactional = try c.decodeIfPresent(Bool.self, forKey: .transactional) ?? transactional
+            transactionalId = try c.decodeIfPresent(String.self, forKey: .transactionalId)
         }
 
         public var listenAddress: (host: String, port: Int)? { hostPort(listen) }

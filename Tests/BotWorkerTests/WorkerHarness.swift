@@ -25,7 +25,11 @@ struct WorkerHarness: Sendable {
     let config: ConnectorConfig
 
     /// `jwkBaseURL`: where the ingress fetches signing keys (for pipeline tests with an ingress).
-    init(flow: String = repositoryRoot.appendingPathComponent("flows/demo.yaml").path, jwkBaseURL: String = "http://127.0.0.1:9") throws {
+    /// `worker`: more lines for the `worker:` section (two-space indented keys).
+    init(
+        flow: String = repositoryRoot.appendingPathComponent("flows/demo.yaml").path, jwkBaseURL: String = "http://127.0.0.1:9",
+        worker: String = ""
+    ) throws {
         cluster = try EmbeddedKafkaCluster(logger: quietLogger)
         config = try ConnectorConfig.parse("""
             kafka:
@@ -42,6 +46,7 @@ struct WorkerHarness: Sendable {
                 jwkFetchTimeoutMs: 15000
             worker:
               listen: 127.0.0.1:0
+            \(worker)
             endpoints:
               - name: support
                 urlToken: support-token-1

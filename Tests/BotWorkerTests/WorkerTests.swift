@@ -147,6 +147,35 @@ struct WorkerTests {
     }
 }
 
+extension WorkerTests {
+    @Test("transactional mode: commands and sessions commit together; a restart repeats nothing")
+    func transactionalMode() async throws {
+        let harness = try WorkerHarness(worker: "  transactional: true\n  transactionalId: worker-test-tx")
+        let outbound = try harness.reader(.outbound)
+        let producer = try harness.producer()
+        var chat = EventFactory(conversation: "conv-tx")
+        var worker = try harness.start()
+        try await harness.publish([chat.user("hello"), chat.user("update my email")], with: producer)
+        try await outbound.wait(60, "greeting and question") { $0.count >= 3 }
+        await worker.stop()
+
+        // The embedded broker drops offsets sent in a transaction, so the new worker reads the
+        // two events again; the committed sessions make it skip them.
+        worker = try harness.start()
+        try await harness.publish([chat.user("jane@example.com")], with: producer)
+        let records = try await outbound.wait(60, "the answer") { $0.count >= 5 }
+        try await Task.sleep(for: .milliseconds(500))
+        let commands = try outbound.commands()
+        #expect(commands.count == 5)
+        #expect(Set(commands.map(\.commandId)).count == 5)
+        #expect(commands[3].body["text"] == .string("Thanks, I saved jane@example.com."))
+        #expect(records.count == 5)
+        await worker.stop()
+        await outbound.close()
+        try await producer.shutdown()
+    }
+}
+
 typealias FlowEngineSession = FlowEngine.SessionState
 
 import FlowEngine

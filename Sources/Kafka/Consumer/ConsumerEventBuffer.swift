@@ -143,7 +143,18 @@ struct ConsumerEventCursor {
 
     init(buffer: ConsumerEventBuffer) { self.buffer = buffer }
 
+    /// A revoke was handed out; it is acknowledged when the caller asks for the next event,
+    /// that is, once the caller has handled the revoke itself (finished its in-flight work).
+    private var revokeHandedOut = false
+
+    /// Events are ready without waiting.
+    var hasBufferedEvents: Bool { index < batch.count }
+
     mutating func next() async -> KafkaConsumerEvent? {
+        if revokeHandedOut {
+            revokeHandedOut = false
+            buffer.acknowledgeRevoke()
+        }
         if index == batch.count {
             guard let next = await buffer.nextBatch() else { return nil }
             batch = next
@@ -151,7 +162,7 @@ struct ConsumerEventCursor {
         }
         let event = batch[index]
         index += 1
-        if case .partitionsRevoked = event { buffer.acknowledgeRevoke() }
+        if case .partitionsRevoked = event { revokeHandedOut = true }
         return event
     }
 }

@@ -363,6 +363,8 @@ public struct KafkaConsumerEvents: AsyncSequence, Sendable {
     public struct AsyncIterator: AsyncIteratorProtocol {
         var cursor: ConsumerEventCursor
         public mutating func next() async -> KafkaConsumerEvent? { await cursor.next() }
+        /// More events are ready: the next `next()` will not wait.
+        public var hasBufferedEvents: Bool { cursor.hasBufferedEvents }
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(cursor: ConsumerEventCursor(buffer: buffer)) }

@@ -33,8 +33,9 @@ public enum KafkaConsumerEvent: Sendable, Hashable {
     case message(KafkaMessage)
     /// These partitions now belong to this consumer; their messages follow.
     case partitionsAssigned([TopicPartition])
-    /// These partitions were taken away. When the caller receives this event it has finished
-    /// every earlier message (it asked for the next event); the consumer then commits the
-    /// stored offsets and lets the group move the partitions.
+    /// These partitions were taken away. When the caller asks for the event after this one, it
+    /// has finished every earlier message and whatever it does on the revoke (drain in-flight
+    /// work, store final offsets); the consumer then commits the stored offsets and lets the
+    /// group move the partitions.
     case partitionsRevoked([TopicPartition])
 }
