@@ -256,6 +256,7 @@ let package = Package(
                 "BotWorker",
                 "TestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 "FlowEngine",
                 "ChatEvents",
                 "ConnectorConfiguration",

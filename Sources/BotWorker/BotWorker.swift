@@ -91,7 +91,19 @@ public final class BotWorker: Service, Sendable {
 
     // MARK: - Lifecycle
 
+    /// Runs until graceful shutdown (in-flight events finished, offsets committed, group left)
+    /// or cancellation (the same, without waiting for in-flight events).
     public func run() async throws {
+        try await withTaskCancellationHandler {
+            try await runUntilStopped()
+        } onCancel: {
+            self.stopping.store(true, ordering: .releasing)
+            let current = self.generation.withLock { $0 }
+            Task { await current?.stop(drainTimeout: .zero) }
+        }
+    }
+
+    private func runUntilStopped() async throws {
         try await withGracefulShutdownHandler {
             var backoff = Duration.milliseconds(250)
             while !stopping.load(ordering: .acquiring) {

@@ -189,3 +189,38 @@ extension WorkerHarness {
         return records.first { $0.keyString == conversation }!.partition
     }
 }
+
+import AsyncHTTPClient
+import Simulator
+
+extension WorkerTests {
+    @Test("the worker serves health and metrics")
+    func healthAndMetrics() async throws {
+        let harness = try WorkerHarness()
+        let worker = try harness.makeWorker()
+        let producer = try harness.producer()
+        try await withRunningApplication({ worker.application(host: "127.0.0.1", port: 0, onRunning: $0) }) { port in
+            @Sendable func get(_ path: String) async throws -> (Int, String) {
+                let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .seconds(10))
+                return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
+            }
+            #expect(try await get("/health/live").0 == 200)
+            try await within(30, "ready") { while try await get("/health/ready").0 != 200 { try await Task.sleep(for: .milliseconds(50)) } }
+            var chat = EventFactory(conversation: "conv-metrics")
+            try await harness.publish([chat.user("hello"), chat.make(.echo) { $0.text = "Hi!" }], with: producer)
+            let metrics = try await within(60, "metrics of both events") {
+                while true {
+                    let (_, body) = try await get("/metrics")
+                    if body.contains(#"outcome="echo""#) { return body }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            #expect(metrics.contains(#"connector_worker_events_total{kind="userMessage",outcome="executed"} 1"#))
+            #expect(metrics.contains(#"connector_worker_events_total{kind="echo",outcome="echo"} 1"#))
+            #expect(metrics.contains(#"connector_worker_commands_total{action="sendMessage"} 2"#))
+            #expect(metrics.contains("connector_worker_turn_duration_seconds_bucket"))
+        }
+        #expect(!worker.isReady)
+        try await producer.shutdown()
+    }
+}
