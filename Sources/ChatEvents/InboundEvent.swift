@@ -95,9 +95,16 @@ public struct InboundEvent: Sendable, Hashable, Codable {
         return json.bytes
     }
 
-    /// Reads a record, refusing one written under another schema version.
-    public static func decode(_ bytes: some Collection<UInt8>, decoder: JSONDecoder = JSONDecoder()) throws -> InboundEvent {
-        let event = try decoder.decode(InboundEvent.self, from: Data(bytes))
+    /// Reads a record (strict JSON, then field by field), refusing one written under another
+    /// schema version.
+    public static func decode(_ bytes: some Collection<UInt8>) throws -> InboundEvent {
+        let tree: JSONValue
+        do {
+            tree = try JSONParser.parse(bytes)
+        } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: error.description))
+        }
+        let event = try InboundEvent(record: tree)
         guard event.schema == schemaVersion else {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "schema \(event.schema) is not \(schemaVersion)"))
         }

@@ -93,23 +93,36 @@ public struct TurnInput: Sendable {
         return value
     }
 
+    /// `input.currentTime` in UTC, computed from the epoch (the proleptic Gregorian calendar,
+    /// Howard Hinnant's days-to-civil) rather than through Foundation's Calendar, which costs
+    /// more than the rest of the turn.
     static func currentTime(_ now: Int64) -> JSONValue {
-        let date = Date(timeIntervalSince1970: Double(now) / 1000)
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second, .nanosecond, .weekday], from: date)
+        let milliseconds = Int((now % 1000 + 1000) % 1000)
+        let seconds = (now - Int64(milliseconds)) / 1000
+        let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
+        let secondOfDay = Int(seconds - Int64(days) * 86_400)
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let shiftedMonth = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
+        let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        let weekday = ((days % 7 + 11) % 7) + 1  // 1 = Sunday; 1970-01-01 was a Thursday (5)
+        let (hour, minute, second) = (secondOfDay / 3600, secondOfDay / 60 % 60, secondOfDay % 60)
         let weekdays = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
-        let weekday = parts.weekday ?? 1
-        let milliseconds = (parts.nanosecond ?? 0) / 1_000_000
-        let iso = String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0,
-            parts.hour ?? 0, parts.minute ?? 0, parts.second ?? 0, milliseconds)
+        func pad(_ value: Int, _ width: Int) -> String {
+            let text = String(value)
+            return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+        }
+        let iso = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(milliseconds, 3))Z"
         return .object([
-            "year": .number(Double(parts.year ?? 0)), "month": .number(Double(parts.month ?? 0)),
-            "day": .number(Double(parts.day ?? 0)), "hour": .number(Double(parts.hour ?? 0)),
-            "minute": .number(Double(parts.minute ?? 0)), "second": .number(Double(parts.second ?? 0)),
+            "year": .number(Double(year)), "month": .number(Double(month)), "day": .number(Double(day)),
+            "hour": .number(Double(hour)), "minute": .number(Double(minute)), "second": .number(Double(second)),
             "milliseconds": .number(Double(milliseconds)), "weekday": .number(Double(weekday)),
-            "dayOfWeek": .string(weekdays[(weekday - 1) % 7]), "ISODate": .string(iso), "plain": .string(iso),
+            "dayOfWeek": .string(weekdays[weekday - 1]), "ISODate": .string(iso), "plain": .string(iso),
             "timezoneOffset": .number(0),
         ])
     }

@@ -70,8 +70,41 @@ public struct SessionState: Sendable, Hashable, Codable {
         ttlMinutes > 0 && now - lastActivity > Int64(ttlMinutes) * 60_000
     }
 
+    /// The record value, written by hand (one per processed event on the worker's hot path);
+    /// `Codable` reads it back.
     public func encoded() -> [UInt8] {
-        (try? Self.encoder.encode(self)).map(Array.init) ?? []
+        var json = JSONWriter(capacity: 512)
+        json.beginObject()
+        json.field("schema", schema)
+        json.field("conversationId", conversationId)
+        json.field("endpoint", endpoint)
+        json.field("tenantId", tenantId)
+        json.field("startedAt", startedAt)
+        json.field("lastActivity", lastActivity)
+        json.field("executionCount", executionCount)
+        json.field("context", JSONValue.object(context))
+        json.field("profile", JSONValue.object(profile))
+        json.field("ipAddress", ipAddress)
+        json.object("waiting", waiting) { json, waiting in
+            json.object("position", waiting.position, FlowPosition.write)
+            json.field("attempts", waiting.attempts)
+        }
+        json.object("handover", handover) { json, handover in
+            json.field("phase", handover.phase.rawValue)
+            json.field("queueId", handover.queueId)
+            json.field("agentId", handover.agentId)
+            json.field("transferring", handover.transferring)
+            json.object("resume", handover.resume, FlowPosition.write)
+            json.field("requestedByBot", handover.requestedByBot)
+            json.object("node", handover.node, FlowPosition.write)
+        }
+        json.field("activationHandled", activationHandled)
+        json.key("processedEventIds")
+        json.beginArray()
+        for id in processedEventIds { json.string(id) }
+        json.endArray()
+        json.endObject()
+        return json.bytes
     }
 
     public static func decode(_ bytes: some Collection<UInt8>) throws -> SessionState {
@@ -81,12 +114,6 @@ public struct SessionState: Sendable, Hashable, Codable {
         }
         return state
     }
-
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return encoder
-    }()
 }
 
 /// A place in a flow, with the flows to return to (`execute`).
@@ -99,6 +126,20 @@ public struct FlowPosition: Sendable, Hashable, Codable {
     public struct ReturnFrame: Sendable, Hashable, Codable {
         public var flow: String
         public var node: String?
+    }
+
+    static func write(_ json: inout JSONWriter, _ position: FlowPosition) {
+        json.field("flow", position.flow)
+        json.field("node", position.node)
+        json.key("stack")
+        json.beginArray()
+        for frame in position.stack {
+            json.element(frame) { json, frame in
+                json.field("flow", frame.flow)
+                json.field("node", frame.node)
+            }
+        }
+        json.endArray()
     }
 }
 

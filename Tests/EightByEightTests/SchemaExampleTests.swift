@@ -44,6 +44,27 @@ import Testing
         }
     }
 
+    @Test func theFieldReaderAgreesWithCodable() throws {
+        let examples = try FileManager.default.contentsOfDirectory(atPath: Self.folder.path).filter { $0.hasSuffix(".json") }
+        for file in examples {
+            let data = try Data(contentsOf: Self.folder.appendingPathComponent(file))
+            #expect(try InboundEvent.decode(Array(data)) == JSONDecoder().decode(InboundEvent.self, from: data), "\(file)")
+        }
+    }
+
+    @Test(arguments: [
+        #"{"schema":"eightbyeight.inbound.v1","eventId":"e","retry":"0","route":"endpoint","receivedAt":1,"eventType":"MESSAGE","signatureVerified":true,"normalized":{"kind":"userMessage"}}"#,
+        #"{"schema":"eightbyeight.inbound.v1","eventId":"e","retry":0,"route":"sideways","receivedAt":1,"eventType":"MESSAGE","signatureVerified":true,"normalized":{"kind":"userMessage"}}"#,
+        #"{"schema":"eightbyeight.inbound.v1","eventId":"e","retry":0,"route":"endpoint","receivedAt":1.5,"eventType":"MESSAGE","signatureVerified":true,"normalized":{"kind":"userMessage"}}"#,
+        #"{"schema":"eightbyeight.inbound.v1","eventId":"e","retry":0,"route":"endpoint","receivedAt":1,"eventType":"MESSAGE","signatureVerified":true,"normalized":{"kind":"shouting"}}"#,
+        #"{"schema":"eightbyeight.inbound.v1","eventId":"e","retry":0,"route":"endpoint","receivedAt":1,"eventType":"MESSAGE","signatureVerified":true}"#,
+        #"{"schema":"eightbyeight.inbound.v1","eventId":"e","retry":0,"route":"endpoint","receivedAt":1,"eventType":"MESSAGE","signatureVerified":true,"normalized":{"kind":"userMessage","sender":[]}}"#,
+        #"[1,2,3]"#, #"{"schema":"eightbyeight.inbound.v1""#,
+    ])
+    func malformedRecordsAreRefused(_ record: String) {
+        #expect(throws: DecodingError.self) { try InboundEvent.decode(Array(record.utf8)) }
+    }
+
     @Test func aRecordWithAnotherSchemaVersionIsRefused() throws {
         let record = Array(#"{"schema":"eightbyeight.inbound.v2","eventId":"e","retry":0,"route":"endpoint","receivedAt":1,"eventType":"MESSAGE","signatureVerified":true,"normalized":{"kind":"userMessage"}}"#.utf8)
         #expect(throws: (any Error).self) { try InboundEvent.decode(record) }
