@@ -86,6 +86,9 @@ public final class BotWorker: Service, Sendable {
         return result
     }
 
+    /// How long a revoke waits for a partition's in-flight events before giving them up.
+    static let revokeDrain = Duration.seconds(25)
+
     /// Ready while a generation runs (its consumer is in the group).
     public var isReady: Bool { readiness.load(ordering: .acquiring) }
 
@@ -137,6 +140,8 @@ public final class BotWorker: Service, Sendable {
         var consumerConfig = KafkaConsumerConfiguration(
             bootstrapServers: bootstrapServers, groupID: ConnectorConsumerGroup.worker.rawValue, subscription: .topics([inboundTopic]))
         consumerConfig.clientID = "connector-worker"
+        // A revoke waits for the partition's in-flight events (drained within `revokeDrain`).
+        consumerConfig.revokeTimeout = Self.revokeDrain + .seconds(5)
         if config.kafka.isEmbedded {
             // The embedded broker answers a fetch only when its wait expires if the partition
             // was empty when the fetch arrived (real Kafka answers as soon as data comes), so
@@ -209,7 +214,7 @@ final class Generation: @unchecked Sendable {
                 if transactional {
                     try await commitTransaction()
                 } else {
-                    await drain(partitions, timeout: .seconds(30))
+                    await drain(partitions, timeout: BotWorker.revokeDrain)
                 }
                 for partition in partitions {
                     sessions[partition.partition] = nil
@@ -242,10 +247,15 @@ final class Generation: @unchecked Sendable {
         let numbers = partitions.map(\.partition)
         let restorer = SessionRestorer(
             bootstrapServers: worker.bootstrapServers, properties: worker.config.kafka.properties,
-            sessionsTopic: worker.sessionsTopic, admin: admin, logger: logger)
+            sessionsTopic: worker.sessionsTopic, admin: admin, transactional: transactional, logger: logger)
         let restored = try await restorer.restore(partitions: numbers)
         for partition in partitions {
-            let states = restored[partition.partition] ?? [:]
+            // Time is the events' time (when the ingress received them), as in the engine: the
+            // partition's clock is its newest session's last activity.
+            let all = restored[partition.partition] ?? [:]
+            let now = all.values.map(\.lastActivity).max() ?? 0
+            clocks[partition.partition] = now
+            let states = all.filter { !worker.isForgettable($0.value, now: now) }
             sessions[partition.partition] = states
             worker.metrics.restoredSessions.increment(by: states.count)
             let pipeline = makePipeline(partition)
@@ -290,13 +300,18 @@ final class Generation: @unchecked Sendable {
         Task { await consumer.shutdown() }
     }
 
-    /// Waits until the partitions' in-flight events are finished (or failed).
+    /// Waits until the partitions' in-flight events are finished (or failed). What is still in
+    /// flight at the deadline is given up: its pipeline fails, so no late session record can
+    /// follow the partition to its next owner.
     private func drain(_ partitions: [TopicPartition], timeout: Duration) async {
         let deadline = ContinuousClock.now + timeout
         for partition in partitions {
             guard let pipeline = pipelines[partition.partition] else { continue }
             while pipeline.inFlight > 0, pipeline.failure == nil, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(1))
+            }
+            if pipeline.inFlight > 0 {
+                pipeline.fail(KafkaError(kind: .delivery, code: .timedOut, message: "revoked with writes in flight", isRetriable: true))
             }
         }
     }
@@ -363,6 +378,7 @@ final class Generation: @unchecked Sendable {
         }
         worker.metrics.event(kind: event.normalized.kind.rawValue, outcome: result.outcome.rawValue)
         if let session = result.session { sessions[message.partition, default: [:]][key] = session }
+        clocks[message.partition] = max(clocks[message.partition] ?? 0, event.receivedAt)
         worker.metrics.turnDuration.recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
         return .emit(key: key, commands: commands, session: result.session)
     }
@@ -370,8 +386,10 @@ final class Generation: @unchecked Sendable {
     private func process(_ message: KafkaMessage) async {
         guard let pipeline = pipelines[message.partition] else { return }
         while pipeline.inFlight >= worker.config.worker.maxInFlightPerPartition, pipeline.failure == nil {
+            if ended.load(ordering: .acquiring) { return }
             try? await Task.sleep(for: .microseconds(200))
         }
+        evictExpiredSessionsIfDue()
         switch evaluate(message) {
         case .skip:
             pipeline.add(offset: message.offset, commands: 0, session: nil)
@@ -384,16 +402,39 @@ final class Generation: @unchecked Sendable {
             pipeline.add(offset: message.offset, commands: commands.count, session: session.map { (key, $0.encoded()) })
             let offset = message.offset
             for command in commands {
-                do {
-                    try producer.send(KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.encodedRecord)) { result in
-                        pipeline.commandDone(offset: offset, result)
+                let record = KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.encodedRecord)
+                while true {
+                    do {
+                        try producer.send(record) { result in pipeline.commandDone(offset: offset, result) }
+                        worker.metrics.command(command.action.rawValue)
+                        break
+                    } catch let error as KafkaError where error.code == .queueFull && !ended.load(ordering: .acquiring) {
+                        // librdkafka's queue is full: wait for acknowledgements to make room.
+                        try? await Task.sleep(for: .milliseconds(1))
+                    } catch {
+                        pipeline.fail(Self.kafkaError(error))
+                        return
                     }
-                    worker.metrics.command(command.action.rawValue)
-                } catch {
-                    pipeline.fail(Self.kafkaError(error))
-                    return
                 }
             }
+        }
+    }
+
+    // MARK: - Memory
+
+    private var lastEviction = ContinuousClock.now
+    /// Per partition, the newest event time seen (milliseconds since 1970).
+    private var clocks: [Int32: Int64] = [:]
+
+    /// Forgets, once a minute, the sessions that expired (TTL) without a handover: the next
+    /// input would start them fresh anyway, so memory holds only live conversations. Time is
+    /// the partition's event time, the same clock the engine's TTL uses.
+    private func evictExpiredSessionsIfDue() {
+        guard ContinuousClock.now - lastEviction > .seconds(60) else { return }
+        lastEviction = ContinuousClock.now
+        for partition in Array(sessions.keys) {
+            let now = clocks[partition] ?? 0
+            sessions[partition] = sessions[partition]?.filter { !worker.isForgettable($0.value, now: now) }
         }
     }
 
@@ -496,6 +537,13 @@ final class Generation: @unchecked Sendable {
 
 extension BotWorker {
     var stoppingNow: Bool { stopping.load(ordering: .acquiring) }
+
+    /// An expired session without a handover (kept ten minutes past its TTL, so a late
+    /// re-delivery still finds its processed events).
+    func isForgettable(_ session: SessionState, now: Int64) -> Bool {
+        guard session.handover == nil, let ttl = endpoints[session.endpoint]?.engine.policy.sessionTTLMinutes, ttl > 0 else { return false }
+        return now - session.lastActivity > Int64(ttl + 10) * 60_000
+    }
 
     /// With one endpoint, handover-route events of unknown conversations belong to it.
     var soleEndpoint: String? { endpoints.count == 1 ? endpoints.keys.first : nil }

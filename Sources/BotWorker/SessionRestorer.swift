@@ -12,6 +12,8 @@ struct SessionRestorer {
     let properties: [String: String]
     let sessionsTopic: String
     let admin: KafkaAdmin
+    /// Transaction markers and aborted records leave offsets that are never delivered.
+    let transactional: Bool
     let logger: Logger
 
     func restore(partitions: [Int32]) async throws -> [Int32: [String: SessionState]] {
@@ -37,11 +39,11 @@ struct SessionRestorer {
         // Offsets below the high watermark that never arrive (transaction markers, records the
         // broker deleted meanwhile) must not hold the partition up: stop after a quiet spell.
         let progress = Progress()
+        let quietLimit: Duration = transactional ? .seconds(2) : .seconds(15)
         let watchdog = Task {
             while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(250))
-                if progress.quietFor > .seconds(5) {
-                    logger.warning("session restore stopped after 5 s without records")
+                try? await Task.sleep(for: .milliseconds(100))
+                if progress.quietFor > quietLimit {
                     await consumer.shutdown()
                     return
                 }
@@ -64,6 +66,14 @@ struct SessionRestorer {
         }
         watchdog.cancel()
         await consumer.shutdown()
+        if !remaining.isEmpty {
+            // Without transactions every offset below the high watermark is a record: not
+            // reaching it means the restore is incomplete, and processing on would lose state.
+            guard transactional else {
+                throw KafkaError(kind: .consumer, code: .timedOut, message: "session restore did not reach the end of \(remaining.keys.sorted())", isRetriable: true)
+            }
+            logger.info("session restore ended before the high watermark (transaction markers)", metadata: ["kafka.partitions": "\(remaining.keys.sorted())"])
+        }
         if corrupt > 0 {
             logger.warning("unreadable session records skipped", metadata: ["count": "\(corrupt)"])
         }

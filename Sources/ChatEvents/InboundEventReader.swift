@@ -48,7 +48,7 @@ extension NormalizedEvent {
         readReceipts = try object.optionalArray("readReceipts")?.map { (item) throws(DecodingError) in
             ReadReceipt(
                 timestamp: try item.optionalInt64("timestamp"),
-                users: try item.optionalArray("users")?.map(Participant.init(record:)) ?? [])
+                users: try item.array("users").map(Participant.init(record:)))
         }
         state = try object.optionalString("state")
         assignment = try object.optionalObject("assignment").map { (item) throws(DecodingError) in
@@ -166,6 +166,11 @@ struct RecordReader {
     func optionalObject(_ name: String) throws(DecodingError) -> RecordReader? {
         guard let value = value(name) else { return nil }
         return try RecordReader(value, path: path + [name])
+    }
+
+    func array(_ name: String) throws(DecodingError) -> [RecordReader] {
+        guard let items = try optionalArray(name) else { throw missing(name) }
+        return items
     }
 
     func optionalArray(_ name: String) throws(DecodingError) -> [RecordReader]? {

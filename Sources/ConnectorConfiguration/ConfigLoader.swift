@@ -158,7 +158,7 @@ extension ConnectorConfig {
         if ingress.signature.maxClockSkewSeconds < 0 { throw fail("ingress.signature.maxClockSkewSeconds must not be negative") }
         if ingress.listenAddress == nil { throw fail("ingress.listen must be host:port, e.g. 0.0.0.0:8080") }
         if worker.listenAddress == nil { throw fail("worker.listen must be host:port, e.g. 0.0.0.0:8081") }
-        if !(1...100_000).contains(worker.maxInFlightPerPartition) { throw fail("worker.maxInFlightPerPartition must be between 1 and 100000") }
+        if !(1...10_000).contains(worker.maxInFlightPerPartition) { throw fail("worker.maxInFlightPerPartition must be between 1 and 10000") }
         if !(0...1_000).contains(worker.lingerMs) { throw fail("worker.lingerMs must be between 0 and 1000") }
         if !(1...600_000).contains(ingress.publishTimeoutMs) { throw fail("ingress.publishTimeoutMs must be between 1 and 600000") }
         if ingress.signature.maxClockSkewSeconds > 86_400 { throw fail("ingress.signature.maxClockSkewSeconds must be at most 86400") }

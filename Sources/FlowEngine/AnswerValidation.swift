@@ -46,7 +46,13 @@ public enum AnswerValidation {
         let commas = candidate.filter { $0 == "," }.count
         let dots = candidate.filter { $0 == "." }.count
         if commas > 0 && dots > 0 {
-            candidate.removeAll { $0 == "," }  // 1,234.50
+            // The last separator is the decimal point: 1,234.50 and 1.234,50.
+            if candidate.lastIndex(of: ",")! > candidate.lastIndex(of: ".")! {
+                candidate.removeAll { $0 == "." }
+                candidate = candidate.replacingOccurrences(of: ",", with: ".")
+            } else {
+                candidate.removeAll { $0 == "," }
+            }
         } else if commas == 1 && dots == 0 {
             let decimals = candidate.split(separator: ",").last?.count ?? 0
             candidate = decimals == 3 ? candidate.replacingOccurrences(of: ",", with: "") : candidate.replacingOccurrences(of: ",", with: ".")

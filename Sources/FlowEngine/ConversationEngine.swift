@@ -81,6 +81,8 @@ public struct ConversationEngine: Sendable {
         case .userMessage, .postback, .cardSubmit:
             if let handover = session.handover {
                 // The user writes to the agent (or the queue); 8x8 shows it, the bot stays out.
+                // The conversation is alive: a long agent chat must not expire the bot's session.
+                session.lastActivity = max(session.lastActivity, now)
                 var outputs: [BotOutput] = []
                 if handover.phase != .agent, let node = handover.node, let text = waitingText(node) {
                     outputs.append(.text(text.render(scope(input: TurnInput(event: event, session: session, maskIP: policy.maskIPAddress, now: now), session))))
@@ -92,16 +94,17 @@ public struct ConversationEngine: Sendable {
         case .conversationState:
             let profileChanged = absorbProfile(normalized, into: &session)
             let state = normalized.state ?? ""
+            // Idle ends the interaction (and a handover), whatever assignment it still names.
+            if state == "idle" || state == "closed" {
+                session.activationHandled = false
+                if session.handover != nil { return try agentFinished(event, &session, now: now) }
+                return changed(.stateUpdated)
+            }
             if normalized.assignment?.type?.lowercased() == "agent" {
                 var handover = session.handover ?? HandoverState(phase: .agent, transferring: false, requestedByBot: false)
                 handover.phase = .agent
                 handover.agentId = normalized.assignment?.id ?? handover.agentId
                 session.handover = handover
-                return changed(.stateUpdated)
-            }
-            if state == "idle" || state == "closed" {
-                session.activationHandled = false
-                if session.handover != nil { return try agentFinished(event, &session, now: now) }
                 return changed(.stateUpdated)
             }
             if state == "active", policy.acceptConversationActiveEvent, !session.activationHandled, session.handover == nil {
@@ -165,7 +168,10 @@ public struct ConversationEngine: Sendable {
             return TurnResult(outcome: .stateUpdated, outputs: [], session: session, path: [])
         }
         if let resume = handover.resume {
-            return try runTurn(event, &session, from: resume, handoverStatus: "completed", now: now)
+            // A flow edited meanwhile may have lost the node: then the flow starts over rather
+            // than leave the conversation silent.
+            let exists = library.flows[resume.flow]?.nodes[resume.node] != nil
+            return try runTurn(event, &session, from: exists ? resume : nil, handoverStatus: "completed", now: now)
         }
         session.markProcessed(event.eventId)
         if !(handover.node.flatMap(handoverNode)?.handback ?? false) {

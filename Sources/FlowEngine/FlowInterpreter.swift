@@ -34,6 +34,12 @@ struct FlowInterpreter {
             session.waiting = nil
             return try run(from: resume)
         }
+        // A valid answer to the waiting question wins ("real.estate.agent@corp.com" is an
+        // email address, not a request for an agent); otherwise interrupts come first.
+        if let waiting = session.waiting, let (_, node) = lookup(waiting.position), case .question(let question) = node.kind,
+           AnswerValidation.accept(input.text, as: question.type, options: question.options, pattern: question.pattern) != nil {
+            return try answer(waiting)
+        }
         if let interrupt = library.main.interrupts.first(where: { evaluate($0.condition) }) {
             session.waiting = nil
             return try run(from: FlowPosition(flow: library.main.source, node: interrupt.target, stack: []))

@@ -172,4 +172,17 @@ public struct HandoverState: Sendable, Hashable, Codable {
     public var requestedByBot: Bool
     /// The handover node, for its waiting text.
     public var node: FlowPosition?
+
+    public init(
+        phase: Phase, queueId: String? = nil, agentId: String? = nil, transferring: Bool, resume: FlowPosition? = nil,
+        requestedByBot: Bool, node: FlowPosition? = nil
+    ) {
+        self.phase = phase
+        self.queueId = queueId
+        self.agentId = agentId
+        self.transferring = transferring
+        self.resume = resume
+        self.requestedByBot = requestedByBot
+        self.node = node
+    }
 }

@@ -1,4 +1,4 @@
-import BotWorker
+@testable import BotWorker
 import ChatEvents
 import Foundation
 import Kafka
@@ -173,6 +173,57 @@ extension WorkerTests {
         await worker.stop()
         await outbound.close()
         try await producer.shutdown()
+    }
+}
+
+extension WorkerTests {
+    @Test("after a takeover, a conversation past its TTL starts over and a recent one goes on")
+    func expiredSessionsAreNotRestored() async throws {
+        let harness = try WorkerHarness()
+        let outbound = try harness.reader(.outbound)
+        let producer = try harness.producer()
+        // Two conversations in one partition (same key twice would be the same conversation,
+        // so both wait at the email question, 41 minutes of event time apart).
+        var old = EventFactory(conversation: "conv-old")
+        var recent = EventFactory(conversation: "conv-recent")
+        recent.clock = old.clock + 41 * 60_000
+        var worker = try harness.start()
+        try await harness.publish([old.user("update my email"), recent.user("update my email")], with: producer)
+        try await outbound.wait(60, "two questions") { $0.count >= 2 }
+        await worker.stop()
+
+        worker = try harness.start()
+        recent.clock += 1_000
+        old.clock = recent.clock
+        try await harness.publish([recent.user("jane@example.com"), old.user("jane@example.com")], with: producer)
+        let records = try await outbound.wait(60, "the answers") { $0.count >= 5 }
+        let texts = try records.map { try OutboundCommand.decode($0.value) }.filter { $0.causationEventId.hasSuffix("e2") }
+            .map { "\($0.conversationId): \($0.body["text"]?.stringValue ?? "")" }
+        // The recent one was still waiting for its answer; the old one (past 30 + 10 minutes)
+        // starts over: its "email" is a first message that the demo flow greets.
+        #expect(texts.contains("conv-recent: Thanks, I saved jane@example.com."))
+        #expect(texts.contains { $0.hasPrefix("conv-old: Hi!") })
+        await worker.stop()
+        await outbound.close()
+        try await producer.shutdown()
+    }
+}
+
+@Suite("Session eviction")
+struct EvictionTests {
+    @Test("only sessions ten minutes past their TTL and without a handover are forgotten")
+    func forgettable() throws {
+        let harness = try WorkerHarness()
+        let worker = try harness.makeWorker()
+        let start: Int64 = 1_700_000_000_000
+        var session = FlowEngine.SessionState(conversationId: "c", endpoint: "support", tenantId: nil, now: start)
+        #expect(!worker.isForgettable(session, now: start + 39 * 60_000))
+        #expect(worker.isForgettable(session, now: start + 41 * 60_000))
+        session.handover = HandoverState(phase: .agent, transferring: false, requestedByBot: true)
+        #expect(!worker.isForgettable(session, now: start + 400 * 60_000))
+        session.handover = nil
+        session.endpoint = "unknown"
+        #expect(!worker.isForgettable(session, now: start + 400 * 60_000))
     }
 }
 

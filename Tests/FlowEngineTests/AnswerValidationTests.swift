@@ -17,7 +17,7 @@ struct AnswerValidationTests {
         #expect(AnswerValidation.yesNo(text) == nil)
     }
 
-    @Test("numbers", arguments: [("42", 42.0), ("-3.5", -3.5), ("1,234.50", 1234.5), ("3,5", 3.5), ("1,000", 1000.0)])
+    @Test("numbers", arguments: [("42", 42.0), ("-3.5", -3.5), ("1,234.50", 1234.5), ("3,5", 3.5), ("1,000", 1000.0), ("1.234,56", 1234.56)])
     func numbers(_ text: String, _ expected: Double) {
         #expect(AnswerValidation.number(text) == expected)
     }

@@ -97,6 +97,38 @@ struct EventRuleTests {
         #expect(try chat.send(events.user("hi bot")).texts.first?.hasPrefix("You said hi bot") == true)
     }
 
+    @Test("CONVERSATION_UPDATE idle ends a handover even when it still names the agent")
+    func idleEndsHandover() throws {
+        var chat = try chat()
+        var events = Events()
+        try chat.send(events.user("agent please"))
+        try chat.send(events.state("active", assignment: .init(type: "agent", id: "a1", resourceId: nil)))
+        #expect(chat.session?.handover?.phase == .agent)
+        let back = try chat.send(events.state("idle", assignment: .init(type: "agent", id: "a1", resourceId: nil)))
+        #expect(back.texts == ["Bot again (completed)"])
+        #expect(chat.session?.handover == nil)
+    }
+
+    @Test("a long agent chat does not expire the session the bot comes back to")
+    func ttlDuringHandover() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: count, type: set, increment: { n: 1 }, next: h }
+              - { id: h, type: if, condition: { context: n, equals: 1 }, then: handover, else: say }
+              - { id: handover, type: handover, queueId: q, handback: true, next: say }
+              - { id: say, type: say, text: "n={{context.n}}" }
+            """, policy: EndpointPolicy(name: "support", sessionTTLMinutes: 1)))
+        var events = Events()
+        try chat.send(events.user("help"))
+        try chat.send(events.member(.memberJoined, type: "agent"))
+        for _ in 0..<5 {
+            events.clock += 50_000
+            try chat.send(events.user("still talking to the agent"))
+        }
+        events.clock += 30_000
+        #expect(try chat.send(events.member(.memberLeft, type: "agent")).texts == ["n=1"])
+    }
+
     @Test("without handback the agent leaving ends the conversation")
     func handoverWithoutHandback() throws {
         var chat = Conversation(try engine("""

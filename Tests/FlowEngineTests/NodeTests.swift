@@ -104,6 +104,23 @@ struct NodeTests {
         #expect(chat.session?.context["user"]?["email"] == .string("Jane@example.com"))
     }
 
+    @Test("a valid answer to the waiting question wins over an interrupt that its words would trigger")
+    func answerBeforeInterrupts() throws {
+        var chat = Conversation(try engine("""
+            interrupts:
+              - { when: { textContains: [agent] }, next: human }
+            nodes:
+              - { id: ask, type: question, text: Email?, answer: email, store: email, next: ok }
+              - { id: ok, type: say, text: "saved {{context.email}}" }
+              - { id: human, type: say, text: human }
+            """))
+        var events = Events()
+        try chat.send(events.user("hi"))
+        #expect(try chat.send(events.user("real.estate.agent@corp.com")).texts == ["saved real.estate.agent@corp.com"])
+        try chat.send(events.user("hi"))
+        #expect(try chat.send(events.user("an agent please")).texts == ["human"])
+    }
+
     @Test("question: escalates after the maximum failed answers; options come as quick replies and accept postbacks")
     func questionEscalation() throws {
         var chat = Conversation(try engine("""

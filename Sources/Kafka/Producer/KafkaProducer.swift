@@ -294,6 +294,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         lifecycle.store(Lifecycle.shutDown.rawValue, ordering: .releasing)
         rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         await pollingThread.stop(timeout: .seconds(5))
+        rd_kafka_poll(handle, 0)  // the purged messages' callbacks, so no waiter is left hanging
         context.flushReports()
         context.reports.finish()
     }
@@ -312,6 +313,9 @@ public final class KafkaProducer: Service, @unchecked Sendable {
             logger.error("producer flush did not finish", metadata: [
                 "kafka.error": "\(KafkaErrorCode(err).name)", "kafka.outstanding": "\(outstandingMessages)",
             ])
+            // What is still queued fails now (its callbacks report the purge) instead of never.
+            rd_kafka_purge(handle.pointer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+            rd_kafka_poll(handle.pointer, 0)
         } else if queued > 0 {
             logger.debug("producer flushed", metadata: ["kafka.flushed": "\(queued)"])
         }
