@@ -89,6 +89,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "DataProtection",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "BotWorker",
             dependencies: [
                 "ChatEvents",
@@ -222,6 +229,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "PIIBenchmark",
+            dependencies: ["DataProtection"],
+            path: "Benchmarks/PIIBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "WorkerBenchmark",
             dependencies: [
                 "BotWorker",
@@ -242,6 +255,14 @@ let package = Package(
                 "EightByEight",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DataProtectionTests",
+            dependencies: [
+                "DataProtection",
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,68 @@
+import Foundation
+
+/// A recognizer from configuration: a regular expression matched inside each whitespace-
+/// separated token (at most 256 scalars, so a hostile pattern or text costs a bounded amount
+/// per token), an optional checksum, and optional context words that must appear within 40
+/// scalars before the match.
+public struct CustomRecognizer: @unchecked Sendable {
+    public enum Validator: String, Sendable, CaseIterable {
+        case none, luhn, mod97
+    }
+
+    public let type: String
+    public let pattern: String
+    let regex: NSRegularExpression
+    public let validator: Validator
+    public let contextWords: [String]
+
+    public init(type: String, pattern: String, validator: Validator = .none, contextWords: [String] = []) throws {
+        self.type = type
+        self.pattern = pattern
+        regex = try NSRegularExpression(pattern: pattern)
+        self.validator = validator
+        self.contextWords = contextWords.map { $0.lowercased() }
+    }
+
+    static let maxToken = 256
+    static let wrapping = Set(".,;:!?()[]{}\"'<>".unicodeScalars)
+
+    func scan(_ text: [Unicode.Scalar], into found: inout [PIISpan], taken: inout TakenRanges) {
+        var index = 0
+        while index < text.count {
+            while index < text.count, text[index].properties.isWhitespace { index += 1 }
+            let start = index
+            while index < text.count, !text[index].properties.isWhitespace { index += 1 }
+            // Punctuation around a word ("EMP-12345," or "(EMP-12345)") is not part of it.
+            var (from, to) = (start, index)
+            while from < to, Self.wrapping.contains(text[from]) { from += 1 }
+            while to > from, Self.wrapping.contains(text[to - 1]) { to -= 1 }
+            guard to > from, to - from <= Self.maxToken else { continue }
+            let tokenStart = from
+            let token = String(String.UnicodeScalarView(text[from..<to]))
+            let range = NSRange(token.startIndex..., in: token)
+            for match in regex.matches(in: token, range: range) {
+                guard let matched = Range(match.range, in: token) else { continue }
+                let offset = token.unicodeScalars.distance(from: token.unicodeScalars.startIndex, to: matched.lowerBound)
+                let length = token[matched].unicodeScalars.count
+                let value = String(token[matched])
+                guard validates(value) else { continue }
+                if !contextWords.isEmpty, !PIIScanner.hasContext(text, before: tokenStart + offset, words: contextWords) { continue }
+                if taken.claim(tokenStart + offset, tokenStart + offset + length) {
+                    found.append(PIISpan(type: type, start: tokenStart + offset, end: tokenStart + offset + length))
+                }
+            }
+        }
+    }
+
+    func validates(_ value: String) -> Bool {
+        switch validator {
+        case .none: return true
+        case .luhn:
+            let digits = value.unicodeScalars.filter(PIIScanner.isDigit).map { UInt8($0.value - 48) }
+            return digits.count >= 2 && PIIScanner.luhn(digits)
+        case .mod97:
+            let characters = value.unicodeScalars.filter { PIIScanner.isDigit($0) || PIIScanner.isASCIILetter($0) }
+            return characters.count >= 5 && PIIScanner.mod97(Array(characters)) == 1
+        }
+    }
+}

@@ -1,0 +1,44 @@
+public import Crypto
+
+/// How found personal data is hidden.
+public enum MaskingOperator: Sendable {
+    /// Every character of the finding becomes `character`, except the last `keepLast`.
+    case mask(character: Character = "*", keepLast: Int = 0)
+    /// The finding becomes its type: `<CREDIT_CARD>`.
+    case replace
+    /// The finding becomes its type and a keyed hash (HMAC-SHA256, first 16 hex digits):
+    /// `<EMAIL:3f2a9c0d11b4e877>`. The same value under the same key always gives the same
+    /// pseudonym, so analytics can count distinct customers without holding their data.
+    case hash(key: SymmetricKey)
+
+    /// `text` with each span (scalar offsets, not overlapping) hidden.
+    public func apply(_ text: String, spans: [PIISpan]) -> String {
+        guard !spans.isEmpty else { return text }
+        let scalars = Array(text.unicodeScalars)
+        var result = String.UnicodeScalarView()
+        result.reserveCapacity(scalars.count)
+        var position = 0
+        for span in spans.sorted(by: { $0.start < $1.start }) where span.start >= position && span.end <= scalars.count {
+            result.append(contentsOf: scalars[position..<span.start])
+            let value = scalars[span.start..<span.end]
+            switch self {
+            case .mask(let character, let keepLast):
+                let kept = min(max(0, keepLast), value.count)
+                for _ in 0..<(value.count - kept) { result.append(contentsOf: character.unicodeScalars) }
+                result.append(contentsOf: value.suffix(kept))
+            case .replace:
+                result.append(contentsOf: "<\(span.type)>".unicodeScalars)
+            case .hash(let key):
+                let mac = HMAC<SHA256>.authenticationCode(for: Array(String(String.UnicodeScalarView(value)).utf8), using: key)
+                let hex = mac.prefix(8).map { byte in
+                    let digits = Array("0123456789abcdef".unicodeScalars)
+                    return String(String.UnicodeScalarView([digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]]))
+                }.joined()
+                result.append(contentsOf: "<\(span.type):\(hex)>".unicodeScalars)
+            }
+            position = span.end
+        }
+        result.append(contentsOf: scalars[position...])
+        return String(result)
+    }
+}

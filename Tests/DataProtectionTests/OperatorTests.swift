@@ -1,0 +1,59 @@
+import Crypto
+import Foundation
+import Testing
+@testable import DataProtection
+
+@Suite("Masking operators")
+struct OperatorTests {
+    let text = "card 4111 1111 1111 1111, mail jane@example.com"
+    var spans: [PIISpan] { PIIScanner().scan(text) }
+
+    @Test func maskEverything() {
+        #expect(MaskingOperator.mask().apply(text, spans: spans) == "card *******************, mail ****************")
+    }
+
+    @Test func maskKeepingTheLastCharacters() {
+        #expect(MaskingOperator.mask(character: "#", keepLast: 4).apply(text, spans: spans) == "card ###############1111, mail ############.com")
+    }
+
+    @Test func replaceWithTheType() {
+        #expect(MaskingOperator.replace.apply(text, spans: spans) == "card <CREDIT_CARD>, mail <EMAIL>")
+    }
+
+    @Test func keyedHashIsStablePerKeyAndValue() {
+        let key = SymmetricKey(data: Data("endpoint-secret".utf8))
+        let once = MaskingOperator.hash(key: key).apply(text, spans: spans)
+        #expect(once == MaskingOperator.hash(key: key).apply(text, spans: spans))
+        #expect(once.hasPrefix("card <CREDIT_CARD:") && once.contains(", mail <EMAIL:"))
+        #expect(!once.contains("4111") && !once.contains("jane"))
+        let other = MaskingOperator.hash(key: SymmetricKey(data: Data("other".utf8))).apply(text, spans: spans)
+        #expect(other != once)
+        let expected = HMAC<SHA256>.authenticationCode(for: Data("jane@example.com".utf8), using: key).prefix(8).map { String(format: "%02x", $0) }.joined()
+        #expect(once.hasSuffix("<EMAIL:\(expected)>"))
+    }
+
+    @Test func unicodeAroundSpansIsKept() {
+        let text = "Grüße 👋🏽 jane@example.com ✓"
+        #expect(MaskingOperator.replace.apply(text, spans: PIIScanner().scan(text)) == "Grüße 👋🏽 <EMAIL> ✓")
+    }
+}
+
+@Suite("Hostile input")
+struct HostileInputTests {
+    @Test("a megabyte of digits and separators, and long runs of @ signs, colons, dots, parentheses, emoji and IBAN starts finish", arguments: [
+        String(repeating: "4111 1111 1111 1111 ", count: 52_429),
+        String(repeating: "1-", count: 524_288),
+        String(repeating: "9", count: 1_048_576),
+        String(repeating: "a@", count: 131_072),
+        String(repeating: "1:", count: 131_072),
+        String(repeating: "1.1.", count: 65_536),
+        String(repeating: "(1) ", count: 65_536),
+        String(repeating: "👋🏽4", count: 50_000),
+        String(repeating: "DE89 ", count: 52_429),
+    ])
+    func finishes(_ text: String) {
+        let spans = PIIScanner().scan(text)
+        #expect(spans.allSatisfy { $0.start < $0.end })
+        if text.hasPrefix("4111 1111") { #expect(spans.count == 52_429) }
+    }
+}

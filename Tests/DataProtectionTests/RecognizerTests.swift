@@ -1,0 +1,131 @@
+import Crypto
+import Testing
+@testable import DataProtection
+
+/// The texts of the spans found, with their types.
+func found(_ text: String, _ scanner: PIIScanner = PIIScanner()) -> [String] {
+    let scalars = Array(text.unicodeScalars)
+    return scanner.scan(text).map { "\($0.type):" + String(String.UnicodeScalarView(scalars[$0.start..<$0.end])) }
+}
+
+@Suite("PII recognizers")
+struct RecognizerTests {
+    @Test("credit cards: grouped or not, all major networks", arguments: [
+        "4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111", "5555 5555 5555 4444", "2223 0031 2200 3222",
+        "3782 822463 10005", "378282246310005", "6011 1111 1111 1117", "3530 1113 3330 0000", "6250 9410 0652 8599",
+        "3056 930902 5904", "4111 1111 1111 1111 003",
+    ])
+    func cards(_ number: String) {
+        #expect(found("please charge \(number) today") == ["CREDIT_CARD:\(number)"])
+    }
+
+    @Test("not credit cards: wrong checksum, wrong length, unknown issuer, inside other numbers", arguments: [
+        "4111 1111 1111 1112", "4111 1111 1111", "9111 1111 1111 1111", "ticket 4458635789232992", "#4111111111111111",
+        "4111111111111111222222", "41111111.11111111",
+    ])
+    func notCards(_ text: String) {
+        #expect(!found("ref \(text) ok").contains { $0.hasPrefix("CREDIT_CARD") })
+    }
+
+    @Test("IBANs: compact, grouped, lower case", arguments: [
+        "DE89 3704 0044 0532 0130 00", "DE89370400440532013000", "GB82 WEST 1234 5698 7654 32", "gb82west12345698765432",
+        "FR14 2004 1010 0505 0001 3M02 606", "NL91ABNA0417164300", "CH93 0076 2011 6238 5295 7",
+    ])
+    func ibans(_ iban: String) {
+        #expect(found("send it to \(iban), thanks") == ["IBAN:\(iban)"])
+    }
+
+    @Test("not IBANs: checksum, length, country", arguments: [
+        "DE89 3704 0044 0532 0130 01", "DE89 3704 0044 0532 0130", "XX89370400440532013000", "GB82WEST123456987654321",
+    ])
+    func notIbans(_ text: String) {
+        #expect(!found("to \(text) now").contains { $0.hasPrefix("IBAN") })
+    }
+
+    @Test("emails", arguments: ["jane.doe@example.com", "a+tag@mail.example.co.uk", "x_y-z@sub.domain.org", "O'Brien@example.ie"])
+    func emails(_ email: String) {
+        #expect(found("write to \(email).") == ["EMAIL:\(email)"])
+    }
+
+    @Test("not emails", arguments: ["jane@", "@example.com", "jane@localhost", "jane@example.c0m", "user@@example.com", "a@b.c"])
+    func notEmails(_ text: String) {
+        #expect(!found("contact \(text) please").contains { $0.hasPrefix("EMAIL") })
+    }
+
+    @Test("phone numbers: international, national, North American, with extension", arguments: [
+        "+49 30 1234567", "+1-202-555-0143", "+44 (0)20 7946 0958", "+33 1 23 45 67 89", "(555) 123-4567", "555.123.4567",
+        "202-555-0143", "030 1234567", "07911 123456", "0044 20 7946 0958", "(912)735-8182x67810", "518.929.2596 ext. 12",
+        "+919876543210",
+    ])
+    func phones(_ phone: String) {
+        #expect(found("please reach me at \(phone) tomorrow") == ["PHONE:\(phone)"])
+    }
+
+    @Test("not phone numbers: dates, versions, amounts, order numbers, short numbers", arguments: [
+        "2024-05-17", "17/05/2024", "17.05.2024", "version 3.19.1", "$1,234,567", "order #72268229", "room 1234", "1.5 million",
+        "90210", "ticket 12345678",
+    ])
+    func notPhones(_ text: String) {
+        #expect(found("about \(text) here").isEmpty, "\(text)")
+    }
+
+    @Test("phone numbers without a format need a context word")
+    func phoneContext() {
+        #expect(found("my number is 5551234567") == ["PHONE:5551234567"])
+        #expect(found("the code 5551234567 expired").isEmpty)
+    }
+
+    @Test("IP addresses: IPv4 and IPv6 forms", arguments: [
+        "192.168.1.20", "8.8.8.8", "2001:db8:85a3::8a2e:370:7334", "fe80::1", "2001:0db8:0000:0000:0000:ff00:0042:8329",
+        "::ffff:192.0.2.128", "db58:d808:2a66:82b9:f7a:2657:fc1e:8a55",
+    ])
+    func ips(_ ip: String) {
+        #expect(found("the router at \(ip) drops") == ["IP_ADDRESS:\(ip)"])
+    }
+
+    @Test("not IP addresses", arguments: ["256.1.1.1", "1.2.3", "01.2.3.4", "10:30", "12:30:45", "1:2:3:4:5:6:7:8:9", "2001:db8::1::2"])
+    func notIps(_ text: String) {
+        #expect(!found("at \(text) ok").contains { $0.hasPrefix("IP_ADDRESS") })
+    }
+
+    @Test("US SSNs", arguments: ["123-45-6789", "078 05 1120", "ssn 219099999"])
+    func ssns(_ text: String) {
+        let value = text.hasPrefix("ssn ") ? String(text.dropFirst(4)) : text
+        #expect(found("my \(text) is it") == ["US_SSN:\(value)"])
+    }
+
+    @Test("not SSNs: invalid area, group or serial, or no context", arguments: ["000-12-3456", "666-12-3456", "912-12-3456", "123-00-4567", "123-45-0000", "219099999"])
+    func notSsns(_ text: String) {
+        #expect(!found("id \(text) here").contains { $0.hasPrefix("US_SSN") })
+    }
+
+    @Test("offsets count Unicode scalars")
+    func unicodeOffsets() {
+        let text = "Grüße 👋🏽 from jane@example.com"
+        let span = PIIScanner().scan(text).first
+        // G r ü ß e, space, 👋 and 🏽 (two scalars), space, f r o m, space: the address starts at 14.
+        #expect(span == PIISpan(type: "EMAIL", start: 14, end: 30))
+    }
+
+    @Test("several entities in one message, each once")
+    func several() {
+        #expect(found("card 4111111111111111, mail jane@example.com, call +49 30 1234567, ip 10.0.0.1") == [
+            "CREDIT_CARD:4111111111111111", "EMAIL:jane@example.com", "PHONE:+49 30 1234567", "IP_ADDRESS:10.0.0.1",
+        ])
+    }
+
+    @Test("only the configured entities are looked for")
+    func entitySelection() {
+        let scanner = PIIScanner(entities: [PIIEntity.email])
+        #expect(found("card 4111111111111111, mail jane@example.com", scanner) == ["EMAIL:jane@example.com"])
+    }
+
+    @Test("custom recognizers: pattern, validator, context words")
+    func custom() throws {
+        let employee = try CustomRecognizer(type: "EMPLOYEE_ID", pattern: "^EMP-[0-9]{5}$", contextWords: ["employee"])
+        let account = try CustomRecognizer(type: "ACCOUNT", pattern: "[0-9]{8}", validator: .luhn)
+        let scanner = PIIScanner(entities: ["EMPLOYEE_ID", "ACCOUNT"], custom: [employee, account])
+        #expect(found("employee EMP-12345, and much later in a long message about other things: EMP-99999", scanner) == ["EMPLOYEE_ID:EMP-12345"])
+        #expect(found("account 12345674 or 12345675", scanner) == ["ACCOUNT:12345674"])
+    }
+}
