@@ -91,7 +91,9 @@ let package = Package(
         .target(
             name: "DataProtection",
             dependencies: [
+                "ChatEvents",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -99,6 +101,8 @@ let package = Package(
             name: "BotWorker",
             dependencies: [
                 "ChatEvents",
+                "DataProtection",
+                .product(name: "Crypto", package: "swift-crypto"),
                 "ConnectorConfiguration",
                 "FlowEngine",
                 "Kafka",
@@ -143,6 +147,7 @@ let package = Package(
                 "ConnectorConfiguration",
                 "IngressService",
                 "BotWorker",
+                "DataProtection",
                 "FlowEngine",
                 "Simulator",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -262,6 +267,8 @@ let package = Package(
             name: "DataProtectionTests",
             dependencies: [
                 "DataProtection",
+                "ChatEvents",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings

@@ -1,5 +1,6 @@
 import ChatEvents
 public import ConnectorConfiguration
+public import DataProtection
 public import FlowEngine
 import Kafka
 public import Logging
@@ -24,6 +25,7 @@ public final class BotWorker: Service, Sendable {
     public struct Endpoint: Sendable {
         public var settings: ConnectorConfig.EndpointSettings
         public var engine: ConversationEngine
+        public var protection: DataProtectionPolicy
     }
 
     public let endpoints: [String: Endpoint]
@@ -35,6 +37,10 @@ public final class BotWorker: Service, Sendable {
     let outboundTopic: String
     let sessionsTopic: String
     let deadLetterTopic: String
+    let analyticsTopic: String
+    /// Per endpoint, the logger its turns log through: with `maskLogging`, behind a
+    /// `MaskingLogHandler`.
+    private let endpointLoggers: [String: Logger]
     private let generation = Mutex<Generation?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let readiness = Atomic<Bool>(false)
@@ -49,7 +55,19 @@ public final class BotWorker: Service, Sendable {
         outboundTopic = config.topicName(.outbound)
         sessionsTopic = config.topicName(.sessions)
         deadLetterTopic = config.topicName(.inboundDeadLetters)
+        analyticsTopic = config.topicName(.analytics)
+        endpointLoggers = endpoints.mapValues { endpoint in
+            var endpointLogger = logger
+            endpointLogger[metadataKey: "endpoint"] = "\(endpoint.settings.name)"
+            if endpoint.protection.maskLogging {
+                let protection = endpoint.protection
+                endpointLogger.handler = MaskingLogHandler(wrapping: endpointLogger.handler) { protection.mask($0) }
+            }
+            return endpointLogger
+        }
     }
+
+    func logger(for endpoint: Endpoint) -> Logger { endpointLoggers[endpoint.settings.name] ?? logger }
 
     /// Reads every endpoint's flow (paths relative to `baseDirectory` when not found as given)
     /// and checks what the flows need from the configuration.
@@ -76,12 +94,25 @@ public final class BotWorker: Service, Sendable {
                     }
                 }
             }
+            let protection: DataProtectionPolicy
+            do {
+                let settings = settings.dataProtection
+                protection = try DataProtectionPolicy(
+                    maskLogging: settings?.maskLogging, maskAnalytics: settings?.maskAnalytics, maskIPAddress: settings?.maskIPAddress,
+                    collectAnalytics: settings?.collectAnalytics, sanitizeInput: settings?.sanitizeInput, mode: settings?.mode,
+                    entities: settings?.entities, operator: settings?.operator, maskCharacter: settings?.maskCharacter,
+                    keepLast: settings?.keepLast, hashKey: settings?.hashKey?.value,
+                    custom: (settings?.customRecognizers ?? []).map { ($0.type, $0.pattern, $0.validator, $0.contextWords) })
+            } catch {
+                throw WorkerConfigurationError("endpoint '\(settings.name)': dataProtection: \(error)")
+            }
             let policy = EndpointPolicy(
                 name: settings.name,
                 acceptConversationActiveEvent: settings.eightByEight.acceptConversationActiveEvent ?? false,
                 sessionTTLMinutes: settings.session?.ttlMinutes ?? 30,
-                maskIPAddress: settings.dataProtection?.maskIPAddress ?? true)
-            result[settings.name] = Endpoint(settings: settings, engine: ConversationEngine(policy: policy, library: library))
+                maskIPAddress: protection.maskIPAddress)
+            result[settings.name] = Endpoint(
+                settings: settings, engine: ConversationEngine(policy: policy, library: library), protection: protection)
         }
         return result
     }
@@ -345,14 +376,14 @@ final class Generation: @unchecked Sendable {
         /// Nothing to write (a handover event of an unknown conversation).
         case skip
         case deadLetter(reason: String, detail: String)
-        case emit(key: String, commands: [OutboundCommand], session: SessionState?)
+        case emit(key: String, commands: [OutboundCommand], session: SessionState?, analytics: AnalyticsRecord?)
     }
 
     /// Decodes, routes and runs one record through its endpoint's engine, updating the
     /// in-memory session.
     private func evaluate(_ message: KafkaMessage) -> Step {
         let started = ContinuousClock.now
-        let event: InboundEvent
+        var event: InboundEvent
         do {
             event = try InboundEvent.decode(message.value)
         } catch {
@@ -368,6 +399,9 @@ final class Generation: @unchecked Sendable {
         guard let endpoint = worker.endpoints[endpointName] else {
             return .deadLetter(reason: "unknown-endpoint", detail: "endpoint '\(LogSafe.text(endpointName, maxBytes: 80))' is not configured")
         }
+        if endpoint.protection.sanitizeInput, let text = event.normalized.text {
+            event.normalized.text = HTMLSanitizer.strip(text)
+        }
         let result: TurnResult
         let commands: [OutboundCommand]
         do {
@@ -379,8 +413,41 @@ final class Generation: @unchecked Sendable {
         worker.metrics.event(kind: event.normalized.kind.rawValue, outcome: result.outcome.rawValue)
         if let session = result.session { sessions[message.partition, default: [:]][key] = session }
         clocks[message.partition] = max(clocks[message.partition] ?? 0, event.receivedAt)
-        worker.metrics.turnDuration.recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
-        return .emit(key: key, commands: commands, session: result.session)
+        let elapsed = ContinuousClock.now - started
+        worker.metrics.turnDuration.recordNanoseconds(Int64(elapsed / .nanoseconds(1)))
+        let session = result.session ?? existing
+        let userId = session?.profile["userId"]?.stringValue ?? key
+        let text = Self.inputText(event)
+        worker.logger(for: endpoint).debug("turn", metadata: [
+            "conversationId": "\(LogSafe.text(key, maxBytes: 80))", "eventId": "\(LogSafe.text(event.eventId, maxBytes: 80))",
+            "outcome": "\(result.outcome.rawValue)", "userId": "\(userId)", "text": "\(text)",
+            "intent": "\(result.intent?.intent ?? "-")", "path": "\(result.path.joined(separator: ">"))",
+        ])
+        var analytics: AnalyticsRecord?
+        let protection = endpoint.protection
+        if protection.collectAnalytics, result.outcome == .executed {
+            let data = event.normalized.cardSubmit?.data
+            analytics = AnalyticsRecord(
+                recordId: event.eventId, endpoint: endpoint.settings.name, conversationId: key, tenantId: event.tenantId,
+                time: event.receivedAt, kind: event.normalized.kind.rawValue, userId: userId,
+                text: protection.maskAnalytics ? protection.mask(text) : text,
+                data: protection.maskAnalytics ? data.map(protection.mask) : data,
+                ip: protection.maskIP(session?.ipAddress), intent: result.intent?.intent,
+                intentScore: result.intent.map { ($0.score * 1000).rounded() / 1000 }, path: result.path,
+                handover: session?.handover != nil || result.outputs.contains { if case .handover = $0 { true } else { false } },
+                processingMicros: Int64(elapsed / .microseconds(1)), masked: protection.maskAnalytics)
+        }
+        return .emit(key: key, commands: commands, session: result.session, analytics: analytics)
+    }
+
+    /// The text the flow saw for this event (a postback's payload, a card's `payload` value).
+    static func inputText(_ event: InboundEvent) -> String {
+        switch event.normalized.kind {
+        case .postback: event.normalized.postback?.payload ?? event.normalized.postback?.title ?? ""
+        case .cardSubmit: event.normalized.cardSubmit?.data?["payload"]?.stringValue ?? ""
+        case .userMessage: event.normalized.text ?? ""
+        default: ""
+        }
     }
 
     private func process(_ message: KafkaMessage) async {
@@ -398,15 +465,18 @@ final class Generation: @unchecked Sendable {
                 pipeline.add(offset: message.offset, commands: 1, session: nil)
                 return { pipeline.commandDone(offset: message.offset, $0) }
             } onError: { pipeline.fail($0) }
-        case .emit(let key, let commands, let session):
-            pipeline.add(offset: message.offset, commands: commands.count, session: session.map { (key, $0.encoded()) })
+        case .emit(let key, let commands, let session, let analytics):
+            pipeline.add(offset: message.offset, commands: commands.count + (analytics == nil ? 0 : 1), session: session.map { (key, $0.encoded()) })
             let offset = message.offset
-            for command in commands {
-                let record = KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.encodedRecord)
+            var records = commands.map { (KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: $0.encodedRecord), $0.action.rawValue) }
+            if let analytics {
+                records.append((KafkaProducerMessage(topic: worker.analyticsTopic, key: key, value: analytics.encodedRecord), "analytics"))
+            }
+            for (record, action) in records {
                 while true {
                     do {
                         try producer.send(record) { result in pipeline.commandDone(offset: offset, result) }
-                        worker.metrics.command(command.action.rawValue)
+                        if action != "analytics" { worker.metrics.command(action) }
                         break
                     } catch let error as KafkaError where error.code == .queueFull && !ended.load(ordering: .acquiring) {
                         // librdkafka's queue is full: wait for acknowledgements to make room.
@@ -461,10 +531,13 @@ final class Generation: @unchecked Sendable {
             var sendError: KafkaError?
             deadLetter(message, reason: reason, detail: detail) { _ in onDelivery } onError: { sendError = $0 }
             if let sendError { throw sendError }
-        case .emit(let key, let commands, let session):
+        case .emit(let key, let commands, let session, let analytics):
             for command in commands {
                 try producer.send(KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.encodedRecord), onDelivery: onDelivery)
                 worker.metrics.command(command.action.rawValue)
+            }
+            if let analytics {
+                try producer.send(KafkaProducerMessage(topic: worker.analyticsTopic, key: key, value: analytics.encodedRecord), onDelivery: onDelivery)
             }
             if let session {
                 try producer.send(

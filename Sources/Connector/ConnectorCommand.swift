@@ -72,6 +72,3 @@ struct ReplayCommand: NotYetImplemented {
     @Option(help: "Configuration file.") var config: String
 }
 
-struct MaskCommand: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "mask", abstract: "Masks personal data in JSON lines read from stdin.")
-}

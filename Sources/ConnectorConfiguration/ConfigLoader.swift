@@ -105,6 +105,7 @@ extension ConnectorConfig {
         "ingress.signature": Set(SignatureSettings.CodingKeys.allCases.map(\.rawValue)),
         "worker": Set(WorkerSettings.CodingKeys.allCases.map(\.rawValue)),
         "endpoints[].handover": Set(HandoverSettings.CodingKeys.allCases.map(\.rawValue)),
+        "endpoints[].dataProtection": Set(DataProtectionSettings.CodingKeys.allCases.map(\.rawValue)),
         "endpoints[]": Set(EndpointSettings.CodingKeys.allCases.map(\.rawValue)),
         "endpoints[].eightByEight": Set(EightByEightSettings.CodingKeys.allCases.map(\.rawValue)),
     ]
@@ -185,6 +186,21 @@ extension ConnectorConfig {
             if endpoint.eightByEight.apiKey.isEmpty { throw fail("\(label): eightByEight.apiKey is empty") }
             if URL(string: endpoint.eightByEight.baseURL)?.scheme == nil { throw fail("\(label): eightByEight.baseURL is not a URL") }
             if let ttl = endpoint.session?.ttlMinutes, ttl < 0 { throw fail("\(label): session.ttlMinutes must be 0 (never) or more") }
+            if let protection = endpoint.dataProtection {
+                if let mode = protection.mode, !["entities", "fields"].contains(mode) { throw fail("\(label): dataProtection.mode must be entities or fields") }
+                if let op = protection.operator, !["mask", "replace", "hash"].contains(op) { throw fail("\(label): dataProtection.operator must be mask, replace or hash") }
+                if protection.operator == "hash", protection.hashKey?.isEmpty ?? true { throw fail("\(label): dataProtection.operator hash needs dataProtection.hashKey") }
+                if let character = protection.maskCharacter, character.count != 1 { throw fail("\(label): dataProtection.maskCharacter must be one character") }
+                if let keep = protection.keepLast, !(0...8).contains(keep) { throw fail("\(label): dataProtection.keepLast must be 0 to 8") }
+                for recognizer in protection.customRecognizers ?? [] {
+                    if (try? NSRegularExpression(pattern: recognizer.pattern)) == nil {
+                        throw fail("\(label): custom recognizer \(recognizer.type): invalid pattern")
+                    }
+                    if let validator = recognizer.validator, !["none", "luhn", "mod97"].contains(validator) {
+                        throw fail("\(label): custom recognizer \(recognizer.type): validator must be none, luhn or mod97")
+                    }
+                }
+            }
             if let minutes = endpoint.handover?.maxTotalMinutes, !(20...600).contains(minutes) { throw fail("\(label): handover.maxTotalMinutes must be 20 to 600") }
             if let minutes = endpoint.handover?.userTimeoutInMinutes, !(10...300).contains(minutes) { throw fail("\(label): handover.userTimeoutInMinutes must be 10 to 300") }
         }

@@ -154,6 +154,32 @@ public struct ConnectorConfig: Sendable, Decodable {
         public var maskAnalytics: Bool?
         public var maskIPAddress: Bool?
         public var collectAnalytics: Bool?
+        /// Remove HTML from user text before the flow.
+        public var sanitizeInput: Bool?
+        /// `entities` (find personal data in texts) or `fields` (star whole fields, as Cognigy).
+        public var mode: String?
+        /// Entity types to look for (default: all built-in ones and the custom recognizers).
+        public var entities: [String]?
+        /// `mask`, `replace` (default) or `hash`.
+        public var `operator`: String?
+        public var maskCharacter: String?
+        public var keepLast: Int?
+        /// The key of the `hash` operator (HMAC-SHA256), per endpoint.
+        public var hashKey: Secret?
+        public var customRecognizers: [CustomRecognizerSettings]?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case maskLogging, maskAnalytics, maskIPAddress, collectAnalytics, sanitizeInput, mode, entities
+            case `operator`, maskCharacter, keepLast, hashKey, customRecognizers
+        }
+    }
+
+    public struct CustomRecognizerSettings: Sendable, Decodable {
+        public var type: String
+        public var pattern: String
+        /// `none`, `luhn` or `mod97`.
+        public var validator: String?
+        public var contextWords: [String]?
     }
 
     public struct SessionSettings: Sendable, Decodable {

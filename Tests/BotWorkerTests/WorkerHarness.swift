@@ -28,7 +28,7 @@ struct WorkerHarness: Sendable {
     /// `worker`: more lines for the `worker:` section (two-space indented keys).
     init(
         flow: String = repositoryRoot.appendingPathComponent("flows/demo.yaml").path, jwkBaseURL: String = "http://127.0.0.1:9",
-        worker: String = ""
+        worker: String = "", dataProtection: String = ""
     ) throws {
         cluster = try EmbeddedKafkaCluster(logger: quietLogger)
         config = try ConnectorConfig.parse("""
@@ -58,21 +58,24 @@ struct WorkerHarness: Sendable {
                   acceptConversationActiveEvent: true
                 handover:
                   queueId: "101"
+                dataProtection:
+                  maskIPAddress: true
+            \(dataProtection)
             """)
         for topic in ConnectorTopic.allCases {
             try cluster.createTopic(config.topicName(topic), partitions: Self.partitions)
         }
     }
 
-    func makeWorker() throws -> BotWorker {
+    func makeWorker(logger: Logger = quietLogger) throws -> BotWorker {
         BotWorker(
             config: config, bootstrapServers: cluster.bootstrapServers,
-            endpoints: try BotWorker.loadEndpoints(config: config), logger: quietLogger)
+            endpoints: try BotWorker.loadEndpoints(config: config), logger: logger)
     }
 
     /// Starts a worker in a service group of its own.
-    func start() throws -> RunningWorker {
-        let worker = try makeWorker()
+    func start(logger: Logger = quietLogger) throws -> RunningWorker {
+        let worker = try makeWorker(logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)], logger: quietLogger))
         let task = Task { _ = try? await group.run() }

@@ -1,0 +1,96 @@
+/// Removes HTML from user text in one pass: tags go, the contents of `script`, `style`,
+/// `iframe`, `object` and `template` elements go with them, comments go, the common entities
+/// are decoded. What is left is the text a person would read. Linear in the input.
+public enum HTMLSanitizer {
+    static let droppedElements: Set<String> = ["script", "style", "iframe", "object", "template", "noscript"]
+
+    public static func strip(_ text: String) -> String {
+        guard text.contains("<") || text.contains("&") else { return text }
+        let scalars = Array(text.unicodeScalars)
+        var output = String.UnicodeScalarView()
+        output.reserveCapacity(scalars.count)
+        var i = 0
+        var skipping: String?
+        var endsWithInsertedSpace = false
+        while i < scalars.count {
+            let s = scalars[i]
+            if s == "<", i + 1 < scalars.count, isTagStart(scalars[i + 1]) {
+                // A comment runs to "-->".
+                if scalars[(i + 1)...].starts(with: "!--".unicodeScalars) {
+                    var j = i + 4
+                    while j + 2 < scalars.count, !(scalars[j] == "-" && scalars[j + 1] == "-" && scalars[j + 2] == ">") { j += 1 }
+                    i = min(scalars.count, j + 3)
+                    continue
+                }
+                var j = i + 1
+                var quote: Unicode.Scalar?
+                while j < scalars.count {
+                    let c = scalars[j]
+                    if let q = quote { if c == q { quote = nil } }
+                    else if c == "\"" || c == "'" { quote = c }
+                    else if c == ">" { break }
+                    j += 1
+                }
+                let name = tagName(scalars, from: i + 1)
+                if let open = skipping {
+                    if name == "/" + open { skipping = nil }
+                } else if droppedElements.contains(name) {
+                    skipping = name
+                } else if ["br", "p", "/p", "div", "/div", "li"].contains(name), output.last.map({ $0 != " " }) ?? false {
+                    output.append(" ")  // block boundaries separate words
+                    endsWithInsertedSpace = true
+                }
+                i = min(scalars.count, j + 1)
+                continue
+            }
+            if skipping != nil {
+                i += 1
+                continue
+            }
+            endsWithInsertedSpace = false
+            if s == "&", let (decoded, length) = entity(scalars, at: i) {
+                output.append(decoded)
+                i += length
+                continue
+            }
+            output.append(s)
+            i += 1
+        }
+        if endsWithInsertedSpace { output.removeLast() }
+        return String(output)
+    }
+
+    static func isTagStart(_ s: Unicode.Scalar) -> Bool {
+        s == "/" || s == "!" || (s.value >= 65 && s.value <= 90) || (s.value >= 97 && s.value <= 122)
+    }
+
+    static func tagName(_ scalars: [Unicode.Scalar], from start: Int) -> String {
+        var name = ""
+        var j = start
+        while j < scalars.count, name.unicodeScalars.count < 12 {
+            let c = scalars[j]
+            guard c == "/" && j == start || (c.value >= 65 && c.value <= 90) || (c.value >= 97 && c.value <= 122) || (c.value >= 48 && c.value <= 57) else { break }
+            name.unicodeScalars.append(c.value >= 65 && c.value <= 90 ? Unicode.Scalar(c.value + 32)! : c)
+            j += 1
+        }
+        return name
+    }
+
+    static let entities: [String: Unicode.Scalar] = ["amp": "&", "lt": "<", "gt": ">", "quot": "\"", "apos": "'", "nbsp": " "]
+
+    static func entity(_ scalars: [Unicode.Scalar], at start: Int) -> (Unicode.Scalar, Int)? {
+        var name = ""
+        var j = start + 1
+        while j < scalars.count, j - start <= 10, scalars[j] != ";" {
+            name.unicodeScalars.append(scalars[j])
+            j += 1
+        }
+        guard j < scalars.count, scalars[j] == ";" else { return nil }
+        if let named = entities[name] { return (named, j - start + 1) }
+        if name.hasPrefix("#x") || name.hasPrefix("#X"), let value = UInt32(name.dropFirst(2), radix: 16), let scalar = Unicode.Scalar(value) {
+            return (scalar, j - start + 1)
+        }
+        if name.hasPrefix("#"), let value = UInt32(name.dropFirst()), let scalar = Unicode.Scalar(value) { return (scalar, j - start + 1) }
+        return nil
+    }
+}

@@ -1,0 +1,108 @@
+import BotWorker
+import ChatEvents
+import Foundation
+import Kafka
+import Logging
+import Synchronization
+import Testing
+
+/// Collects log lines.
+final class LogCapture: @unchecked Sendable {
+    let lines = Mutex<[String]>([])
+
+    struct Handler: LogHandler {
+        let sink: LogCapture
+        var logLevel: Logger.Level = .debug
+        var metadata: Logger.Metadata = [:]
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            sink.lines.withLock { $0.append("\(event.message) " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) }
+        }
+    }
+
+    var logger: Logger { Logger(label: "worker-test") { _ in Handler(sink: self) } }
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
+}
+
+@Suite("Data protection in the worker", .serialized)
+struct DataProtectionWorkerTests {
+    /// Runs a short conversation with these settings and returns the analytics records, the
+    /// commands and the log.
+    func run(_ settings: String) async throws -> (analytics: [AnalyticsRecord], commands: [OutboundCommand], log: String) {
+        let harness = try WorkerHarness(dataProtection: settings)
+        let analytics = try harness.reader(.analytics)
+        let outbound = try harness.reader(.outbound)
+        let capture = LogCapture()
+        let worker = try harness.start(logger: capture.logger)
+        let producer = try harness.producer()
+        var chat = EventFactory(conversation: "conv-dp")
+        var user = NormalizedEvent.UserInfo()
+        user.userId = "crm-4471"
+        user.ipAddress = "203.0.113.9"
+        try await harness.publish([
+            chat.make(.conversationState, eventType: "CONVERSATION_UPDATE") {
+                $0.state = "active"
+                $0.user = user
+            },
+            chat.user("<b>what is my balance</b>"),
+            chat.user("mail me at jane@example.com"),
+        ], with: producer)
+        // The active event greets (acceptConversationActiveEvent: 2 commands), each message gets an answer.
+        try await outbound.wait(60, "the replies") { $0.count >= 4 }
+        try await Task.sleep(for: .milliseconds(300))
+        let records = try analytics.messages.map { try AnalyticsRecord.decode($0.value) }
+        let commands = try outbound.commands()
+        await worker.stop()
+        await analytics.close()
+        await outbound.close()
+        try await producer.shutdown()
+        return (records, commands, capture.text)
+    }
+
+    @Test("defaults: analytics masked, IP starred, HTML kept unless sanitized, no user data in the log")
+    func defaults() async throws {
+        let (analytics, _, log) = try await run("")
+        #expect(analytics.count == 3, "one record per processed input")
+        let html = try #require(analytics.first { $0.recordId == "conv-dp-e2" })
+        #expect(html.text == "<b>what is my balance</b>")
+        let message = try #require(analytics.first { $0.recordId == "conv-dp-e3" })
+        #expect(message.text == "mail me at <EMAIL>")
+        #expect(message.masked && message.userId == "crm-4471" && message.ip == "***********")
+        #expect(message.kind == "userMessage" && !message.path.isEmpty && message.processingMicros > 0 && !message.handover)
+        #expect(log.contains("turn"), "the worker logged its turns")
+        for secret in ["jane@example.com", "crm-4471", "what is my balance", "203.0.113.9"] {
+            #expect(!log.contains(secret), "\(secret) reached the log")
+        }
+    }
+
+    @Test("maskAnalytics and maskIPAddress off, sanitizeInput on, maskLogging off")
+    func everythingOpen() async throws {
+        let (analytics, commands, log) = try await run("""
+                  maskAnalytics: false
+                  maskIPAddress: false
+                  maskLogging: false
+                  sanitizeInput: true
+            """)
+        let html = try #require(analytics.first { $0.recordId == "conv-dp-e2" })
+        #expect(html.text == "what is my balance" && html.intent == "balance")
+        #expect(commands.contains { $0.body["text"]?.stringValue == "Your balance is 1,234.56 EUR." })
+        let message = try #require(analytics.first { $0.recordId == "conv-dp-e3" })
+        #expect(message.text == "mail me at jane@example.com")
+        #expect(!message.masked && message.ip == "203.0.113.9")
+        #expect(log.contains("jane@example.com"), "with maskLogging off the turn's text is logged as is")
+    }
+
+    @Test("fields mode stars whole fields; collectAnalytics off writes no records")
+    func fieldsAndNoAnalytics() async throws {
+        let fields = try await run("      mode: fields")
+        let message = try #require(fields.analytics.first { $0.recordId == "conv-dp-e3" })
+        #expect(message.text == String(repeating: "*", count: "mail me at jane@example.com".count))
+        let none = try await run("      collectAnalytics: false")
+        #expect(none.analytics.isEmpty)
+        #expect(none.commands.count >= 4)
+    }
+}

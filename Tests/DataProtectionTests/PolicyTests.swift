@@ -1,0 +1,109 @@
+import ChatEvents
+import Foundation
+import Logging
+import Synchronization
+import Testing
+@testable import DataProtection
+
+@Suite("Data protection settings")
+struct PolicyTests {
+    @Test("entities mode hides only the personal data; fields mode stars whole fields")
+    func modes() throws {
+        let text = "hi, I'm Jane, jane@example.com"
+        let entities = DataProtectionPolicy()
+        #expect(entities.mask(text) == "hi, I'm Jane, <EMAIL>")
+        let fields = DataProtectionPolicy(mode: .fields)
+        #expect(fields.mask(text) == String(repeating: "*", count: text.count))
+        let data: JSONValue = .object(["email": .string("jane@example.com"), "size": .number(3), "nested": .array([.string("call +49 30 1234567")])])
+        #expect(entities.mask(data) == .object(["email": .string("<EMAIL>"), "size": .number(3), "nested": .array([.string("call <PHONE>")])]))
+        #expect(fields.mask(data)["size"] == .string("***"))
+    }
+
+    @Test("the configured entities, operator and custom recognizers are used")
+    func configured() throws {
+        let policy = try DataProtectionPolicy(
+            maskLogging: nil, maskAnalytics: nil, maskIPAddress: false, collectAnalytics: nil, sanitizeInput: true, mode: nil,
+            entities: ["EMAIL", "ORDER"], operator: "mask", maskCharacter: "#", keepLast: 2, hashKey: nil,
+            custom: [("ORDER", "^ORD-[0-9]{6}$", nil, ["order"])])
+        #expect(policy.mask("order ORD-123456 by jane@example.com, card 4111111111111111") == "order ########56 by ##############om, card 4111111111111111")
+        #expect(policy.maskIP("10.0.0.1") == "10.0.0.1")
+        #expect(policy.sanitizeInput)
+        #expect(throws: DataProtectionError.self) {
+            try DataProtectionPolicy(
+                maskLogging: nil, maskAnalytics: nil, maskIPAddress: nil, collectAnalytics: nil, sanitizeInput: nil, mode: nil,
+                entities: nil, operator: "hash", maskCharacter: nil, keepLast: nil, hashKey: nil, custom: [])
+        }
+        let defaults = try DataProtectionPolicy(
+            maskLogging: nil, maskAnalytics: nil, maskIPAddress: nil, collectAnalytics: nil, sanitizeInput: nil, mode: nil,
+            entities: nil, operator: nil, maskCharacter: nil, keepLast: nil, hashKey: nil, custom: [])
+        #expect(defaults.maskLogging && defaults.maskAnalytics && defaults.maskIPAddress && defaults.collectAnalytics && !defaults.sanitizeInput)
+        #expect(defaults.maskIP("10.0.0.1") == "********")
+    }
+
+    @Test("HTML is removed from user text", arguments: [
+        ("<b>hello</b> world", "hello world"),
+        ("hi<script>alert('x')</script> there", "hi there"),
+        ("<img src=x onerror=\"alert(1)\">pic", "pic"),
+        ("a &lt;b&gt; &amp; c &#39;d&#x27;", "a <b> & c 'd'"),
+        ("line<br>break<p>para</p>", "line break para"),
+        ("<!-- note -->text", "text"),
+        ("3 < 4 and 5 > 2", "3 < 4 and 5 > 2"),
+        ("<style>p{color:red}</style><a href='https://evil'>click</a>", "click"),
+    ])
+    func sanitize(_ input: String, _ expected: String) {
+        #expect(HTMLSanitizer.strip(input) == expected)
+    }
+}
+
+/// Collects the lines a logger would print.
+final class CapturedLog: @unchecked Sendable {
+    let lines = Mutex<[String]>([])
+
+    struct Handler: LogHandler {
+        let sink: CapturedLog
+        var logLevel: Logger.Level = .trace
+        var metadata: Logger.Metadata = [:]
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            let rendered = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            sink.lines.withLock { $0.append("\(event.message) \(rendered)") }
+        }
+    }
+
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
+}
+
+@Suite("Masked logging")
+struct MaskedLoggingTests {
+    @Test("with maskLogging no line carries the user's text, id or data, whatever the call site logs")
+    func masked() {
+        let capture = CapturedLog()
+        let policy = DataProtectionPolicy()
+        var logger = Logger(label: "test") { _ in CapturedLog.Handler(sink: capture) }
+        logger.handler = MaskingLogHandler(wrapping: logger.handler) { policy.mask($0) }
+        logger[metadataKey: "userId"] = "crm-7781"
+        logger.info("user wrote jane@example.com and 4111 1111 1111 1111", metadata: [
+            "text": "my card is 4111 1111 1111 1111", "data": ["iban": "DE89370400440532013000"],
+            "conversationId": "c-1", "note": "call +49 30 1234567", "input.text": "secret words",
+        ])
+        let log = capture.text
+        for secret in ["jane@example.com", "4111 1111 1111 1111", "crm-7781", "my card is", "DE89370400440532013000", "+49 30 1234567", "secret words"] {
+            #expect(!log.contains(secret), "\(secret) leaked")
+        }
+        #expect(log.contains("<EMAIL>") && log.contains("<CREDIT_CARD>") && log.contains("<PHONE>"))
+        #expect(log.contains("conversationId=c-1"))
+        #expect(log.contains("text=***") && log.contains("userId=***") && log.contains("data=***"))
+    }
+
+    @Test("without it the handler is not installed and lines are as logged")
+    func unmasked() {
+        let capture = CapturedLog()
+        let logger = Logger(label: "test") { _ in CapturedLog.Handler(sink: capture) }
+        logger.info("user wrote jane@example.com", metadata: ["text": "hello"])
+        #expect(capture.text.contains("jane@example.com") && capture.text.contains("text=hello"))
+    }
+}
