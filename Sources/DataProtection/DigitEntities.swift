@@ -41,6 +41,7 @@ extension PIIScanner {
 
     static func readChain(_ chain: [Group], _ text: [Unicode.Scalar], _ entities: Set<String>, _ found: inout [PIISpan], _ taken: inout TakenRanges) {
         var i = 0
+        var consumedUpTo = 0
         while i < chain.count {
             var matched = false
             // The widest window that can still hold an entity (at most 20 digits, 8 groups).
@@ -54,15 +55,38 @@ extension PIIScanner {
                 let window = chain[i..<(i + width)]
                 let digits = window.reduce(0) { $0 + $1.count }
                 // Nothing has fewer than 7 digits but an IPv4 address (four groups).
-                if (digits >= 7 || width == 4), let span = classify(window, text, entities), taken.claim(span.start, span.end) {
+                if (digits >= 7 || width == 4), !continues(chain, i, width, text, consumedBefore: i == 0 || consumedUpTo == i),
+                   let span = classify(window, text, entities), taken.claim(span.start, span.end) {
                     found.append(span)
                     matched = true
                     break
                 }
                 width -= 1
             }
-            i += matched ? width : 1
+            if matched {
+                i += width
+                consumedUpTo = i
+            } else {
+                i += 1
+            }
         }
+    }
+
+    /// The window is a piece of a longer number written the same way ("1-447-785-6447",
+    /// "4302-9773-7920-7687-448"): the group before it (unless a finding took it) or after it
+    /// is joined by the separator the window itself uses, or by a dash or dot for a single group.
+    static func continues(_ chain: [Group], _ i: Int, _ width: Int, _ text: [Unicode.Scalar], consumedBefore: Bool) -> Bool {
+        func separator(_ a: Group, _ b: Group) -> String { String(String.UnicodeScalarView(text[a.end..<b.start])) }
+        let inside: String? = width > 1 ? separator(chain[i], chain[i + 1]) : nil
+        func joins(_ neighbour: String, _ group: Group) -> Bool {
+            // A short neighbour (an expiry "05/27", a country code "1-") is not the same number.
+            guard group.count >= 3 else { return false }
+            if let inside { return neighbour == inside && !neighbour.contains("(") && !neighbour.contains(")") }
+            return neighbour == "-" || neighbour == "."
+        }
+        if !consumedBefore, i > 0, joins(separator(chain[i - 1], chain[i]), chain[i - 1]) { return true }
+        if i + width < chain.count, joins(separator(chain[i + width - 1], chain[i + width]), chain[i + width]) { return true }
+        return false
     }
 
     static func classify(_ groups: ArraySlice<Group>, _ text: [Unicode.Scalar], _ entities: Set<String>) -> PIISpan? {
@@ -89,7 +113,7 @@ extension PIIScanner {
 
         // IPv4: four dotted octets.
         if entities.contains(PIIEntity.ipAddress), groups.count == 4, uniform, separator == ".", endsCleanly,
-           validIPv4(text[first.start..<last.end]) {
+           validIPv4(text[first.start..<last.end]), !hasContext(text, before: first.start, words: versionWords, within: 16) {
             return PIISpan(type: PIIEntity.ipAddress, start: first.start, end: last.end)
         }
         if separator == "." && groups.count == 3 && sizes.allSatisfy({ $0 <= 3 }) { return nil }  // a version or a date
@@ -100,27 +124,42 @@ extension PIIScanner {
             return PIISpan(type: PIIEntity.creditCard, start: first.start, end: last.end)
         }
 
-        // US SSN: 3-2-4 with one separator, or nine digits after "ssn"/"social security".
-        if entities.contains(PIIEntity.usSSN), digits.count == 9, endsCleanly, validSSN(digits),
-           (groups.count == 3 && sizes == [3, 2, 4] && uniform && (separator == "-" || separator == " "))
-            || (groups.count == 1 && hasContext(text, before: first.start, words: ssnWords)) {
+        // US SSN: 3-2-4 with one separator, or nine digits next to "ssn"/"social security".
+        let ssnShaped = groups.count == 3 && sizes == [3, 2, 4] && uniform && (separator == "-" || separator == " ")
+        if entities.contains(PIIEntity.usSSN), digits.count == 9, endsCleanly,
+           ssnShaped || (groups.count == 1 && (hasContext(text, before: first.start, words: ssnWords) || hasContext(text, after: last.end, words: ssnWords))) {
+            // A dashed 3-2-4 number that breaks the SSN rules is an invalid SSN, not a phone number.
+            guard validSSN(digits) else { return ssnShaped && separator == "-" ? nil : phoneOrNil(groups, digits, separators, text, entities) }
             return PIISpan(type: PIIEntity.usSSN, start: first.start, end: last.end)
         }
 
-        // Phone numbers.
-        if entities.contains(PIIEntity.phone), (7...15).contains(digits.count) {
-            return phone(groups, digits: digits, separators: separators, text)
-        }
-        return nil
+        return phoneOrNil(groups, digits, separators, text, entities)
+    }
+
+    static func phoneOrNil(
+        _ groups: ArraySlice<Group>, _ digits: [UInt8], _ separators: [ArraySlice<Unicode.Scalar>], _ text: [Unicode.Scalar], _ entities: Set<String>
+    ) -> PIISpan? {
+        guard entities.contains(PIIEntity.phone), (7...15).contains(digits.count) else { return nil }
+        return phone(groups, digits: digits, separators: separators, text)
     }
 
     static func phone(_ groups: ArraySlice<Group>, digits: [UInt8], separators: [ArraySlice<Unicode.Scalar>], _ text: [Unicode.Scalar]) -> PIISpan? {
         let first = groups.first!
         let last = groups.last!
         let sizes = groups.map(\.count)
-        // Dates are not phone numbers: 2024-05-17, 17/05/2024, 17.05.2024.
-        if digits.count == 8, groups.count == 3, sizes == [4, 2, 2] || sizes == [2, 2, 4] { return nil }
-        if separators.contains(where: { $0.contains("/") }) { return nil }
+        // Dates are not phone numbers: 2024-05-17, 17/05/2024, 17.05.2024 (also with a time after).
+        if groups.count >= 3, Array(sizes.prefix(3)) == [4, 2, 2] || Array(sizes.prefix(3)) == [2, 2, 4] || (groups.count == 3 && sizes == [2, 2, 2]),
+           separators.prefix(2).allSatisfy({ $0.count == 1 && "-./".unicodeScalars.contains($0.first!) }) { return nil }
+        // Nor is a time: 10:30.
+        if last.end + 1 < text.count, text[last.end] == ":", isDigit(text[last.end + 1]) { return nil }
+        // A slash only after a national area code: 030/43713270, 0171/5797444.
+        let slashes = separators.filter { $0.contains("/") }
+        if !slashes.isEmpty {
+            guard slashes.count == 1, separators.first?.contains("/") == true, digits[0] == 0, (3...5).contains(sizes[0]),
+                  (9...12).contains(digits.count) else { return nil }
+        }
+        // National numbers do not start with 000 (identifiers do).
+        if digits.count >= 3, digits[0] == 0, digits[1] == 0, digits[2] == 0 { return nil }
         var start = first.start
         var international = false
         var parenthesized = false
@@ -133,7 +172,9 @@ extension PIIScanner {
             start -= 1
         }
         if start > 0, isWordCharacter(text[start - 1]) { return nil }
-        if !international, digits.count >= 10, digits[0] == 0, digits[1] == 0 { international = true }
+        // 00 is the international prefix in a written-out number, not in a bare run of digits.
+        if !international, digits.count >= 10, digits[0] == 0, digits[1] == 0, groups.count > 1 { international = true }
+        if groups.count == 1, compactDate(digits) { return nil }
         // Parentheses must pair up inside the number.
         var depth = parenthesized ? 1 : 0
         for separator in separators {
@@ -141,6 +182,13 @@ extension PIIScanner {
                 if s == "(" { depth += 1 } else if s == ")" { depth -= 1 }
                 if depth < 0 || depth > 1 { return nil }
             }
+        }
+        if depth == 1, parenthesized, last.end < text.count, text[last.end] == ")" {
+            // The whole number is in parentheses, "(06 43 57 44 39)": not an area code.
+            parenthesized = false
+            start += 1
+            if start > 0, text[start - 1] == "+" { international = true }
+            depth = 0
         }
         guard depth == 0 else { return nil }
         var end = last.end
@@ -166,11 +214,21 @@ extension PIIScanner {
             && Set(separators.map { String(String.UnicodeScalarView($0)) }).count == 1
         let nanpParenthesized = digits.count == 10 && parenthesized && sizes.first == 3
         let national = digits[0] == 0 && (9...12).contains(digits.count) && !(digits.count <= 12 && groups.count == 1 && digits.count < 10)
+        let dotted = separators.contains { $0.contains(".") }
+        // French style: five pairs, with spaces, dots or dashes (01 23 45 67 89).
+        let pairs = groups.count == 5 && sizes.allSatisfy { $0 == 2 }
+        // North American with the country code: 1-800-555-0199.
+        let nanpWithCountry = digits.count == 11 && digits[0] == 1 && sizes == [1, 3, 3, 4]
+            && Set(separators.map { String(String.UnicodeScalarView($0)) }).count == 1
+        let formatted = international || nanp || nanpParenthesized || nanpWithCountry || parenthesized
+        // Right after "order", "case ID", "tracking", an unformatted number is that, not a phone.
+        if !formatted, hasVeto(text, before: start) { return nil }
         let accepted = (international && (8...15).contains(digits.count))
-            || nanp || nanpParenthesized
+            || nanp || nanpParenthesized || nanpWithCountry
             || (parenthesized && (7...12).contains(digits.count))
-            || national
-            || ((7...13).contains(digits.count) && hasContext(text, before: start, words: phoneWords))
+            || (national && (!dotted || pairs))
+            || ((7...13).contains(digits.count) && (!dotted || pairs)
+                && (hasContext(text, before: start, words: phoneWords) || hasContext(text, after: end, words: phoneWords)))
         return accepted ? PIISpan(type: PIIEntity.phone, start: start, end: end) : nil
     }
 
@@ -213,31 +271,100 @@ extension PIIScanner {
     static let ssnWords = ["ssn", "social security", "soc sec", "ss#", "ss no", "tax id", "itin"]
     static let phoneWords = [
         "call", "phone", "tel", "mobile", "cell", "reach", "contact", "whatsapp", "fax", "sms", "text me", "number",
-        "ring", "dial", "handy", "telefon", "téléphone", "portable", "móvil", "celular",
+        "ring", "dial", "handy", "telefon", "téléphone", "portable", "móvil", "celular", "llam", "número", "numéro", "numero",
+        "joindre", "rappel", "appel", "anruf", "rückruf", "erreichbar", "teléfono", "telefono", "nummer", "llám", "tél",
+        "coordonn", "contacto", "kontakt", "móvil", "movil",
+    ]
+    /// Words that make a nearby number something else; the nearest of these and the phone
+    /// words decides.
+    static let nonPhoneWords = [
+        "order", "ticket", "reference", "ref", "tracking", "invoice", "booking", "case", "customer", "account", "claim",
+        "policy", "serial", "commande", "pedido", "bestell", "kunden", "rechnung", "factura", "facture", "code", "pin",
+        "iban", "card", "karte", "tarjeta", "carte", "ssn", "social security", "return", "id", "status", "parcel", "package",
+        "sendung", "pedido", "expediente", "dossier", "référence", "referencia", "nº", "no.",
     ]
 
-    /// One of `words` in the 40 scalars before `position` (ASCII case ignored). Compares
-    /// scalars in place: no strings are built, so a text with many candidates stays cheap.
-    static func hasContext(_ text: [Unicode.Scalar], before position: Int, words: [String]) -> Bool {
-        let from = max(0, position - 40)
+    /// One of `nonPhoneWords` in the 24 scalars before the number, nearer than any phone word.
+    static func hasVeto(_ text: [Unicode.Scalar], before position: Int) -> Bool {
+        let from = max(0, position - 24)
+        guard from < position, text[from..<position].contains(where: { !$0.isASCII || isASCIILetter($0) }) else { return false }
+        guard lastWordStart(text, from: from, to: position, words: nonPhoneWords) != nil else { return false }
+        return phoneWordStart(text, from: from, to: position) == nil
+    }
+
+    /// Eight digits that read as a date: 20240517, 19991231.
+    static func compactDate(_ digits: [UInt8]) -> Bool {
+        guard digits.count == 8 else { return false }
+        let year = digits[0..<4].reduce(0) { $0 * 10 + Int($1) }
+        let month = Int(digits[4]) * 10 + Int(digits[5])
+        let day = Int(digits[6]) * 10 + Int(digits[7])
+        return (1900...2099).contains(year) && (1...12).contains(month) && (1...31).contains(day)
+    }
+    static let versionWords = ["version", "update", "build", "release", "firmware", "v"]
+
+    /// One of `words`, starting at a word start, in the `within` scalars before `position`
+    /// (ASCII case ignored), and for phone words not outweighed by a nearer word that makes
+    /// the number something else ("order number", "ticket"). Compares scalars in place: no
+    /// strings are built, so a text with many candidates stays cheap.
+    static func hasContext(_ text: [Unicode.Scalar], before position: Int, words: [String], within: Int = 40) -> Bool {
+        let from = max(0, position - within)
         guard from < position else { return false }
         // Inside a long run of digits and separators there is nothing to read: skip the search.
         guard text[from..<position].contains(where: { !$0.isASCII || isASCIILetter($0) }) else { return false }
+        if words == phoneWords { return phoneWordStart(text, from: from, to: position) != nil }
+        return lastWordStart(text, from: from, to: position, words: words) != nil
+    }
+
+    /// "number" and its translations say "phone" only on their own: "order number",
+    /// "reference number" and "customer number" are something else.
+    static let weakPhoneWords = ["number", "nummer", "número", "numéro", "numero"]
+
+    /// Where the nearest phone word starts, unless a word that makes the number something
+    /// else is nearer (or qualifies a weak "number").
+    static func phoneWordStart(_ text: [Unicode.Scalar], from: Int, to: Int) -> Int? {
+        guard let nearest = lastWordStart(text, from: from, to: to, words: phoneWords) else { return nil }
+        let veto = lastWordStart(text, from: from, to: to, words: nonPhoneWords) ?? -1
+        if veto > nearest { return nil }
+        let nearestIsWeak = lastWordStart(text, from: from, to: to, words: strongPhoneWords) != nearest
+        if nearestIsWeak, veto >= 0, nearest - veto <= 16 { return nil }
+        return nearest
+    }
+
+    static let strongPhoneWords = phoneWords.filter { !weakPhoneWords.contains($0) }
+
+    /// One of `words`, at a word start, in the 30 scalars after `position`.
+    static func hasContext(_ text: [Unicode.Scalar], after position: Int, words: [String]) -> Bool {
+        let to = min(text.count, position + 30)
+        guard position < to else { return false }
+        return lastWordStart(text, from: position, to: to, words: words) != nil
+    }
+
+    /// Where the last of `words` starts in `from..<to`, only at a word start.
+    static func lastWordStart(_ text: [Unicode.Scalar], from: Int, to: Int, words: [String]) -> Int? {
+        // No letters, no words: digits and separators are skipped at once.
+        guard from < to, text[from..<to].contains(where: { !$0.isASCII || isASCIILetter($0) }) else { return nil }
+        var best: Int?
         for word in words {
             let pattern = Array(word.unicodeScalars)
-            guard pattern.count <= position - from else { continue }
-            var start = from
-            while start + pattern.count <= position {
-                var matches = true
-                for k in 0..<pattern.count where lowered(text[start + k]) != pattern[k] {
-                    matches = false
-                    break
+            guard pattern.count <= to - from else { continue }
+            var start = to - pattern.count
+            while start >= from {
+                if start == 0 || !isWordCharacter(text[start - 1]) {
+                    var matches = true
+                    for k in 0..<pattern.count where lowered(text[start + k]) != pattern[k] {
+                        matches = false
+                        break
+                    }
+                    // One-letter words ("v") must stand alone.
+                    if matches, pattern.count > 1 || start + 1 >= text.count || !isWordCharacter(text[start + 1]) {
+                        best = max(best ?? start, start)
+                        break
+                    }
                 }
-                if matches { return true }
-                start += 1
+                start -= 1
             }
         }
-        return false
+        return best
     }
 
     @inline(__always) static func lowered(_ s: Unicode.Scalar) -> Unicode.Scalar {

@@ -54,6 +54,7 @@ struct HostileInputTests {
     func finishes(_ text: String) {
         let spans = PIIScanner().scan(text)
         #expect(spans.allSatisfy { $0.start < $0.end })
-        if text.hasPrefix("4111 1111") { #expect(spans.count == 52_429) }
+        // Findings never overlap.
+        #expect(zip(spans, spans.dropFirst()).allSatisfy { $0.end <= $1.start })
     }
 }
