@@ -3,7 +3,8 @@
 
 * inbound-event.v1: every schemas/examples/inbound-event.v1.*.json;
 * outbound-command.v1: every schemas/outbound-examples/*.json (and one per action);
-* flow.v1: flows/*.yaml and schemas/flow-examples/*.yaml, read with PyYAML.
+* flow.v1: flows/*.yaml and schemas/flow-examples/*.yaml, read with PyYAML;
+* analytics-record.v1: every schemas/analytics-examples/*.json.
 
 It also checks that each schema rejects a broken copy of its first example (an unknown top-level
 field) and a few deliberately invalid documents below, so a schema that accepts anything does
@@ -37,6 +38,7 @@ suites = {
     "inbound-event.v1.schema.json": (sorted((root / "examples").glob("inbound-event.v1.*.json")), read_json),
     "outbound-command.v1.schema.json": (sorted((root / "outbound-examples").glob("*.json")), read_json),
     "flow.v1.schema.json": (sorted(repo.glob("flows/*.yaml")) + sorted((root / "flow-examples").glob("*.yaml")), read_yaml),
+    "analytics-record.v1.schema.json": (sorted((root / "analytics-examples").glob("*.json")), read_json),
 }
 
 failures = 0
@@ -138,6 +140,10 @@ cases = [
      flow({"id": "a", "type": "say", "buttons": [{"title": "x", "payload": "p", "url": "https://example.com"}]}), False),
     ("flow.v1.schema.json", "a value condition with one comparison",
      flow({"id": "a", "type": "if", "condition": {"slot": "amount", "lessThan": 5}, "then": "b"}, say | {"id": "b"}), True),
+    ("analytics-record.v1.schema.json", "a record without its path",
+     {k: v for k, v in read_json(root / "analytics-examples" / "masked-message.json").items() if k != "path"}, False),
+    ("analytics-record.v1.schema.json", "an intent score above 1",
+     {**read_json(root / "analytics-examples" / "masked-message.json"), "intentScore": 1.5}, False),
     ("outbound-command.v1.schema.json", "an unknown action", command("sendFax", {"authorType": "bot"}), False),
     ("outbound-command.v1.schema.json", "a message without content", command("sendMessage", {"authorType": "bot"}), False),
     ("outbound-command.v1.schema.json", "a message as the user", command("sendMessage", {"authorType": "user", "text": "Hi"}), False),

@@ -121,3 +121,16 @@ struct OutboundExampleTests {
         #expect(throws: DecodingError.self) { try OutboundCommand.decode(command.encodedRecord) }
     }
 }
+
+@Suite("Analytics record schema examples")
+struct AnalyticsExampleTests {
+    @Test func everyExampleDecodesAndTheHandWrittenRecordReadsBack() throws {
+        let folder = Repository.root.appendingPathComponent("schemas/analytics-examples")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }
+        #expect(files.count >= 2)
+        for file in files {
+            let record = try AnalyticsRecord.decode(Array(try Data(contentsOf: folder.appendingPathComponent(file))))
+            #expect(try AnalyticsRecord.decode(record.encodedRecord) == record, "\(file)")
+        }
+    }
+}
