@@ -49,7 +49,14 @@ public final class BotWorker: Service, Sendable {
         self.config = config
         self.bootstrapServers = bootstrapServers
         self.endpoints = endpoints
-        self.logger = logger
+        // With any endpoint masking its logs, everything the worker logs goes through the
+        // masking handler too (Kafka errors, dead letters, restarts), not only the turns.
+        var serviceLogger = logger
+        if endpoints.values.contains(where: { $0.protection.maskLogging }) {
+            let protection = DataProtectionPolicy()
+            serviceLogger.handler = MaskingLogHandler(wrapping: logger.handler) { protection.mask($0) }
+        }
+        self.logger = serviceLogger
         self.metrics = WorkerMetrics()
         inboundTopic = config.topicName(.inbound)
         outboundTopic = config.topicName(.outbound)
@@ -57,7 +64,7 @@ public final class BotWorker: Service, Sendable {
         deadLetterTopic = config.topicName(.inboundDeadLetters)
         analyticsTopic = config.topicName(.analytics)
         endpointLoggers = endpoints.mapValues { endpoint in
-            var endpointLogger = logger
+            var endpointLogger = logger  // the handler as given: each endpoint masks with its own policy
             endpointLogger[metadataKey: "endpoint"] = "\(endpoint.settings.name)"
             if endpoint.protection.maskLogging {
                 let protection = endpoint.protection
