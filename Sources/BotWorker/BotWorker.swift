@@ -425,11 +425,14 @@ final class Generation: @unchecked Sendable {
         let session = result.session ?? existing
         let userId = session?.profile["userId"]?.stringValue ?? key
         let text = Self.inputText(event)
-        worker.logger(for: endpoint).debug("turn", metadata: [
+        let endpointLogger = worker.logger(for: endpoint)
+        MaskingLogHandler.$turnValues.withValue([userId, text]) {
+            endpointLogger.debug("turn", metadata: [
             "conversationId": "\(LogSafe.text(key, maxBytes: 80))", "eventId": "\(LogSafe.text(event.eventId, maxBytes: 80))",
             "outcome": "\(result.outcome.rawValue)", "userId": "\(userId)", "text": "\(text)",
             "intent": "\(result.intent?.intent ?? "-")", "path": "\(result.path.joined(separator: ">"))",
-        ])
+            ])
+        }
         var analytics: AnalyticsRecord?
         let protection = endpoint.protection
         if protection.collectAnalytics, result.outcome == .executed {
@@ -437,8 +440,7 @@ final class Generation: @unchecked Sendable {
             analytics = AnalyticsRecord(
                 recordId: event.eventId, endpoint: endpoint.settings.name, conversationId: key, tenantId: event.tenantId,
                 time: event.receivedAt, kind: event.normalized.kind.rawValue, userId: userId,
-                text: protection.maskAnalytics ? protection.mask(text) : text,
-                data: protection.maskAnalytics ? data.map(protection.mask) : data,
+                text: protection.analyticsText(text), data: data.map(protection.analyticsData),
                 ip: protection.maskIP(session?.ipAddress), intent: result.intent?.intent,
                 intentScore: result.intent.map { ($0.score * 1000).rounded() / 1000 }, path: result.path,
                 handover: session?.handover != nil || result.outputs.contains { if case .handover = $0 { true } else { false } },

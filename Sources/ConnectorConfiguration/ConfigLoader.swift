@@ -189,7 +189,8 @@ extension ConnectorConfig {
             if let protection = endpoint.dataProtection {
                 if let mode = protection.mode, !["entities", "fields"].contains(mode) { throw fail("\(label): dataProtection.mode must be entities or fields") }
                 if let op = protection.operator, !["mask", "replace", "hash"].contains(op) { throw fail("\(label): dataProtection.operator must be mask, replace or hash") }
-                if protection.operator == "hash", protection.hashKey?.isEmpty ?? true { throw fail("\(label): dataProtection.operator hash needs dataProtection.hashKey") }
+                if protection.operator == "hash", (protection.hashKey?.value.utf8.count ?? 0) < 16 { throw fail("\(label): dataProtection.operator hash needs dataProtection.hashKey of at least 16 bytes") }
+                if let entities = protection.entities, entities.isEmpty { throw fail("\(label): dataProtection.entities is empty (leave it out to look for all)") }
                 if let character = protection.maskCharacter, character.count != 1 { throw fail("\(label): dataProtection.maskCharacter must be one character") }
                 if let keep = protection.keepLast, !(0...8).contains(keep) { throw fail("\(label): dataProtection.keepLast must be 0 to 8") }
                 for recognizer in protection.customRecognizers ?? [] {

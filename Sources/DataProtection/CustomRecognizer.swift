@@ -16,6 +16,7 @@ public struct CustomRecognizer: @unchecked Sendable {
     public let contextWords: [String]
 
     public init(type: String, pattern: String, validator: Validator = .none, contextWords: [String] = []) throws {
+        if let problem = Self.backtrackingRisk(pattern) { throw DataProtectionError("custom recognizer \(type): \(problem)") }
         self.type = type
         self.pattern = pattern
         regex = try NSRegularExpression(pattern: pattern)
@@ -24,6 +25,48 @@ public struct CustomRecognizer: @unchecked Sendable {
     }
 
     static let maxToken = 256
+
+    /// Patterns that can backtrack exponentially are refused: back-references, and a
+    /// quantified group that itself contains a quantifier (`(\d+)+`, `(a*)*`, `(x|y+){2,}`).
+    static func backtrackingRisk(_ pattern: String) -> String? {
+        let scalars = Array(pattern.unicodeScalars)
+        var groupHasQuantifier: [Bool] = []
+        var lastClosedHadQuantifier = false
+        var i = 0
+        var inClass = false
+        while i < scalars.count {
+            let c = scalars[i]
+            if c == "\\" {
+                if i + 1 < scalars.count, ("1"..."9").contains(scalars[i + 1]) { return "back-references are not allowed" }
+                i += 2
+                lastClosedHadQuantifier = false
+                continue
+            }
+            if inClass {
+                if c == "]" { inClass = false }
+                i += 1
+                continue
+            }
+            switch c {
+            case "[": inClass = true
+            case "(": groupHasQuantifier.append(false)
+            case ")":
+                lastClosedHadQuantifier = groupHasQuantifier.popLast() ?? false
+                if lastClosedHadQuantifier, !groupHasQuantifier.isEmpty { groupHasQuantifier[groupHasQuantifier.count - 1] = true }
+                i += 1
+                if i < scalars.count, "+*{".unicodeScalars.contains(scalars[i]), lastClosedHadQuantifier {
+                    return "a repeated group that repeats inside can take exponential time"
+                }
+                continue
+            case "+", "*", "{", "?":
+                if !groupHasQuantifier.isEmpty, c != "?" { groupHasQuantifier[groupHasQuantifier.count - 1] = true }
+            default: break
+            }
+            lastClosedHadQuantifier = false
+            i += 1
+        }
+        return nil
+    }
     static let wrapping = Set(".,;:!?()[]{}\"'<>".unicodeScalars)
 
     func scan(_ text: [Unicode.Scalar], into found: inout [PIISpan], taken: inout TakenRanges) {

@@ -54,15 +54,45 @@ public struct DataProtectionPolicy: Sendable {
         case .string(let text): .string(mask(text))
         case .array(let items): .array(items.map(mask))
         case .object(let members): .object(members.mapValues(mask))
-        case .number, .bool: mode == .fields ? .string("***") : value
+        case .number:
+            if mode == .fields { .string("***") }
+            else if let digits = value.stringValue, digits.count >= 7, !scanner.scan(digits).isEmpty { .string(mask(digits)) }
+            else { value }
+        case .bool: mode == .fields ? .string("***") : value
         case .null: value
         }
     }
 
-    /// An IP address as records may carry it.
+    /// IP addresses inside a text starred (for `maskIPAddress` where the rest stays readable).
+    public func maskIPs(_ text: String) -> String {
+        let spans = PIIScanner(entities: [PIIEntity.ipAddress]).scan(text)
+        return MaskingOperator.mask().apply(text, spans: spans)
+    }
+
+    /// IP addresses inside every string of a JSON value starred.
+    public func maskIPs(_ value: JSONValue) -> JSONValue {
+        switch value {
+        case .string(let text): .string(maskIPs(text))
+        case .array(let items): .array(items.map(maskIPs))
+        case .object(let members): .object(members.mapValues(maskIPs))
+        default: value
+        }
+    }
+
+    /// An IP address as records may carry it: starred under `maskIPAddress` or `maskAnalytics`.
     public func maskIP(_ ip: String?) -> String? {
         guard let ip else { return nil }
-        return maskIPAddress ? String(repeating: "*", count: ip.count) : ip
+        return maskIPAddress || maskAnalytics ? String(repeating: "*", count: ip.count) : ip
+    }
+
+    /// A text for an analytics record.
+    public func analyticsText(_ text: String) -> String {
+        maskAnalytics ? mask(text) : maskIPAddress ? maskIPs(text) : text
+    }
+
+    /// Data for an analytics record.
+    public func analyticsData(_ value: JSONValue) -> JSONValue {
+        maskAnalytics ? mask(value) : maskIPAddress ? maskIPs(value) : value
     }
 }
 
@@ -85,12 +115,22 @@ extension DataProtectionPolicy {
                 validator: CustomRecognizer.Validator(rawValue: recognizer.validator ?? "none") ?? .none,
                 contextWords: recognizer.contextWords ?? [])
         }
-        let wanted = Set(entities ?? (PIIEntity.all + recognizers.map(\.type)))
+        let known = Set(PIIEntity.all + recognizers.map(\.type))
+        if let entities {
+            guard !entities.isEmpty else { throw DataProtectionError("entities is empty (leave it out to look for all)") }
+            for entity in entities where !known.contains(entity) {
+                throw DataProtectionError("unknown entity \(entity) (known: \(known.sorted().joined(separator: ", ")))")
+            }
+            for recognizer in recognizers where !entities.contains(recognizer.type) {
+                throw DataProtectionError("custom recognizer \(recognizer.type) is not in entities")
+            }
+        }
+        let wanted = Set(entities ?? Array(known))
         let masking: MaskingOperator
         switch name ?? "replace" {
         case "mask": masking = .mask(character: maskCharacter?.first ?? "*", keepLast: keepLast ?? 0)
         case "hash":
-            guard let hashKey, !hashKey.isEmpty else { throw DataProtectionError("the hash operator needs a key") }
+            guard let hashKey, hashKey.utf8.count >= 16 else { throw DataProtectionError("the hash operator needs a key of at least 16 bytes") }
             masking = .hash(key: SymmetricKey(data: Array(hashKey.utf8)))
         case "replace": masking = .replace
         default: throw DataProtectionError("unknown operator \(name ?? "")")

@@ -55,8 +55,11 @@ extension PIIScanner {
                 let window = chain[i..<(i + width)]
                 let digits = window.reduce(0) { $0 + $1.count }
                 // Nothing has fewer than 7 digits but an IPv4 address (four groups).
-                if (digits >= 7 || width == 4), !continues(chain, i, width, text, consumedBefore: i == 0 || consumedUpTo == i),
-                   let span = classify(window, text, entities), taken.claim(span.start, span.end) {
+                // A window that continues a longer number may still be a card (followed by its
+                // CVV or expiry, "4111 1111 1111 1111 123"), but nothing else.
+                if digits >= 7 || width == 4,
+                   let span = classify(window, text, entities, cardOnly: continues(chain, i, width, text, consumedBefore: i == 0 || consumedUpTo == i)),
+                   taken.claim(span.start, span.end) {
                     found.append(span)
                     matched = true
                     break
@@ -89,7 +92,7 @@ extension PIIScanner {
         return false
     }
 
-    static func classify(_ groups: ArraySlice<Group>, _ text: [Unicode.Scalar], _ entities: Set<String>) -> PIISpan? {
+    static func classify(_ groups: ArraySlice<Group>, _ text: [Unicode.Scalar], _ entities: Set<String>, cardOnly: Bool = false) -> PIISpan? {
         let first = groups.first!
         let last = groups.last!
         var digits: [UInt8] = []
@@ -112,8 +115,8 @@ extension PIIScanner {
         let endsCleanly = after == nil || !isWordCharacter(after!)
 
         // IPv4: four dotted octets.
-        if entities.contains(PIIEntity.ipAddress), groups.count == 4, uniform, separator == ".", endsCleanly,
-           validIPv4(text[first.start..<last.end]), !hasContext(text, before: first.start, words: versionWords, within: 16) {
+        if !cardOnly, entities.contains(PIIEntity.ipAddress), groups.count == 4, uniform, separator == ".", endsCleanly,
+           validIPv4(text[first.start..<last.end]), !hasContext(text, before: first.start, words: versionWords, within: 10) {
             return PIISpan(type: PIIEntity.ipAddress, start: first.start, end: last.end)
         }
         if separator == "." && groups.count == 3 && sizes.allSatisfy({ $0 <= 3 }) { return nil }  // a version or a date
@@ -123,6 +126,8 @@ extension PIIScanner {
            groups.count == 1 || (uniform && separator != "/" && sizes.first == 4 && sizes.dropFirst().allSatisfy({ (3...6).contains($0) }) || (uniform && sizes.dropLast().allSatisfy { $0 == 4 })) {
             return PIISpan(type: PIIEntity.creditCard, start: first.start, end: last.end)
         }
+
+        if cardOnly { return nil }
 
         // US SSN: 3-2-4 with one separator, or nine digits next to "ssn"/"social security".
         let ssnShaped = groups.count == 3 && sizes == [3, 2, 4] && uniform && (separator == "-" || separator == " ")
@@ -300,7 +305,7 @@ extension PIIScanner {
         let day = Int(digits[6]) * 10 + Int(digits[7])
         return (1900...2099).contains(year) && (1...12).contains(month) && (1...31).contains(day)
     }
-    static let versionWords = ["version", "update", "build", "release", "firmware", "v"]
+    static let versionWords = ["version", "ver", "build", "firmware", "v"]
 
     /// One of `words`, starting at a word start, in the `within` scalars before `position`
     /// (ASCII case ignored), and for phone words not outweighed by a nearer word that makes

@@ -31,6 +31,13 @@ public enum HTMLSanitizer {
                     else if c == ">" { break }
                     j += 1
                 }
+                // No closing ">": not a tag ("a<b then"), the "<" is text.
+                if j == scalars.count, skipping == nil {
+                    output.append(s)
+                    endsWithInsertedSpace = false
+                    i += 1
+                    continue
+                }
                 let name = tagName(scalars, from: i + 1)
                 if let open = skipping {
                     if name == "/" + open { skipping = nil }
@@ -76,7 +83,10 @@ public enum HTMLSanitizer {
         return name
     }
 
-    static let entities: [String: Unicode.Scalar] = ["amp": "&", "lt": "<", "gt": ">", "quot": "\"", "apos": "'", "nbsp": " "]
+    /// Entities decoded to their character. `&lt;`, `&gt;` and `&amp;` stay as they are:
+    /// decoding them after the tags are gone would turn escaped markup into live markup.
+    static let entities: [String: Unicode.Scalar] = ["quot": "\"", "apos": "'", "nbsp": " "]
+    static let keptEncoded: Set<Unicode.Scalar> = ["<", ">", "&"]
 
     static func entity(_ scalars: [Unicode.Scalar], at start: Int) -> (Unicode.Scalar, Int)? {
         var name = ""
@@ -87,10 +97,13 @@ public enum HTMLSanitizer {
         }
         guard j < scalars.count, scalars[j] == ";" else { return nil }
         if let named = entities[name] { return (named, j - start + 1) }
-        if name.hasPrefix("#x") || name.hasPrefix("#X"), let value = UInt32(name.dropFirst(2), radix: 16), let scalar = Unicode.Scalar(value) {
-            return (scalar, j - start + 1)
+        var scalar: Unicode.Scalar?
+        if name.hasPrefix("#x") || name.hasPrefix("#X") {
+            scalar = UInt32(name.dropFirst(2), radix: 16).flatMap(Unicode.Scalar.init)
+        } else if name.hasPrefix("#") {
+            scalar = UInt32(name.dropFirst()).flatMap(Unicode.Scalar.init)
         }
-        if name.hasPrefix("#"), let value = UInt32(name.dropFirst()), let scalar = Unicode.Scalar(value) { return (scalar, j - start + 1) }
-        return nil
+        guard let scalar, !keptEncoded.contains(scalar) else { return nil }
+        return (scalar, j - start + 1)
     }
 }

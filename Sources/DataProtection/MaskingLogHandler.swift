@@ -1,4 +1,5 @@
 public import Logging
+import Foundation
 
 /// A log handler in front of another that hides personal data in everything it passes on:
 /// the fields Cognigy masks (`userId`, `text`, `data`, and any key ending in them) become
@@ -9,7 +10,13 @@ public struct MaskingLogHandler: LogHandler {
     public var base: any LogHandler
     let mask: @Sendable (String) -> String
 
-    public static let starredKeys: Set<String> = ["userId", "text", "data", "user.id", "message.text", "input.text", "input.data"]
+    /// Keys whose values are always starred, compared without case, dots, dashes and underscores.
+    static let starredKeys: Set<String> = ["userid", "text", "data", "inputtext", "inputdata", "messagetext", "userdata"]
+
+    /// The user id, text and data of the turn being processed: any log line that mentions
+    /// them (in the message, under any key, in an error) gets `***` in their place, whether or
+    /// not the scanner would recognize them.
+    @TaskLocal public static var turnValues: [String] = []
 
     public init(wrapping base: any LogHandler, mask: @escaping @Sendable (String) -> String) {
         self.base = base
@@ -33,8 +40,14 @@ public struct MaskingLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var event = event
-        event.message = Logger.Message(stringLiteral: mask(event.message.description))
-        if let metadata = event.metadata {
+        event.message = Logger.Message(stringLiteral: mask(blank(event.message.description)))
+        var metadata = event.metadata ?? [:]
+        if let error = event.error {
+            // An error's description may quote what it failed on.
+            metadata["error"] = .string(mask(blank(String(describing: error))))
+            event.error = nil
+        }
+        if !metadata.isEmpty {
             event.metadata = Dictionary(uniqueKeysWithValues: metadata.map { key, value in
                 (key, Self.isStarred(key) ? Logger.MetadataValue.string("***") : masked(value))
             })
@@ -43,13 +56,23 @@ public struct MaskingLogHandler: LogHandler {
     }
 
     static func isStarred(_ key: String) -> Bool {
-        starredKeys.contains(key) || starredKeys.contains { key.hasSuffix("." + $0) }
+        let normalized = String(key.lowercased().unicodeScalars.filter { $0 != "." && $0 != "_" && $0 != "-" })
+        return starredKeys.contains(normalized) || starredKeys.contains { normalized.hasSuffix($0) && $0.count >= 4 }
+    }
+
+    /// The turn's own values replaced, longest first.
+    private func blank(_ text: String) -> String {
+        var result = text
+        for value in Self.turnValues.sorted(by: { $0.count > $1.count }) where value.count >= 3 {
+            result = result.replacingOccurrences(of: value, with: "***")
+        }
+        return result
     }
 
     private func masked(_ value: Logger.MetadataValue) -> Logger.MetadataValue {
         switch value {
-        case .string(let text): .string(mask(text))
-        case .stringConvertible(let value): .string(mask(value.description))
+        case .string(let text): .string(mask(blank(text)))
+        case .stringConvertible(let value): .string(mask(blank(value.description)))
         case .array(let items): .array(items.map(masked))
         case .dictionary(let members):
             .dictionary(Dictionary(uniqueKeysWithValues: members.map { ($0.key, Self.isStarred($0.key) ? .string("***") : masked($0.value)) }))

@@ -18,9 +18,11 @@ public enum MaskingOperator: Sendable {
         var result = String.UnicodeScalarView()
         result.reserveCapacity(scalars.count)
         var position = 0
-        for span in spans.sorted(by: { $0.start < $1.start }) where span.start >= position && span.end <= scalars.count {
-            result.append(contentsOf: scalars[position..<span.start])
-            let value = scalars[span.start..<span.end]
+        for span in spans.sorted(by: { $0.start < $1.start }) where span.end > position && span.end <= scalars.count {
+            // A span overlapping the previous one is hidden from where that one ended.
+            let start = max(span.start, position)
+            result.append(contentsOf: scalars[position..<start])
+            let value = scalars[start..<span.end]
             switch self {
             case .mask(let character, let keepLast):
                 let kept = min(max(0, keepLast), value.count)
@@ -29,7 +31,7 @@ public enum MaskingOperator: Sendable {
             case .replace:
                 result.append(contentsOf: "<\(span.type)>".unicodeScalars)
             case .hash(let key):
-                let mac = HMAC<SHA256>.authenticationCode(for: Array(String(String.UnicodeScalarView(value)).utf8), using: key)
+                let mac = HMAC<SHA256>.authenticationCode(for: Array(Self.canonical(value, type: span.type).utf8), using: key)
                 let hex = mac.prefix(8).map { byte in
                     let digits = Array("0123456789abcdef".unicodeScalars)
                     return String(String.UnicodeScalarView([digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]]))
@@ -40,5 +42,23 @@ public enum MaskingOperator: Sendable {
         }
         result.append(contentsOf: scalars[position...])
         return String(result)
+    }
+
+    /// One spelling per value, so a pseudonym counts a customer once: card, phone, SSN and
+    /// IBAN numbers without separators (IBAN upper-cased), email addresses lower-cased.
+    static func canonical(_ value: ArraySlice<Unicode.Scalar>, type: String) -> String {
+        let text = String(String.UnicodeScalarView(value))
+        switch type {
+        case PIIEntity.creditCard, PIIEntity.usSSN:
+            return String(text.unicodeScalars.filter { $0.value >= 48 && $0.value <= 57 }.map(Character.init))
+        case PIIEntity.phone:
+            return String(text.unicodeScalars.filter { ($0.value >= 48 && $0.value <= 57) || $0 == "+" }.map(Character.init))
+        case PIIEntity.iban:
+            return text.uppercased().filter { $0 != " " && $0 != "-" }
+        case PIIEntity.email, PIIEntity.ipAddress:
+            return text.lowercased()
+        default:
+            return text
+        }
     }
 }

@@ -75,22 +75,25 @@ public struct PIIScanner: Sendable {
     // MARK: - Email
 
     static func emails(_ text: [Unicode.Scalar], into found: inout [PIISpan], taken: inout TakenRanges) {
-        func isLocal(_ s: Unicode.Scalar) -> Bool { isDigit(s) || isASCIILetter(s) || "._%+-'!#$&*=?^`{|}~".unicodeScalars.contains(s) }
-        func isDomain(_ s: Unicode.Scalar) -> Bool { isDigit(s) || isASCIILetter(s) || s == "." || s == "-" }
+        // Internationalized addresses (josé@ejemplo.es, jane@müller.de) count too.
+        func isLetter(_ s: Unicode.Scalar) -> Bool { isASCIILetter(s) || (!s.isASCII && s.properties.isAlphabetic) }
+        func isLocal(_ s: Unicode.Scalar) -> Bool { isDigit(s) || isLetter(s) || "._%+-'!#$&*=?^`{|}~".unicodeScalars.contains(s) }
+        func isDomain(_ s: Unicode.Scalar) -> Bool { isDigit(s) || isLetter(s) || s == "." || s == "-" }
         var index = 0
         while index < text.count {
             defer { index += 1 }
             guard text[index] == "@" else { continue }
             var start = index
             while start > 0, isLocal(text[start - 1]) { start -= 1 }
-            while start < index, !isDigit(text[start]) && !isASCIILetter(text[start]) { start += 1 }  // no leading dot or quote
+            while start < index, !isDigit(text[start]) && !isLetter(text[start]) { start += 1 }  // no leading dot or quote
+            if index - start > 64 { start = index - 64 }  // a long run before "@" (a URL): keep the address part
             var end = index + 1
             while end < text.count, isDomain(text[end]) { end += 1 }
             while end > index + 1, text[end - 1] == "." || text[end - 1] == "-" { end -= 1 }
             guard start < index, end > index + 1 else { continue }
             let local = text[start..<index]
             let domain = text[(index + 1)..<end]
-            guard local.count <= 64, !local.contains(where: { $0 == "." }) || !hasDoubleDot(local), local.last != ".",
+            guard !hasDoubleDot(local), local.last != ".",
                   validDomain(domain) else { continue }
             if taken.claim(start, end) { found.append(PIISpan(type: PIIEntity.email, start: start, end: end)) }
             index = end - 1
@@ -114,7 +117,7 @@ public struct PIIScanner: Sendable {
         for label in labels {
             guard !label.isEmpty, label.count <= 63, label.first != "-", label.last != "-" else { return false }
         }
-        guard let tld = labels.last, tld.count >= 2, tld.allSatisfy(isASCIILetter) else { return false }
+        guard let tld = labels.last, tld.count >= 2, tld.allSatisfy({ isASCIILetter($0) || (!$0.isASCII && $0.properties.isAlphabetic) }) else { return false }
         return true
     }
 

@@ -223,8 +223,10 @@ public struct ConversationEngine: Sendable {
             profile["additionalProperties"] = .object(additional)
         }
         if let channel = normalized.channel { profile["channel"] = .string(channel) }
-        let ipChanged = user.ipAddress != nil && user.ipAddress != session.ipAddress
-        if let ip = user.ipAddress { session.ipAddress = ip }
+        // With maskIPAddress the address is not kept at all: the flow sees null, records nothing.
+        let ip = policy.maskIPAddress ? nil : user.ipAddress
+        let ipChanged = ip != nil && ip != session.ipAddress
+        if let ip { session.ipAddress = ip }
         guard profile != session.profile || ipChanged else { return false }
         session.profile = profile
         return true

@@ -41,10 +41,10 @@ import Testing
     }
 
     @Test func entitiesAndHashOperator() throws {
-        let result = try mask(["--entities", "EMAIL", "--operator", "hash"], input: #"{"text": "card 4111111111111111 mail jane@example.com"}"# + "\n", environment: ["MASK_HASH_KEY": "k1"])
+        let result = try mask(["--entities", "EMAIL", "--operator", "hash"], input: #"{"text": "card 4111111111111111 mail jane@example.com"}"# + "\n", environment: ["MASK_HASH_KEY": "sixteen-byte-key-1"])
         #expect(result.status == 0, "\(result.error)")
         #expect(result.output.contains("card 4111111111111111 mail <EMAIL:"))
-        let again = try mask(["--entities", "EMAIL", "--operator", "hash", "--hash-key", "k1"], input: #"{"text": "card 4111111111111111 mail jane@example.com"}"# + "\n")
+        let again = try mask(["--entities", "EMAIL", "--operator", "hash", "--hash-key", "sixteen-byte-key-1"], input: #"{"text": "card 4111111111111111 mail jane@example.com"}"# + "\n")
         #expect(again.output == result.output, "the same key gives the same pseudonym")
     }
 

@@ -26,7 +26,7 @@ struct PolicyTests {
             entities: ["EMAIL", "ORDER"], operator: "mask", maskCharacter: "#", keepLast: 2, hashKey: nil,
             custom: [("ORDER", "^ORD-[0-9]{6}$", nil, ["order"])])
         #expect(policy.mask("order ORD-123456 by jane@example.com, card 4111111111111111") == "order ########56 by ##############om, card 4111111111111111")
-        #expect(policy.maskIP("10.0.0.1") == "10.0.0.1")
+        #expect(policy.maskIP("10.0.0.1") == "********", "maskAnalytics (on by default) stars the ip field too")
         #expect(policy.sanitizeInput)
         #expect(throws: DataProtectionError.self) {
             try DataProtectionPolicy(
@@ -38,13 +38,47 @@ struct PolicyTests {
             entities: nil, operator: nil, maskCharacter: nil, keepLast: nil, hashKey: nil, custom: [])
         #expect(defaults.maskLogging && defaults.maskAnalytics && defaults.maskIPAddress && defaults.collectAnalytics && !defaults.sanitizeInput)
         #expect(defaults.maskIP("10.0.0.1") == "********")
+        // maskIPAddress alone still hides addresses inside analytics text; maskAnalytics alone stars the ip field.
+        let ipOnly = DataProtectionPolicy(maskAnalytics: false, maskIPAddress: true)
+        #expect(ipOnly.analyticsText("from 10.0.0.1, mail jane@example.com") == "from ********, mail jane@example.com")
+        let analyticsOnly = DataProtectionPolicy(maskAnalytics: true, maskIPAddress: false)
+        #expect(analyticsOnly.maskIP("10.0.0.1") == "********")
+        #expect(DataProtectionPolicy(maskAnalytics: false, maskIPAddress: false).maskIP("10.0.0.1") == "10.0.0.1")
+        // Numbers in submitted data are scanned too.
+        #expect(DataProtectionPolicy().mask(JSONValue.object(["card": .number(4111111111111111)])) == .object(["card": .string("<CREDIT_CARD>")]))
+        for entities in [["CREDITCARD"], []] {
+            #expect(throws: DataProtectionError.self) {
+                try DataProtectionPolicy(
+                    maskLogging: nil, maskAnalytics: nil, maskIPAddress: nil, collectAnalytics: nil, sanitizeInput: nil, mode: nil,
+                    entities: entities, operator: nil, maskCharacter: nil, keepLast: nil, hashKey: nil, custom: [])
+            }
+        }
+    }
+
+    @Test("the hash operator gives one pseudonym per value however it is written")
+    func canonicalHash() throws {
+        let policy = try DataProtectionPolicy(
+            maskLogging: nil, maskAnalytics: nil, maskIPAddress: nil, collectAnalytics: nil, sanitizeInput: nil, mode: nil,
+            entities: nil, operator: "hash", maskCharacter: nil, keepLast: nil, hashKey: "a-key-of-sixteen-bytes", custom: [])
+        #expect(policy.mask("4111 1111 1111 1111") == policy.mask("4111-1111-1111-1111"))
+        #expect(policy.mask("Jane@Example.com") == policy.mask("jane@example.com"))
+        #expect(policy.mask("jane@example.com") != policy.mask("john@example.com"))
+    }
+
+    @Test("custom patterns that could backtrack exponentially are refused", arguments: ["(\\d+)+x", "(a*)*", "(x|y+){2,}", "(a)\\1"])
+    func unsafePatterns(_ pattern: String) {
+        #expect(throws: DataProtectionError.self) { try CustomRecognizer(type: "X", pattern: pattern) }
     }
 
     @Test("HTML is removed from user text", arguments: [
         ("<b>hello</b> world", "hello world"),
         ("hi<script>alert('x')</script> there", "hi there"),
         ("<img src=x onerror=\"alert(1)\">pic", "pic"),
-        ("a &lt;b&gt; &amp; c &#39;d&#x27;", "a <b> & c 'd'"),
+        ("a &lt;b&gt; &amp; c &#39;d&#x27;", "a &lt;b&gt; &amp; c 'd'"),
+        ("&lt;script&gt;alert(1)&lt;/script&gt;", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("&#60;img src=x onerror=alert(1)&#62;", "&#60;img src=x onerror=alert(1)&#62;"),
+        ("<SCRIPT>x</SCRIPT>ok <scr<script>ipt>y</script>", "ok ipt>y"),
+        ("a<b then more", "a<b then more"),
         ("line<br>break<p>para</p>", "line break para"),
         ("<!-- note -->text", "text"),
         ("3 < 4 and 5 > 2", "3 < 4 and 5 > 2"),
@@ -86,12 +120,15 @@ struct MaskedLoggingTests {
         var logger = Logger(label: "test") { _ in CapturedLog.Handler(sink: capture) }
         logger.handler = MaskingLogHandler(wrapping: logger.handler) { policy.mask($0) }
         logger[metadataKey: "userId"] = "crm-7781"
+        MaskingLogHandler.$turnValues.withValue(["crm-7781", "whatever she typed"]) {
+            logger.warning("turn of crm-7781 failed", metadata: ["User_ID": "crm-7781", "profile": "crm-7781 / whatever she typed"])
+        }
         logger.info("user wrote jane@example.com and 4111 1111 1111 1111", metadata: [
             "text": "my card is 4111 1111 1111 1111", "data": ["iban": "DE89370400440532013000"],
             "conversationId": "c-1", "note": "call +49 30 1234567", "input.text": "secret words",
         ])
         let log = capture.text
-        for secret in ["jane@example.com", "4111 1111 1111 1111", "crm-7781", "my card is", "DE89370400440532013000", "+49 30 1234567", "secret words"] {
+        for secret in ["jane@example.com", "4111 1111 1111 1111", "crm-7781", "my card is", "DE89370400440532013000", "+49 30 1234567", "secret words", "whatever she typed"] {
             #expect(!log.contains(secret), "\(secret) leaked")
         }
         #expect(log.contains("<EMAIL>") && log.contains("<CREDIT_CARD>") && log.contains("<PHONE>"))

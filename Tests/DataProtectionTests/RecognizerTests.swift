@@ -19,6 +19,17 @@ struct RecognizerTests {
         #expect(found("please charge \(number) today") == ["CREDIT_CARD:\(number)"])
     }
 
+    @Test("a card followed by its CVV or expiry is still found", arguments: ["4111 1111 1111 1111 123", "4111 1111 1111 1111 0526", "4111-1111-1111-1111-12/27"])
+    func cardWithTrailer(_ text: String) {
+        #expect(found("card \(text) thanks").first == "CREDIT_CARD:" + (text.hasPrefix("4111-") ? "4111-1111-1111-1111" : "4111 1111 1111 1111"))
+    }
+
+    @Test("an address after the word update is still an address")
+    func ipAfterUpdate() {
+        #expect(found("after the update 10.0.0.5 is down") == ["IP_ADDRESS:10.0.0.5"])
+        #expect(found("version 1.2.3.4 is out").isEmpty)
+    }
+
     @Test("not credit cards: wrong checksum, wrong length, unknown issuer, inside other numbers", arguments: [
         "4111 1111 1111 1112", "4111 1111 1111", "9111 1111 1111 1111", "ticket 4458635789232992", "#4111111111111111",
         "4111111111111111222222", "41111111.11111111",
@@ -42,7 +53,7 @@ struct RecognizerTests {
         #expect(!found("to \(text) now").contains { $0.hasPrefix("IBAN") })
     }
 
-    @Test("emails", arguments: ["jane.doe@example.com", "a+tag@mail.example.co.uk", "x_y-z@sub.domain.org", "O'Brien@example.ie"])
+    @Test("emails", arguments: ["jane.doe@example.com", "a+tag@mail.example.co.uk", "x_y-z@sub.domain.org", "O'Brien@example.ie", "josé@ejemplo.es", "jane@müller.de"])
     func emails(_ email: String) {
         #expect(found("write to \(email).") == ["EMAIL:\(email)"])
     }

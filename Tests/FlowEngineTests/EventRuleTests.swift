@@ -189,7 +189,7 @@ struct EventRuleTests {
         user.ipAddress = "10.1.2.3"
         user.language = "de"
         try chat.send(events.state("active", user: user))
-        #expect(chat.session?.ipAddress == "10.1.2.3")
+        #expect(chat.session?.ipAddress == nil, "with maskIPAddress the address is not kept")
         #expect(try chat.send(events.user("x")).texts == ["eightByEight|conv-1|crm-7|MESSAGE|jane@example.com||2023|de"])
 
         var unmasked = Conversation(try engine("""
