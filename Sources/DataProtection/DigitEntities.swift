@@ -40,6 +40,14 @@ extension PIIScanner {
     }
 
     static func readChain(_ chain: [Group], _ text: [Unicode.Scalar], _ entities: Set<String>, _ found: inout [PIISpan], _ taken: inout TakenRanges) {
+        // The digit groups of an IBAN-shaped string ("ES69 6453 6263 2463 ...") are not cards or
+        // phones, even when the IBAN's checksum fails.
+        let start = chain[0].start
+        if chain.count > 1, chain[0].count == 2, start >= 2, isASCIILetter(text[start - 2]), isASCIILetter(text[start - 1]),
+           start == 2 || !isWordCharacter(text[start - 3]),
+           ibanLengths[String(String.UnicodeScalarView([text[start - 2], text[start - 1]])).uppercased()] != nil {
+            return
+        }
         var i = 0
         var consumedUpTo = 0
         while i < chain.count {
@@ -107,6 +115,7 @@ extension PIIScanner {
         // Part of a bigger number or word (a decimal, an amount, an order number, a code).
         if let before, isWordCharacter(before) || before == "#" || before == "$" || before == "€" || before == "£" || before == "@" { return nil }
         if let before, before == "." || before == ",", first.start >= 2, isDigit(text[first.start - 2]) { return nil }
+
         if let after, (after == "." || after == ","), last.end + 1 < text.count, isDigit(text[last.end + 1]) { return nil }
         let sizes = groups.map(\.count)
         let singleSeparators = separators.allSatisfy { $0.count == 1 }

@@ -53,6 +53,11 @@ struct RecognizerTests {
         #expect(!found("to \(text) now").contains { $0.hasPrefix("IBAN") })
     }
 
+    @Test("the digits of an IBAN with a wrong checksum are not a card")
+    func brokenIBANIsNotACard() {
+        #expect(found("The IBAN ES69 6453 6263 2463 7587 8361 was rejected").isEmpty)
+    }
+
     @Test("emails", arguments: ["jane.doe@example.com", "a+tag@mail.example.co.uk", "x_y-z@sub.domain.org", "O'Brien@example.ie", "josé@ejemplo.es", "jane@müller.de"])
     func emails(_ email: String) {
         #expect(found("write to \(email).") == ["EMAIL:\(email)"])
