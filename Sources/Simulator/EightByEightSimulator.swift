@@ -25,8 +25,12 @@ public final class EightByEightSimulator: Sendable {
         case failing(status: Int)
     }
 
-    public init(signer: WebhookSigner) {
+    /// The Chat Gateway REST paths, when the simulator stands in for 8x8's API too.
+    public let gateway: ChatGatewaySimulator?
+
+    public init(signer: WebhookSigner, credentials: ChatGatewaySimulator.Credentials? = nil) {
         self.signer = signer
+        self.gateway = credentials.map(ChatGatewaySimulator.init(credentials:))
     }
 
     public convenience init() throws {
@@ -55,6 +59,14 @@ public final class EightByEightSimulator: Sendable {
         router.get("/chat-gateway/v1/jwk/:kid/public") { _, context in
             try await self.jwk(kid: context.parameters.require("kid"))
         }
+        // Files the bot may send as attachments (a stand-in for any HTTPS URL).
+        router.get("/files/:name") { _, context in
+            let name = context.parameters.get("name") ?? "file"
+            return Response(
+                status: .ok, headers: [.contentType: "application/octet-stream"],
+                body: .init(byteBuffer: ByteBuffer(string: "simulated content of \(name)\n")))
+        }
+        gateway?.addRoutes(to: router)
     }
 
     func jwk(kid: String) async throws -> Response {

@@ -1,0 +1,196 @@
+public import AsyncHTTPClient
+public import ChatEvents
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// One call to the Chat Gateway REST API.
+public struct ChatGatewayRequest: Sendable, Hashable {
+    public var method: String
+    /// The path below the base URL, e.g. `/chat-gateway/v1/conversations/ID/messages`.
+    public var path: String
+    public var body: [UInt8]?
+    public var contentType: String
+
+    public init(method: String, path: String, body: [UInt8]?, contentType: String = "application/json") {
+        self.method = method
+        self.path = path
+        self.body = body
+        self.contentType = contentType
+    }
+
+    static func conversationPath(_ id: String, _ suffix: String = "") -> String {
+        let allowed = CharacterSet.urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))
+        return "/chat-gateway/v1/conversations/\(id.addingPercentEncoding(withAllowedCharacters: allowed) ?? id)\(suffix)"
+    }
+
+    static func json(_ value: JSONValue) -> [UInt8] {
+        var writer = JSONWriter(capacity: 256)
+        writer.value(value)
+        return writer.bytes
+    }
+
+    /// The request for a command; nil for `sendAttachment`, which takes several calls
+    /// (`ChatGatewayClient.deliver`).
+    public init?(command: OutboundCommand) {
+        let id = command.conversationId
+        switch command.action {
+        case .sendMessage: self.init(method: "POST", path: Self.conversationPath(id, "/messages"), body: Self.json(command.body))
+        case .typing: self.init(method: "POST", path: Self.conversationPath(id, "/typing"), body: Self.json(command.body))
+        case .thinking: self.init(method: "POST", path: Self.conversationPath(id, "/thinking"), body: Self.json(command.body))
+        case .patchConversation: self.init(method: "PATCH", path: Self.conversationPath(id), body: Self.json(command.body))
+        case .endConversation: self.init(method: "PATCH", path: Self.conversationPath(id, "/participants/user"), body: Self.json(command.body))
+        case .postAgentAssignment: self.init(method: "POST", path: Self.conversationPath(id, "/post-agent-assignment"), body: Self.json(command.body))
+        case .createConversation: self.init(method: "POST", path: "/chat-gateway/v1/conversations", body: Self.json(command.body))
+        case .sendAttachment: return nil
+        }
+    }
+}
+
+/// What 8x8 answered.
+public struct ChatGatewayResponse: Sendable {
+    public var status: Int
+    public var body: [UInt8]
+    public var json: JSONValue? { body.isEmpty ? nil : try? JSONParser.parse(body) }
+}
+
+/// Why a call failed, with what the retry policy needs.
+public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
+    /// 8x8 answered with an error status; `problem` is its problem+json (or gateway fault)
+    /// read leniently, `retryAfter` its Retry-After header.
+    case status(Int, problem: Problem?, retryAfter: Duration?)
+    /// No answer: connection refused or reset, timeout. `reachedServer` is false when the
+    /// request provably never got there (connect failure).
+    case transport(String, reachedServer: Bool)
+
+    public struct Problem: Sendable, Hashable {
+        public var message: String?
+        public var code: String?
+        public var referenceId: String?
+
+        /// 8x8's problem+json (`errors` as an array or an object) or an API gateway fault.
+        public init?(body: [UInt8]) {
+            guard let json = try? JSONParser.parse(body), json.objectValue != nil else { return nil }
+            if let fault = json["fault"] {
+                message = fault["faultstring"]?.stringValue
+                code = fault["detail"]?["errorcode"]?.stringValue
+                referenceId = nil
+                return
+            }
+            message = json["message"]?.stringValue ?? json["title"]?.stringValue ?? json["detail"]?.stringValue
+            let errors = json["errors"]
+            code = errors?.arrayValue?.first?["code"]?.stringValue ?? errors?["code"]?.stringValue
+            referenceId = json["referenceId"]?.stringValue
+        }
+    }
+
+    public var statusCode: Int? {
+        if case .status(let status, _, _) = self { return status }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .status(let status, let problem, _):
+            "8x8 answered \(status)" + (problem.map { ": \($0.code ?? "")\($0.message.map { " \($0)" } ?? "")" } ?? "")
+        case .transport(let reason, _): "no answer from 8x8: \(reason)"
+        }
+    }
+}
+
+/// The Chat Gateway REST client: `x-api-key` and `X-8x8-Tenant` from the endpoint's settings,
+/// a bound on each whole request (the HTTP client's own connect timeout bounds the connect).
+public struct ChatGatewayClient: Sendable {
+    public let baseURL: String
+    let apiKey: String
+    public let tenant: String?
+    let httpClient: HTTPClient
+    public let requestTimeout: Duration
+
+    public init(baseURL: String, apiKey: String, tenant: String?, httpClient: HTTPClient = .shared, requestTimeout: Duration = .seconds(10)) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.apiKey = apiKey
+        self.tenant = tenant
+        self.httpClient = httpClient
+        self.requestTimeout = requestTimeout
+    }
+
+    public func send(_ call: ChatGatewayRequest) async throws(ChatGatewayError) -> ChatGatewayResponse {
+        var request = HTTPClientRequest(url: baseURL + call.path)
+        request.method = HTTPMethod(rawValue: call.method)
+        request.headers.add(name: "x-api-key", value: apiKey)
+        if let tenant { request.headers.add(name: "X-8x8-Tenant", value: tenant) }
+        request.headers.add(name: "Accept", value: "application/hal+json, application/json")
+        if let body = call.body {
+            request.headers.add(name: "Content-Type", value: call.contentType)
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response: HTTPClientResponse
+        let body: ByteBuffer
+        do {
+            response = try await httpClient.execute(request, timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
+            body = try await response.body.collect(upTo: 4 << 20)
+        } catch let error as HTTPClientError where error == .connectTimeout {
+            throw .transport("\(error)", reachedServer: false)
+        } catch let error as HTTPClientError where error == .deadlineExceeded {
+            throw .transport("timed out after \(requestTimeout)", reachedServer: true)
+        } catch {
+            // Connection refused and the like never reached 8x8; a reset or close may have.
+            let reachedServer = !("\(error)".contains("connect") || "\(error)".contains("Connect"))
+            throw .transport("\(error)", reachedServer: reachedServer)
+        }
+        let bytes = Array(buffer: body)
+        let status = Int(response.status.code)
+        guard (200..<300).contains(status) else {
+            let retryAfter = response.headers.first(name: "retry-after").flatMap(Self.retryAfter)
+            throw .status(status, problem: ChatGatewayError.Problem(body: bytes), retryAfter: retryAfter)
+        }
+        return ChatGatewayResponse(status: status, body: bytes)
+    }
+
+    /// Retry-After as seconds or an HTTP date.
+    static func retryAfter(_ value: String) -> Duration? {
+        if let seconds = Int(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 { return .seconds(seconds) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return .milliseconds(max(0, Int64(date.timeIntervalSinceNow * 1000)))
+    }
+
+    /// Delivers one command: one call, or for `sendAttachment` the download, the upload and
+    /// the message with the attachment's id.
+    public func deliver(_ command: OutboundCommand) async throws(ChatGatewayError) -> ChatGatewayResponse {
+        if let call = ChatGatewayRequest(command: command) { return try await send(call) }
+        // sendAttachment
+        guard let url = command.body["url"]?.stringValue else { throw .status(400, problem: nil, retryAfter: nil) }
+        let file: [UInt8]
+        do {
+            let response = try await httpClient.execute(HTTPClientRequest(url: url), timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
+            guard (200..<300).contains(response.status.code) else {
+                throw ChatGatewayError.transport("downloading the attachment answered \(response.status.code)", reachedServer: false)
+            }
+            file = Array(buffer: try await response.body.collect(upTo: 25 << 20))
+        } catch let error as ChatGatewayError {
+            throw error
+        } catch {
+            throw .transport("downloading the attachment: \(error)", reachedServer: false)
+        }
+        let name = command.body["fileName"]?.stringValue ?? URL(string: url)?.lastPathComponent ?? "attachment"
+        let boundary = "connector-\(command.commandId.hashValue.magnitude)"
+        var multipart = [UInt8]()
+        func append(_ text: String) { multipart += Array(text.utf8) }
+        append("--\(boundary)\r\nContent-Disposition: form-data; name=\"authorType\"\r\n\r\nbot\r\n")
+        append("--\(boundary)\r\nContent-Disposition: form-data; name=\"attachment\"; filename=\"\(name.replacingOccurrences(of: "\"", with: ""))\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+        multipart += file
+        append("\r\n--\(boundary)--\r\n")
+        let upload = try await send(ChatGatewayRequest(
+            method: "POST", path: ChatGatewayRequest.conversationPath(command.conversationId, "/attachments"), body: multipart,
+            contentType: "multipart/form-data; boundary=\(boundary)"))
+        guard let id = upload.json?["id"]?.stringValue else { throw .status(502, problem: nil, retryAfter: nil) }
+        var message: [String: JSONValue] = ["authorType": .string("bot"), "attachments": .array([.object(["id": .string(id)])])]
+        if let text = command.body["text"]?.stringValue, !text.isEmpty { message["text"] = .string(text) }
+        return try await send(ChatGatewayRequest(
+            method: "POST", path: ChatGatewayRequest.conversationPath(command.conversationId, "/messages"), body: ChatGatewayRequest.json(.object(message))))
+    }
+}
