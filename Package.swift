@@ -118,6 +118,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "EgressService",
+            dependencies: [
+                "ChatEvents",
+                "EightByEight",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "Simulator",
             dependencies: [
                 "ChatEvents",
@@ -272,6 +280,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EgressServiceTests",
+            dependencies: ["EgressService", "ChatEvents", "EightByEight"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

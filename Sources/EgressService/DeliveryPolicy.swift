@@ -1,0 +1,73 @@
+public import ChatEvents
+public import EightByEight
+
+/// When a failed delivery is tried again (spec section 5.5): honor `Retry-After` on 429,
+/// exponential backoff with jitter on 5xx and connection failures, never retry 400, 401, 403
+/// or 404; give up after `maxAttempts` or when the command is older than `maxAge`. Calls that
+/// are not idempotent (`sendMessage`, `sendAttachment`, `createConversation`) are repeated only
+/// when 8x8 provably did not process them: connection refused, 429, 502, 503, 504.
+public struct DeliveryPolicy: Sendable {
+    public enum Decision: Sendable, Hashable {
+        case retry(after: Duration)
+        case giveUp(reason: String)
+    }
+
+    public var maxAttempts: Int
+    public var maxAge: Duration
+    public var baseBackoff: Duration
+    public var maxBackoff: Duration
+    /// Each backoff is drawn from [1 - jitter, 1 + jitter] times its nominal value.
+    public var jitter: Double
+
+    public init(maxAttempts: Int = 5, maxAge: Duration = .seconds(300), baseBackoff: Duration = .milliseconds(500),
+                maxBackoff: Duration = .seconds(8), jitter: Double = 0.2) {
+        self.maxAttempts = maxAttempts
+        self.maxAge = maxAge
+        self.baseBackoff = baseBackoff
+        self.maxBackoff = maxBackoff
+        self.jitter = jitter
+    }
+
+    static func isIdempotent(_ action: OutboundCommand.Action) -> Bool {
+        switch action {
+        case .sendMessage, .sendAttachment, .createConversation: false
+        case .typing, .thinking, .patchConversation, .endConversation, .postAgentAssignment: true
+        }
+    }
+
+    /// What to do after attempt number `attempt` (1 for the first) failed with `error`, the
+    /// command being `age` old.
+    public func decide(
+        _ error: ChatGatewayError, attempt: Int, age: Duration, action: OutboundCommand.Action,
+        using random: inout some RandomNumberGenerator
+    ) -> Decision {
+        let wait: Duration
+        switch error {
+        case .status(let status, _, let retryAfter):
+            switch status {
+            case 400, 401, 403, 404: return .giveUp(reason: "8x8 answered \(status)")
+            case 429: wait = retryAfter ?? backoff(attempt, using: &random)
+            case 502, 503, 504: wait = retryAfter ?? backoff(attempt, using: &random)
+            case 500...599:
+                guard Self.isIdempotent(action) else { return .giveUp(reason: "8x8 answered \(status) to a call that must not be repeated") }
+                wait = backoff(attempt, using: &random)
+            default: return .giveUp(reason: "8x8 answered \(status)")
+            }
+        case .transport(let reason, let reachedServer):
+            guard !reachedServer || Self.isIdempotent(action) else {
+                return .giveUp(reason: "no answer after the request was sent (\(reason)); repeating it could send it twice")
+            }
+            wait = backoff(attempt, using: &random)
+        }
+        guard attempt < maxAttempts else { return .giveUp(reason: "\(attempt) attempts failed") }
+        guard age + wait <= maxAge else { return .giveUp(reason: "older than \(maxAge)") }
+        return .retry(after: wait)
+    }
+
+    /// base × 2^(attempt-1), capped, with jitter.
+    func backoff(_ attempt: Int, using random: inout some RandomNumberGenerator) -> Duration {
+        let nominal = min(baseBackoff * (1 << min(attempt - 1, 20)), maxBackoff)
+        let factor = jitter > 0 ? Double.random(in: (1 - jitter)...(1 + jitter), using: &random) : 1
+        return nominal * factor
+    }
+}

@@ -1,0 +1,115 @@
+import ChatEvents
+import EightByEight
+import Testing
+@testable import EgressService
+
+/// A generator that always returns the same value (no jitter surprises in tests).
+struct FixedRandom: RandomNumberGenerator {
+    var value: UInt64 = UInt64.max / 2
+    mutating func next() -> UInt64 { value }
+}
+
+@Suite("Delivery policy")
+struct DeliveryPolicyTests {
+    let policy = DeliveryPolicy(maxAttempts: 5, maxAge: .seconds(60), baseBackoff: .milliseconds(500), maxBackoff: .seconds(8), jitter: 0)
+
+    func decide(_ error: ChatGatewayError, attempt: Int = 1, age: Duration = .zero, _ action: OutboundCommand.Action = .sendMessage) -> DeliveryPolicy.Decision {
+        var random = FixedRandom()
+        return policy.decide(error, attempt: attempt, age: age, action: action, using: &random)
+    }
+
+    @Test("400, 401, 403 and 404 are never retried", arguments: [400, 401, 403, 404, 409, 422])
+    func permanent(_ status: Int) {
+        guard case .giveUp = decide(.status(status, problem: nil, retryAfter: nil)) else { Issue.record("retried \(status)"); return }
+    }
+
+    @Test("429 waits what Retry-After says, or backs off")
+    func tooManyRequests() {
+        #expect(decide(.status(429, problem: nil, retryAfter: .seconds(7))) == .retry(after: .seconds(7)))
+        #expect(decide(.status(429, problem: nil, retryAfter: nil), attempt: 3) == .retry(after: .seconds(2)))
+    }
+
+    @Test("backoff doubles from the base up to the cap")
+    func exponential() {
+        let waits = (1...6).map { decide(.status(503, problem: nil, retryAfter: nil), attempt: $0) }
+        #expect(waits.prefix(4) == [.retry(after: .milliseconds(500)), .retry(after: .seconds(1)), .retry(after: .seconds(2)), .retry(after: .seconds(4))])
+        guard case .giveUp = waits[4] else { Issue.record("attempt 5 retried"); return }
+        let capped = DeliveryPolicy(maxAttempts: 20, maxAge: .seconds(600), jitter: 0)
+        var random = FixedRandom()
+        #expect(capped.decide(.status(503, problem: nil, retryAfter: nil), attempt: 10, age: .zero, action: .typing, using: &random) == .retry(after: .seconds(8)))
+    }
+
+    @Test("jitter stays within its band")
+    func jitter() {
+        let jittery = DeliveryPolicy(jitter: 0.2)
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            guard case .retry(let wait) = jittery.decide(.status(503, problem: nil, retryAfter: nil), attempt: 2, age: .zero, action: .typing, using: &random) else {
+                Issue.record("no retry")
+                return
+            }
+            #expect(wait >= .milliseconds(800) && wait <= .milliseconds(1200))
+        }
+    }
+
+    @Test("a 500 or an unanswered request is repeated only for calls that may be repeated")
+    func idempotence() {
+        #expect(decide(.status(500, problem: nil, retryAfter: nil), .typing) == .retry(after: .milliseconds(500)))
+        guard case .giveUp = decide(.status(500, problem: nil, retryAfter: nil), .sendMessage) else { Issue.record("message repeated after 500"); return }
+        #expect(decide(.status(502, problem: nil, retryAfter: nil), .sendMessage) == .retry(after: .milliseconds(500)))
+        #expect(decide(.transport("refused", reachedServer: false), .sendMessage) == .retry(after: .milliseconds(500)))
+        guard case .giveUp = decide(.transport("timeout", reachedServer: true), .sendMessage) else { Issue.record("message repeated after timeout"); return }
+        #expect(decide(.transport("timeout", reachedServer: true), .patchConversation) == .retry(after: .milliseconds(500)))
+    }
+
+    @Test("a command older than the maximum age is given up")
+    func maxAge() {
+        guard case .giveUp(let reason) = decide(.status(503, problem: nil, retryAfter: .seconds(10)), age: .seconds(55)) else { Issue.record("retried"); return }
+        #expect(reason.contains("older"))
+    }
+}
+
+@Suite("Rate limiting")
+struct RateLimiterTests {
+    @Test("a bucket allows its burst at once, then one call per 1/rate seconds")
+    func bucket() {
+        var bucket = TokenBucket(rate: 5, burst: 2, start: .zero)
+        #expect(bucket.reserve(at: .zero) == .zero)
+        #expect(bucket.reserve(at: .zero) == .zero)
+        #expect(bucket.reserve(at: .zero) == .milliseconds(200))
+        #expect(bucket.reserve(at: .zero) == .milliseconds(400), "reservations queue up")
+        // One second later: 5 tokens refilled, 2 owed: 3 in hand, capped at the burst of 2.
+        #expect(bucket.reserve(at: .seconds(1)) == .zero)
+        #expect(bucket.reserve(at: .seconds(1)) == .zero)
+        #expect(bucket.reserve(at: .seconds(1)) == .milliseconds(200))
+    }
+
+    @Test("tenants have their own buckets, on an injected clock")
+    func perTenant() {
+        let clock = ManualClock()
+        let limiter = TenantRateLimiter(rate: 10, burst: 1, clock: clock)
+        #expect(limiter.reserve(tenant: "acme") == .zero)
+        #expect(limiter.reserve(tenant: "acme") == .milliseconds(100))
+        #expect(limiter.reserve(tenant: "globex") == .zero)
+        clock.advance(by: .seconds(1))
+        #expect(limiter.reserve(tenant: "acme") == .zero)
+    }
+}
+
+/// A clock that moves only when told to.
+final class ManualClock: Clock, @unchecked Sendable {
+    struct Instant: InstantProtocol {
+        var offset: Duration
+        func advanced(by duration: Duration) -> Instant { Instant(offset: offset + duration) }
+        func duration(to other: Instant) -> Duration { other.offset - offset }
+        static func < (a: Instant, b: Instant) -> Bool { a.offset < b.offset }
+    }
+
+    private var current = Instant(offset: .zero)
+    var now: Instant { current }
+    var minimumResolution: Duration { .nanoseconds(1) }
+    func advance(by duration: Duration) { current = current.advanced(by: duration) }
+    func sleep(until deadline: Instant, tolerance: Duration?) async throws {
+        current = max(current, deadline)
+    }
+}
