@@ -178,6 +178,12 @@ public final class BotWorker: Service, Sendable {
         var consumerConfig = KafkaConsumerConfiguration(
             bootstrapServers: bootstrapServers, groupID: ConnectorConsumerGroup.worker.rawValue, subscription: .topics([inboundTopic]))
         consumerConfig.clientID = "connector-worker"
+        // Eager rebalancing: librdkafka 2.0.2 aborts the process when a cooperative-sticky
+        // consumer is destroyed between joining and its first assignment (#4312, fixed in
+        // 2.3.0), which a worker restarting its generation can hit. A rebalance therefore moves
+        // all of a worker's partitions (drained, then restored); `kafka.properties` can choose
+        // cooperative-sticky with a fixed librdkafka.
+        consumerConfig.partitionAssignmentStrategy = "roundrobin"
         // A revoke waits for the partition's in-flight events (drained within `revokeDrain`).
         consumerConfig.revokeTimeout = Self.revokeDrain + .seconds(5)
         if config.kafka.isEmbedded {

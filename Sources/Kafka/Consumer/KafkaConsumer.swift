@@ -14,6 +14,8 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
     let closing = Atomic<Bool>(false)
     /// `simulateCrash`: stop without closing (no final commit, no leaving the group).
     let crashing = Atomic<Bool>(false)
+    /// The group assigned partitions at least once (see `KafkaConsumer.deinit`).
+    let everAssigned = Atomic<Bool>(false)
     var pending: [KafkaConsumerEvent] = []
     var topicNames: [OpaquePointer: String] = [:]
 
@@ -92,6 +94,7 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
                 }
             }
             assignment.withLock { $0.formUnion(partitions) }
+            everAssigned.store(true, ordering: .releasing)
             logger.info("partitions assigned", metadata: ["kafka.partitions": "\(partitions.sorted())"])
             buffer.append([.partitionsAssigned(partitions)])
 
@@ -148,6 +151,16 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
     private let context: ConsumerContext
     private let pollingThread: PollingThread
     private let closed = Atomic<Bool>(false)
+    /// Joined a group (as opposed to a fixed assignment).
+    private let subscribes: Bool
+
+    /// The group coordinator gave this consumer a member id: from then on librdkafka 2.0.2
+    /// must not destroy it before its first assignment (#4312).
+    private var joinedGroup: Bool {
+        guard let id = rd_kafka_memberid(handle) else { return false }
+        defer { rd_kafka_mem_free(handle, id) }
+        return id.pointee != 0
+    }
     private let closeTimeout: Duration
     private let logger: Logger
     public let groupID: String
@@ -188,6 +201,7 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
         self.handle = handle
         self.context = context
         self.logger = logger
+        self.subscribes = subscribes
         self.groupID = configuration.groupID
         self.closeTimeout = configuration.closeTimeout
         let pollHandle = SendableHandle(handle)
@@ -227,6 +241,16 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             context.buffer.finish()
             // The handle is leaked on purpose: destroying it while the polling thread may still
             // be closing would be a use-after-free. `shutdown()` is the orderly path.
+            return
+        }
+        // librdkafka before 2.3.0 aborts the process when a group consumer using the
+        // cooperative-sticky assignor is destroyed after joining but before its first assignment
+        // (librdkafka issue #4312: the assignor's state is still NULL). Such a handle, already
+        // closed, is leaked instead: a small leak on a rare path beats an abort.
+        if subscribes, !context.everAssigned.load(ordering: .acquiring), joinedGroup {
+            logger.debug("consumer handle left undestroyed: it joined but never got an assignment (librdkafka #4312)")
+            // librdkafka's threads live on and call back into the context (logging): keep it.
+            _ = Unmanaged.passRetained(context)
             return
         }
         if context.crashing.load(ordering: .acquiring) {
@@ -335,6 +359,10 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
     /// committed beyond what the periodic auto-commit already sent, and the group is not left,
     /// so the partitions move only when the group's session timeout expires.
     public func simulateCrash() async {
+        // Before its first assignment a consumer has nothing a crash could lose, and librdkafka
+        // 2.0.2 can neither destroy it without closing (#4312) nor be left running (it would
+        // stay in the group): it leaves the group as on shutdown.
+        if subscribes, !context.everAssigned.load(ordering: .acquiring), joinedGroup { return await shutdown() }
         guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         context.crashing.store(true, ordering: .releasing)
         if !(await pollingThread.stop(timeout: closeTimeout)) {
