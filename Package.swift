@@ -84,6 +84,7 @@ let package = Package(
             name: "FlowEngine",
             dependencies: [
                 "ChatEvents",
+                "DataProtection",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Mustache", package: "swift-mustache"),
             ],
@@ -179,6 +180,7 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),
@@ -276,6 +278,7 @@ let package = Package(
             name: "DataProtectionTests",
             dependencies: [
                 "DataProtection",
+                "TestSupport",
                 "ChatEvents",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -167,6 +167,15 @@ public struct PIIScanner: Sendable {
         }
     }
 
+    /// An IBAN in compact form (no spaces), checked for its country's length and mod-97.
+    public static func isValidIBAN(_ compact: String) -> Bool {
+        let characters = Array(compact.uppercased().unicodeScalars)
+        guard characters.count >= 15, characters.allSatisfy({ isDigit($0) || isASCIILetter($0) }),
+              let length = ibanLengths[String(String.UnicodeScalarView(characters.prefix(2)))], characters.count == length,
+              isDigit(characters[2]), isDigit(characters[3]) else { return false }
+        return mod97(characters) == 1
+    }
+
     static func mod97(_ characters: [Unicode.Scalar]) -> Int {
         var remainder = 0
         for s in characters.dropFirst(4) + characters.prefix(4) {

@@ -1,4 +1,5 @@
 public import ChatEvents
+import DataProtection
 import Foundation
 
 /// Checks a question's answer by type and gives the value to store.
@@ -109,32 +110,11 @@ public enum AnswerValidation {
         return international ? "+" + digits : digits
     }
 
-    /// IBAN lengths by country (ISO 13616 registry).
-    static let ibanLengths: [String: Int] = [
-        "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
-        "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
-        "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
-        "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
-        "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22,
-        "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25,
-        "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SV": 28,
-        "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
-    ]
-
-    /// An IBAN in its compact upper-case form, checked for the country's length and mod-97.
+    /// An IBAN in its compact upper-case form, checked for the country's length and mod-97
+    /// (the same check the data-protection scanner uses).
     public static func iban(_ text: String) -> String? {
         let compact = text.uppercased().filter { $0 != " " && $0 != "-" }
-        guard compact.count >= 15, compact.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else { return nil }
-        let country = String(compact.prefix(2))
-        guard let length = ibanLengths[country], compact.count == length,
-              compact.dropFirst(2).prefix(2).allSatisfy(\.isNumber) else { return nil }
-        let rearranged = compact.dropFirst(4) + compact.prefix(4)
-        var remainder = 0
-        for character in rearranged {
-            let value = character.isNumber ? Int(String(character))! : Int(character.asciiValue! - 55)
-            remainder = value >= 10 ? (remainder * 100 + value) % 97 : (remainder * 10 + value) % 97
-        }
-        return remainder == 1 ? compact : nil
+        return PIIScanner.isValidIBAN(compact) ? compact : nil
     }
 
     /// Values found in free text, offered to flows as `input.slots`: the first email, phone

@@ -85,7 +85,7 @@ struct CrashTests {
         }
 
         let total = expected.count
-        try await outbound.wait(180, "every expected command") { distinctIds($0) >= total }
+        try await outbound.wait(300, "every expected command") { distinctIds($0) >= total }
         let commands = try outbound.commands()
         let distinct = Dictionary(grouping: commands, by: \.commandId)
         print("crash test: \(commands.count) records, \(distinct.count) distinct commands")

@@ -3,30 +3,7 @@ import ChatEvents
 import Foundation
 import Kafka
 import Logging
-import Synchronization
 import Testing
-
-/// Collects log lines.
-final class LogCapture: @unchecked Sendable {
-    let lines = Mutex<[String]>([])
-
-    struct Handler: LogHandler {
-        let sink: LogCapture
-        var logLevel: Logger.Level = .debug
-        var metadata: Logger.Metadata = [:]
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            let all = metadata.merging(event.metadata ?? [:]) { $1 }
-            sink.lines.withLock { $0.append("\(event.message) " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) }
-        }
-    }
-
-    var logger: Logger { Logger(label: "worker-test") { _ in Handler(sink: self) } }
-    var text: String { lines.withLock { $0.joined(separator: "\n") } }
-}
 
 @Suite("Data protection in the worker", .serialized)
 struct DataProtectionWorkerTests {

@@ -36,8 +36,8 @@ struct WorkerHarness: Sendable {
               brokers: embedded
               partitions: \(Self.partitions)
               properties:
-                session.timeout.ms: 3000
-                heartbeat.interval.ms: 300
+                session.timeout.ms: 6000
+                heartbeat.interval.ms: 500
             ingress:
               listen: 127.0.0.1:0
               publishTimeoutMs: 15000

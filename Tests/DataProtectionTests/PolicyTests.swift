@@ -1,7 +1,7 @@
 import ChatEvents
 import Foundation
 import Logging
-import Synchronization
+import TestSupport
 import Testing
 @testable import DataProtection
 
@@ -89,35 +89,13 @@ struct PolicyTests {
     }
 }
 
-/// Collects the lines a logger would print.
-final class CapturedLog: @unchecked Sendable {
-    let lines = Mutex<[String]>([])
-
-    struct Handler: LogHandler {
-        let sink: CapturedLog
-        var logLevel: Logger.Level = .trace
-        var metadata: Logger.Metadata = [:]
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            let all = metadata.merging(event.metadata ?? [:]) { $1 }
-            let rendered = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            sink.lines.withLock { $0.append("\(event.message) \(rendered)") }
-        }
-    }
-
-    var text: String { lines.withLock { $0.joined(separator: "\n") } }
-}
-
 @Suite("Masked logging")
 struct MaskedLoggingTests {
     @Test("with maskLogging no line carries the user's text, id or data, whatever the call site logs")
     func masked() {
-        let capture = CapturedLog()
+        let capture = LogCapture()
         let policy = DataProtectionPolicy()
-        var logger = Logger(label: "test") { _ in CapturedLog.Handler(sink: capture) }
+        var logger = capture.logger
         logger.handler = MaskingLogHandler(wrapping: logger.handler) { policy.mask($0) }
         logger[metadataKey: "userId"] = "crm-7781"
         MaskingLogHandler.$turnValues.withValue(["crm-7781", "whatever she typed"]) {
@@ -138,8 +116,8 @@ struct MaskedLoggingTests {
 
     @Test("without it the handler is not installed and lines are as logged")
     func unmasked() {
-        let capture = CapturedLog()
-        let logger = Logger(label: "test") { _ in CapturedLog.Handler(sink: capture) }
+        let capture = LogCapture()
+        let logger = capture.logger
         logger.info("user wrote jane@example.com", metadata: ["text": "hello"])
         #expect(capture.text.contains("jane@example.com") && capture.text.contains("text=hello"))
     }
