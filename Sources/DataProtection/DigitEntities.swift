@@ -242,7 +242,7 @@ extension PIIScanner {
             || (parenthesized && (7...12).contains(digits.count))
             || (national && (!dotted || pairs))
             || ((7...13).contains(digits.count) && (!dotted || pairs)
-                && (hasContext(text, before: start, words: phoneWords) || hasContext(text, after: end, words: phoneWords)))
+                && (hasPhoneContext(text, before: start) || hasContext(text, after: end, words: phoneWords)))
         return accepted ? PIISpan(type: PIIEntity.phone, start: start, end: end) : nil
     }
 
@@ -301,7 +301,6 @@ extension PIIScanner {
     /// One of `nonPhoneWords` in the 24 scalars before the number, nearer than any phone word.
     static func hasVeto(_ text: [Unicode.Scalar], before position: Int) -> Bool {
         let from = max(0, position - 24)
-        guard from < position, text[from..<position].contains(where: { !$0.isASCII || isASCIILetter($0) }) else { return false }
         guard lastWordStart(text, from: from, to: position, words: nonPhoneWords) != nil else { return false }
         return phoneWordStart(text, from: from, to: position) == nil
     }
@@ -317,16 +316,16 @@ extension PIIScanner {
     static let versionWords = ["version", "ver", "build", "firmware", "v"]
 
     /// One of `words`, starting at a word start, in the `within` scalars before `position`
-    /// (ASCII case ignored), and for phone words not outweighed by a nearer word that makes
-    /// the number something else ("order number", "ticket"). Compares scalars in place: no
-    /// strings are built, so a text with many candidates stays cheap.
+    /// (ASCII case ignored). Compares scalars in place: no strings are built, so a text with
+    /// many candidates stays cheap.
     static func hasContext(_ text: [Unicode.Scalar], before position: Int, words: [String], within: Int = 40) -> Bool {
-        let from = max(0, position - within)
-        guard from < position else { return false }
-        // Inside a long run of digits and separators there is nothing to read: skip the search.
-        guard text[from..<position].contains(where: { !$0.isASCII || isASCIILetter($0) }) else { return false }
-        if words == phoneWords { return phoneWordStart(text, from: from, to: position) != nil }
-        return lastWordStart(text, from: from, to: position, words: words) != nil
+        lastWordStart(text, from: max(0, position - within), to: position, words: words) != nil
+    }
+
+    /// A phone word in the 40 scalars before `position`, not outweighed by a nearer word that
+    /// makes the number something else ("order number", "ticket").
+    static func hasPhoneContext(_ text: [Unicode.Scalar], before position: Int) -> Bool {
+        phoneWordStart(text, from: max(0, position - 40), to: position) != nil
     }
 
     /// "number" and its translations say "phone" only on their own: "order number",
@@ -348,9 +347,7 @@ extension PIIScanner {
 
     /// One of `words`, at a word start, in the 30 scalars after `position`.
     static func hasContext(_ text: [Unicode.Scalar], after position: Int, words: [String]) -> Bool {
-        let to = min(text.count, position + 30)
-        guard position < to else { return false }
-        return lastWordStart(text, from: position, to: to, words: words) != nil
+        lastWordStart(text, from: position, to: min(text.count, position + 30), words: words) != nil
     }
 
     /// Where the last of `words` starts in `from..<to`, only at a word start.
