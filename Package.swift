@@ -180,7 +180,7 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: ["ChatEvents", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),
@@ -292,7 +292,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FlowEngineTests",
-            dependencies: ["FlowEngine", "ChatEvents"],
+            dependencies: ["FlowEngine", "ChatEvents", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -169,31 +169,3 @@ final class TopicReader: Sendable {
         await task.value
     }
 }
-
-/// Builds normalized inbound events for one conversation.
-struct EventFactory {
-    var conversation: String
-    var endpoint: String? = "support"
-    var counter = 0
-    var clock: Int64 = 1_700_000_000_000
-
-    init(conversation: String) { self.conversation = conversation }
-
-    mutating func make(_ kind: NormalizedEvent.Kind, eventType: String = "MESSAGE", _ configure: (inout NormalizedEvent) -> Void = { _ in }) -> InboundEvent {
-        counter += 1
-        clock += 1_000
-        var normalized = NormalizedEvent(kind: kind)
-        configure(&normalized)
-        return InboundEvent(
-            eventId: "\(conversation)-e\(counter)", retry: 0, tenantId: "acme", customerId: "cust", endpoint: endpoint, route: .endpoint,
-            receivedAt: clock, transmissionTime: clock, eventType: eventType, conversationId: conversation,
-            eventTimestamp: clock, signatureVerified: true, normalized: normalized)
-    }
-
-    mutating func user(_ text: String) -> InboundEvent {
-        make(.userMessage) {
-            $0.text = text
-            $0.sender = .init(id: "u1", type: "user")
-        }
-    }
-}
