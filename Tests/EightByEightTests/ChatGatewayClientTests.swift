@@ -9,6 +9,8 @@ import Testing
 @Suite("Chat Gateway REST client against the simulator")
 struct ChatGatewayClientTests {
     static let credentials = ChatGatewaySimulator.Credentials(apiKey: "test-api-key", tenant: "acme")
+    /// Generous: the machine running the tests in parallel may be busy; only the timeout check is impatient.
+    static let patient: Duration = .seconds(60)
 
     func withGateway(_ body: (ChatGatewaySimulator, String) async throws -> Void) async throws {
         let simulator = EightByEightSimulator(signer: try WebhookSigner(kid: "k"), credentials: Self.credentials)
@@ -28,7 +30,7 @@ struct ChatGatewayClientTests {
     @Test("every command kind reaches its path with the endpoint's headers and its body")
     func everyCommand() async throws {
         try await withGateway { gateway, base in
-            let client = ChatGatewayClient(baseURL: base, apiKey: "test-api-key", tenant: "acme")
+            let client = ChatGatewayClient(baseURL: base, apiKey: "test-api-key", tenant: "acme", requestTimeout: Self.patient)
             let bot: JSONValue = .object(["authorType": .string("bot")])
             let cases: [(OutboundCommand.Action, JSONValue, String, String, Int)] = [
                 (.sendMessage, .object(["authorType": .string("bot"), "text": .string("Hi")]), "POST", "/messages", 202),
@@ -56,7 +58,7 @@ struct ChatGatewayClientTests {
     @Test("an attachment by URL is downloaded, uploaded as multipart and sent with its id")
     func attachment() async throws {
         try await withGateway { gateway, base in
-            let client = ChatGatewayClient(baseURL: base, apiKey: "test-api-key", tenant: "acme")
+            let client = ChatGatewayClient(baseURL: base, apiKey: "test-api-key", tenant: "acme", requestTimeout: Self.patient)
             let response = try await client.deliver(command(.sendAttachment, .object([
                 "authorType": .string("bot"), "url": .string("\(base)/files/invoice.pdf"), "fileName": .string("invoice.pdf"),
             ])))
@@ -82,12 +84,12 @@ struct ChatGatewayClientTests {
                     return error
                 }
             }
-            let wrongKey = await failure(ChatGatewayClient(baseURL: base, apiKey: "nope", tenant: "acme"), text)
+            let wrongKey = await failure(ChatGatewayClient(baseURL: base, apiKey: "nope", tenant: "acme", requestTimeout: Self.patient), text)
             guard case .status(401, let problem?, _)? = wrongKey else { Issue.record("\(String(describing: wrongKey))"); return }
             #expect(problem.code == "access_denied" && problem.referenceId != nil)
 
-            let client = ChatGatewayClient(baseURL: base, apiKey: "test-api-key", tenant: "acme", requestTimeout: .milliseconds(300))
-            #expect(await failure(ChatGatewayClient(baseURL: base, apiKey: "test-api-key", tenant: "other"), text)?.statusCode == 403)
+            let client = ChatGatewayClient(baseURL: base, apiKey: "test-api-key", tenant: "acme", requestTimeout: Self.patient)
+            #expect(await failure(ChatGatewayClient(baseURL: base, apiKey: "test-api-key", tenant: "other", requestTimeout: Self.patient), text)?.statusCode == 403)
             let bad = await failure(client, command(.sendMessage, .object(["authorType": .string("customer"), "text": .string("Hi")])))
             guard case .status(400, let problem?, _)? = bad else { Issue.record("\(String(describing: bad))"); return }
             #expect(problem.code == "invalid_json_object" && problem.message?.contains("authorType") == true)
@@ -98,8 +100,9 @@ struct ChatGatewayClientTests {
             #expect(retryAfter == .seconds(7))
             gateway.inject(.status(500))
             #expect(await failure(client, text)?.statusCode == 500)
-            gateway.inject(.delay(.seconds(2)))
-            guard case .transport(_, let reached)? = await failure(client, text) else { Issue.record("no timeout"); return }
+            gateway.inject(.delay(.seconds(3)))
+            let impatient = ChatGatewayClient(baseURL: base, apiKey: "test-api-key", tenant: "acme", requestTimeout: .milliseconds(300))
+            guard case .transport(_, let reached)? = await failure(impatient, text) else { Issue.record("no timeout"); return }
             #expect(reached, "a request that timed out may have reached 8x8")
             let delivered = try await client.deliver(text)
             #expect(delivered.status == 202, "faults are used once")

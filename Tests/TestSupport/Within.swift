@@ -1,3 +1,5 @@
+import Foundation
+
 /// A test waited longer than its guard allows.
 public struct TestTimeout: Error, CustomStringConvertible {
     public var what: String
@@ -19,5 +21,16 @@ public func within<T: Sendable>(
         defer { group.cancelAll() }
         guard let first = try await group.next(), let value = first else { throw TestTimeout(what: what) }
         return value
+    }
+}
+
+/// Runs CPU-heavy synchronous work on a thread of its own. Swift's cooperative pool has one
+/// thread per core (two here); a test that computes on it for seconds stalls every server and
+/// client of the tests running beside it.
+public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.stackSize = 8 << 20
+        thread.start()
     }
 }
