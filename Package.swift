@@ -56,6 +56,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -123,6 +124,15 @@ let package = Package(
             dependencies: [
                 "ChatEvents",
                 "EightByEight",
+                "Kafka",
+                "ConnectorConfiguration",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -157,6 +167,7 @@ let package = Package(
                 "ConnectorConfiguration",
                 "IngressService",
                 "BotWorker",
+                "EgressService",
                 "DataProtection",
                 "FlowEngine",
                 "Simulator",
@@ -180,7 +191,7 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["ChatEvents", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ChatEvents", "Kafka", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),
@@ -287,7 +298,21 @@ let package = Package(
         ),
         .testTarget(
             name: "EgressServiceTests",
-            dependencies: ["EgressService", "ChatEvents", "EightByEight"],
+            dependencies: [
+                "EgressService",
+                "ChatEvents",
+                "EightByEight",
+                "Kafka",
+                "ConnectorConfiguration",
+                "Simulator",
+                "TestSupport",
+                "IngressService",
+                "BotWorker",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -2,7 +2,6 @@ import ChatEvents
 import FlowEngine
 import Kafka
 import Logging
-import Synchronization
 
 /// Reads the session records of the partitions a worker was just given, so the conversations
 /// continue where the previous owner left them. The newest record per conversation wins; an
@@ -18,41 +17,14 @@ struct SessionRestorer {
 
     func restore(partitions: [Int32]) async throws -> [Int32: [String: SessionState]] {
         var result: [Int32: [String: SessionState]] = [:]
-        var start: [TopicPartition: Int64?] = [:]
-        var end: [Int32: Int64] = [:]
-        for partition in partitions {
-            result[partition] = [:]
-            let topicPartition = TopicPartition(topic: sessionsTopic, partition: partition)
-            let (low, high) = try await admin.watermarks(topicPartition)
-            if high > low {
-                start[topicPartition] = low
-                end[partition] = high
-            }
-        }
-        guard !start.isEmpty else { return result }
-        var configuration = KafkaConsumerConfiguration(
-            bootstrapServers: bootstrapServers, groupID: "connector-worker-restore", subscription: .partitions(start))
-        configuration.clientID = "connector-worker-restore"
-        configuration.properties = properties
-        configuration.properties["enable.auto.commit"] = "false"
-        let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+        for partition in partitions { result[partition] = [:] }
+        let ranges = try await PartitionReader.ranges(partitions.map { TopicPartition(topic: sessionsTopic, partition: $0) }, admin: admin)
+        let reader = PartitionReader(
+            bootstrapServers: bootstrapServers, properties: properties, clientID: "connector-worker-restore", logger: logger)
+        var corrupt = 0
         // Offsets below the high watermark that never arrive (transaction markers, records the
         // broker deleted meanwhile) must not hold the partition up: stop after a quiet spell.
-        let progress = Progress()
-        let quietLimit: Duration = transactional ? .seconds(2) : .seconds(15)
-        let watchdog = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(100))
-                if progress.quietFor > quietLimit {
-                    await consumer.shutdown()
-                    return
-                }
-            }
-        }
-        var remaining = end
-        var corrupt = 0
-        for await message in consumer.messages {
-            progress.touch()
+        let incomplete = try await reader.read(ranges, quietLimit: transactional ? .seconds(2) : .seconds(15)) { message in
             let partition = message.partition
             if message.value.isEmpty {
                 if let key = message.keyString { result[partition]?[key] = nil }
@@ -61,29 +33,19 @@ struct SessionRestorer {
             } else {
                 corrupt += 1
             }
-            if let high = remaining[partition], message.offset >= high - 1 { remaining[partition] = nil }
-            if remaining.isEmpty { break }
         }
-        watchdog.cancel()
-        await consumer.shutdown()
-        if !remaining.isEmpty {
+        if !incomplete.partitions.isEmpty {
+            let numbers = incomplete.partitions.map(\.partition).sorted()
             // Without transactions every offset below the high watermark is a record: not
             // reaching it means the restore is incomplete, and processing on would lose state.
             guard transactional else {
-                throw KafkaError(kind: .consumer, code: .timedOut, message: "session restore did not reach the end of \(remaining.keys.sorted())", isRetriable: true)
+                throw KafkaError(kind: .consumer, code: .timedOut, message: "session restore did not reach the end of \(numbers)", isRetriable: true)
             }
-            logger.info("session restore ended before the high watermark (transaction markers)", metadata: ["kafka.partitions": "\(remaining.keys.sorted())"])
+            logger.info("session restore ended before the high watermark (transaction markers)", metadata: ["kafka.partitions": "\(numbers)"])
         }
         if corrupt > 0 {
             logger.warning("unreadable session records skipped", metadata: ["count": "\(corrupt)"])
         }
         return result
     }
-}
-
-/// When the restore last saw a record.
-private final class Progress: Sendable {
-    private let last = Mutex(ContinuousClock.now)
-    func touch() { last.withLock { $0 = .now } }
-    var quietFor: Duration { ContinuousClock.now - last.withLock { $0 } }
 }

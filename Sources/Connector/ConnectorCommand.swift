@@ -57,18 +57,9 @@ struct DevCommand: NotYetImplemented {
     @Option(help: "Configuration file.") var config: String?
 }
 
-struct EgressCommand: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "egress", abstract: "Delivers commands to the 8x8 REST API.")
-    @Option(help: "Configuration file.") var config: String
-}
-
 struct SimulatorCommand: NotYetImplemented {
     static let configuration = CommandConfiguration(commandName: "simulator", abstract: "A local stand-in for 8x8.")
     @Option(help: "Configuration file.") var config: String
 }
 
-struct ReplayCommand: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "replay", abstract: "Re-publishes dead letters.")
-    @Option(help: "Configuration file.") var config: String
-}
 

@@ -104,6 +104,9 @@ extension ConnectorConfig {
         "ingress": Set(IngressSettings.CodingKeys.allCases.map(\.rawValue)),
         "ingress.signature": Set(SignatureSettings.CodingKeys.allCases.map(\.rawValue)),
         "worker": Set(WorkerSettings.CodingKeys.allCases.map(\.rawValue)),
+        "egress": Set(EgressSettings.CodingKeys.allCases.map(\.rawValue)),
+        "egress.rateLimit": Set(RateLimitSettings.CodingKeys.allCases.map(\.rawValue)),
+        "egress.retry": Set(RetrySettings.CodingKeys.allCases.map(\.rawValue)),
         "endpoints[].handover": Set(HandoverSettings.CodingKeys.allCases.map(\.rawValue)),
         "endpoints[].dataProtection": Set(DataProtectionSettings.CodingKeys.allCases.map(\.rawValue)),
         "endpoints[]": Set(EndpointSettings.CodingKeys.allCases.map(\.rawValue)),
@@ -161,6 +164,20 @@ extension ConnectorConfig {
         if worker.listenAddress == nil { throw fail("worker.listen must be host:port, e.g. 0.0.0.0:8081") }
         if !(1...10_000).contains(worker.maxInFlightPerPartition) { throw fail("worker.maxInFlightPerPartition must be between 1 and 10000") }
         if !(0...1_000).contains(worker.lingerMs) { throw fail("worker.lingerMs must be between 0 and 1000") }
+        if egress.listenAddress == nil { throw fail("egress.listen must be host:port, e.g. 0.0.0.0:8082") }
+        if !(1...10_000).contains(egress.maxInFlight) { throw fail("egress.maxInFlight must be between 1 and 10000") }
+        if !(1...10_000).contains(egress.maxConcurrentConversations) { throw fail("egress.maxConcurrentConversations must be between 1 and 10000") }
+        if !(1...100_000).contains(egress.maxBufferedPerPartition) { throw fail("egress.maxBufferedPerPartition must be between 1 and 100000") }
+        if !(1...600_000).contains(egress.requestTimeoutMs) { throw fail("egress.requestTimeoutMs must be between 1 and 600000") }
+        if !(1...600_000).contains(egress.connectTimeoutMs) { throw fail("egress.connectTimeoutMs must be between 1 and 600000") }
+        if !(egress.rateLimit.requestsPerSecond > 0) { throw fail("egress.rateLimit.requestsPerSecond must be positive") }
+        if !(egress.rateLimit.burst >= 1) { throw fail("egress.rateLimit.burst must be at least 1") }
+        if !(1...100).contains(egress.retry.maxAttempts) { throw fail("egress.retry.maxAttempts must be between 1 and 100") }
+        if egress.retry.maxAgeSeconds < 1 { throw fail("egress.retry.maxAgeSeconds must be positive") }
+        if egress.retry.baseBackoffMs < 1 || egress.retry.maxBackoffMs < egress.retry.baseBackoffMs {
+            throw fail("egress.retry.baseBackoffMs must be positive and at most egress.retry.maxBackoffMs")
+        }
+        if egress.dedupeWindow < 0 { throw fail("egress.dedupeWindow must not be negative") }
         if !(1...600_000).contains(ingress.publishTimeoutMs) { throw fail("ingress.publishTimeoutMs must be between 1 and 600000") }
         if ingress.signature.maxClockSkewSeconds > 86_400 { throw fail("ingress.signature.maxClockSkewSeconds must be at most 86400") }
         if ingress.signature.jwkCacheTTLSeconds > 30 * 86_400 { throw fail("ingress.signature.jwkCacheTTLSeconds must be at most 2592000 (30 days)") }

@@ -18,6 +18,7 @@ public struct ConnectorConfig: Sendable, Decodable {
     public var kafka: KafkaSettings
     public var ingress: IngressSettings
     public var worker: WorkerSettings
+    public var egress: EgressSettings
     public var endpoints: [EndpointSettings]
 
     public struct KafkaSettings: Sendable, Decodable {
@@ -101,6 +102,80 @@ public struct ConnectorConfig: Sendable, Decodable {
         }
 
         public var listenAddress: (host: String, port: Int)? { hostPort(listen) }
+    }
+
+    /// The egress: how fast, how concurrently and how persistently it delivers to 8x8.
+    public struct EgressSettings: Sendable, Decodable {
+        public var listen: String = "0.0.0.0:8082"
+        /// Requests to 8x8 in flight at once, over all partitions.
+        public var maxInFlight: Int = 64
+        /// Conversations of one partition delivering at once (each strictly in order).
+        public var maxConcurrentConversations: Int = 32
+        /// Commands read ahead per partition before the consumer waits.
+        public var maxBufferedPerPartition: Int = 2_000
+        public var requestTimeoutMs: Int = 10_000
+        public var connectTimeoutMs: Int = 3_000
+        /// Per tenant (spec 5.5 recommends 5 requests per second while 8x8 publishes no limit).
+        public var rateLimit: RateLimitSettings = RateLimitSettings()
+        public var retry: RetrySettings = RetrySettings()
+        /// How many delivery results per partition a new owner reads to know what is finished.
+        public var dedupeWindow: Int = 100_000
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case listen, maxInFlight, maxConcurrentConversations, maxBufferedPerPartition, requestTimeoutMs, connectTimeoutMs
+            case rateLimit, retry, dedupeWindow
+        }
+
+        public init() {}
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? listen
+            maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight) ?? maxInFlight
+            maxConcurrentConversations = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentConversations) ?? maxConcurrentConversations
+            maxBufferedPerPartition = try c.decodeIfPresent(Int.self, forKey: .maxBufferedPerPartition) ?? maxBufferedPerPartition
+            requestTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .requestTimeoutMs) ?? requestTimeoutMs
+            connectTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .connectTimeoutMs) ?? connectTimeoutMs
+            rateLimit = try c.decodeIfPresent(RateLimitSettings.self, forKey: .rateLimit) ?? rateLimit
+            retry = try c.decodeIfPresent(RetrySettings.self, forKey: .retry) ?? retry
+            dedupeWindow = try c.decodeIfPresent(Int.self, forKey: .dedupeWindow) ?? dedupeWindow
+        }
+
+        public var listenAddress: (host: String, port: Int)? { hostPort(listen) }
+    }
+
+    public struct RateLimitSettings: Sendable, Decodable {
+        public var requestsPerSecond: Double = 5
+        public var burst: Double = 10
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case requestsPerSecond, burst }
+
+        public init() {}
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            requestsPerSecond = try c.decodeIfPresent(Double.self, forKey: .requestsPerSecond) ?? requestsPerSecond
+            burst = try c.decodeIfPresent(Double.self, forKey: .burst) ?? burst
+        }
+    }
+
+    public struct RetrySettings: Sendable, Decodable {
+        public var maxAttempts: Int = 5
+        public var maxAgeSeconds: Int = 300
+        public var baseBackoffMs: Int = 500
+        public var maxBackoffMs: Int = 8_000
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case maxAttempts, maxAgeSeconds, baseBackoffMs, maxBackoffMs }
+
+        public init() {}
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            maxAttempts = try c.decodeIfPresent(Int.self, forKey: .maxAttempts) ?? maxAttempts
+            maxAgeSeconds = try c.decodeIfPresent(Int.self, forKey: .maxAgeSeconds) ?? maxAgeSeconds
+            baseBackoffMs = try c.decodeIfPresent(Int.self, forKey: .baseBackoffMs) ?? baseBackoffMs
+            maxBackoffMs = try c.decodeIfPresent(Int.self, forKey: .maxBackoffMs) ?? maxBackoffMs
+        }
     }
 
     public struct SignatureSettings: Sendable, Decodable {
@@ -200,15 +275,16 @@ public struct ConnectorConfig: Sendable, Decodable {
         enum CodingKeys: String, CodingKey, CaseIterable { case queueId, webhookId, maxTotalMinutes, userTimeoutInMinutes }
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case kafka, ingress, worker, endpoints }
+    enum CodingKeys: String, CodingKey, CaseIterable { case kafka, ingress, worker, egress, endpoints }
 
     public init(
         kafka: KafkaSettings = KafkaSettings(), ingress: IngressSettings = IngressSettings(),
-        worker: WorkerSettings = WorkerSettings(), endpoints: [EndpointSettings] = []
+        worker: WorkerSettings = WorkerSettings(), egress: EgressSettings = EgressSettings(), endpoints: [EndpointSettings] = []
     ) {
         self.kafka = kafka
         self.ingress = ingress
         self.worker = worker
+        self.egress = egress
         self.endpoints = endpoints
     }
 
@@ -217,6 +293,7 @@ public struct ConnectorConfig: Sendable, Decodable {
         kafka = try c.decodeIfPresent(KafkaSettings.self, forKey: .kafka) ?? KafkaSettings()
         ingress = try c.decodeIfPresent(IngressSettings.self, forKey: .ingress) ?? IngressSettings()
         worker = try c.decodeIfPresent(WorkerSettings.self, forKey: .worker) ?? WorkerSettings()
+        egress = try c.decodeIfPresent(EgressSettings.self, forKey: .egress) ?? EgressSettings()
         endpoints = try c.decodeIfPresent([EndpointSettings].self, forKey: .endpoints) ?? []
     }
 }

@@ -25,6 +25,10 @@ public final class ChatGatewaySimulator: Sendable {
         public var headers: [String: String]
         public var body: [UInt8]
         public var status: Int
+        /// The connection was closed instead of answering.
+        public var dropped = false
+        /// When the simulator answered.
+        public var at = ContinuousClock.now
         public var json: JSONValue? { try? JSONParser.parse(body) }
     }
 
@@ -32,13 +36,29 @@ public final class ChatGatewaySimulator: Sendable {
     public enum Fault: Sendable {
         case status(Int, retryAfter: Int? = nil)
         case delay(Duration)
+        /// The connection is closed instead of an answer; with `afterProcessing` the request
+        /// took effect first (the client cannot tell which).
+        case drop(afterProcessing: Bool)
+    }
+
+    /// A message as the simulator keeps it, listed by `GET .../messages`.
+    public struct Message: Sendable {
+        public var id: String
+        public var authorType: String
+        public var text: String?
+        public var cards: [JSONValue]
+        public var attachments: [JSONValue]
+        public var createdAt: Int64
+        public var commandId: String?
     }
 
     struct State {
         var received: [Received] = []
         var faults: [(pathSuffix: String, fault: Fault)] = []
         var conversations: [String: String] = [:]  // id -> assignment queue
+        var messages: [String: [Message]] = [:]
         var attachments = 0
+        var onBotMessage: (@Sendable (_ conversationId: String, _ message: Message) -> Void)?
     }
 
     private let state = Mutex(State())
@@ -49,6 +69,25 @@ public final class ChatGatewaySimulator: Sendable {
     }
 
     public var received: [Received] { state.withLock { $0.received } }
+
+    /// The command ids of the calls 8x8 accepted, in order (an attachment upload does not
+    /// count: its message does). A command delivered twice appears twice.
+    public var acceptedCommandIds: [String] {
+        state.withLock { state in
+            state.received.compactMap { received in
+                guard (200..<300).contains(received.status), received.method != "GET", !received.path.hasSuffix("/attachments") else { return nil }
+                return received.headers["x-connector-command-id"]
+            }
+        }
+    }
+
+    /// The messages of a conversation, oldest first.
+    public func messages(of conversationId: String) -> [Message] { state.withLock { $0.messages[conversationId] ?? [] } }
+
+    /// Called for each bot message 8x8 accepted (the simulator sends its echo webhook).
+    public func onBotMessage(_ handler: @escaping @Sendable (_ conversationId: String, _ message: Message) -> Void) {
+        state.withLock { $0.onBotMessage = handler }
+    }
 
     /// The next request whose path ends with `pathSuffix` ("" for any) gets `fault`.
     public func inject(_ fault: Fault, forPathEndingWith pathSuffix: String = "") {
@@ -61,6 +100,7 @@ public final class ChatGatewaySimulator: Sendable {
         router.get("\(base)/:id") { request, context in try await self.handle(request, kind: .get, id: context.parameters.get("id")) }
         router.patch("\(base)/:id") { request, context in try await self.handle(request, kind: .patch, id: context.parameters.get("id")) }
         router.post("\(base)/:id/messages") { request, context in try await self.handle(request, kind: .message, id: context.parameters.get("id")) }
+        router.get("\(base)/:id/messages") { request, context in try await self.handle(request, kind: .listMessages, id: context.parameters.get("id")) }
         router.post("\(base)/:id/typing") { request, context in try await self.handle(request, kind: .typing, id: context.parameters.get("id")) }
         router.post("\(base)/:id/thinking") { request, context in try await self.handle(request, kind: .thinking, id: context.parameters.get("id")) }
         router.patch("\(base)/:id/participants/user") { request, context in try await self.handle(request, kind: .endUser, id: context.parameters.get("id")) }
@@ -68,7 +108,7 @@ public final class ChatGatewaySimulator: Sendable {
         router.post("\(base)/:id/attachments") { request, context in try await self.handle(request, kind: .attachment, id: context.parameters.get("id")) }
     }
 
-    enum Kind { case create, get, patch, message, typing, thinking, endUser, postAgent, attachment }
+    enum Kind { case create, get, patch, message, listMessages, typing, thinking, endUser, postAgent, attachment }
 
     func handle(_ request: Request, kind: Kind, id: String?) async throws -> Response {
         let body = Array(buffer: try await request.body.collect(upTo: 16 << 20))
@@ -87,6 +127,11 @@ public final class ChatGatewaySimulator: Sendable {
         case .status(let status, let retryAfter)?:
             response = Self.problem(status: status, message: "Simulated failure", code: status == 429 ? "too_many_requests" : "internal_error")
             if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+        case .drop(let afterProcessing)?:
+            let processed = afterProcessing ? answer(kind: kind, id: id, headers: headers, body: body) : nil
+            // Recorded with status 0 unless it took effect: the client never sees an answer.
+            record(request, path, headers, body, status: processed.map { Int($0.status.code) } ?? 0, dropped: true)
+            return Response(status: .ok, body: ResponseBody { _ in throw DroppedConnection() })
         case nil:
             response = answer(kind: kind, id: id, headers: headers, body: body)
         }
@@ -94,9 +139,11 @@ public final class ChatGatewaySimulator: Sendable {
         return response
     }
 
-    private func record(_ request: Request, _ path: String, _ headers: [String: String], _ body: [UInt8], status: Int) {
+    struct DroppedConnection: Error {}
+
+    private func record(_ request: Request, _ path: String, _ headers: [String: String], _ body: [UInt8], status: Int, dropped: Bool = false) {
         state.withLock {
-            $0.received.append(Received(method: request.method.rawValue, path: path, headers: headers, body: body, status: status))
+            $0.received.append(Received(method: request.method.rawValue, path: path, headers: headers, body: body, status: status, dropped: dropped))
         }
     }
 
@@ -108,7 +155,7 @@ public final class ChatGatewaySimulator: Sendable {
             return Self.problem(status: 403, message: "Tenant \(sent) does not match the API key", code: "forbidden")
         }
         let json: JSONValue?
-        if kind == .attachment || kind == .get {
+        if kind == .attachment || kind == .get || kind == .listMessages {
             json = nil
         } else {
             guard let parsed = try? JSONParser.parse(body) else {
@@ -119,7 +166,45 @@ public final class ChatGatewaySimulator: Sendable {
         switch kind {
         case .message:
             if let problem = Self.checkMessage(json!) { return Self.problem(status: 400, message: problem, code: "invalid_json_object") }
+            let conversation = id ?? ""
+            let (message, onBotMessage) = state.withLock { state in
+                let list = state.messages[conversation, default: []]
+                let message = Message(
+                    id: "msg-\(list.count + 1)", authorType: json?["authorType"]?.stringValue ?? "user", text: json?["text"]?.stringValue,
+                    cards: json?["cards"]?.arrayValue ?? [], attachments: json?["attachments"]?.arrayValue ?? [],
+                    createdAt: Int64(Date().timeIntervalSince1970 * 1000), commandId: headers["x-connector-command-id"])
+                state.messages[conversation, default: []].append(message)
+                return (message, state.onBotMessage)
+            }
+            if message.authorType == "bot" { onBotMessage?(conversation, message) }
             return Response(status: .accepted)
+        case .listMessages:
+            let messages = state.withLock { $0.messages[id ?? ""] ?? [] }
+            var writer = JSONWriter(capacity: 256)
+            writer.beginObject()
+            writer.key("_embedded")
+            writer.beginObject()
+            writer.key("messages")
+            writer.beginArray()
+            for message in messages.reversed().prefix(100) {
+                writer.beginObject()
+                writer.field("id", message.id)
+                writer.field("text", message.text)
+                writer.field("createdAt", ISO8601DateFormatter.string(
+                    from: Date(timeIntervalSince1970: Double(message.createdAt) / 1000), timeZone: .gmt,
+                    formatOptions: [.withInternetDateTime, .withFractionalSeconds]))
+                writer.key("author")
+                writer.beginObject()
+                writer.field("type", message.authorType)
+                writer.endObject()
+                writer.field("attachments", JSONValue.array(message.attachments))
+                writer.field("cards", JSONValue.array(message.cards))
+                writer.endObject()
+            }
+            writer.endArray()
+            writer.endObject()
+            writer.endObject()
+            return Self.json(String(decoding: writer.bytes, as: UTF8.self), status: .ok)
         case .typing, .thinking:
             guard let author = json?["authorType"]?.stringValue, ["bot", "user"].contains(author) else {
                 return Self.problem(status: 400, message: "Invalid authorType=\(json?["authorType"]?.stringValue ?? ""), has to be one of user, bot", code: "invalid_json_object")

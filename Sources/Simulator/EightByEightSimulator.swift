@@ -1,5 +1,6 @@
 public import Hummingbird
 public import Logging
+import ChatEvents
 import Foundation
 import NIOCore
 import Synchronization
@@ -53,6 +54,33 @@ public final class EightByEightSimulator: Sendable {
     /// A webhook sender that signs with this simulator's key.
     public func webhookSender(logger: Logger = Logger(label: "simulator.webhooks")) -> WebhookSender {
         WebhookSender(signer: signer, logger: logger)
+    }
+
+    /// Sends, for each bot message the gateway accepts, the echo `MESSAGE` webhook (`isEcho`
+    /// true) to `url`, as 8x8 does.
+    public func sendEchoes(to url: String, logger: Logger = Logger(label: "simulator.echo")) {
+        let sender = webhookSender(logger: logger)
+        gateway?.onBotMessage { conversationId, message in
+            var data: [String: JSONValue] = [
+                "isEcho": .bool(true), "sender": .object(["id": .string("bot"), "type": .string("bot")]),
+                "attachments": .array(message.attachments), "cards": .array(message.cards),
+            ]
+            if let text = message.text { data["text"] = .string(text) }
+            let event: JSONValue = .object([
+                "eventType": .string("MESSAGE"), "conversationId": .string(conversationId),
+                "timestamp": .number(Double(message.createdAt)), "data": .object(data),
+            ])
+            var writer = JSONWriter(capacity: 256)
+            writer.value(event)
+            let body = writer.bytes
+            Task {
+                do {
+                    _ = try await sender.send(body: body, to: url)
+                } catch {
+                    logger.debug("echo webhook not delivered", metadata: ["error": "\(error)"])
+                }
+            }
+        }
     }
 
     public func addRoutes(to router: Router<some RequestContext>) {

@@ -9,12 +9,6 @@ import ServiceLifecycle
 import Synchronization
 @_exported import TestSupport
 
-let quietLogger: Logger = {
-    var logger = Logger(label: "worker-tests")
-    logger.logLevel = .critical
-    return logger
-}()
-
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// An embedded cluster with the connector's topics and a configuration for one endpoint.
@@ -118,54 +112,3 @@ struct RunningWorker: Sendable {
     }
 }
 
-/// Reads a topic from the beginning in the background.
-final class TopicReader: Sendable {
-    private let consumer: KafkaConsumer
-    private let task: Task<Void, Never>
-
-    init(cluster: EmbeddedKafkaCluster, topic: String, partitions: Int32) throws {
-        var configuration = KafkaConsumerConfiguration(
-            bootstrapServers: cluster.bootstrapServers, groupID: "reader-\(UUID().uuidString)",
-            subscription: .partitions(Dictionary(uniqueKeysWithValues: (0..<partitions).map {
-                (TopicPartition(topic: topic, partition: $0), Int64?.some(0))
-            })))
-        configuration.clientID = "test-reader"
-        configuration.properties["enable.auto.commit"] = "false"
-        let consumer = try KafkaConsumer(configuration: configuration, logger: quietLogger)
-        self.consumer = consumer
-        let store = Store()
-        self.store = store
-        task = Task {
-            for await message in consumer.messages { store.records.withLock { $0.append(message) } }
-        }
-    }
-
-    private final class Store: Sendable {
-        let records = Mutex<[KafkaMessage]>([])
-    }
-
-    private let store: Store
-
-    var messages: [KafkaMessage] { store.records.withLock { $0 } }
-
-    func commands() throws -> [OutboundCommand] {
-        try messages.map { try OutboundCommand.decode($0.value) }
-    }
-
-    /// Waits until `condition` holds for what was read (a guard of `seconds`, not a timing assertion).
-    @discardableResult
-    func wait(_ seconds: Int = 60, _ what: String, until condition: @escaping @Sendable ([KafkaMessage]) -> Bool) async throws -> [KafkaMessage] {
-        try await within(seconds, what) { [self] in
-            while true {
-                let current = messages
-                if condition(current) { return current }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
-    }
-
-    func close() async {
-        await consumer.shutdown()
-        await task.value
-    }
-}

@@ -63,7 +63,7 @@ import Testing
         #expect(result.error.split(separator: "\n").count == 1)
     }
 
-    @Test(arguments: ["dev", "egress --config x"])
+    @Test(arguments: ["dev", "simulator --config x"])
     func servicesNotBuiltYetSaySoAndExit2(_ command: String) throws {
         let result = try run(command.split(separator: " ").map(String.init))
         #expect(result.status == 2)

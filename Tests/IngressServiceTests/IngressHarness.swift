@@ -10,12 +10,6 @@ import NIOCore
 import Simulator
 @_exported import TestSupport
 
-let quietLogger: Logger = {
-    var logger = Logger(label: "ingress-tests")
-    logger.logLevel = .critical
-    return logger
-}()
-
 let documentedStatuses: Set<Int> = [200, 400, 401, 404, 413, 415, 503]
 
 /// One running ingress on the embedded cluster, with the simulator serving its JWKs.

@@ -2,6 +2,7 @@ public import AsyncHTTPClient
 public import ChatEvents
 import Foundation
 import NIOCore
+import NIOPosix
 import NIOHTTP1
 
 /// One call to the Chat Gateway REST API.
@@ -115,10 +116,15 @@ public struct ChatGatewayClient: Sendable {
         self.requestTimeout = requestTimeout
     }
 
-    public func send(_ call: ChatGatewayRequest) async throws(ChatGatewayError) -> ChatGatewayResponse {
+    /// The header that carries the command id to 8x8 (which ignores it) and to the simulator
+    /// (which counts deliveries by it).
+    public static let commandIdHeader = "X-Connector-Command-Id"
+
+    public func send(_ call: ChatGatewayRequest, commandId: String? = nil) async throws(ChatGatewayError) -> ChatGatewayResponse {
         var request = HTTPClientRequest(url: baseURL + call.path)
         request.method = HTTPMethod(rawValue: call.method)
         request.headers.add(name: "x-api-key", value: apiKey)
+        if let commandId { request.headers.add(name: Self.commandIdHeader, value: commandId) }
         if let tenant { request.headers.add(name: "X-8x8-Tenant", value: tenant) }
         request.headers.add(name: "Accept", value: "application/hal+json, application/json")
         if let body = call.body {
@@ -135,9 +141,9 @@ public struct ChatGatewayClient: Sendable {
         } catch let error as HTTPClientError where error == .deadlineExceeded {
             throw .transport("timed out after \(requestTimeout)", reachedServer: true)
         } catch {
-            // Connection refused and the like never reached 8x8; a reset or close may have.
-            let reachedServer = !("\(error)".contains("connect") || "\(error)".contains("Connect"))
-            throw .transport("\(error)", reachedServer: reachedServer)
+            // A connection that was never made never carried the request; a reset or close
+            // after it was made may have.
+            throw .transport("\(error)", reachedServer: !Self.isConnectFailure(error))
         }
         let bytes = Array(buffer: body)
         let status = Int(response.status.code)
@@ -146,6 +152,14 @@ public struct ChatGatewayClient: Sendable {
             throw .status(status, problem: ChatGatewayError.Problem(body: bytes), retryAfter: retryAfter)
         }
         return ChatGatewayResponse(status: status, body: bytes)
+    }
+
+    static func isConnectFailure(_ error: any Error) -> Bool {
+        if error is NIOConnectionError { return true }
+        if let error = error as? HTTPClientError, error == .connectTimeout || error == .socksHandshakeTimeout { return true }
+        if let error = error as? ChannelError, case .connectPending = error { return true }
+        if let error = error as? IOError, [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode) { return true }
+        return false
     }
 
     /// Retry-After as seconds or an HTTP date.
@@ -161,7 +175,7 @@ public struct ChatGatewayClient: Sendable {
     /// Delivers one command: one call, or for `sendAttachment` the download, the upload and
     /// the message with the attachment's id.
     public func deliver(_ command: OutboundCommand) async throws(ChatGatewayError) -> ChatGatewayResponse {
-        if let call = ChatGatewayRequest(command: command) { return try await send(call) }
+        if let call = ChatGatewayRequest(command: command) { return try await send(call, commandId: command.commandId) }
         // sendAttachment
         guard let url = command.body["url"]?.stringValue else { throw .status(400, problem: nil, retryAfter: nil) }
         let file: [UInt8]
@@ -186,11 +200,51 @@ public struct ChatGatewayClient: Sendable {
         append("\r\n--\(boundary)--\r\n")
         let upload = try await send(ChatGatewayRequest(
             method: "POST", path: ChatGatewayRequest.conversationPath(command.conversationId, "/attachments"), body: multipart,
-            contentType: "multipart/form-data; boundary=\(boundary)"))
+            contentType: "multipart/form-data; boundary=\(boundary)"), commandId: command.commandId)
         guard let id = upload.json?["id"]?.stringValue else { throw .status(502, problem: nil, retryAfter: nil) }
         var message: [String: JSONValue] = ["authorType": .string("bot"), "attachments": .array([.object(["id": .string(id)])])]
         if let text = command.body["text"]?.stringValue, !text.isEmpty { message["text"] = .string(text) }
         return try await send(ChatGatewayRequest(
-            method: "POST", path: ChatGatewayRequest.conversationPath(command.conversationId, "/messages"), body: ChatGatewayRequest.json(.object(message))))
+            method: "POST", path: ChatGatewayRequest.conversationPath(command.conversationId, "/messages"), body: ChatGatewayRequest.json(.object(message))),
+            commandId: command.commandId)
+    }
+
+    /// A message as 8x8 lists it (`MessageResult`).
+    public struct ListedMessage: Sendable, Hashable {
+        public var authorType: String?
+        public var fingerprint: MessageFingerprint
+        /// Milliseconds since 1970; nil when 8x8's value could not be read.
+        public var createdAt: Int64?
+    }
+
+    /// The newest messages of a conversation, newest first.
+    public func recentMessages(conversationId: String, count: Int = 20) async throws(ChatGatewayError) -> [ListedMessage] {
+        let response = try await send(ChatGatewayRequest(
+            method: "GET", path: ChatGatewayRequest.conversationPath(conversationId, "/messages") + "?sort=createdAt:desc&size=\(count)", body: nil))
+        let messages = response.json?["_embedded"]?["messages"]?.arrayValue ?? []
+        return messages.map { message in
+            ListedMessage(
+                authorType: message["author"]?["type"]?.stringValue,
+                fingerprint: MessageFingerprint(
+                    text: message["text"]?.stringValue ?? "", cards: message["cards"]?.arrayValue?.count ?? 0,
+                    attachments: message["attachments"]?.arrayValue?.count ?? 0),
+                createdAt: message["createdAt"].flatMap(Self.milliseconds))
+        }
+    }
+
+    /// The conversation (`ConversationResult`).
+    public func conversation(_ id: String) async throws(ChatGatewayError) -> JSONValue? {
+        try await send(ChatGatewayRequest(method: "GET", path: ChatGatewayRequest.conversationPath(id), body: nil)).json
+    }
+
+    /// A time as 8x8 writes it: milliseconds since 1970 or an ISO 8601 date.
+    static func milliseconds(_ value: JSONValue) -> Int64? {
+        if case .number(let number) = value { return Int64(number) }
+        guard let text = value.stringValue else { return nil }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return Int64(date.timeIntervalSince1970 * 1000) }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text).map { Int64($0.timeIntervalSince1970 * 1000) }
     }
 }

@@ -1,0 +1,132 @@
+public import ChatEvents
+public import Foundation
+public import Kafka
+public import Logging
+
+/// `connector replay`: re-publishes dead letters to the outbound topic, each once.
+///
+/// A replayed command keeps its conversation and body and gets the id
+/// `{commandId}/replay/{partition}-{offset}` (the dead letter's place), so a replay that is
+/// interrupted and run again publishes the same id and the egress delivers it once. After
+/// publishing, the replay writes a mark (`replayOf`) to the dead-letter topic; the next replay
+/// skips marked dead letters.
+public struct DeadLetterReplay: Sendable {
+    public let bootstrapServers: String
+    public let properties: [String: String]
+    public let deadLetterTopic: String
+    public let outboundTopic: String
+    public let logger: Logger
+
+    public init(bootstrapServers: String, properties: [String: String], deadLetterTopic: String, outboundTopic: String, logger: Logger) {
+        self.bootstrapServers = bootstrapServers
+        self.properties = properties
+        self.deadLetterTopic = deadLetterTopic
+        self.outboundTopic = outboundTopic
+        self.logger = logger
+    }
+
+    /// One dead letter the replay chose, and what it did with it.
+    public struct Entry: Sendable, Hashable {
+        /// `partition/offset` in the dead-letter topic.
+        public var place: String
+        public var command: OutboundCommand
+        public var replayedAs: String
+        public var reason: String
+        public var deadLetteredAt: Int64
+    }
+
+    public struct Report: Sendable {
+        /// Replayed now (or, with `dryRun`, that would be).
+        public var entries: [Entry] = []
+        /// Dead letters replayed by an earlier run.
+        public var alreadyReplayed = 0
+        /// Dead letters left out by the filters.
+        public var filteredOut = 0
+        /// Records that hold no command (unreadable outbound records): nothing to replay.
+        public var notReplayable = 0
+    }
+
+    /// Reads the whole dead-letter topic and re-publishes the dead letters that match
+    /// (`conversation`, dead-lettered at or after `since`, milliseconds since 1970).
+    public func run(conversation: String?, since: Int64?, dryRun: Bool) async throws -> Report {
+        let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: properties, logger: logger)
+        let partitions = try await admin.listTopics().first { $0.name == deadLetterTopic }?.partitions ?? []
+        let ranges = try await PartitionReader.ranges(partitions.map { TopicPartition(topic: deadLetterTopic, partition: $0) }, admin: admin)
+        let reader = PartitionReader(bootstrapServers: bootstrapServers, properties: properties, clientID: "connector-replay", logger: logger)
+        var letters: [(place: String, letter: DeadLetter)] = []
+        var replayed = Set<String>()
+        var unreadable = 0
+        let incomplete = try await reader.read(ranges) { message in
+            guard let letter = try? DeadLetter.decode(message.value) else {
+                unreadable += 1
+                return
+            }
+            if let place = letter.replayOf {
+                replayed.insert(place)
+            } else {
+                letters.append(("\(message.partition)/\(message.offset)", letter))
+            }
+        }
+        if !incomplete.partitions.isEmpty {
+            throw KafkaError(kind: .consumer, code: .timedOut, message: "the dead-letter topic was not read to the end", isRetriable: true)
+        }
+        var report = Report()
+        report.notReplayable = unreadable
+        for (place, letter) in letters {
+            guard let command = letter.command else {
+                report.notReplayable += 1
+                continue
+            }
+            if replayed.contains(place) {
+                report.alreadyReplayed += 1
+                continue
+            }
+            if let conversation, command.conversationId != conversation {
+                report.filteredOut += 1
+                continue
+            }
+            if let since, letter.deadLetteredAt < since {
+                report.filteredOut += 1
+                continue
+            }
+            report.entries.append(Entry(
+                place: place, command: command, replayedAs: "\(command.commandId)/replay/\(place.replacingOccurrences(of: "/", with: "-"))",
+                reason: letter.reason ?? "", deadLetteredAt: letter.deadLetteredAt))
+        }
+        guard !dryRun, !report.entries.isEmpty else { return report }
+        var producerConfig = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
+        producerConfig.clientID = "connector-replay"
+        producerConfig.properties = properties.filter { !$0.key.hasPrefix("session.") && !$0.key.hasPrefix("heartbeat.") }
+        let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
+        do {
+            for entry in report.entries {
+                var command = entry.command
+                command.commandId = entry.replayedAs
+                // The command first, then the mark: an interruption between them replays the same id again.
+                _ = try await producer.send(KafkaProducerMessage(topic: outboundTopic, key: command.conversationId, value: command.encodedRecord))
+                let mark = DeadLetter(replayOf: entry.place, replayedAs: entry.replayedAs, at: Int64(Date().timeIntervalSince1970 * 1000))
+                _ = try await producer.send(KafkaProducerMessage(topic: deadLetterTopic, key: command.conversationId, value: mark.encodedRecord))
+            }
+        } catch {
+            await producer.shutdown()
+            throw error
+        }
+        await producer.shutdown()
+        return report
+    }
+
+    /// `--since`: an ISO 8601 time, milliseconds since 1970, or an age such as `90m`, `2h`, `7d`.
+    public static func parseSince(_ text: String, now: Date = Date()) -> Int64? {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        if let unit = text.last, let factor = units[unit], let amount = Double(text.dropLast()), amount >= 0 {
+            return Int64((now.timeIntervalSince1970 - amount * factor) * 1000)
+        }
+        if let millis = Int64(text) { return millis }
+        let formatter = ISO8601DateFormatter()
+        for options: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime], [.withFullDate]] {
+            formatter.formatOptions = options
+            if let date = formatter.date(from: text) { return Int64(date.timeIntervalSince1970 * 1000) }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,580 @@
+public import AsyncHTTPClient
+import ChatEvents
+public import ConnectorConfiguration
+import EightByEight
+import Foundation
+import Kafka
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// The egress: consumes `eightbyeight.outbound.v1` in the `connector-egress` group and
+/// delivers each command to its endpoint's 8x8 Chat Gateway.
+///
+/// - Order: one lane per conversation, one command at a time; up to
+///   `maxConcurrentConversations` lanes of a partition deliver at once, and `maxInFlight`
+///   requests overall. The offset is stored only up to the oldest unfinished command.
+/// - Rate: a token bucket per tenant.
+/// - Failures: the retry policy of spec 5.5 (`DeliveryPolicy`); what cannot be delivered goes
+///   to `eightbyeight.dlq.v1` and its lane goes on with the next command.
+/// - Once: before calling 8x8 the egress writes (and waits for) an `attempting` result, after
+///   it the final one, both on `eightbyeight.delivery.v1` in the command's partition. A new
+///   owner of the partition reads them: finished commands are never sent again, and a command
+///   left at `attempting` is checked against 8x8 (the conversation's recent messages, its
+///   assignment) before it is sent. The same check settles a request whose connection broke
+///   after it was sent. 8x8 has no idempotency key; this is how the egress does without one.
+public final class Egress: Service, Sendable {
+    public let metrics: EgressMetrics
+    let config: ConnectorConfig
+    let bootstrapServers: String
+    let logger: Logger
+    let outboundTopic: String
+    let deliveryTopic: String
+    let deadLetterTopic: String
+    let clients: [String: ChatGatewayClient]
+    let httpClient: HTTPClient
+    let ownsHTTPClient: Bool
+    let policy: DeliveryPolicy
+    let limiter: TenantRateLimiter<ContinuousClock>
+    let inFlight: AsyncSemaphore
+    private let generation = Mutex<EgressGeneration?>(nil)
+    private let stopping = Atomic<Bool>(false)
+    private let readiness = Atomic<Bool>(false)
+
+    /// How far apart 8x8's clock and ours may be when matching 8x8's messages to ours.
+    static let clockTolerance: Int64 = 2_000
+
+    public init(config: ConnectorConfig, bootstrapServers: String, logger: Logger, httpClient: HTTPClient? = nil) {
+        self.config = config
+        self.bootstrapServers = bootstrapServers
+        self.logger = logger
+        metrics = EgressMetrics()
+        outboundTopic = config.topicName(.outbound)
+        deliveryTopic = config.topicName(.delivery)
+        deadLetterTopic = config.topicName(.deadLetters)
+        let settings = config.egress
+        if let httpClient {
+            self.httpClient = httpClient
+            ownsHTTPClient = false
+        } else {
+            var configuration = HTTPClient.Configuration()
+            configuration.timeout = .init(connect: .milliseconds(Int64(settings.connectTimeoutMs)))
+            configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: settings.maxInFlight)
+            self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            ownsHTTPClient = true
+        }
+        var clients: [String: ChatGatewayClient] = [:]
+        for endpoint in config.endpoints {
+            clients[endpoint.name] = ChatGatewayClient(
+                baseURL: endpoint.eightByEight.baseURL, apiKey: endpoint.eightByEight.apiKey.value, tenant: endpoint.eightByEight.tenant,
+                httpClient: self.httpClient, requestTimeout: .milliseconds(settings.requestTimeoutMs))
+        }
+        self.clients = clients
+        policy = DeliveryPolicy(
+            maxAttempts: settings.retry.maxAttempts, maxAge: .seconds(settings.retry.maxAgeSeconds),
+            baseBackoff: .milliseconds(settings.retry.baseBackoffMs), maxBackoff: .milliseconds(settings.retry.maxBackoffMs))
+        limiter = TenantRateLimiter(rate: settings.rateLimit.requestsPerSecond, burst: settings.rateLimit.burst, clock: ContinuousClock())
+        inFlight = AsyncSemaphore(settings.maxInFlight)
+    }
+
+    /// How long a revoke waits for a partition's commands in flight.
+    static let revokeDrain = Duration.seconds(20)
+
+    /// Ready while a generation runs (its consumer is in the group).
+    public var isReady: Bool { readiness.load(ordering: .acquiring) }
+    var stoppingNow: Bool { stopping.load(ordering: .acquiring) }
+
+    // MARK: - Lifecycle
+
+    /// Runs until graceful shutdown (commands in flight finished, offsets committed, group
+    /// left) or cancellation (the same, without waiting for commands in flight).
+    public func run() async throws {
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                var backoff = Duration.milliseconds(250)
+                while !stoppingNow {
+                    do {
+                        try await runGeneration()
+                        backoff = .milliseconds(250)
+                    } catch {
+                        if stoppingNow { break }
+                        metrics.restarts.increment()
+                        logger.error("egress restarts from the committed offsets", metadata: ["error": "\(error)"])
+                        try? await Task.sleep(for: backoff)
+                        backoff = min(backoff * 2, .seconds(10))
+                    }
+                }
+            } onGracefulShutdown: {
+                self.stop(drainTimeout: .seconds(10))
+            }
+        } onCancel: {
+            self.stop(drainTimeout: .zero)
+        }
+        if ownsHTTPClient { try? await httpClient.shutdown() }
+    }
+
+    private func stop(drainTimeout: Duration) {
+        stopping.store(true, ordering: .releasing)
+        let current = generation.withLock { $0 }
+        Task { await current?.stop(drainTimeout: drainTimeout) }
+    }
+
+    /// Stops the way a killed process stops (for crash tests): requests in flight are
+    /// abandoned, nothing is committed, the group is not left.
+    public func simulateCrash() async {
+        stopping.store(true, ordering: .releasing)
+        let current = generation.withLock { $0 }
+        await current?.crash()
+    }
+
+    private func runGeneration() async throws {
+        var consumerConfig = KafkaConsumerConfiguration(
+            bootstrapServers: bootstrapServers, groupID: ConnectorConsumerGroup.egress.rawValue, subscription: .topics([outboundTopic]))
+        consumerConfig.clientID = "connector-egress"
+        // Eager rebalancing, as in the worker: librdkafka 2.0.2 aborts when a cooperative-sticky
+        // consumer is destroyed between joining and its first assignment (#4312).
+        consumerConfig.partitionAssignmentStrategy = "roundrobin"
+        consumerConfig.revokeTimeout = Self.revokeDrain + .seconds(5)
+        if config.kafka.isEmbedded { consumerConfig.properties["fetch.wait.max.ms"] = "1" }
+        consumerConfig.properties.merge(config.kafka.properties) { _, configured in configured }
+        var producerConfig = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
+        producerConfig.clientID = "connector-egress"
+        producerConfig.lingerMilliseconds = 0
+        producerConfig.properties = config.kafka.properties.filter { !$0.key.hasPrefix("session.") && !$0.key.hasPrefix("heartbeat.") }
+        let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
+        let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
+        let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: config.kafka.properties, logger: logger)
+        let current = EgressGeneration(egress: self, consumer: consumer, producer: producer, admin: admin)
+        generation.withLock { $0 = current }
+        readiness.store(true, ordering: .releasing)
+        defer {
+            readiness.store(false, ordering: .releasing)
+            generation.withLock { $0 = nil }
+        }
+        if stoppingNow {
+            await current.stop(drainTimeout: .zero)
+            return
+        }
+        try await current.consume()
+    }
+}
+
+/// One command in a lane, with where it was read and its partition's ledger.
+struct LaneItem: Sendable {
+    var command: OutboundCommand
+    var partition: Int32
+    var source: String
+    var ledger: DeliveryLedger
+}
+
+/// One consumer and producer with the lanes and ledgers of the partitions they own.
+final class EgressGeneration: @unchecked Sendable {
+    unowned let egress: Egress
+    let consumer: KafkaConsumer
+    let producer: KafkaProducer
+    let admin: KafkaAdmin
+    let failure = Mutex<KafkaError?>(nil)
+    let ended = Atomic<Bool>(false)
+    let crashed = Atomic<Bool>(false)
+    /// Touched only by the consuming task.
+    private var lanes: [Int32: ConversationLanes<LaneItem>] = [:]
+    private var ledgers: [Int32: DeliveryLedger] = [:]
+    private let laneList = Mutex<[ConversationLanes<LaneItem>]>([])
+    private let runners = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
+
+    init(egress: Egress, consumer: KafkaConsumer, producer: KafkaProducer, admin: KafkaAdmin) {
+        self.egress = egress
+        self.consumer = consumer
+        self.producer = producer
+        self.admin = admin
+    }
+
+    var logger: Logger { egress.logger }
+    var isEnded: Bool { ended.load(ordering: .acquiring) }
+
+    func consume() async throws {
+        for await event in consumer.events {
+            if let error = failure.withLock({ $0 }) { throw error }
+            switch event {
+            case .partitionsAssigned(let partitions):
+                try await assign(partitions)
+            case .partitionsRevoked(let partitions):
+                await drain(partitions, timeout: Egress.revokeDrain)
+                let revoked = Set(partitions)
+                for partition in partitions {
+                    lanes[partition.partition]?.close()
+                    lanes[partition.partition] = nil
+                    ledgers[partition.partition] = nil
+                }
+                laneList.withLock { $0.removeAll { revoked.contains($0.partition) } }
+            case .message(let message):
+                guard !egress.stoppingNow else { continue }
+                await process(message)
+            }
+        }
+        if crashed.load(ordering: .acquiring) { return }
+        if let error = failure.withLock({ $0 }) {
+            await producer.simulateCrash()
+            throw error
+        }
+    }
+
+    /// Rebuilds each partition's ledger from the delivery results of its previous owners.
+    private func assign(_ partitions: [TopicPartition]) async throws {
+        let window = Int64(egress.config.egress.dedupeWindow)
+        var restored: [Int32: DeliveryLedger] = [:]
+        for partition in partitions { restored[partition.partition] = DeliveryLedger(capacity: max(Int(window), 1_000)) }
+        if window > 0 {
+            let ranges = try await PartitionReader.ranges(
+                partitions.map { TopicPartition(topic: egress.deliveryTopic, partition: $0.partition) }, admin: admin, lastRecords: window)
+            let reader = PartitionReader(
+                bootstrapServers: egress.bootstrapServers, properties: egress.config.kafka.properties, clientID: "connector-egress-restore",
+                logger: logger)
+            var unreadable = 0
+            let incomplete = try await reader.read(ranges) { message in
+                guard let result = try? DeliveryResult.decode(message.value) else {
+                    unreadable += 1
+                    return
+                }
+                restored[message.partition]?.restore(result)
+            }
+            if !incomplete.partitions.isEmpty {
+                throw KafkaError(kind: .consumer, code: .timedOut, message: "delivery results of \(incomplete.partitions.map(\.partition).sorted()) not read to the end", isRetriable: true)
+            }
+            if unreadable > 0 { logger.warning("unreadable delivery results skipped", metadata: ["count": "\(unreadable)"]) }
+        }
+        for partition in partitions {
+            let ledger = restored[partition.partition]!
+            ledgers[partition.partition] = ledger
+            let lane = makeLanes(partition)
+            lanes[partition.partition] = lane
+            laneList.withLock { $0.append(lane) }
+        }
+        logger.info("partitions assigned", metadata: [
+            "kafka.partitions": "\(partitions.map(\.partition).sorted())",
+            "uncertain": "\(restored.values.reduce(0) { $0 + $1.uncertainCount })",
+        ])
+    }
+
+    private func makeLanes(_ partition: TopicPartition) -> ConversationLanes<LaneItem> {
+        let consumer = self.consumer
+        let logger = self.logger
+        return ConversationLanes(
+            partition: partition, maxRunning: egress.config.egress.maxConcurrentConversations,
+            deliver: { [weak self] _, item, finished in
+                guard let self else { return false }
+                return await self.deliver(item, finished: finished)
+            },
+            spawn: { [weak self] body in self?.spawn(body) },
+            storeOffset: { offset in
+                do {
+                    try consumer.storeOffsets([partition: offset])
+                } catch {
+                    logger.debug("offset not stored (partition moved)", metadata: ["kafka.partition": "\(partition)"])
+                }
+            })
+    }
+
+    private func spawn(_ body: @escaping @Sendable () async -> Void) {
+        runners.withLock { runners in
+            guard !isEnded else { return }
+            let id = runners.next
+            runners.next += 1
+            runners.tasks[id] = Task { [weak self] in
+                await body()
+                _ = self?.runners.withLock { $0.tasks.removeValue(forKey: id) }
+            }
+        }
+    }
+
+    private func process(_ message: KafkaMessage) async {
+        guard let lane = lanes[message.partition], let ledger = ledgers[message.partition] else { return }
+        while lane.buffered >= egress.config.egress.maxBufferedPerPartition, !isEnded {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        let source = "\(message.topic)/\(message.partition)/\(message.offset)"
+        let command: OutboundCommand
+        do {
+            command = try OutboundCommand.decode(message.value)
+        } catch {
+            // A poison record: to the dead-letter topic as it is; the partition goes on.
+            let letter = DeadLetter(undecodable: message.value, reason: "undecodable: \(Self.describe(error))", source: source, at: Self.now)
+            egress.metrics.deadLetters.increment()
+            logger.warning("outbound record dead-lettered", metadata: ["reason": "undecodable", "source": "\(source)"])
+            do {
+                _ = try await producer.send(KafkaProducerMessage(topic: egress.deadLetterTopic, key: message.key, value: letter.encodedRecord))
+                lane.addFinished(offset: message.offset)
+            } catch {
+                failed(Self.kafkaError(error))
+            }
+            return
+        }
+        lane.add(offset: message.offset, conversation: command.conversationId, item: LaneItem(
+            command: command, partition: message.partition, source: source, ledger: ledger))
+    }
+
+    // MARK: - Delivery
+
+    static var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// Delivers one command (or finds it finished); calls `finished` once its final result is
+    /// durable. Returns false when the generation ended first (nothing more may be sent).
+    func deliver(_ item: LaneItem, finished: @escaping @Sendable () -> Void) async -> Bool {
+        let command = item.command
+        let action = command.action.rawValue
+        if item.ledger.isFinished(command.commandId) {
+            egress.metrics.delivery(action, outcome: "duplicate")
+            finished()
+            return true
+        }
+        guard let client = egress.clients[command.endpoint] else {
+            return await deadLetter(item, reason: "endpoint '\(LogSafe.text(command.endpoint, maxBytes: 80))' is not configured", status: nil, errorBody: nil, attempts: 0, firstAttempt: Self.now, finished: finished)
+        }
+        // A previous owner was calling 8x8 with this command when it stopped.
+        if let attemptedAt = item.ledger.takeAttempt(command.commandId) {
+            switch await reconcile(command, client: client, since: attemptedAt, ledger: item.ledger) {
+            case .delivered:
+                egress.metrics.reconciled.increment()
+                return await complete(item, outcome: .delivered, status: nil, attempts: 1, error: "found at 8x8 after a restart", finished: finished)
+            case .skip:
+                return await complete(item, outcome: .skipped, status: nil, attempts: 1, error: "an indicator whose fate a restart left unknown", finished: finished)
+            case .notDelivered, .unknown:
+                break
+            }
+        }
+        let firstAttempt = Self.now
+        guard await write(DeliveryResult(
+            command: command, outcome: .attempting, status: nil, attempts: 0, at: firstAttempt, endToEndMillis: nil, error: nil,
+            source: item.source), partition: item.partition) else { return false }
+        var random = SystemRandomNumberGenerator()
+        var attempt = 0
+        while true {
+            attempt += 1
+            try? await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint)
+            await egress.inFlight.wait()
+            guard !isEnded else {
+                egress.inFlight.signal()
+                return false
+            }
+            let started = ContinuousClock.now
+            let attemptStart = Self.now
+            let result: Result<ChatGatewayResponse, ChatGatewayError>
+            do {
+                result = .success(try await client.deliver(command))
+            } catch {
+                result = .failure(error)
+            }
+            egress.inFlight.signal()
+            egress.metrics.requestDuration.recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
+            if isEnded { return false }
+            var failure: ChatGatewayError
+            switch result {
+            case .success(let response):
+                return await complete(item, outcome: .delivered, status: response.status, attempts: attempt, error: nil, finished: finished)
+            case .failure(let error):
+                failure = error
+            }
+            // The request may have reached 8x8: ask 8x8 before repeating a call that must not be repeated.
+            if case .transport(let reason, true) = failure, !DeliveryPolicy.isIdempotent(command.action) {
+                switch await reconcile(command, client: client, since: attemptStart, ledger: item.ledger) {
+                case .delivered:
+                    egress.metrics.reconciled.increment()
+                    return await complete(item, outcome: .delivered, status: nil, attempts: attempt, error: "found at 8x8 after \(reason)", finished: finished)
+                case .notDelivered:
+                    failure = .transport(reason, reachedServer: false)
+                case .unknown, .skip:
+                    break
+                }
+            }
+            let age = Duration.milliseconds(max(0, Self.now - command.createdAt))
+            switch egress.policy.decide(failure, attempt: attempt, age: age, action: command.action, using: &random) {
+            case .retry(let wait):
+                egress.metrics.retries.increment()
+                logger.debug("delivery retried", metadata: [
+                    "commandId": "\(LogSafe.text(command.commandId, maxBytes: 120))", "error": "\(failure)", "waitMs": "\(wait / .milliseconds(1))",
+                ])
+                try? await Task.sleep(for: wait)
+                if isEnded { return false }
+            case .giveUp(let reason):
+                var body: String?
+                if case .status(_, let problem, _) = failure { body = problem.map { "\($0.code ?? "") \($0.message ?? "")" } }
+                return await deadLetter(
+                    item, reason: "\(reason): \(failure)", status: failure.statusCode, errorBody: body ?? "\(failure)", attempts: attempt,
+                    firstAttempt: firstAttempt, finished: finished)
+            }
+        }
+    }
+
+    /// Writes the final result; the command is finished once it is durable.
+    private func complete(
+        _ item: LaneItem, outcome: DeliveryResult.Outcome, status: Int?, attempts: Int, error: String?,
+        finished: @escaping @Sendable () -> Void
+    ) async -> Bool {
+        let command = item.command
+        let now = Self.now
+        var endToEnd: Int64?
+        if outcome == .delivered, error == nil {
+            endToEnd = now - command.receivedAt
+            egress.metrics.endToEnd.recordNanoseconds(max(0, endToEnd!) * 1_000_000)
+        }
+        let result = DeliveryResult(
+            command: command, outcome: outcome, status: status, attempts: attempts, at: now, endToEndMillis: endToEnd, error: error,
+            source: item.source)
+        item.ledger.finish(command.commandId, conversation: command.conversationId, delivered: outcome == .delivered ? result.fingerprint : nil, at: now)
+        egress.metrics.delivery(command.action.rawValue, outcome: outcome.rawValue)
+        // The lane goes on at once; the offset waits for the acknowledgement.
+        send(KafkaProducerMessage(topic: egress.deliveryTopic, partition: item.partition, key: command.conversationId, value: result.encodedRecord)) { ok in
+            if ok { finished() }
+        }
+        return !isEnded
+    }
+
+    private func deadLetter(
+        _ item: LaneItem, reason: String, status: Int?, errorBody: String?, attempts: Int, firstAttempt: Int64,
+        finished: @escaping @Sendable () -> Void
+    ) async -> Bool {
+        let command = item.command
+        egress.metrics.deadLetters.increment()
+        logger.warning("command dead-lettered", metadata: [
+            "commandId": "\(LogSafe.text(command.commandId, maxBytes: 120))", "action": "\(command.action.rawValue)",
+            "status": "\(status.map(String.init) ?? "-")", "attempts": "\(attempts)",
+        ])
+        let letter = DeadLetter(
+            command: command, reason: reason, status: status, errorBody: errorBody, attempts: attempts, firstAttemptAt: firstAttempt,
+            deadLetteredAt: Self.now, source: item.source)
+        // The dead letter is durable before the result that lets the offset move past it.
+        let written = await write(
+            KafkaProducerMessage(topic: egress.deadLetterTopic, key: command.conversationId, value: letter.encodedRecord))
+        guard written else { return false }
+        return await complete(item, outcome: .deadLettered, status: status, attempts: attempts, error: reason, finished: finished)
+    }
+
+    enum Reconciliation { case delivered, notDelivered, skip, unknown }
+
+    /// Whether 8x8 already has what the command asked for, for a command whose request may or
+    /// may not have reached 8x8 (sent since `since`, milliseconds since 1970).
+    private func reconcile(_ command: OutboundCommand, client: ChatGatewayClient, since: Int64, ledger: DeliveryLedger) async -> Reconciliation {
+        switch command.action {
+        case .sendMessage, .sendAttachment:
+            guard let fingerprint = MessageFingerprint(command: command) else { return .unknown }
+            let threshold = since - Egress.clockTolerance
+            guard let messages = try? await client.recentMessages(conversationId: command.conversationId, count: 50) else { return .unknown }
+            let theirs = messages.count { $0.authorType == "bot" && $0.fingerprint == fingerprint && ($0.createdAt ?? .max) >= threshold }
+            let ours = ledger.deliveredCount(conversation: command.conversationId, digest: fingerprint.digest, since: threshold)
+            return theirs > ours ? .delivered : .notDelivered
+        case .patchConversation:
+            guard let queue = command.body["assignment"]?["id"]?.stringValue,
+                  let conversation = try? await client.conversation(command.conversationId) else { return .unknown }
+            return conversation["assignment"]?["id"]?.stringValue == queue ? .delivered : .notDelivered
+        case .typing, .thinking:
+            // A late indicator is worth nothing; sending it twice is worse.
+            return .skip
+        case .endConversation, .postAgentAssignment, .createConversation:
+            return .unknown
+        }
+    }
+
+    // MARK: - Kafka
+
+    /// Sends and waits for the acknowledgement; a failure ends the generation.
+    private func write(_ message: KafkaProducerMessage<String, [UInt8]>) async -> Bool {
+        do {
+            _ = try await producer.send(message)
+            return true
+        } catch {
+            failed(Self.kafkaError(error))
+            return false
+        }
+    }
+
+    private func write(_ result: DeliveryResult, partition: Int32) async -> Bool {
+        await write(KafkaProducerMessage(topic: egress.deliveryTopic, partition: partition, key: result.conversationId, value: result.encodedRecord))
+    }
+
+    /// Sends without waiting; `done(true)` once acknowledged.
+    private func send(_ message: KafkaProducerMessage<String, [UInt8]>, done: @escaping @Sendable (Bool) -> Void) {
+        do {
+            try producer.send(message) { [weak self] result in
+                switch result {
+                case .success: done(true)
+                case .failure(let error):
+                    self?.failed(error)
+                    done(false)
+                }
+            }
+        } catch {
+            failed(Self.kafkaError(error))
+            done(false)
+        }
+    }
+
+    static func kafkaError(_ error: any Error) -> KafkaError {
+        error as? KafkaError ?? KafkaError(kind: .delivery, code: .state, message: "\(error)", isRetriable: false)
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let context), DecodingError.keyNotFound(_, let context),
+             DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+        default:
+            return "not JSON"
+        }
+    }
+
+    private func failed(_ error: KafkaError) {
+        let first = failure.withLock { failure -> Bool in
+            defer { if failure == nil { failure = error } }
+            return failure == nil
+        }
+        guard first, !crashed.load(ordering: .acquiring) else { return }
+        logger.error("a write to Kafka failed; the egress restarts from the committed offsets", metadata: ["kafka.error": "\(error)"])
+        ended.store(true, ordering: .releasing)
+        closeLanes()
+        for task in runners.withLock({ Array($0.tasks.values) }) { task.cancel() }
+        Task { await consumer.shutdown() }
+    }
+
+    private func closeLanes() {
+        for lane in laneList.withLock({ $0 }) { lane.close() }
+    }
+
+    // MARK: - Stopping
+
+    /// Waits until the partitions' commands are finished; what is still in flight at the
+    /// deadline is given up (its lanes close, the offset stays before it).
+    private func drain(_ partitions: [TopicPartition], timeout: Duration) async {
+        let deadline = ContinuousClock.now + timeout
+        for partition in partitions {
+            guard let lane = lanes[partition.partition] else { continue }
+            while lane.buffered > 0, failure.withLock({ $0 }) == nil, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(1))
+            }
+            lane.close()
+        }
+    }
+
+    func stop(drainTimeout: Duration) async {
+        let deadline = ContinuousClock.now + drainTimeout
+        for lane in laneList.withLock({ $0 }) {
+            while lane.buffered > 0, failure.withLock({ $0 }) == nil, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(1))
+            }
+        }
+        guard ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        closeLanes()
+        for task in runners.withLock({ Array($0.tasks.values) }) { task.cancel() }
+        await consumer.shutdown()
+        await producer.shutdown()
+    }
+
+    func crash() async {
+        guard ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        crashed.store(true, ordering: .releasing)
+        closeLanes()
+        for task in runners.withLock({ Array($0.tasks.values) }) { task.cancel() }
+        await producer.simulateCrash()
+        await consumer.simulateCrash()
+    }
+}

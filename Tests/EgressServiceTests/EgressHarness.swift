@@ -1,0 +1,155 @@
+import ChatEvents
+import ConnectorConfiguration
+import EgressService
+import Foundation
+import Kafka
+import Logging
+import ServiceLifecycle
+import Simulator
+@_exported import TestSupport
+
+/// The embedded cluster with the connector's topics, the 8x8 simulator serving the Chat
+/// Gateway paths, and a configuration whose endpoint points at it.
+struct EgressHarness: Sendable {
+    static let partitions: Int32 = 3
+    static let credentials = ChatGatewaySimulator.Credentials(apiKey: "egress-key", tenant: "acme")
+
+    let cluster: EmbeddedKafkaCluster
+    let config: ConnectorConfig
+    let simulator: EightByEightSimulator
+    let baseURL: String
+    var gateway: ChatGatewaySimulator { simulator.gateway! }
+
+    /// Runs `body` with a harness whose simulator is listening. `egress`: more lines for the
+    /// `egress:` section (two-space indented keys).
+    static func run<T: Sendable>(
+        egress: String = "", flow: String? = nil, jwkBaseURL: Bool = false, _ body: (EgressHarness) async throws -> T
+    ) async throws -> T {
+        let simulator = EightByEightSimulator(signer: try WebhookSigner(kid: "egress-tests"), credentials: credentials)
+        return try await withRunningApplication({ simulator.application(logger: quietLogger, onRunning: $0) }) { port in
+            let harness = try EgressHarness(simulator: simulator, port: port, egress: egress, flow: flow)
+            return try await body(harness)
+        }
+    }
+
+    init(simulator: EightByEightSimulator, port: Int, egress: String, flow: String?) throws {
+        self.simulator = simulator
+        baseURL = "http://127.0.0.1:\(port)"
+        cluster = try EmbeddedKafkaCluster(logger: quietLogger)
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        config = try ConnectorConfig.parse("""
+            kafka:
+              brokers: embedded
+              partitions: \(Self.partitions)
+              properties:
+                session.timeout.ms: 6000
+                heartbeat.interval.ms: 500
+            ingress:
+              listen: 127.0.0.1:0
+              publishTimeoutMs: 15000
+              signature:
+                jwkBaseURL: \(baseURL)
+                jwkFetchTimeoutMs: 15000
+            worker:
+              listen: 127.0.0.1:0
+            egress:
+              listen: 127.0.0.1:0
+              requestTimeoutMs: 30000
+              rateLimit:
+                requestsPerSecond: 1000
+                burst: 1000
+              retry:
+                baseBackoffMs: 20
+                maxBackoffMs: 200
+            \(egress)
+            endpoints:
+              - name: support
+                urlToken: support-token-1
+                flow: \(flow ?? root.appendingPathComponent("flows/demo.yaml").path)
+                eightByEight:
+                  baseURL: \(baseURL)
+                  apiKey: \(Self.credentials.apiKey)
+                  tenant: acme
+                  acceptConversationActiveEvent: true
+                handover:
+                  queueId: "101"
+            """)
+        for topic in ConnectorTopic.allCases {
+            try cluster.createTopic(config.topicName(topic), partitions: Self.partitions)
+        }
+    }
+
+    /// Starts an egress in a service group of its own.
+    func start(logger: Logger = quietLogger) -> RunningEgress {
+        let egress = Egress(config: config, bootstrapServers: cluster.bootstrapServers, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: egress, successTerminationBehavior: .gracefullyShutdownGroup)], logger: quietLogger))
+        let task = Task { _ = try? await group.run() }
+        return RunningEgress(egress: egress, group: group, task: task)
+    }
+
+    func producer() throws -> KafkaProducer {
+        var configuration = KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers)
+        configuration.clientID = "test-outbound"
+        return try KafkaProducer(configuration: configuration, logger: quietLogger)
+    }
+
+    /// Writes commands to the outbound topic keyed by conversation, as the worker does.
+    func publish(_ commands: [OutboundCommand], with producer: KafkaProducer) async throws {
+        try await producer.sendBatch(commands.map {
+            KafkaProducerMessage(topic: config.topicName(.outbound), key: $0.conversationId, value: $0.encodedRecord)
+        })
+    }
+
+    func reader(_ topic: ConnectorTopic) throws -> TopicReader {
+        try TopicReader(cluster: cluster, topic: config.topicName(topic), partitions: Self.partitions)
+    }
+
+    /// Waits until the simulator accepted commands satisfying `condition`.
+    @discardableResult
+    func waitForGateway(_ seconds: Int = 60, _ what: String, until condition: @escaping @Sendable ([String]) -> Bool) async throws -> [String] {
+        let gateway = self.gateway
+        return try await within(seconds, what) {
+            while true {
+                let accepted = gateway.acceptedCommandIds
+                if condition(accepted) { return accepted }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
+    static func message(_ conversation: String, _ n: Int, text: String? = nil, event: String? = nil) -> OutboundCommand {
+        command(conversation, n, .sendMessage, .object(["authorType": .string("bot"), "text": .string(text ?? "message \(n) of \(conversation)")]), event: event)
+    }
+
+    static func command(_ conversation: String, _ n: Int, _ action: OutboundCommand.Action, _ body: JSONValue, event: String? = nil) -> OutboundCommand {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let eventId = event ?? "ev-\(conversation)-\(n)"
+        return OutboundCommand(
+            commandId: OutboundCommand.commandId(eventId: eventId, sequence: 0), conversationId: conversation, endpoint: "support",
+            tenantId: "acme", causationEventId: eventId, sequence: 0, createdAt: now, receivedAt: now, action: action, body: body)
+    }
+}
+
+struct RunningEgress: Sendable {
+    let egress: Egress
+    let group: ServiceGroup
+    let task: Task<Void, Never>
+
+    func stop() async {
+        await group.triggerGracefulShutdown()
+        await task.value
+    }
+
+    /// Kills it: requests in flight abandoned, no commit, no leaving the group.
+    func crash() async {
+        await egress.simulateCrash()
+        await group.triggerGracefulShutdown()
+        await task.value
+    }
+}
+
+extension Array where Element == String {
+    /// How many times each id occurs.
+    var counts: [String: Int] { reduce(into: [:]) { $0[$1, default: 0] += 1 } }
+}

@@ -1,0 +1,225 @@
+import AsyncHTTPClient
+import ChatEvents
+import EgressService
+import Foundation
+import Kafka
+import Simulator
+import Testing
+
+@Suite("Egress on the embedded cluster against the 8x8 simulator", .serialized)
+struct EgressTests {
+    @Test("every command kind reaches its path with the endpoint's headers and body, in order, each with a delivery result")
+    func everyCommandKind() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-kinds"
+            let bot: JSONValue = .object(["authorType": .string("bot")])
+            let commands = [
+                EgressHarness.command(conversation, 0, .typing, bot),
+                EgressHarness.message(conversation, 1, text: "Hello"),
+                EgressHarness.command(conversation, 2, .sendMessage, .object([
+                    "authorType": .string("bot"), "text": .string("Pick one"),
+                    "cards": .array([.object(["contentType": .string("application/8x8.quick.replies"), "content": .object([
+                        "options": .array([.object(["title": .string("Yes"), "data": .object(["postback": .string("yes")])])]),
+                    ])])]),
+                ])),
+                EgressHarness.command(conversation, 3, .sendAttachment, .object([
+                    "authorType": .string("bot"), "url": .string("\(h.baseURL)/files/terms.pdf"), "fileName": .string("terms.pdf"),
+                ])),
+                EgressHarness.command(conversation, 4, .thinking, .object(["authorType": .string("bot"), "maxThinkingTimeSeconds": .number(5)])),
+                EgressHarness.command(conversation, 5, .patchConversation, .object(["assignment": .object(["type": .string("queue"), "id": .string("101")])])),
+                EgressHarness.command(conversation, 6, .postAgentAssignment, .object([
+                    "type": .string("webhook"), "id": .string("wh-1"), "configuration": .object(["notifyChannelWebhookIfExists": .string("false")]),
+                ])),
+                EgressHarness.command(conversation, 7, .endConversation, .object(["removed": .bool(true)])),
+            ]
+            let results = try h.reader(.delivery)
+            let producer = try h.producer()
+            try await h.publish(commands, with: producer)
+            let egress = h.start()
+            let accepted = try await h.waitForGateway(60, "every command accepted") { $0.count >= commands.count }
+            #expect(accepted == commands.map(\.commandId), "one call per command, in the conversation's order")
+            let calls = h.gateway.received.filter { $0.status != 0 && $0.method != "GET" }
+            let paths = calls.map { "\($0.method) \($0.path.replacingOccurrences(of: "/chat-gateway/v1/conversations/conv-kinds", with: ""))" }
+            #expect(paths == [
+                "POST /typing", "POST /messages", "POST /messages", "POST /attachments", "POST /messages", "POST /thinking", "PATCH ",
+                "POST /post-agent-assignment", "PATCH /participants/user",
+            ])
+            #expect(calls.allSatisfy { $0.headers["x-api-key"] == "egress-key" && $0.headers["x-8x8-tenant"] == "acme" && (200..<300).contains($0.status) })
+            #expect(calls[2].json?["cards"]?.arrayValue?.first?["contentType"]?.stringValue == "application/8x8.quick.replies")
+            #expect(calls[4].json?["attachments"]?.arrayValue?.first?["id"]?.stringValue != nil, "the message carries the uploaded attachment's id")
+            // Per command: an attempting result, then delivered.
+            let records = try await results.wait(30, "delivery results") { $0.count >= 2 * commands.count }
+            let final = try records.map { try DeliveryResult.decode($0.value) }.filter { $0.outcome != .attempting }
+            #expect(final.map(\.commandId) == commands.map(\.commandId))
+            #expect(final.allSatisfy { $0.outcome == .delivered && $0.attempts == 1 && ($0.endToEndMillis ?? -1) >= 0 })
+            #expect(Set(records.map(\.partition)).count == 1, "results go to the command's partition")
+            let metrics = String(decoding: egress.egress.metrics.render(), as: UTF8.self)
+            #expect(metrics.contains("connector_end_to_end_seconds_count 8"), "\(metrics)")
+            #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="delivered"} 2"#))
+            await egress.stop()
+            await results.close()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("order within a conversation holds while another is throttled (429 Retry-After honored) or failing (5xx retried)")
+    func orderUnderThrottlingAndFailures() async throws {
+        try await EgressHarness.run { h in
+            // Both conversations in one partition, so they share a partition's lanes.
+            let throttled = "conv-a"
+            let failing = (0..<200).map { "conv-b\($0)" }.first { Self.partition(of: $0) == Self.partition(of: throttled) }!
+            h.gateway.inject(.status(429, retryAfter: 2), forPathEndingWith: "\(throttled)/messages")
+            h.gateway.inject(.status(502), forPathEndingWith: "\(failing)/messages")
+            h.gateway.inject(.status(503), forPathEndingWith: "\(failing)/messages")
+            let commands = (0..<5).flatMap { [EgressHarness.message(throttled, $0), EgressHarness.message(failing, $0)] }
+            let producer = try h.producer()
+            try await h.publish(commands, with: producer)
+            let egress = h.start()
+            let accepted = try await h.waitForGateway(60, "every command accepted") { $0.count >= commands.count }
+            #expect(accepted.count == commands.count && Set(accepted).count == commands.count, "each once")
+            #expect(accepted.filter { $0.contains(throttled) } == commands.filter { $0.conversationId == throttled }.map(\.commandId))
+            #expect(accepted.filter { $0.contains(failing + "-") } == commands.filter { $0.conversationId == failing }.map(\.commandId))
+            // The failing conversation did not wait for the throttled one's Retry-After.
+            #expect(accepted.firstIndex(of: commands[9].commandId)! < accepted.firstIndex(of: commands[2].commandId)!)
+            let received = h.gateway.received
+            let tooMany = try #require(received.first { $0.status == 429 })
+            let retried = try #require(received.first { $0.status == 202 && $0.path == tooMany.path })
+            #expect(retried.at - tooMany.at >= .seconds(2), "the retry waited for Retry-After")
+            #expect(received.filter { $0.path.contains(failing) && $0.status >= 500 }.count == 2)
+            let metrics = String(decoding: egress.egress.metrics.render(), as: UTF8.self)
+            #expect(metrics.contains("connector_egress_retries_total 3"))
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("a 400 is dead-lettered at once with status, error body and attempts; the conversation goes on; replay delivers a dead letter once")
+    func deadLettersAndReplay() async throws {
+        try await EgressHarness.run(egress: "  retry:\n    maxAttempts: 2\n    baseBackoffMs: 10\n    maxBackoffMs: 20") { h in
+            let conversation = "conv-dlq"
+            let invalid = EgressHarness.command(conversation, 0, .sendMessage, .object(["authorType": .string("customer"), "text": .string("bad")]))
+            let unavailable = EgressHarness.message(conversation, 1, text: "sent while 8x8 was down")
+            let next = EgressHarness.message(conversation, 2)
+            let letters = try h.reader(.deadLetters)
+            let producer = try h.producer()
+            try await h.publish([invalid], with: producer)
+            var egress = h.start()
+            try await letters.wait(60, "the 400 dead-lettered") { $0.count == 1 }
+            h.gateway.inject(.status(503), forPathEndingWith: "\(conversation)/messages")
+            h.gateway.inject(.status(503), forPathEndingWith: "\(conversation)/messages")
+            try await h.publish([unavailable, next], with: producer)
+            try await h.waitForGateway(60, "the next command delivered") { $0.contains(next.commandId) }
+            let deadLetters = try await letters.wait(30, "two dead letters") { $0.count == 2 }.map { try DeadLetter.decode($0.value) }
+            #expect(deadLetters[0].command == invalid && deadLetters[0].status == 400 && deadLetters[0].attempts == 1)
+            #expect(deadLetters[0].errorBody?.contains("invalid_json_object") == true, "\(deadLetters[0].errorBody ?? "")")
+            #expect(deadLetters[1].command == unavailable && deadLetters[1].status == 503 && deadLetters[1].attempts == 2)
+            #expect(!h.gateway.acceptedCommandIds.contains(unavailable.commandId))
+            await egress.stop()
+
+            // Replay: only the conversation's dead letters since a time, once.
+            let replay = DeadLetterReplay(
+                bootstrapServers: h.cluster.bootstrapServers, properties: [:], deadLetterTopic: h.config.topicName(.deadLetters),
+                outboundTopic: h.config.topicName(.outbound), logger: quietLogger)
+            let dryRun = try await replay.run(conversation: conversation, since: nil, dryRun: true)
+            #expect(dryRun.entries.map(\.command.commandId) == [invalid.commandId, unavailable.commandId])
+            let none = try await replay.run(conversation: "another", since: nil, dryRun: false)
+            #expect(none.entries.isEmpty && none.filteredOut == 2)
+            let report = try await replay.run(conversation: nil, since: deadLetters[1].deadLetteredAt, dryRun: false)
+            #expect(report.entries.map(\.command.commandId) == [unavailable.commandId] && report.filteredOut == 1)
+            let again = try await replay.run(conversation: nil, since: deadLetters[1].deadLetteredAt, dryRun: false)
+            #expect(again.entries.isEmpty && again.alreadyReplayed == 1)
+            egress = h.start()
+            let replayedId = report.entries[0].replayedAs
+            try await h.waitForGateway(60, "the replayed command delivered") { $0.contains(replayedId) }
+            try await Task.sleep(for: .milliseconds(500))  // nothing more arrives
+            #expect(h.gateway.acceptedCommandIds.counts[replayedId] == 1)
+            #expect(h.gateway.messages(of: conversation).map(\.text) == [next.body["text"]?.stringValue, "sent while 8x8 was down"])
+            await egress.stop()
+            await letters.close()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("a dropped connection is settled by asking 8x8: delivered once whether or not the request took effect")
+    func droppedConnections() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-drop"
+            h.gateway.inject(.drop(afterProcessing: true), forPathEndingWith: "\(conversation)/messages")
+            h.gateway.inject(.drop(afterProcessing: false), forPathEndingWith: "\(conversation)/messages")
+            let commands = (0..<3).map { EgressHarness.message(conversation, $0, text: "same text") }
+            let producer = try h.producer()
+            try await h.publish(commands, with: producer)
+            let egress = h.start()
+            try await h.waitForGateway(60, "three messages") { $0.count >= 3 }
+            try await Task.sleep(for: .milliseconds(300))  // nothing more arrives
+            #expect(h.gateway.acceptedCommandIds == commands.map(\.commandId))
+            #expect(h.gateway.messages(of: conversation).count == 3, "8x8 shows each message once")
+            #expect(h.gateway.received.filter(\.dropped).count == 2)
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("an unreadable outbound record goes to the dead-letter topic and the partition goes on")
+    func poisonRecord() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-poison"
+            let letters = try h.reader(.deadLetters)
+            let producer = try h.producer()
+            _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.outbound), key: conversation, value: Array("{not json".utf8)))
+            let after = EgressHarness.message(conversation, 1)
+            try await h.publish([after], with: producer)
+            let egress = h.start()
+            try await h.waitForGateway(60, "the command after the poison record") { $0.contains(after.commandId) }
+            let letter = try DeadLetter.decode(try await letters.wait(30, "the dead letter") { $0.count == 1 }[0].value)
+            #expect(letter.command == nil && letter.raw == "{not json" && letter.reason?.hasPrefix("undecodable") == true)
+            await egress.stop()
+            await letters.close()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("egresses stopped abruptly mid-stream and restarted deliver every command exactly once, in order per conversation")
+    func crashAndRestart() async throws {
+        try await EgressHarness.run { h in
+            let conversations = (0..<12).map { "conv-crash-\($0)" }
+            let commands = (0..<25).flatMap { n in conversations.map { EgressHarness.message($0, n) } }
+            // Slow answers keep requests in flight when the egress dies.
+            for conversation in conversations.prefix(6) {
+                for _ in 0..<3 { h.gateway.inject(.delay(.milliseconds(150)), forPathEndingWith: "\(conversation)/messages") }
+            }
+            let producer = try h.producer()
+            try await h.publish(commands, with: producer)
+            var egress = h.start()
+            for threshold in [60, 150, 240] {
+                try await h.waitForGateway(90, "\(threshold) commands") { Set($0).count >= threshold }
+                await egress.crash()
+                egress = h.start()
+            }
+            let accepted = try await h.waitForGateway(120, "every command") { Set($0).count >= commands.count }
+            try await Task.sleep(for: .milliseconds(500))  // nothing more arrives
+            let final = h.gateway.acceptedCommandIds
+            let duplicates = final.counts.filter { $0.value > 1 }
+            #expect(duplicates.isEmpty, "delivered more than once: \(duplicates.keys.sorted().prefix(5))")
+            #expect(Set(accepted) == Set(commands.map(\.commandId)))
+            for conversation in conversations {
+                let texts = h.gateway.messages(of: conversation).map(\.text)
+                #expect(texts == (0..<25).map { "message \($0) of \(conversation)" }, "\(conversation) in order, each once")
+            }
+            let metrics = String(decoding: egress.egress.metrics.render(), as: UTF8.self)
+            print("egress crash test: \(final.count) accepted calls for \(commands.count) commands; \(metrics.split(separator: "\n").filter { $0.hasPrefix("connector_egress_reconciled_total") || $0.contains("outcome=\"duplicate\"") })")
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
+    /// The partition librdkafka's default partitioner (`consistent_random`: CRC32 of the key) picks.
+    static func partition(of key: String) -> Int32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in key.utf8 {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = (crc >> 1) ^ (0xEDB8_8320 & (0 &- (crc & 1))) }
+        }
+        return Int32(~crc % UInt32(EgressHarness.partitions))
+    }
+}
