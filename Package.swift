@@ -256,6 +256,25 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "PipelineBenchmark",
+            dependencies: [
+                "IngressService",
+                "BotWorker",
+                "EgressService",
+                "Simulator",
+                "EightByEight",
+                "ChatEvents",
+                "ConnectorConfiguration",
+                "Kafka",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/PipelineBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "PIIBenchmark",
             dependencies: ["DataProtection"],
             path: "Benchmarks/PIIBenchmark",
@@ -279,6 +298,7 @@ let package = Package(
             dependencies: [
                 "Kafka",
                 "Simulator",
+                "TestSupport",
                 "EightByEight",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

@@ -4,7 +4,9 @@
 * inbound-event.v1: every schemas/examples/inbound-event.v1.*.json;
 * outbound-command.v1: every schemas/outbound-examples/*.json (and one per action);
 * flow.v1: flows/*.yaml and schemas/flow-examples/*.yaml, read with PyYAML;
-* analytics-record.v1: every schemas/analytics-examples/*.json.
+* analytics-record.v1: every schemas/analytics-examples/*.json;
+* delivery-result.v1: every schemas/delivery-examples/*.json;
+* dead-letter.v1: every schemas/dead-letter-examples/*.json.
 
 It also checks that each schema rejects a broken copy of its first example (an unknown top-level
 field) and a few deliberately invalid documents below, so a schema that accepts anything does
@@ -39,6 +41,8 @@ suites = {
     "outbound-command.v1.schema.json": (sorted((root / "outbound-examples").glob("*.json")), read_json),
     "flow.v1.schema.json": (sorted(repo.glob("flows/*.yaml")) + sorted((root / "flow-examples").glob("*.yaml")), read_yaml),
     "analytics-record.v1.schema.json": (sorted((root / "analytics-examples").glob("*.json")), read_json),
+    "delivery-result.v1.schema.json": (sorted((root / "delivery-examples").glob("*.json")), read_json),
+    "dead-letter.v1.schema.json": (sorted((root / "dead-letter-examples").glob("*.json")), read_json),
 }
 
 failures = 0
@@ -152,6 +156,14 @@ cases = [
     ("outbound-command.v1.schema.json", "an Adaptive Card message", command("sendMessage", {"authorType": "bot", "cards": [adaptive]}), True),
     ("outbound-command.v1.schema.json", "an Adaptive Card of another type",
      command("sendMessage", {"authorType": "bot", "cards": [{**adaptive, "content": {**adaptive["content"], "type": "HeroCard"}}]}), False),
+    ("delivery-result.v1.schema.json", "an unknown outcome",
+     {**read_json(root / "delivery-examples" / "delivered.json"), "outcome": "sent"}, False),
+    ("delivery-result.v1.schema.json", "a result without its source",
+     {k: v for k, v in read_json(root / "delivery-examples" / "delivered.json").items() if k != "source"}, False),
+    ("dead-letter.v1.schema.json", "a dead letter that is also a replay mark",
+     {**read_json(root / "dead-letter-examples" / "rejected-message.json"), "replayOf": "1/42", "replayedAs": "x"}, False),
+    ("dead-letter.v1.schema.json", "a dead letter without its reason",
+     {k: v for k, v in read_json(root / "dead-letter-examples" / "rejected-message.json").items() if k != "reason"}, False),
 ]
 for schema_name, description, document, valid in cases:
     validator = validators.get(schema_name)

@@ -66,14 +66,7 @@ import Testing
         try await withRunningApplication({ simulator.application(logger: Self.logger, onRunning: $0) }) { jwkPort in
             let path = try temporaryFile(config(jwk: "http://127.0.0.1:\(jwkPort)"))
             defer { try? FileManager.default.removeItem(atPath: path) }
-            let process = Process()
-            process.executableURL = Self.binary
-            process.arguments = ["ingress", "--config", path, "--brokers", cluster.bootstrapServers]
-            let out = Pipe()
-            let err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            try process.run()
+            let (process, out, err) = try BrokerCommandTests.launch(["ingress", "--config", path, "--brokers", cluster.bootstrapServers])
             defer { if process.isRunning { process.terminate() } }
 
             // The first line says where it listens.

@@ -134,3 +134,35 @@ struct AnalyticsExampleTests {
         }
     }
 }
+
+@Suite("Delivery result and dead letter schema examples")
+struct DeliveryRecordExampleTests {
+    func examples(_ folder: String) throws -> [[UInt8]] {
+        let url = Repository.root.appendingPathComponent("schemas/\(folder)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: url.path).filter { $0.hasSuffix(".json") }.sorted()
+        return try files.map { Array(try Data(contentsOf: url.appendingPathComponent($0))) }
+    }
+
+    @Test func everyExampleDecodesAndTheHandWrittenRecordReadsBack() throws {
+        let results = try examples("delivery-examples").map { try DeliveryResult.decode($0) }
+        #expect(Set(results.map(\.outcome)) == [.attempting, .delivered])
+        for result in results { #expect(try DeliveryResult.decode(result.encodedRecord) == result) }
+        let letters = try examples("dead-letter-examples").map { try DeadLetter.decode($0) }
+        #expect(letters.count == 3 && letters.contains { $0.replayOf != nil } && letters.contains { $0.raw != nil })
+        for letter in letters { #expect(try DeadLetter.decode(letter.encodedRecord) == letter) }
+    }
+
+    @Test func aMessageFingerprintIgnoresAttachmentIdsAndCountsCards() {
+        func command(_ body: JSONValue, _ action: OutboundCommand.Action = .sendMessage) -> OutboundCommand {
+            OutboundCommand(commandId: "e/0", conversationId: "c", endpoint: "s", tenantId: nil, causationEventId: "e", sequence: 0,
+                            createdAt: 1, receivedAt: 1, action: action, body: body)
+        }
+        let text = MessageFingerprint(command: command(.object(["authorType": .string("bot"), "text": .string("Hi")])))
+        let withCard = MessageFingerprint(command: command(.object(["text": .string("Hi"), "cards": .array([.object([:])])])))
+        let attachment = MessageFingerprint(command: command(.object(["url": .string("https://x/y.pdf")]), .sendAttachment))
+        #expect(text == MessageFingerprint(text: "Hi", cards: 0, attachments: 0) && text?.digest != withCard?.digest)
+        #expect(attachment == MessageFingerprint(text: "", cards: 0, attachments: 1))
+        #expect(MessageFingerprint(command: command(.object(["authorType": .string("bot")]), .typing)) == nil)
+        #expect(text?.digest == MessageFingerprint(text: "Hi", cards: 0, attachments: 0).digest, "stable")
+    }
+}

@@ -115,6 +115,9 @@ struct ProducerConsumerTests {
         let (a, aTask) = try start("a")
         try await produce(0..<40)
         try await ledger.waitUntil("40 distinct messages") { $0.counts.count >= 40 }
+        // Committed before b joins: the commit on revoke can meet the mock broker's "rebalance
+        // in progress" (COMMITFAIL) under load, and then b would rightly read them again.
+        try await a.commit()
 
         let (b, bTask) = try start("b")
         try await ledger.waitUntil("both own partitions") { $0.owned["a"]?.isEmpty == false && $0.owned["b"]?.isEmpty == false }
