@@ -103,6 +103,7 @@ let package = Package(
         .target(
             name: "BotWorker",
             dependencies: [
+                "ServiceSupport",
                 "ChatEvents",
                 "DataProtection",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -120,9 +121,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "ServiceSupport",
+            dependencies: [
+                "Kafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "EgressService",
             dependencies: [
+                "ServiceSupport",
                 "ChatEvents",
+                "DataProtection",
                 "EightByEight",
                 "Kafka",
                 "ConnectorConfiguration",

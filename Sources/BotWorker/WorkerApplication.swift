@@ -1,32 +1,19 @@
+import ChatEvents
 public import Hummingbird
-import NIOCore
+import ServiceSupport
 
 extension BotWorker {
-    /// `/health/live`, `/health/ready` (ready while the worker's consumer runs) and `/metrics`,
-    /// with the worker as the application's service.
+    /// `/health/live`, `/health/ready` (ready while the worker's consumer runs) and `/metrics`
+    /// (with the group's lag), with the worker and its lag monitor as the application's services.
     public func application(
         host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let router = Router()
-        router.get("/health/live") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "live\n")))
-        }
-        router.get("/health/ready") { [self] _, _ in
-            let ready = isReady
-            return Response(
-                status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"],
-                body: .init(byteBuffer: ByteBuffer(string: ready ? "ready\n" : "not consuming\n")))
-        }
-        router.get("/metrics") { [metrics] _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
-        }
-        return Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "connector-worker"),
-            services: [self],
-            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
-            logger: logger)
+        let gauges = LagGauges(registry: metrics.registry)
+        let monitor = LagMonitor(
+            bootstrapServers: bootstrapServers, properties: config.kafka.properties, group: ConnectorConsumerGroup.worker.rawValue,
+            topics: [inboundTopic], interval: .milliseconds(config.kafka.lagIntervalMs), logger: logger, update: gauges.update)
+        return healthApplication(
+            name: "connector-worker", host: host, port: port, services: [self, monitor], logger: logger,
+            isReady: { [self] in isReady }, metrics: { [metrics] in metrics.render() }, onRunning: onRunning)
     }
 }

@@ -155,10 +155,17 @@ struct LagCommand: AsyncParsableCommand {
     @Option(help: "Only this consumer group (default: every group the cluster lists, else the connector's own).")
     var group: [String] = []
     @Flag(help: "Print JSON instead of a table.") var json = false
-    @Flag(help: "Re-evaluate continuously with a status per group.") var watch = false
+    @Flag(help: "Re-evaluate continuously with a status per group (OK, WARNING, STALL, STOP, REWIND), as Burrow does.") var watch = false
+    @Option(help: "With --watch: seconds between samples.") var interval: Double = 2
+    @Option(help: "With --watch: samples in the sliding window (a partition whose committed offset does not move over it while it has lag is STALL).") var window = 5
+    @Option(help: "With --watch: stop after this many samples (default: until Ctrl-C).") var count: Int?
+
+    func validate() throws {
+        guard interval >= 0.1 else { throw ValidationError("--interval must be at least 0.1 seconds") }
+        guard window >= 2 else { throw ValidationError("--window must be at least 2") }
+    }
 
     func run() async throws {
-        if watch { throw fail("lag --watch is not implemented yet", code: 2) }
         let config: ConnectorConfig
         let bootstrap: String
         do { (config, bootstrap) = try brokerOptions.load() } catch { throw fail("\(error)") }
@@ -170,11 +177,35 @@ struct LagCommand: AsyncParsableCommand {
                 groups = (try? await admin.listConsumerGroups()) ?? []
                 if groups.isEmpty { groups = ConnectorConsumerGroup.allCases.map(\.rawValue) }
             }
-            var lags: [ConsumerGroupLag] = []
-            for name in groups {
-                lags.append(try await admin.lag(group: name))
+            func sample() async throws -> [ConsumerGroupLag] {
+                var lags: [ConsumerGroupLag] = []
+                for name in groups {
+                    // The connector's groups are measured on their topics even before a first commit.
+                    let topics = ConnectorConsumerGroup(rawValue: name).map { $0.topics.map(config.topicName) }
+                    lags.append(try await admin.lag(group: name, topics: topics))
+                }
+                return lags
             }
-            print(json ? try LagReport.json(lags) : LagReport.table(lags))
+            guard watch else {
+                print(json ? try LagReport.json(try await sample()) : LagReport.table(try await sample()))
+                return
+            }
+            var evaluator = LagEvaluator(window: window, stopAfter: window * 3)
+            let live = isatty(STDOUT_FILENO) != 0 && !json
+            var samples = 0
+            while count.map({ samples < $0 }) ?? true {
+                let lags = try await sample()
+                for lag in lags { evaluator.add(lag) }
+                samples += 1
+                if json {
+                    print(try LagReport.watchLine(lags, evaluator))
+                } else {
+                    if live { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+                    print(LagReport.watchTable(lags, evaluator) + "\n")
+                }
+                fflush(nil)
+                if count.map({ samples < $0 }) ?? true { try await Task.sleep(for: .milliseconds(Int(interval * 1000))) }
+            }
         } catch {
             throw fail("\(error)")
         }
@@ -207,6 +238,59 @@ enum LagReport {
                     + pad(p.committedOffset.map(String.init) ?? "-", 12) + pad("\(p.highWatermark)", 12) + "\(p.lag)")
             }
             lines.append(pad(group.group, 24) + "max \(group.maxLag), total \(group.sumLag)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    struct WatchPartition: Encodable {
+        var topic: String
+        var partition: Int32
+        var committedOffset: Int64?
+        var highWatermark: Int64
+        var lag: Int64
+        var status: LagEvaluator.Status
+    }
+
+    struct WatchGroup: Encodable {
+        var group: String
+        var status: LagEvaluator.Status
+        var maxLag: Int64
+        var sumLag: Int64
+        var partitions: [WatchPartition]
+    }
+
+    static func watchGroups(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator) -> [WatchGroup] {
+        lags.map { lag in
+            let statuses = evaluator.partitionStatus(of: lag.group)
+            return WatchGroup(
+                group: lag.group, status: evaluator.status(of: lag.group), maxLag: lag.maxLag, sumLag: lag.sumLag,
+                partitions: lag.partitions.map {
+                    WatchPartition(topic: $0.topic, partition: $0.partition, committedOffset: $0.committedOffset, highWatermark: $0.highWatermark,
+                                   lag: $0.lag, status: statuses[$0.topicPartition] ?? .ok)
+                })
+        }
+    }
+
+    /// One line of JSON per sample: the time and each group's status and lag.
+    static func watchLine(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator) throws -> String {
+        struct Line: Encodable {
+            var time: String
+            var groups: [WatchGroup]
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let line = Line(time: ISO8601DateFormatter().string(from: Date()), groups: watchGroups(lags, evaluator))
+        return String(decoding: try encoder.encode(line), as: UTF8.self)
+    }
+
+    /// A compact table: a line per group, then its partitions with lag.
+    static func watchTable(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator) -> String {
+        var lines = [ISO8601DateFormatter().string(from: Date()), pad("GROUP", 24) + pad("STATUS", 9) + pad("MAX LAG", 10) + "TOTAL LAG"]
+        for group in watchGroups(lags, evaluator) {
+            lines.append(pad(group.group, 24) + pad(group.status.rawValue, 9) + pad("\(group.maxLag)", 10) + "\(group.sumLag)")
+            for p in group.partitions where p.lag > 0 || p.status != .ok {
+                lines.append("  " + pad("\(p.topic)[\(p.partition)]", 34) + pad(p.status.rawValue, 9) + "lag \(p.lag)")
+            }
         }
         return lines.joined(separator: "\n")
     }

@@ -158,6 +158,7 @@ extension ConnectorConfig {
         if kafka.brokers.trimmingCharacters(in: .whitespaces).isEmpty { throw fail("kafka.brokers is empty (use \"embedded\" or host:port,...)") }
         if kafka.partitions < 1 { throw fail("kafka.partitions must be at least 1") }
         if kafka.replicationFactor < 1 { throw fail("kafka.replicationFactor must be at least 1") }
+        if !(100...3_600_000).contains(kafka.lagIntervalMs) { throw fail("kafka.lagIntervalMs must be between 100 and 3600000") }
         if ingress.maxBodyBytes < 1 { throw fail("ingress.maxBodyBytes must be positive") }
         if ingress.signature.maxClockSkewSeconds < 0 { throw fail("ingress.signature.maxClockSkewSeconds must not be negative") }
         if ingress.listenAddress == nil { throw fail("ingress.listen must be host:port, e.g. 0.0.0.0:8080") }

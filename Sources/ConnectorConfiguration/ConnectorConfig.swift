@@ -29,10 +29,12 @@ public struct ConnectorConfig: Sendable, Decodable {
         public var topicPrefix: String = ""
         /// Passed to librdkafka as is (TLS/SASL: security.protocol, sasl.*). Values may be secrets.
         public var properties: [String: String] = [:]
+        /// How often each consuming service measures its group's lag for `/metrics`.
+        public var lagIntervalMs: Int = 5_000
 
         public var isEmbedded: Bool { brokers == "embedded" }
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case brokers, partitions, replicationFactor, topicPrefix, properties }
+        enum CodingKeys: String, CodingKey, CaseIterable { case brokers, partitions, replicationFactor, topicPrefix, properties, lagIntervalMs }
 
         public init() {}
 
@@ -43,6 +45,7 @@ public struct ConnectorConfig: Sendable, Decodable {
             replicationFactor = try c.decodeIfPresent(Int.self, forKey: .replicationFactor) ?? replicationFactor
             topicPrefix = try c.decodeIfPresent(String.self, forKey: .topicPrefix) ?? topicPrefix
             properties = try c.decodeIfPresent([String: ScalarString].self, forKey: .properties)?.mapValues(\.value) ?? [:]
+            lagIntervalMs = try c.decodeIfPresent(Int.self, forKey: .lagIntervalMs) ?? lagIntervalMs
         }
     }
 

@@ -1,5 +1,6 @@
 public import AsyncHTTPClient
 import ChatEvents
+import DataProtection
 public import ConnectorConfiguration
 import EightByEight
 import Foundation
@@ -47,7 +48,14 @@ public final class Egress: Service, Sendable {
     public init(config: ConnectorConfig, bootstrapServers: String, logger: Logger, httpClient: HTTPClient? = nil) {
         self.config = config
         self.bootstrapServers = bootstrapServers
-        self.logger = logger
+        // The egress logs ids and statuses, not message bodies; 8x8's error messages may still
+        // quote what was sent, so with any endpoint masking its logs, they pass the scanner.
+        var serviceLogger = logger
+        if config.endpoints.contains(where: { $0.dataProtection?.maskLogging ?? true }) {
+            let protection = DataProtectionPolicy()
+            serviceLogger.handler = MaskingLogHandler(wrapping: logger.handler) { protection.mask($0) }
+        }
+        self.logger = serviceLogger
         metrics = EgressMetrics()
         outboundTopic = config.topicName(.outbound)
         deliveryTopic = config.topicName(.delivery)

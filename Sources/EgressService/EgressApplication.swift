@@ -1,32 +1,19 @@
+import ChatEvents
 public import Hummingbird
-import NIOCore
+import ServiceSupport
 
 extension Egress {
-    /// `/health/live`, `/health/ready` (ready while the egress's consumer runs) and `/metrics`,
-    /// with the egress as the application's service.
+    /// `/health/live`, `/health/ready` (ready while the egress's consumer runs) and `/metrics`
+    /// (with the group's lag), with the egress and its lag monitor as the application's services.
     public func application(
         host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let router = Router()
-        router.get("/health/live") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "live\n")))
-        }
-        router.get("/health/ready") { [self] _, _ in
-            let ready = isReady
-            return Response(
-                status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"],
-                body: .init(byteBuffer: ByteBuffer(string: ready ? "ready\n" : "not consuming\n")))
-        }
-        router.get("/metrics") { [metrics] _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
-        }
-        return Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "connector-egress"),
-            services: [self],
-            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
-            logger: logger)
+        let gauges = LagGauges(registry: metrics.registry)
+        let monitor = LagMonitor(
+            bootstrapServers: bootstrapServers, properties: config.kafka.properties, group: ConnectorConsumerGroup.egress.rawValue,
+            topics: [outboundTopic], interval: .milliseconds(config.kafka.lagIntervalMs), logger: logger, update: gauges.update)
+        return healthApplication(
+            name: "connector-egress", host: host, port: port, services: [self, monitor], logger: logger,
+            isReady: { [self] in isReady }, metrics: { [metrics] in metrics.render() }, onRunning: onRunning)
     }
 }

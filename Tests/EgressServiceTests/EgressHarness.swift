@@ -23,16 +23,16 @@ struct EgressHarness: Sendable {
     /// Runs `body` with a harness whose simulator is listening. `egress`: more lines for the
     /// `egress:` section (two-space indented keys).
     static func run<T: Sendable>(
-        egress: String = "", flow: String? = nil, jwkBaseURL: Bool = false, _ body: (EgressHarness) async throws -> T
+        egress: String = "", kafka: String = "", flow: String? = nil, _ body: (EgressHarness) async throws -> T
     ) async throws -> T {
         let simulator = EightByEightSimulator(signer: try WebhookSigner(kid: "egress-tests"), credentials: credentials)
         return try await withRunningApplication({ simulator.application(logger: quietLogger, onRunning: $0) }) { port in
-            let harness = try EgressHarness(simulator: simulator, port: port, egress: egress, flow: flow)
+            let harness = try EgressHarness(simulator: simulator, port: port, egress: egress, kafka: kafka, flow: flow)
             return try await body(harness)
         }
     }
 
-    init(simulator: EightByEightSimulator, port: Int, egress: String, flow: String?) throws {
+    init(simulator: EightByEightSimulator, port: Int, egress: String, kafka: String, flow: String?) throws {
         self.simulator = simulator
         baseURL = "http://127.0.0.1:\(port)"
         cluster = try EmbeddedKafkaCluster(logger: quietLogger)
@@ -41,6 +41,7 @@ struct EgressHarness: Sendable {
             kafka:
               brokers: embedded
               partitions: \(Self.partitions)
+            \(kafka)
               properties:
                 session.timeout.ms: 6000
                 heartbeat.interval.ms: 500

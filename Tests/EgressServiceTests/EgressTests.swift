@@ -179,6 +179,31 @@ struct EgressTests {
         }
     }
 
+    @Test("the egress serves health (ready while consuming) and its metrics")
+    func healthAndMetrics() async throws {
+        try await EgressHarness.run { h in
+            let egress = Egress(config: h.config, bootstrapServers: h.cluster.bootstrapServers, logger: quietLogger)
+            let producer = try h.producer()
+            let command = EgressHarness.message("conv-health", 0)
+            try await h.publish([command], with: producer)
+            try await withRunningApplication({ egress.application(host: "127.0.0.1", port: 0, onRunning: $0) }) { port in
+                func get(_ path: String) async throws -> (Int, String) {
+                    let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .seconds(30))
+                    return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
+                }
+                #expect(try await get("/health/live").0 == 200)
+                try await h.waitForGateway(60, "the command delivered") { $0.contains(command.commandId) }
+                #expect(try await get("/health/ready").0 == 200)
+                let (status, metrics) = try await get("/metrics")
+                #expect(status == 200)
+                #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="delivered"} 1"#), "\(metrics)")
+                #expect(metrics.contains("connector_end_to_end_seconds_bucket"))
+            }
+            #expect(!egress.isReady, "not ready once stopped")
+            await producer.shutdown()
+        }
+    }
+
     @Test("egresses stopped abruptly mid-stream and restarted deliver every command exactly once, in order per conversation")
     func crashAndRestart() async throws {
         try await EgressHarness.run { h in

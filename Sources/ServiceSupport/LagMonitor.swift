@@ -1,0 +1,72 @@
+public import Kafka
+public import Logging
+public import Prometheus
+public import ServiceLifecycle
+
+/// The lag gauges of ARCHITECTURE.md, with kafka-lag-exporter's names so existing dashboards
+/// and alerts work: `kafka_consumergroup_group_lag{group,topic,partition}`,
+/// `kafka_consumergroup_group_max_lag{group}`, `kafka_consumergroup_group_sum_lag{group}`.
+public final class LagGauges: Sendable {
+    let registry: PrometheusCollectorRegistry
+
+    public init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+    }
+
+    public func update(_ lag: ConsumerGroupLag) {
+        for partition in lag.partitions {
+            registry.makeGauge(
+                name: "kafka_consumergroup_group_lag",
+                labels: [("group", lag.group), ("topic", partition.topic), ("partition", String(partition.partition))],
+                help: "Messages of the partition the group has not committed past (high watermark minus committed offset)."
+            ).set(Double(partition.lag))
+        }
+        registry.makeGauge(name: "kafka_consumergroup_group_max_lag", labels: [("group", lag.group)], help: "The group's largest partition lag.")
+            .set(Double(lag.maxLag))
+        registry.makeGauge(name: "kafka_consumergroup_group_sum_lag", labels: [("group", lag.group)], help: "The group's lag over all partitions.")
+            .set(Double(lag.sumLag))
+    }
+}
+
+/// Measures a consumer group's lag every `interval` (high watermarks and the group's committed
+/// offsets, from the brokers) and hands it to `update`, until shutdown. Every replica of a
+/// service reports the same group lag; dashboards take the maximum over instances.
+public struct LagMonitor: Service {
+    public let bootstrapServers: String
+    public let properties: [String: String]
+    public let group: String
+    public let topics: [String]
+    public let interval: Duration
+    public let logger: Logger
+    public let update: @Sendable (ConsumerGroupLag) -> Void
+
+    public init(
+        bootstrapServers: String, properties: [String: String], group: String, topics: [String], interval: Duration, logger: Logger,
+        update: @escaping @Sendable (ConsumerGroupLag) -> Void
+    ) {
+        self.bootstrapServers = bootstrapServers
+        self.properties = properties
+        self.group = group
+        self.topics = topics
+        self.interval = interval
+        self.logger = logger
+        self.update = update
+    }
+
+    public func run() async throws {
+        let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: properties, logger: logger)
+        await cancelWhenGracefulShutdown {
+            var failing = false
+            while !Task.isCancelled {
+                do {
+                    update(try await admin.lag(group: group, topics: topics))
+                    failing = false
+                } catch {
+                    if !failing { logger.warning("consumer lag not measured", metadata: ["group": "\(group)", "error": "\(error)"]) }
+                    failing = true
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import AsyncHTTPClient
+import ChatEvents
+import EgressService
+import Foundation
+import Kafka
+import Simulator
+import Testing
+
+@Suite("Consumer lag: gauges, connector lag and its status", .serialized)
+struct LagTests {
+    static let binary = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(".build/debug/connector")
+
+    @Test("a stuck partition: /metrics and connector lag --json report produced minus committed; lag --watch goes to STALL and back to OK")
+    func stallAndRecovery() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the connector first")
+        try await EgressHarness.run(kafka: "  lagIntervalMs: 200") { h in
+            // One conversation's first call hangs at 8x8: its partition's offset cannot pass it.
+            let stuck = "conv-lag-stuck"
+            h.gateway.inject(.delay(.seconds(12)), forPathEndingWith: "\(stuck)/messages")
+            let others = (0..<9).map { EgressHarness.message("conv-lag-\($0)", 0) }
+            // The stuck conversation's commands come last in their partition: its lag is exactly 2.
+            let commands = others + [EgressHarness.message(stuck, 0), EgressHarness.message(stuck, 1)]
+            let producer = try h.producer()
+            try await h.publish(commands, with: producer)
+            let egress = Egress(config: h.config, bootstrapServers: h.cluster.bootstrapServers, logger: quietLogger)
+            let watch = Process()
+            watch.executableURL = Self.binary
+            watch.arguments = ["lag", "--watch", "--json", "--interval", "0.3", "--window", "3", "--group", "connector-egress", "--brokers", h.cluster.bootstrapServers]
+            let lines = LineReader()
+            let out = Pipe()
+            watch.standardOutput = out
+            watch.standardError = Pipe()
+            out.fileHandleForReading.readabilityHandler = { lines.append($0.availableData) }
+            try watch.run()
+            defer { if watch.isRunning { watch.terminate() } }
+
+            try await withRunningApplication({ egress.application(host: "127.0.0.1", port: 0, onRunning: $0) }) { port in
+                let admin = try KafkaAdmin(bootstrapServers: h.cluster.bootstrapServers, logger: quietLogger)
+                let topic = h.config.topicName(.outbound)
+                let partitions = (0..<EgressHarness.partitions).map { TopicPartition(topic: topic, partition: $0) }
+                // Produced minus committed, straight from the brokers, once the others are committed.
+                try await h.waitForGateway(60, "the other conversations delivered") { Set($0).isSuperset(of: others.map(\.commandId)) }
+                let expected = try await within(30, "commits settled") { () -> [Int32: Int64] in
+                    while true {
+                        let committed = try await admin.committedOffsets(group: "connector-egress", partitions: partitions)
+                        var lag: [Int32: Int64] = [:]
+                        for partition in partitions {
+                            lag[partition.partition] = try await admin.watermarks(partition).high - (committed[partition] ?? 0)
+                        }
+                        if lag.values.reduce(0, +) == 2 { return lag }  // only the stuck conversation's two
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+                #expect(expected.values.filter { $0 > 0 } == [2])
+
+                // The watch reports STALL for the group while the partition is stuck.
+                let stall = try await lines.wait(30, "STALL") { $0.contains(#""status":"STALL""#) }
+                #expect(stall.contains(#""group":"connector-egress""#))
+
+                // connector lag --json says the same.
+                let once = Process()
+                once.executableURL = Self.binary
+                once.arguments = ["lag", "--json", "--group", "connector-egress", "--brokers", h.cluster.bootstrapServers]
+                let onceOut = Pipe()
+                once.standardOutput = onceOut
+                try once.run()
+                let report = onceOut.fileHandleForReading.readDataToEndOfFile()
+                once.waitUntilExit()
+                let json = try JSONParser.parse(Array(report))
+                let group = try #require(json["groups"]?.arrayValue?.first)
+                var reported: [Int32: Int64] = [:]
+                for partition in group["partitions"]?.arrayValue ?? [] {
+                    reported[Int32(partition["partition"]?.stringValue ?? "") ?? -1] = Int64(partition["lag"]?.stringValue ?? "")
+                }
+                #expect(reported == expected, "connector lag --json")
+
+                // And /metrics (the egress measures its own group).
+                let metrics = try await within(30, "the gauges") { () -> String in
+                    while true {
+                        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(30))
+                        let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+                        if text.contains(#"kafka_consumergroup_group_sum_lag{group="connector-egress"} 2"#) { return text }
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+                for (partition, lag) in expected {
+                    #expect(metrics.contains(#"kafka_consumergroup_group_lag{group="connector-egress",topic="\#(topic)",partition="\#(partition)"} \#(lag)"#), "\(metrics)")
+                }
+                #expect(metrics.contains(#"kafka_consumergroup_group_max_lag{group="connector-egress"} 2"#))
+
+                // 8x8 answers at last: the partition moves on and the status returns to OK.
+                try await h.waitForGateway(60, "the stuck conversation delivered") { $0.contains(commands.last!.commandId) }
+                let after = lines.count
+                try await lines.wait(30, "OK again", from: after) { $0.contains(#""status":"OK""#) && $0.contains(#""sumLag":0"#) }
+            }
+            watch.terminate()
+            await producer.shutdown()
+        }
+    }
+}
+
+/// Lines a process writes, collected as they arrive.
+final class LineReader: @unchecked Sendable {
+    private let lock = NSLock()
+    private var buffer = Data()
+    private var lines: [String] = []
+
+    func append(_ data: Data) {
+        lock.lock()
+        defer { lock.unlock() }
+        buffer.append(data)
+        while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+            lines.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+            buffer = Data(buffer[buffer.index(after: newline)...])
+        }
+    }
+
+    var count: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return lines.count
+    }
+
+    func snapshot() -> [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return lines
+    }
+
+    /// Waits for a line (from index `from` on) that satisfies `condition`.
+    @discardableResult
+    func wait(_ seconds: Int, _ what: String, from: Int = 0, until condition: @escaping @Sendable (String) -> Bool) async throws -> String {
+        try await within(seconds, what) { [self] in
+            while true {
+                if let line = snapshot().dropFirst(from).first(where: condition) { return line }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+}

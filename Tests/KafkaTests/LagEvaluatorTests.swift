@@ -1,0 +1,44 @@
+import Kafka
+import Testing
+
+@Suite("Lag evaluation over a sliding window, as Burrow does")
+struct LagEvaluatorTests {
+    /// One sample of group "g" with one partition.
+    func sample(committed: Int64?, high: Int64) -> ConsumerGroupLag {
+        ConsumerGroupLag(group: "g", partitions: [
+            PartitionLag(topic: "t", partition: 0, committedOffset: committed, lowWatermark: 0, highWatermark: high),
+        ])
+    }
+
+    func evaluate(_ samples: [(Int64?, Int64)], window: Int = 3, stopAfter: Int = 6) -> LagEvaluator.Status {
+        var evaluator = LagEvaluator(window: window, stopAfter: stopAfter)
+        for (committed, high) in samples { evaluator.add(sample(committed: committed, high: high)) }
+        return evaluator.status(of: "g")
+    }
+
+    @Test func statuses() {
+        #expect(evaluate([(10, 20), (10, 20)]) == .ok, "too few samples to judge")
+        #expect(evaluate([(10, 20), (15, 20), (20, 20)]) == .ok, "caught up")
+        #expect(evaluate([(10, 20), (12, 22), (14, 24)]) == .ok, "moving, lag steady")
+        #expect(evaluate([(10, 20), (11, 25), (12, 30)]) == .warning, "moving, lag growing")
+        #expect(evaluate([(10, 20), (10, 21), (10, 22)]) == .stall, "not moving with lag")
+        #expect(evaluate([(10, 10), (10, 10), (10, 10)]) == .ok, "not moving, nothing to read")
+        #expect(evaluate(Array(repeating: (10, 20), count: 6)) == .stop, "not moving for stopAfter samples")
+        #expect(evaluate([(10, 20), (15, 20), (5, 20)]) == .rewind, "committed offset went back")
+        #expect(evaluate([(10, 20), (10, 20), (10, 20), (12, 20)]) == .ok, "moves again")
+        #expect(evaluate([(nil, 20), (nil, 20), (nil, 20)]) == .stall, "never committed, lag waiting")
+    }
+
+    @Test func aGroupIsAsBadAsItsWorstPartition() {
+        var evaluator = LagEvaluator(window: 2, stopAfter: 4)
+        for high in [20, 21] as [Int64] {
+            evaluator.add(ConsumerGroupLag(group: "g", partitions: [
+                PartitionLag(topic: "t", partition: 0, committedOffset: high, lowWatermark: 0, highWatermark: high),
+                PartitionLag(topic: "t", partition: 1, committedOffset: 3, lowWatermark: 0, highWatermark: 9),
+            ]))
+        }
+        #expect(evaluator.status(of: "g") == .stall)
+        #expect(evaluator.partitionStatus(of: "g")[TopicPartition(topic: "t", partition: 0)] == .ok)
+        #expect(evaluator.status(of: "unknown") == .ok)
+    }
+}
