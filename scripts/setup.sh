@@ -1,25 +1,65 @@
 #!/usr/bin/env bash
-# Installs what the connector needs beyond the Swift toolchain: librdkafka-dev (Debian's 2.0.2),
-# found through pkg-config, and Python's jsonschema and PyYAML for the schema check. Safe to run again; does nothing when it is already there.
+# Installs what the connector needs beyond the Swift toolchain, saying what it installs; does
+# nothing for what is already there.
+#
+#   scripts/setup.sh          to run:  librdkafka-dev (Debian's 2.0.2), found through pkg-config
+#   scripts/setup.sh --test   to test: also Python's jsonschema, PyYAML and websocket-client,
+#                             Debian's chromium (the console's browser test) and prometheus
+#                             (promtool checks the alert rules), and, in .build/deploy-tools,
+#                             docker-compose (checks docker-compose.yml) and kubernetes-validate,
+#                             each in a Python virtual environment of its own
 set -euo pipefail
+cd "$(dirname "$0")/.."
+testing=false
+if [ "${1:-}" = "--test" ]; then testing=true; fi
 
-# Python's jsonschema validates the schema examples.
-if ! python3 -c "import jsonschema" 2>/dev/null; then
-    echo "setup: Python's jsonschema is missing; installing it with pip" >&2
-    python3 -m pip install --quiet jsonschema
+apt_packages=()
+if ! pkg-config --exists rdkafka 2>/dev/null; then
+    echo "setup: librdkafka-dev is missing; installing it with apt-get" >&2
+    apt_packages+=(librdkafka-dev pkg-config)
 fi
-# PyYAML reads the flow files the schema check validates.
-if ! python3 -c "import yaml" 2>/dev/null; then
-    echo "setup: Python's PyYAML is missing; installing it with pip" >&2
-    python3 -m pip install --quiet pyyaml
+if $testing; then
+    if ! command -v chromium >/dev/null 2>&1; then
+        echo "setup: chromium is missing (the console's browser test); installing it with apt-get" >&2
+        apt_packages+=(chromium)
+    fi
+    if ! command -v promtool >/dev/null 2>&1; then
+        echo "setup: promtool is missing (checks the alert rules); installing Debian's prometheus with apt-get" >&2
+        apt_packages+=(prometheus)
+    fi
 fi
-
-if pkg-config --exists rdkafka 2>/dev/null; then
-    exit 0
+if [ ${#apt_packages[@]} -gt 0 ]; then
+    SUDO=""
+    if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 fi
-echo "setup: librdkafka-dev is missing; installing it with apt-get" >&2
-SUDO=""
-if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq librdkafka-dev pkg-config >/dev/null
 pkg-config --exists rdkafka || { echo "setup: librdkafka-dev installed but pkg-config cannot find rdkafka" >&2; exit 1; }
+$testing || exit 0
+
+for module in jsonschema:jsonschema yaml:pyyaml websocket:websocket-client; do
+    if ! python3 -c "import ${module%%:*}" 2>/dev/null; then
+        echo "setup: Python's ${module#*:} is missing; installing it with pip" >&2
+        python3 -m pip install --quiet "${module#*:}"
+    fi
+done
+
+# docker-compose 1.x (the Compose file parser on PyPI) pins old jsonschema and PyYAML, and
+# kubernetes-validate needs new ones: each lives in a virtual environment of its own. The
+# docker-compose PyYAML build needs Cython before 3.
+tools=.build/deploy-tools
+if [ ! -x "$tools/compose/bin/docker-compose" ]; then
+    echo "setup: installing docker-compose with pip into $tools/compose" >&2
+    mkdir -p "$tools"
+    python3 -m venv "$tools/compose"
+    constraints="$(mktemp)"
+    echo "cython<3" > "$constraints"
+    PIP_CONSTRAINT="$constraints" "$tools/compose/bin/pip" install --quiet docker-compose
+    rm -f "$constraints"
+fi
+if [ ! -x "$tools/kubernetes/bin/kubernetes-validate" ]; then
+    echo "setup: installing kubernetes-validate with pip into $tools/kubernetes" >&2
+    mkdir -p "$tools"
+    python3 -m venv "$tools/kubernetes"
+    "$tools/kubernetes/bin/pip" install --quiet kubernetes-validate
+fi

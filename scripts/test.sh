@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The README's test command: sets up a fresh machine, then builds and runs every test.
+# The README's test command: sets up a fresh machine, then checks the schemas and the deployment
+# files, builds, runs every test, and runs the console's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 python3 scripts/validate-schemas.py   # examples and flows against schemas/*.schema.json
+bash scripts/check-deploy.sh          # docker-compose.yml, alert rules, Kubernetes files
 swift build --build-tests
-swift build --product connector   # the command tests drive the built executable
+swift build --product connector       # the command tests and the browser test drive the built executable
 swift test --skip-build
+python3 scripts/browser-test.py       # headless Chromium on `connector dev`'s console

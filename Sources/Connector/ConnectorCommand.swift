@@ -42,24 +42,3 @@ func fail(_ message: String, code: Int32 = 1) -> ExitCode {
     FileHandle.standardError.write(Data("connector: \(message)\n".utf8))
     return ExitCode(code)
 }
-
-/// Subcommands whose issue has not landed: they say so and exit 2 instead of pretending to work.
-protocol NotYetImplemented: AsyncParsableCommand {}
-
-extension NotYetImplemented {
-    func run() async throws {
-        throw fail("\(Self.configuration.commandName ?? "this command") is not implemented yet", code: 2)
-    }
-}
-
-struct DevCommand: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "dev", abstract: "Everything in one process on the embedded broker, with the 8x8 simulator and its console.")
-    @Option(help: "Configuration file.") var config: String?
-}
-
-struct SimulatorCommand: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "simulator", abstract: "A local stand-in for 8x8.")
-    @Option(help: "Configuration file.") var config: String
-}
-
-

@@ -59,6 +59,7 @@ public final class ChatGatewaySimulator: Sendable {
         var messages: [String: [Message]] = [:]
         var attachments = 0
         var onBotMessage: (@Sendable (_ conversationId: String, _ message: Message) -> Void)?
+        var observers: [@Sendable (_ request: Received, _ conversationId: String?) -> Void] = []
     }
 
     private let state = Mutex(State())
@@ -83,6 +84,11 @@ public final class ChatGatewaySimulator: Sendable {
 
     /// The messages of a conversation, oldest first.
     public func messages(of conversationId: String) -> [Message] { state.withLock { $0.messages[conversationId] ?? [] } }
+
+    /// Called after every request with what was received and the conversation it named.
+    public func observe(_ handler: @escaping @Sendable (_ request: Received, _ conversationId: String?) -> Void) {
+        state.withLock { $0.observers.append(handler) }
+    }
 
     /// Called for each bot message 8x8 accepted (the simulator sends its echo webhook).
     public func onBotMessage(_ handler: @escaping @Sendable (_ conversationId: String, _ message: Message) -> Void) {
@@ -130,21 +136,24 @@ public final class ChatGatewaySimulator: Sendable {
         case .drop(let afterProcessing)?:
             let processed = afterProcessing ? answer(kind: kind, id: id, headers: headers, body: body) : nil
             // Recorded with status 0 unless it took effect: the client never sees an answer.
-            record(request, path, headers, body, status: processed.map { Int($0.status.code) } ?? 0, dropped: true)
+            record(request, path, headers, body, status: processed.map { Int($0.status.code) } ?? 0, dropped: true, conversationId: id)
             return Response(status: .ok, body: ResponseBody { _ in throw DroppedConnection() })
         case nil:
             response = answer(kind: kind, id: id, headers: headers, body: body)
         }
-        record(request, path, headers, body, status: Int(response.status.code))
+        record(request, path, headers, body, status: Int(response.status.code), conversationId: id)
         return response
     }
 
     struct DroppedConnection: Error {}
 
-    private func record(_ request: Request, _ path: String, _ headers: [String: String], _ body: [UInt8], status: Int, dropped: Bool = false) {
-        state.withLock {
-            $0.received.append(Received(method: request.method.rawValue, path: path, headers: headers, body: body, status: status, dropped: dropped))
+    private func record(_ request: Request, _ path: String, _ headers: [String: String], _ body: [UInt8], status: Int, dropped: Bool = false, conversationId: String? = nil) {
+        let received = Received(method: request.method.rawValue, path: path, headers: headers, body: body, status: status, dropped: dropped)
+        let observers = state.withLock { state in
+            state.received.append(received)
+            return state.observers
         }
+        for observer in observers { observer(received, conversationId) }
     }
 
     func answer(kind: Kind, id: String?, headers: [String: String], body: [UInt8]) -> Response {

@@ -122,11 +122,12 @@ public final class EightByEightSimulator: Sendable {
     /// The simulator as an HTTP application on `host:port` (port 0 picks a free port, reported
     /// through `onRunning`).
     public func application(
-        host: String = "127.0.0.1", port: Int = 0, logger: Logger = Logger(label: "simulator"),
+        host: String = "127.0.0.1", port: Int = 0, logger: Logger = Logger(label: "simulator"), console: SimulatorConsole? = nil,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
         addRoutes(to: router)
+        console?.addRoutes(to: router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "8x8-simulator"),

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Testing
 
@@ -76,11 +77,30 @@ import Testing
         #expect(result.error.split(separator: "\n").count == 1)
     }
 
-    @Test(arguments: ["dev", "simulator --config x"])
-    func servicesNotBuiltYetSaySoAndExit2(_ command: String) throws {
-        let result = try run(command.split(separator: " ").map(String.init))
-        #expect(result.status == 2)
-        #expect(result.error.contains("not implemented yet"))
+    @Test func simulatorServesItsConsoleAndKeysUntilSIGTERM() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the connector first")
+        let (process, out, _) = try Self.launch(["simulator", "--config", "connector.yaml", "--host", "127.0.0.1", "--port", "0", "--webhook-url", "http://127.0.0.1:9/endpoint/x"])
+        defer { if process.isRunning { process.terminate() } }
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        let start = try #require(text.firstRange(of: "http://127.0.0.1:"), "\(text)")
+        let base = "http://127.0.0.1:" + text[start.upperBound...].prefix { $0.isNumber }
+        func get(_ path: String) async throws -> String {
+            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: base + path), timeout: .seconds(30))
+            return String(buffer: try await response.body.collect(upTo: 1 << 20))
+        }
+        let page = try await get("/console")
+        #expect(page.contains("<title>8x8 connector — dev console</title>"))
+        let key = try await get("/chat-gateway/v1/jwk/connector-simulator/public")
+        #expect(key.contains(#""kty":"RSA""#))
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
     }
 
     @Test func flowValidateAcceptsTheDemoFlow() throws {
