@@ -1,6 +1,6 @@
 import ChatEvents
 import Foundation
-import ConnectorConfiguration
+@testable import ConnectorConfiguration
 import Testing
 
 @Suite struct ConfigTests {
@@ -107,5 +107,31 @@ import Testing
         #expect(config.ingress.signature.jwkFetchTimeoutMs == 2_000)
         #expect(throws: (any Error).self) { try ConnectorConfig.parse("ingress:\n  listen: 8080\n") }
         #expect(throws: (any Error).self) { try ConnectorConfig.parse("ingress:\n  signature:\n    jwkFetchTimeoutMs: 0\n") }
+    }
+}
+
+@Suite struct ReadmeConfigurationReferenceTests {
+    /// The README's configuration reference is a valid configuration and names every key.
+    @Test func theReferenceParsesAndNamesEveryKey() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = try #require(readme.range(of: "## Configuration reference"))
+        let rest = readme[section.upperBound...]
+        let start = try #require(rest.range(of: "```yaml\n"))
+        let end = try #require(rest[start.upperBound...].range(of: "```"))
+        let yaml = String(rest[start.upperBound..<end.lowerBound])
+        let config = try ConnectorConfig.parse(yaml, source: "README", environment: ["EIGHTBYEIGHT_API_KEY": "k"])
+        #expect(config.endpoints.first?.dataProtection?.entities?.count == 6)
+        typealias C = ConnectorConfig
+        let keys: [String] = C.CodingKeys.allCases.map(\.rawValue) + C.KafkaSettings.CodingKeys.allCases.map(\.rawValue)
+            + C.IngressSettings.CodingKeys.allCases.map(\.rawValue) + C.SignatureSettings.CodingKeys.allCases.map(\.rawValue)
+            + C.WorkerSettings.CodingKeys.allCases.map(\.rawValue) + C.EgressSettings.CodingKeys.allCases.map(\.rawValue)
+            + C.RateLimitSettings.CodingKeys.allCases.map(\.rawValue) + C.RetrySettings.CodingKeys.allCases.map(\.rawValue)
+            + C.EndpointSettings.CodingKeys.allCases.map(\.rawValue) + C.EightByEightSettings.CodingKeys.allCases.map(\.rawValue)
+            + C.DataProtectionSettings.CodingKeys.allCases.map(\.rawValue) + C.HandoverSettings.CodingKeys.allCases.map(\.rawValue)
+            + ["ttlMinutes", "type", "pattern", "validator", "contextWords"]
+        for key in keys {
+            #expect(yaml.contains("\(key):") || yaml.contains("\(key) ") || yaml.contains("{ \(key)") || yaml.contains("[{\(key),"), "the README's reference lacks \(key)")
+        }
     }
 }
