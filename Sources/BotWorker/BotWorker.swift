@@ -6,6 +6,7 @@ import Kafka
 public import Logging
 public import ServiceLifecycle
 import Foundation
+import ServiceSupport
 import Synchronization
 
 /// The bot worker: consumes `eightbyeight.inbound.v1` in the `connector-worker` group, runs
@@ -145,20 +146,10 @@ public final class BotWorker: Service, Sendable {
     }
 
     private func runUntilStopped() async throws {
-        try await withGracefulShutdownHandler {
-            var backoff = Duration.milliseconds(250)
-            while !stopping.load(ordering: .acquiring) {
-                do {
-                    try await runGeneration()
-                    backoff = .milliseconds(250)
-                } catch {
-                    if stopping.load(ordering: .acquiring) { break }
-                    metrics.restarts.increment()
-                    logger.error("worker restarts from the committed offsets", metadata: ["error": "\(error)"])
-                    try? await Task.sleep(for: backoff)
-                    backoff = min(backoff * 2, .seconds(10))
-                }
-            }
+        await withGracefulShutdownHandler {
+            await ConsumingService.runGenerations(
+                name: "worker", logger: logger, stopping: { self.stopping.load(ordering: .acquiring) },
+                restarted: { metrics.restarts.increment() }, generation: runGeneration)
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .releasing)
             let current = self.generation.withLock { $0 }
@@ -175,28 +166,10 @@ public final class BotWorker: Service, Sendable {
     }
 
     private func runGeneration() async throws {
-        var consumerConfig = KafkaConsumerConfiguration(
-            bootstrapServers: bootstrapServers, groupID: ConnectorConsumerGroup.worker.rawValue, subscription: .topics([inboundTopic]))
-        consumerConfig.clientID = "connector-worker"
-        // Eager rebalancing: librdkafka 2.0.2 aborts the process when a cooperative-sticky
-        // consumer is destroyed between joining and its first assignment (#4312, fixed in
-        // 2.3.0), which a worker restarting its generation can hit. A rebalance therefore moves
-        // all of a worker's partitions (drained, then restored); `kafka.properties` can choose
-        // cooperative-sticky with a fixed librdkafka.
-        consumerConfig.partitionAssignmentStrategy = "roundrobin"
-        // A revoke waits for the partition's in-flight events (drained within `revokeDrain`).
-        consumerConfig.revokeTimeout = Self.revokeDrain + .seconds(5)
-        if config.kafka.isEmbedded {
-            // The embedded broker answers a fetch only when its wait expires if the partition
-            // was empty when the fetch arrived (real Kafka answers as soon as data comes), so
-            // a short wait is what keeps a quiet conversation's reply fast.
-            consumerConfig.properties["fetch.wait.max.ms"] = "1"
-        }
-        consumerConfig.properties.merge(config.kafka.properties) { _, configured in configured }
-        var producerConfig = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
-        producerConfig.clientID = "connector-worker"
-        producerConfig.lingerMilliseconds = config.worker.lingerMs
-        producerConfig.properties = config.kafka.properties.filter { !$0.key.hasPrefix("session.") && !$0.key.hasPrefix("heartbeat.") }
+        let consumerConfig = ConsumingService.consumerConfiguration(
+            config, bootstrapServers: bootstrapServers, group: .worker, drain: Self.revokeDrain)
+        var producerConfig = ConsumingService.producerConfiguration(
+            config, bootstrapServers: bootstrapServers, clientID: "connector-worker", lingerMilliseconds: config.worker.lingerMs)
         if config.worker.transactional {
             producerConfig.transactionalID = config.worker.transactionalId
                 ?? "connector-worker-\(ProcessInfo.processInfo.hostName)"
@@ -400,7 +373,7 @@ final class Generation: @unchecked Sendable {
         do {
             event = try InboundEvent.decode(message.value)
         } catch {
-            return .deadLetter(reason: "undecodable", detail: Self.describe(error))
+            return .deadLetter(reason: "undecodable", detail: DecodingError.describe(error))
         }
         let key = event.recordKey
         let existing = sessions[message.partition]?[key]
@@ -497,7 +470,7 @@ final class Generation: @unchecked Sendable {
                         // librdkafka's queue is full: wait for acknowledgements to make room.
                         try? await Task.sleep(for: .milliseconds(1))
                     } catch {
-                        pipeline.fail(Self.kafkaError(error))
+                        pipeline.fail(KafkaError.wrapping(error))
                         return
                     }
                 }
@@ -579,10 +552,6 @@ final class Generation: @unchecked Sendable {
         }
     }
 
-    static func kafkaError(_ error: any Error) -> KafkaError {
-        error as? KafkaError ?? KafkaError(kind: .delivery, code: .state, message: "\(error)", isRetriable: false)
-    }
-
     /// Sends the record as it is to the dead-letter topic with the reason in headers; the
     /// partition goes on. `register` runs before the send and returns its delivery callback.
     private func deadLetter(
@@ -606,21 +575,10 @@ final class Generation: @unchecked Sendable {
                 KafkaProducerMessage(topic: worker.deadLetterTopic, key: message.key, value: message.value, headers: headers),
                 onDelivery: done)
         } catch {
-            onError(Self.kafkaError(error))
+            onError(KafkaError.wrapping(error))
         }
     }
 
-    /// A decoding error without the record's content.
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.dataCorrupted(let context), DecodingError.keyNotFound(_, let context),
-             DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
-        default:
-            return "not JSON"
-        }
-    }
 }
 
 extension BotWorker {

@@ -2,7 +2,7 @@ public import Foundation
 
 /// One processed flow input, as `bot.analytics.v1` carries it, masked per the endpoint's
 /// data-protection settings. Schema: `schemas/analytics-record.v1.schema.json`.
-public struct AnalyticsRecord: Sendable, Hashable, Codable {
+public struct AnalyticsRecord: Sendable, Hashable, Codable, VersionedRecord {
     public static let schemaVersion = "bot.analytics.v1"
 
     public var schema: String
@@ -84,11 +84,4 @@ public struct AnalyticsRecord: Sendable, Hashable, Codable {
         return json.bytes
     }
 
-    public static func decode(_ bytes: some Collection<UInt8>) throws -> AnalyticsRecord {
-        let record = try JSONDecoder().decode(AnalyticsRecord.self, from: Data(bytes))
-        guard record.schema == schemaVersion else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "schema \(record.schema) is not \(schemaVersion)"))
-        }
-        return record
-    }
 }

@@ -3,7 +3,7 @@ public import Foundation
 /// What the egress did with one command, on `eightbyeight.delivery.v1` (schema
 /// `schemas/delivery-result.v1.schema.json`). Written to the same partition number as the
 /// command, so the egress that takes a partition over reads which commands are finished.
-public struct DeliveryResult: Sendable, Hashable, Codable {
+public struct DeliveryResult: Sendable, Hashable, Codable, VersionedRecord {
     public static let schemaVersion = "eightbyeight.delivery.v1"
 
     public enum Outcome: String, Sendable, Hashable, Codable {
@@ -77,19 +77,12 @@ public struct DeliveryResult: Sendable, Hashable, Codable {
         return json.bytes
     }
 
-    public static func decode(_ bytes: some Collection<UInt8>) throws -> DeliveryResult {
-        let result = try JSONDecoder().decode(DeliveryResult.self, from: Data(bytes))
-        guard result.schema == schemaVersion else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "schema \(result.schema) is not \(schemaVersion)"))
-        }
-        return result
-    }
 }
 
 /// A command the egress could not deliver, on `eightbyeight.dlq.v1` (schema
 /// `schemas/dead-letter.v1.schema.json`), or the mark `connector replay` leaves when it
 /// re-published one (`replayOf` set, no command).
-public struct DeadLetter: Sendable, Hashable, Codable {
+public struct DeadLetter: Sendable, Hashable, Codable, VersionedRecord {
     public static let schemaVersion = "eightbyeight.dlq.v1"
 
     public var schema: String
@@ -165,13 +158,6 @@ public struct DeadLetter: Sendable, Hashable, Codable {
         return json.bytes
     }
 
-    public static func decode(_ bytes: some Collection<UInt8>) throws -> DeadLetter {
-        let letter = try JSONDecoder().decode(DeadLetter.self, from: Data(bytes))
-        guard letter.schema == schemaVersion else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "schema \(letter.schema) is not \(schemaVersion)"))
-        }
-        return letter
-    }
 }
 
 /// What identifies a message among a conversation's messages at 8x8: its text and how many

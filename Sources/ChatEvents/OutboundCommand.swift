@@ -6,7 +6,7 @@ public import Foundation
 /// `commandId` is derived from the inbound event that caused the command and the command's
 /// position among that event's outputs, so processing the same event again yields the same ids
 /// and the egress can drop what it already delivered.
-public struct OutboundCommand: Sendable, Hashable, Codable {
+public struct OutboundCommand: Sendable, Hashable, Codable, VersionedRecord {
     public static let schemaVersion = "eightbyeight.outbound.v1"
 
     public var schema: String
@@ -87,12 +87,4 @@ public struct OutboundCommand: Sendable, Hashable, Codable {
         return json.bytes
     }
 
-    /// Reads a record, refusing one written under another schema version.
-    public static func decode(_ bytes: some Collection<UInt8>, decoder: JSONDecoder = JSONDecoder()) throws -> OutboundCommand {
-        let command = try decoder.decode(OutboundCommand.self, from: Data(bytes))
-        guard command.schema == schemaVersion else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "schema \(command.schema) is not \(schemaVersion)"))
-        }
-        return command
-    }
 }

@@ -29,13 +29,7 @@ struct EgressCommand: AsyncParsableCommand {
             print("egress serving health and metrics on http://\(listen.host):\(port) (\(config.endpoints.count) endpoint\(config.endpoints.count == 1 ? "" : "s"), kafka \(bootstrap))")
             fflush(nil)
         })
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: application)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            throw fail("egress stopped: \(error)")
-        }
+        try await runUntilSignal(application, logger: logger, name: "egress")
     }
 }
 

@@ -34,16 +34,18 @@ struct IngressCommand: AsyncParsableCommand {
             print("ingress listening on http://\(listen.host):\(port) (\(config.endpoints.count) endpoint\(config.endpoints.count == 1 ? "" : "s"), kafka \(bootstrap))")
             fflush(nil)
         })
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: application)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ))
-        do {
-            try await group.run()
-        } catch {
-            throw fail("ingress stopped: \(error)")
-        }
+        try await runUntilSignal(application, logger: logger, name: "ingress")
+    }
+}
+
+/// Runs a service's application until SIGTERM or SIGINT, then shuts it down gracefully.
+func runUntilSignal(_ application: some Service, logger: Logger, name: String) async throws {
+    let group = ServiceGroup(configuration: .init(
+        services: [.init(service: application)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    do {
+        try await group.run()
+    } catch {
+        throw fail("\(name) stopped: \(error)")
     }
 }
 

@@ -36,13 +36,7 @@ struct WorkerCommand: AsyncParsableCommand {
             print("worker serving health and metrics on http://\(listen.host):\(port) (\(endpoints.count) endpoint\(endpoints.count == 1 ? "" : "s"), kafka \(bootstrap))")
             fflush(nil)
         })
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: application)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            throw fail("worker stopped: \(error)")
-        }
+        try await runUntilSignal(application, logger: logger, name: "worker")
     }
 }
 

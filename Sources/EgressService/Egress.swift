@@ -7,6 +7,7 @@ import Foundation
 import Kafka
 public import Logging
 public import ServiceLifecycle
+import ServiceSupport
 import Synchronization
 
 /// The egress: consumes `eightbyeight.outbound.v1` in the `connector-egress` group and
@@ -99,19 +100,9 @@ public final class Egress: Service, Sendable {
     public func run() async throws {
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
-                var backoff = Duration.milliseconds(250)
-                while !stoppingNow {
-                    do {
-                        try await runGeneration()
-                        backoff = .milliseconds(250)
-                    } catch {
-                        if stoppingNow { break }
-                        metrics.restarts.increment()
-                        logger.error("egress restarts from the committed offsets", metadata: ["error": "\(error)"])
-                        try? await Task.sleep(for: backoff)
-                        backoff = min(backoff * 2, .seconds(10))
-                    }
-                }
+                await ConsumingService.runGenerations(
+                    name: "egress", logger: logger, stopping: { self.stoppingNow }, restarted: { metrics.restarts.increment() },
+                    generation: runGeneration)
             } onGracefulShutdown: {
                 self.stop(drainTimeout: .seconds(10))
             }
@@ -136,19 +127,10 @@ public final class Egress: Service, Sendable {
     }
 
     private func runGeneration() async throws {
-        var consumerConfig = KafkaConsumerConfiguration(
-            bootstrapServers: bootstrapServers, groupID: ConnectorConsumerGroup.egress.rawValue, subscription: .topics([outboundTopic]))
-        consumerConfig.clientID = "connector-egress"
-        // Eager rebalancing, as in the worker: librdkafka 2.0.2 aborts when a cooperative-sticky
-        // consumer is destroyed between joining and its first assignment (#4312).
-        consumerConfig.partitionAssignmentStrategy = "roundrobin"
-        consumerConfig.revokeTimeout = Self.revokeDrain + .seconds(5)
-        if config.kafka.isEmbedded { consumerConfig.properties["fetch.wait.max.ms"] = "1" }
-        consumerConfig.properties.merge(config.kafka.properties) { _, configured in configured }
-        var producerConfig = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
-        producerConfig.clientID = "connector-egress"
-        producerConfig.lingerMilliseconds = 0
-        producerConfig.properties = config.kafka.properties.filter { !$0.key.hasPrefix("session.") && !$0.key.hasPrefix("heartbeat.") }
+        let consumerConfig = ConsumingService.consumerConfiguration(
+            config, bootstrapServers: bootstrapServers, group: .egress, drain: Self.revokeDrain)
+        let producerConfig = ConsumingService.producerConfiguration(
+            config, bootstrapServers: bootstrapServers, clientID: "connector-egress", lingerMilliseconds: 0)
         let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
         let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
         let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: config.kafka.properties, logger: logger)
@@ -306,14 +288,14 @@ final class EgressGeneration: @unchecked Sendable {
             command = try OutboundCommand.decode(message.value)
         } catch {
             // A poison record: to the dead-letter topic as it is; the partition goes on.
-            let letter = DeadLetter(undecodable: message.value, reason: "undecodable: \(Self.describe(error))", source: source, at: Self.now)
+            let letter = DeadLetter(undecodable: message.value, reason: "undecodable: \(DecodingError.describe(error))", source: source, at: Self.now)
             egress.metrics.deadLetters.increment()
             logger.warning("outbound record dead-lettered", metadata: ["reason": "undecodable", "source": "\(source)"])
             do {
                 _ = try await producer.send(KafkaProducerMessage(topic: egress.deadLetterTopic, key: message.key, value: letter.encodedRecord))
                 lane.addFinished(offset: message.offset)
             } catch {
-                failed(Self.kafkaError(error))
+                failed(KafkaError.wrapping(error))
             }
             return
         }
@@ -490,7 +472,7 @@ final class EgressGeneration: @unchecked Sendable {
             _ = try await producer.send(message)
             return true
         } catch {
-            failed(Self.kafkaError(error))
+            failed(KafkaError.wrapping(error))
             return false
         }
     }
@@ -511,25 +493,11 @@ final class EgressGeneration: @unchecked Sendable {
                 }
             }
         } catch {
-            failed(Self.kafkaError(error))
+            failed(KafkaError.wrapping(error))
             done(false)
         }
     }
 
-    static func kafkaError(_ error: any Error) -> KafkaError {
-        error as? KafkaError ?? KafkaError(kind: .delivery, code: .state, message: "\(error)", isRetriable: false)
-    }
-
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.dataCorrupted(let context), DecodingError.keyNotFound(_, let context),
-             DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
-        default:
-            return "not JSON"
-        }
-    }
 
     private func failed(_ error: KafkaError) {
         let first = failure.withLock { failure -> Bool in

@@ -4,7 +4,7 @@ import Foundation
 /// Everything the worker remembers about one conversation between events, written to
 /// `bot.sessions.v1` after each change (keyed by conversation, co-partitioned with the inbound
 /// topic) and read back by whichever worker owns the partition next.
-public struct SessionState: Sendable, Hashable, Codable {
+public struct SessionState: Sendable, Hashable, Codable, VersionedRecord {
     public static let schemaVersion = "bot.sessions.v1"
     /// How many processed event ids are kept to recognize a re-delivered event.
     public static let processedEventCapacity = 64
@@ -107,13 +107,6 @@ public struct SessionState: Sendable, Hashable, Codable {
         return json.bytes
     }
 
-    public static func decode(_ bytes: some Collection<UInt8>) throws -> SessionState {
-        let state = try JSONDecoder().decode(SessionState.self, from: Data(bytes))
-        guard state.schema == schemaVersion else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "schema \(state.schema) is not \(schemaVersion)"))
-        }
-        return state
-    }
 }
 
 /// A place in a flow, with the flows to return to (`execute`).
