@@ -179,6 +179,36 @@ struct EgressTests {
         }
     }
 
+    @Test("two egresses share the partitions; one leaving mid-stream hands its partitions over without a loss, a duplicate or a reordering")
+    func twoEgressesAndARebalance() async throws {
+        try await EgressHarness.run { h in
+            let conversations = (0..<12).map { "conv-pair-\($0)" }
+            let first = (0..<10).flatMap { n in conversations.map { EgressHarness.message($0, n) } }
+            let second = (10..<20).flatMap { n in conversations.map { EgressHarness.message($0, n) } }
+            let producer = try h.producer()
+            let a = h.start()
+            let b = h.start()
+            try await h.publish(first, with: producer)
+            try await h.waitForGateway(90, "the first half") { Set($0).count >= first.count }
+            try await h.publish(second, with: producer)
+            try await h.waitForGateway(90, "some of the second half") { Set($0).count >= first.count + 20 }
+            for egress in [a, b] {
+                let metrics = String(decoding: egress.egress.metrics.render(), as: UTF8.self)
+                #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="delivered"}"#), "both take part")
+            }
+            await b.stop()  // graceful: drains, commits, leaves; a takes its partitions over
+            try await h.waitForGateway(120, "everything") { Set($0).count >= first.count + second.count }
+            try await Task.sleep(for: .milliseconds(500))  // nothing more arrives
+            let accepted = h.gateway.acceptedCommandIds
+            #expect(accepted.count == first.count + second.count, "each once: \(accepted.counts.filter { $0.value > 1 }.keys.sorted().prefix(5))")
+            for conversation in conversations {
+                #expect(h.gateway.messages(of: conversation).map(\.text) == (0..<20).map { "message \($0) of \(conversation)" })
+            }
+            await a.stop()
+            await producer.shutdown()
+        }
+    }
+
     @Test("the egress serves health (ready while consuming) and its metrics")
     func healthAndMetrics() async throws {
         try await EgressHarness.run { h in
