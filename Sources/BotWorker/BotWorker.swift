@@ -2,7 +2,7 @@ import ChatEvents
 public import ConnectorConfiguration
 public import DataProtection
 public import FlowEngine
-import Kafka
+public import Kafka
 public import Logging
 public import ServiceLifecycle
 import Foundation
@@ -130,6 +130,9 @@ public final class BotWorker: Service, Sendable {
 
     /// Ready while a generation runs (its consumer is in the group).
     public var isReady: Bool { readiness.load(ordering: .acquiring) }
+
+    /// The partitions this worker's consumer owns now (empty between generations).
+    public var assignment: Set<TopicPartition> { generation.withLock { $0?.consumer.assignment } ?? [] }
 
     // MARK: - Lifecycle
 

@@ -63,9 +63,17 @@ struct DevCommand: AsyncParsableCommand {
         let worker = BotWorker(config: config, bootstrapServers: bootstrap, endpoints: endpoints, logger: logger)
         let egress = Egress(config: config, bootstrapServers: bootstrap, logger: logger)
         let ready = Mutex(0)
+        let partitions = config.kafka.partitions
         let announce: @Sendable () -> Void = {
             guard ready.withLock({ $0 += 1; return $0 }) == 4 else { return }
-            print("""
+            // The console is announced once the worker and the egress own their partitions, so
+            // the first message does not wait for the consumer groups to form.
+            Task {
+                let deadline = ContinuousClock.now + .seconds(30)
+                while worker.assignment.count + egress.assignment.count < 2 * partitions, ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                print("""
                 connector dev is running (embedded Kafka at \(bootstrap)):
                   console    \(simulatorURL)/console
                   webhooks   \(webhookURL)
@@ -73,7 +81,8 @@ struct DevCommand: AsyncParsableCommand {
                   egress     http://127.0.0.1:\(egressAddress.port)/metrics
                 Ctrl-C stops everything.
                 """)
-            fflush(nil)
+                fflush(nil)
+            }
         }
         let group = ServiceGroup(configuration: .init(
             services: [

@@ -4,7 +4,7 @@ import DataProtection
 public import ConnectorConfiguration
 import EightByEight
 import Foundation
-import Kafka
+public import Kafka
 public import Logging
 public import ServiceLifecycle
 import ServiceSupport
@@ -91,6 +91,9 @@ public final class Egress: Service, Sendable {
 
     /// Ready while a generation runs (its consumer is in the group).
     public var isReady: Bool { readiness.load(ordering: .acquiring) }
+
+    /// The partitions this egress's consumer owns now (empty between generations).
+    public var assignment: Set<TopicPartition> { generation.withLock { $0?.consumer.assignment } ?? [] }
     var stoppingNow: Bool { stopping.load(ordering: .acquiring) }
 
     // MARK: - Lifecycle
