@@ -226,6 +226,7 @@ let package = Package(
             name: "EightByEightTests",
             dependencies: [
                 "EightByEight",
+                "TestSupport",
                 "ChatEvents",
                 "Simulator",
                 .product(name: "_CryptoExtras", package: "swift-crypto"),

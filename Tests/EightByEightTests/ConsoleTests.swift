@@ -1,0 +1,69 @@
+import AsyncHTTPClient
+import ChatEvents
+import EightByEight
+import Foundation
+import Logging
+import NIOCore
+import Simulator
+import Testing
+import TestSupport
+
+@Suite("The simulator's console: 8x8's side of the bot's calls, as events for the page")
+struct ConsoleTests {
+    @Test("the bot's typing, messages with quick replies, a move to a queue (answered with QUEUED) and the end reach the page in order")
+    func gatewayCallsBecomePageEvents() async throws {
+        let credentials = ChatGatewaySimulator.Credentials(apiKey: "console-key", tenant: "acme")
+        let simulator = EightByEightSimulator(signer: try WebhookSigner(kid: "console"), credentials: credentials)
+        var logger = Logger(label: "console-tests")
+        logger.logLevel = .critical
+        let console = SimulatorConsole(simulator: simulator, tenantId: "acme", logger: logger)
+        try await withRunningApplication({ simulator.application(logger: logger, console: console, onRunning: $0) }) { port in
+            let base = "http://127.0.0.1:\(port)"
+            console.setWebhookURL(base + "/endpoint/no-bot")  // no bot there: 404, and the log says so
+            let page = try await HTTPClient.shared.execute(HTTPClientRequest(url: base + "/console"), timeout: .seconds(30))
+            #expect(page.status.code == 200 && page.headers.first(name: "content-type")?.hasPrefix("text/html") == true)
+
+            let events = try await HTTPClient.shared.execute(HTTPClientRequest(url: base + "/console/events"), timeout: .seconds(60))
+            #expect(events.headers.first(name: "content-type") == "text/event-stream")
+            let client = ChatGatewayClient(baseURL: base, apiKey: "console-key", tenant: "acme", requestTimeout: .seconds(30))
+            func command(_ action: OutboundCommand.Action, _ body: JSONValue, _ n: Int) -> OutboundCommand {
+                OutboundCommand(commandId: "e\(n)/0", conversationId: "c-1", endpoint: "support", tenantId: "acme", causationEventId: "e\(n)",
+                                sequence: 0, createdAt: 1, receivedAt: 1, action: action, body: body)
+            }
+            _ = try await client.deliver(command(.typing, .object(["authorType": .string("bot")]), 1))
+            _ = try await client.deliver(command(.sendMessage, .object([
+                "authorType": .string("bot"), "text": .string("Pick one"),
+                "cards": .array([.object(["contentType": .string("application/8x8.quick.replies"), "content": .object([
+                    "options": .array([.object(["title": .string("Yes"), "data": .object(["postback": .string("yes")])])]),
+                ])])]),
+            ]), 2))
+            _ = try await client.deliver(command(.patchConversation, .object(["assignment": .object(["type": .string("queue"), "id": .string("101")])]), 3))
+            _ = try await client.deliver(command(.endConversation, .object(["removed": .bool(true)]), 4))
+
+            // Read the stream until the end arrives: the page's events, in order.
+            let received = try await within(30, "the page's events") { () -> [JSONValue] in
+                var received: [JSONValue] = []
+                var buffer = ""
+                var iterator = events.body.makeAsyncIterator()
+                while !received.contains(where: { $0["type"]?.stringValue == "ended" }) || !received.contains(where: { ($0["line"]?.stringValue ?? "").hasPrefix("QUEUED") }) {
+                    guard let chunk = try await iterator.next() else { break }
+                    buffer += String(buffer: chunk)
+                    while let end = buffer.range(of: "\n\n") {
+                        let frame = String(buffer[..<end.lowerBound])
+                        buffer = String(buffer[end.upperBound...])
+                        if frame.hasPrefix("data: "), let event = try? JSONParser.parse(Array(frame.dropFirst(6).utf8)) { received.append(event) }
+                    }
+                }
+                return received
+            }
+            let kinds = received.filter { $0["type"]?.stringValue != "log" }.map { $0["type"]?.stringValue ?? "" }
+            #expect(kinds == ["typing", "message", "queued", "ended"])
+            let message = try #require(received.first { $0["type"]?.stringValue == "message" })
+            #expect(message["author"] == .string("bot") && message["text"] == .string("Pick one"))
+            #expect(message["cards"]?.arrayValue?.first?["content"]?["options"]?.arrayValue?.count == 1)
+            let log = received.compactMap { $0["line"]?.stringValue }
+            #expect(log.contains("POST /c-1/typing ← bot: 204") && log.contains("PATCH /c-1 ← bot: 202"))
+            #expect(log.contains("QUEUED → bot: 404"), "8x8 answers a move to a queue with QUEUED: \(log)")
+        }
+    }
+}
