@@ -5,7 +5,8 @@ public import Logging
 
 /// `connector replay`: re-publishes dead letters to the outbound topic, each once.
 ///
-/// A replayed command keeps its conversation and body and gets the id
+/// A replayed command keeps its conversation and body, is created anew (the retry policy's
+/// maximum age counts from the replay), and gets the id
 /// `{commandId}/replay/{partition}-{offset}` (the dead letter's place), so a replay that is
 /// interrupted and run again publishes the same id and the egress delivers it once. After
 /// publishing, the replay writes a mark (`replayOf`) to the dead-letter topic; the next replay
@@ -102,6 +103,8 @@ public struct DeadLetterReplay: Sendable {
             for entry in report.entries {
                 var command = entry.command
                 command.commandId = entry.replayedAs
+                // A new chance: the retry policy's maximum age counts from the replay.
+                command.createdAt = Int64(Date().timeIntervalSince1970 * 1000)
                 // The command first, then the mark: an interruption between them replays the same id again.
                 _ = try await producer.send(KafkaProducerMessage(topic: outboundTopic, key: command.conversationId, value: command.encodedRecord))
                 let mark = DeadLetter(replayOf: entry.place, replayedAs: entry.replayedAs, at: Int64(Date().timeIntervalSince1970 * 1000))

@@ -128,8 +128,14 @@ struct EgressTests {
             #expect(report.entries.map(\.command.commandId) == [unavailable.commandId] && report.filteredOut == 1)
             let again = try await replay.run(conversation: nil, since: deadLetters[1].deadLetteredAt, dryRun: false)
             #expect(again.entries.isEmpty && again.alreadyReplayed == 1)
-            egress = h.start()
             let replayedId = report.entries[0].replayedAs
+            let outbound = try h.reader(.outbound)
+            let replayed = try await outbound.wait(30, "the replayed command") { $0.contains { $0.value.count > 0 && (try? OutboundCommand.decode($0.value))?.commandId == replayedId } }
+                .compactMap { try? OutboundCommand.decode($0.value) }.first { $0.commandId == replayedId }
+            #expect(replayed?.body == unavailable.body && replayed?.conversationId == conversation)
+            #expect((replayed?.createdAt ?? 0) >= deadLetters[1].deadLetteredAt, "the retry policy's age counts from the replay")
+            await outbound.close()
+            egress = h.start()
             try await h.waitForGateway(60, "the replayed command delivered") { $0.contains(replayedId) }
             try await Task.sleep(for: .milliseconds(500))  // nothing more arrives
             #expect(h.gateway.acceptedCommandIds.counts[replayedId] == 1)
