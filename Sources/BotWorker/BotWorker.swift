@@ -207,9 +207,7 @@ final class Generation: @unchecked Sendable {
     let consumer: KafkaConsumer
     let producer: KafkaProducer
     let admin: KafkaAdmin
-    let failure = Mutex<KafkaError?>(nil)
-    let ended = Atomic<Bool>(false)
-    let crashed = Atomic<Bool>(false)
+    let state = GenerationState()
     /// Touched only by the consuming task.
     private var sessions: [Int32: [String: SessionState]] = [:]
     private var pipelines: [Int32: PartitionPipeline] = [:]
@@ -226,7 +224,7 @@ final class Generation: @unchecked Sendable {
     func consume() async throws {
         var events = consumer.events.makeAsyncIterator()
         while let event = await events.next() {
-            if let error = failure.withLock({ $0 }) { throw error }
+            if let error = state.failure { throw error }
             switch event {
             case .partitionsAssigned(let partitions):
                 try await assign(partitions)
@@ -256,11 +254,7 @@ final class Generation: @unchecked Sendable {
                 }
             }
         }
-        if crashed.load(ordering: .acquiring) { return }
-        if let error = failure.withLock({ $0 }) {
-            await producer.simulateCrash()
-            throw error
-        }
+        try await state.finish(producer: producer)
     }
 
     private func assign(_ partitions: [TopicPartition]) async throws {
@@ -309,11 +303,7 @@ final class Generation: @unchecked Sendable {
     }
 
     private func failed(_ error: KafkaError) {
-        let first = failure.withLock { failure -> Bool in
-            defer { if failure == nil { failure = error } }
-            return failure == nil
-        }
-        guard first, !crashed.load(ordering: .acquiring) else { return }
+        guard state.fail(error) else { return }
         logger.error("a write to Kafka failed; the worker restarts from the committed offsets", metadata: ["kafka.error": "\(error)"])
         // Ends `consume` (its loop sees the end of the events and rethrows the failure). The
         // stored offsets cover finished events only, so committing them on the way out is safe.
@@ -337,7 +327,7 @@ final class Generation: @unchecked Sendable {
     }
 
     func stop(drainTimeout: Duration) async {
-        guard ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        guard state.end() else { return }
         let deadline = ContinuousClock.now + drainTimeout
         for pipeline in pipelinesSnapshot() {
             while pipeline.inFlight > 0, pipeline.failure == nil, ContinuousClock.now < deadline {
@@ -349,8 +339,7 @@ final class Generation: @unchecked Sendable {
     }
 
     func crash() async {
-        guard ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        crashed.store(true, ordering: .releasing)
+        guard state.crash() else { return }
         await producer.simulateCrash()
         await consumer.simulateCrash()
     }
@@ -444,7 +433,7 @@ final class Generation: @unchecked Sendable {
     private func process(_ message: KafkaMessage) async {
         guard let pipeline = pipelines[message.partition] else { return }
         while pipeline.inFlight >= worker.config.worker.maxInFlightPerPartition, pipeline.failure == nil {
-            if ended.load(ordering: .acquiring) { return }
+            if state.isEnded { return }
             try? await Task.sleep(for: .microseconds(200))
         }
         evictExpiredSessionsIfDue()
@@ -469,7 +458,7 @@ final class Generation: @unchecked Sendable {
                         try producer.send(record) { result in pipeline.commandDone(offset: offset, result) }
                         if action != "analytics" { worker.metrics.command(action) }
                         break
-                    } catch let error as KafkaError where error.code == .queueFull && !ended.load(ordering: .acquiring) {
+                    } catch let error as KafkaError where error.code == .queueFull && !state.isEnded {
                         // librdkafka's queue is full: wait for acknowledgements to make room.
                         try? await Task.sleep(for: .milliseconds(1))
                     } catch {

@@ -166,9 +166,7 @@ final class EgressGeneration: @unchecked Sendable {
     let consumer: KafkaConsumer
     let producer: KafkaProducer
     let admin: KafkaAdmin
-    let failure = Mutex<KafkaError?>(nil)
-    let ended = Atomic<Bool>(false)
-    let crashed = Atomic<Bool>(false)
+    let state = GenerationState()
     /// Touched only by the consuming task.
     private var lanes: [Int32: ConversationLanes<LaneItem>] = [:]
     private var ledgers: [Int32: DeliveryLedger] = [:]
@@ -183,11 +181,11 @@ final class EgressGeneration: @unchecked Sendable {
     }
 
     var logger: Logger { egress.logger }
-    var isEnded: Bool { ended.load(ordering: .acquiring) }
+    var isEnded: Bool { state.isEnded }
 
     func consume() async throws {
         for await event in consumer.events {
-            if let error = failure.withLock({ $0 }) { throw error }
+            if let error = state.failure { throw error }
             switch event {
             case .partitionsAssigned(let partitions):
                 try await assign(partitions)
@@ -205,11 +203,7 @@ final class EgressGeneration: @unchecked Sendable {
                 await process(message)
             }
         }
-        if crashed.load(ordering: .acquiring) { return }
-        if let error = failure.withLock({ $0 }) {
-            await producer.simulateCrash()
-            throw error
-        }
+        try await state.finish(producer: producer)
     }
 
     /// Rebuilds each partition's ledger from the delivery results of its previous owners.
@@ -503,13 +497,9 @@ final class EgressGeneration: @unchecked Sendable {
 
 
     private func failed(_ error: KafkaError) {
-        let first = failure.withLock { failure -> Bool in
-            defer { if failure == nil { failure = error } }
-            return failure == nil
-        }
-        guard first, !crashed.load(ordering: .acquiring) else { return }
+        guard state.fail(error) else { return }
         logger.error("a write to Kafka failed; the egress restarts from the committed offsets", metadata: ["kafka.error": "\(error)"])
-        ended.store(true, ordering: .releasing)
+        _ = state.end()  // no more calls to 8x8 from this generation
         closeLanes()
         for task in runners.withLock({ Array($0.tasks.values) }) { task.cancel() }
         Task { await consumer.shutdown() }
@@ -527,7 +517,7 @@ final class EgressGeneration: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         for partition in partitions {
             guard let lane = lanes[partition.partition] else { continue }
-            while lane.buffered > 0, failure.withLock({ $0 }) == nil, ContinuousClock.now < deadline {
+            while lane.buffered > 0, state.failure == nil, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(1))
             }
             lane.close()
@@ -537,11 +527,11 @@ final class EgressGeneration: @unchecked Sendable {
     func stop(drainTimeout: Duration) async {
         let deadline = ContinuousClock.now + drainTimeout
         for lane in laneList.withLock({ $0 }) {
-            while lane.buffered > 0, failure.withLock({ $0 }) == nil, ContinuousClock.now < deadline {
+            while lane.buffered > 0, state.failure == nil, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(1))
             }
         }
-        guard ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        guard state.end() else { return }
         closeLanes()
         for task in runners.withLock({ Array($0.tasks.values) }) { task.cancel() }
         await consumer.shutdown()
@@ -549,8 +539,7 @@ final class EgressGeneration: @unchecked Sendable {
     }
 
     func crash() async {
-        guard ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        crashed.store(true, ordering: .releasing)
+        guard state.crash() else { return }
         closeLanes()
         for task in runners.withLock({ Array($0.tasks.values) }) { task.cancel() }
         await producer.simulateCrash()

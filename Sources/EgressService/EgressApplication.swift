@@ -8,10 +8,7 @@ extension Egress {
     public func application(
         host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let gauges = LagGauges(registry: metrics.registry)
-        let monitor = LagMonitor(
-            bootstrapServers: bootstrapServers, properties: config.kafka.properties, group: ConnectorConsumerGroup.egress.rawValue,
-            topics: [outboundTopic], interval: .milliseconds(config.kafka.lagIntervalMs), logger: logger, update: gauges.update)
+        let monitor = LagMonitor(config: config, bootstrapServers: bootstrapServers, group: .egress, registry: metrics.registry, logger: logger)
         return healthApplication(
             name: "connector-egress", host: host, port: port, services: [self, monitor], logger: logger,
             isReady: { [self] in isReady }, metrics: { [metrics] in metrics.render() }, onRunning: onRunning)

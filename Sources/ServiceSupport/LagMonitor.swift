@@ -1,3 +1,5 @@
+public import ChatEvents
+public import ConnectorConfiguration
 public import Kafka
 public import Logging
 public import Prometheus
@@ -51,6 +53,17 @@ public struct LagMonitor: Service {
         self.interval = interval
         self.logger = logger
         self.update = update
+    }
+
+    /// The monitor of one of the connector's groups on its topics, feeding the lag gauges on `registry`.
+    public init(
+        config: ConnectorConfig, bootstrapServers: String, group: ConnectorConsumerGroup, registry: PrometheusCollectorRegistry, logger: Logger
+    ) {
+        let gauges = LagGauges(registry: registry)
+        self.init(
+            bootstrapServers: bootstrapServers, properties: config.kafka.properties, group: group.rawValue,
+            topics: group.topics.map(config.topicName), interval: .milliseconds(config.kafka.lagIntervalMs), logger: logger,
+            update: gauges.update)
     }
 
     public func run() async throws {
