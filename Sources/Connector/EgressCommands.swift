@@ -18,9 +18,7 @@ struct EgressCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let config: ConnectorConfig
-        let bootstrap: String
-        do { (config, bootstrap) = try brokerOptions.load() } catch { throw fail("\(error)") }
+        let (config, bootstrap) = try brokerOptions.loadOrFail()
         guard let listen = config.egress.listenAddress else { throw fail("egress.listen must be host:port") }
         guard !config.endpoints.isEmpty else { throw fail("no endpoints configured: the egress would have nowhere to deliver") }
         let logger = serviceLogger("connector.egress")
@@ -51,9 +49,7 @@ struct ReplayCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let config: ConnectorConfig
-        let bootstrap: String
-        do { (config, bootstrap) = try brokerOptions.load() } catch { throw fail("\(error)") }
+        let (config, bootstrap) = try brokerOptions.loadOrFail()
         let replay = DeadLetterReplay(
             bootstrapServers: bootstrap, properties: config.kafka.properties, deadLetterTopic: config.topicName(.deadLetters),
             outboundTopic: config.topicName(.outbound), logger: commandLogger("connector.replay"))

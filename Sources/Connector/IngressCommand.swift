@@ -18,9 +18,7 @@ struct IngressCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let config: ConnectorConfig
-        let bootstrap: String
-        do { (config, bootstrap) = try brokerOptions.load() } catch { throw fail("\(error)") }
+        let (config, bootstrap) = try brokerOptions.loadOrFail()
         guard let listen = config.ingress.listenAddress else { throw fail("ingress.listen must be host:port") }
         let logger = serviceLogger("connector.ingress")
         logger.info("tasks run on \(ConnectorCommand.runsOnEventLoops ? "NIO's event loops" : "the default executor")")

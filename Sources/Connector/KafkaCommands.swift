@@ -13,6 +13,11 @@ struct BrokerOptions: ParsableArguments {
     @Option(help: "A file holding the bootstrap servers, as written by `connector broker --bootstrap-file`.")
     var bootstrapFile: String?
 
+    /// `load`, failing the command with the problem's one line.
+    func loadOrFail() throws -> (ConnectorConfig, bootstrap: String) {
+        do { return try load() } catch { throw fail("\(error)") }
+    }
+
     func load() throws -> (ConnectorConfig, bootstrap: String) {
         let config = try config.map { try ConnectorConfig.load(path: $0) } ?? ConnectorConfig()
         if let brokers, !brokers.isEmpty { return (config, brokers) }
@@ -98,9 +103,7 @@ struct TopicsCommand: AsyncParsableCommand {
         @OptionGroup var brokerOptions: BrokerOptions
 
         func run() async throws {
-            let config: ConnectorConfig
-            let bootstrap: String
-            do { (config, bootstrap) = try brokerOptions.load() } catch { throw fail("\(error)") }
+            let (config, bootstrap) = try brokerOptions.loadOrFail()
             let logger = commandLogger("connector.topics")
             do {
                 let admin = try KafkaAdmin(bootstrapServers: bootstrap, properties: config.kafka.properties, logger: logger)
@@ -166,9 +169,7 @@ struct LagCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let config: ConnectorConfig
-        let bootstrap: String
-        do { (config, bootstrap) = try brokerOptions.load() } catch { throw fail("\(error)") }
+        let (config, bootstrap) = try brokerOptions.loadOrFail()
         do {
             let admin = try KafkaAdmin(bootstrapServers: bootstrap, properties: config.kafka.properties, logger: commandLogger("connector.lag"))
             var groups = group

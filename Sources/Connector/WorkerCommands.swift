@@ -19,9 +19,7 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let config: ConnectorConfig
-        let bootstrap: String
-        do { (config, bootstrap) = try brokerOptions.load() } catch { throw fail("\(error)") }
+        let (config, bootstrap) = try brokerOptions.loadOrFail()
         guard let listen = config.worker.listenAddress else { throw fail("worker.listen must be host:port") }
         let endpoints: [String: BotWorker.Endpoint]
         do {
