@@ -274,6 +274,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "IngressStepsBenchmark",
+            dependencies: [
+                "ChatEvents",
+                "EightByEight",
+                "Simulator",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            path: "Benchmarks/IngressStepsBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "PipelineBenchmark",
             dependencies: [
                 "IngressService",

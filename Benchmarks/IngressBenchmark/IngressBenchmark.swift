@@ -7,6 +7,8 @@
 //   swift build -c release --product IngressBenchmark
 //   .build/release/IngressBenchmark [--duration 10] [--rate 2000] [--threads 2] [--connections 32]
 //   CONNECTOR_NIO_EXECUTOR=0 .build/release/IngressBenchmark    # Swift's default executor
+//   .build/release/IngressBenchmark --skip-rate 1 --partitions 1 --properties linger.ms=1,enable.idempotence=false
+//   .build/release/IngressBenchmark --bootstrap "$(cat bootstrap.txt)"   # after `connector broker --bootstrap-file bootstrap.txt`
 import ChatEvents
 import ConnectorConfiguration
 import EightByEight
@@ -29,12 +31,19 @@ struct Options {
     var requests = 0
     /// Skip the fixed-rate runs.
     var skipRate = 0
-    /// librdkafka's linger.ms for the ingress producer (-1: the ingress's default, 0).
-    var linger = -1
+    /// librdkafka properties for the ingress producer, `name=value,...` (default: the ingress's).
+    var properties = ""
+    /// Partitions of the inbound topic.
+    var partitions = 6
+    /// An embedded cluster in another process (`connector broker`, whose topics have
+    /// `partitions` partitions) instead of one in this process.
+    var bootstrap = ""
 
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
         while let flag = iterator.next() {
+            if flag == "--properties" { properties = iterator.next() ?? ""; continue }
+            if flag == "--bootstrap" { bootstrap = iterator.next() ?? ""; continue }
             guard let value = iterator.next().flatMap(Int.init) else { fatalError("\(flag) needs a number") }
             switch flag {
             case "--duration": duration = value
@@ -44,7 +53,7 @@ struct Options {
             case "--rate-connections": rateConnections = value
             case "--requests": requests = value
             case "--skip-rate": skipRate = value
-            case "--linger": linger = value
+            case "--partitions": partitions = value
             default: fatalError("unknown option \(flag)")
             }
         }
@@ -162,7 +171,8 @@ struct IngressBenchmark {
             fatalError("wrk is not installed: apt-get install wrk")
         }
 
-        let cluster = try EmbeddedKafkaCluster(logger: logger)
+        let cluster = options.bootstrap.isEmpty ? try EmbeddedKafkaCluster(logger: logger) : nil
+        let bootstrapServers = cluster?.bootstrapServers ?? options.bootstrap
         let signer = try WebhookSigner(kid: "bench-key")
         let simulator = EightByEightSimulator(signer: signer)
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ingress-benchmark-\(UUID().uuidString)")
@@ -172,8 +182,8 @@ struct IngressBenchmark {
             let config = try ConnectorConfig.parse("""
                 kafka:
                   brokers: embedded
-                  partitions: 6
-                  properties: \(options.linger >= 0 ? "{linger.ms: \(options.linger)}" : "{}")
+                  partitions: \(options.partitions)
+                  properties: {\(options.properties.split(separator: ",").map { $0.replacingOccurrences(of: "=", with: ": ") }.joined(separator: ", "))}
                 ingress:
                   listen: 127.0.0.1:0
                   dedupeCapacity: 2000000
@@ -188,8 +198,8 @@ struct IngressBenchmark {
                       baseURL: http://127.0.0.1:\(jwkPort)
                       apiKey: bench-key
                 """)
-            try cluster.createTopic(config.topicName(.inbound), partitions: 6)
-            let service = try IngressService.make(config: config, bootstrapServers: cluster.bootstrapServers, logger: logger)
+            try cluster?.createTopic(config.topicName(.inbound), partitions: Int32(options.partitions))
+            let service = try IngressService.make(config: config, bootstrapServers: bootstrapServers, logger: logger)
             try await withRunningApplication({ onRunning in
                 service.application(host: "127.0.0.1", port: 0, extraRoutes: { router in
                     // The trivial endpoint: same server, same request, reads the body and answers 200.
@@ -201,7 +211,7 @@ struct IngressBenchmark {
             }) { port in
                 let url = "http://127.0.0.1:\(port)"
                 let endpoint = "/endpoint/benchmark-token"
-                print("ingress on \(url), kafka \(cluster.bootstrapServers); wrk -t\(options.threads) -c\(options.connections) -d\(options.duration)s")
+                print("ingress on \(url), kafka \(bootstrapServers)\(cluster == nil ? " (another process)" : ""); wrk -t\(options.threads) -c\(options.connections) -d\(options.duration)s")
 
                 // Warm up: the key fetch and the producer's first metadata happen before measuring.
                 try await presign(folder: work.appendingPathComponent("warm"), threads: options.threads, perThread: 2000, signer: signer, prefix: "warm")
@@ -218,9 +228,9 @@ struct IngressBenchmark {
                 let perThread = options.requests > 0 ? options.requests : Int(expected) / options.threads + 1000
                 print("signing \(perThread * options.threads) webhooks ...")
                 try await presign(folder: work.appendingPathComponent("max"), threads: options.threads, perThread: perThread, signer: signer, prefix: "max")
-                let before = try await publishedCount(cluster: cluster, topic: config.topicName(.inbound))
+                let before = try await publishedCount(bootstrapServers: bootstrapServers, topic: config.topicName(.inbound), partitions: options.partitions)
                 let (ingress, raw) = try await runWrk(common + [work.appendingPathComponent("max").path, endpoint, "0"])
-                let published = try await publishedCount(cluster: cluster, topic: config.topicName(.inbound)) - before
+                let published = try await publishedCount(bootstrapServers: bootstrapServers, topic: config.topicName(.inbound), partitions: options.partitions) - before
                 print("ingress          " + format(ingress))
                 print(String(format: "  ingress / trivial = %.2f; published %d of %d requests; repeated %d", ingress.perSecond / trivial.perSecond, published, ingress.requests, ingress.wrapped))
                 if ingress.wrapped > 0 || ingress.non2xx > 0 { print(raw) }
@@ -241,9 +251,9 @@ struct IngressBenchmark {
     }
 }
 
-func publishedCount(cluster: EmbeddedKafkaCluster, topic: String) async throws -> Int {
-    let admin = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, logger: logger)
+func publishedCount(bootstrapServers: String, topic: String, partitions: Int) async throws -> Int {
+    let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, logger: logger)
     var total: Int64 = 0
-    for partition in 0..<6 { total += try await admin.watermarks(TopicPartition(topic: topic, partition: Int32(partition))).high }
+    for partition in 0..<partitions { total += try await admin.watermarks(TopicPartition(topic: topic, partition: Int32(partition))).high }
     return Int(total)
 }
