@@ -39,6 +39,14 @@ struct Options {
     /// `partitions` partitions) instead of one in this process.
     var bootstrap = ""
 
+    /// `properties` as the body of a YAML flow mapping; each value split at its first `=` and quoted.
+    var producerProperties: String {
+        properties.split(separator: ",").map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            return "\(parts[0]): \"\(parts.count > 1 ? parts[1] : "")\""
+        }.joined(separator: ", ")
+    }
+
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
         while let flag = iterator.next() {
@@ -183,7 +191,7 @@ struct IngressBenchmark {
                 kafka:
                   brokers: embedded
                   partitions: \(options.partitions)
-                  properties: {\(options.properties.split(separator: ",").map { $0.replacingOccurrences(of: "=", with: ": ") }.joined(separator: ", "))}
+                  properties: {\(options.producerProperties)}
                 ingress:
                   listen: 127.0.0.1:0
                   dedupeCapacity: 2000000
