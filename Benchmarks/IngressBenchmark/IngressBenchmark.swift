@@ -5,7 +5,7 @@
 // webhooks, each once. See BENCHMARKS.md.
 //
 //   swift build -c release --product IngressBenchmark
-//   .build/release/IngressBenchmark [--duration 10] [--rate 2000] [--threads 2] [--connections 32]
+//   .build/release/IngressBenchmark [--duration 10] [--rate 2000] [--threads 2] [--connections 32,128]
 //   CONNECTOR_NIO_EXECUTOR=0 .build/release/IngressBenchmark    # Swift's default executor
 //   .build/release/IngressBenchmark --skip-rate 1 --partitions 1 --properties linger.ms=1,enable.idempotence=false
 //   .build/release/IngressBenchmark --bootstrap "$(cat bootstrap.txt)"   # after `connector broker --bootstrap-file bootstrap.txt`
@@ -25,7 +25,9 @@ struct Options {
     var duration = 10
     var rate = 2000
     var threads = 2
-    var connections = 32
+    /// Connection counts of the maximum-throughput runs, each with the trivial endpoint and
+    /// then the ingress; the capacity of each is its best rate over them.
+    var connections = [32, 128]
     var rateConnections = 16
     /// Unique webhooks per wrk thread for the maximum-throughput run; 0 sizes it from the trivial run.
     var requests = 0
@@ -52,12 +54,16 @@ struct Options {
         while let flag = iterator.next() {
             if flag == "--properties" { properties = iterator.next() ?? ""; continue }
             if flag == "--bootstrap" { bootstrap = iterator.next() ?? ""; continue }
+            if flag == "--connections" {
+                connections = (iterator.next() ?? "").split(separator: ",").compactMap { Int($0) }
+                if connections.isEmpty { fatalError("--connections needs numbers, e.g. 32,128") }
+                continue
+            }
             guard let value = iterator.next().flatMap(Int.init) else { fatalError("\(flag) needs a number") }
             switch flag {
             case "--duration": duration = value
             case "--rate": rate = value
             case "--threads": threads = value
-            case "--connections": connections = value
             case "--rate-connections": rateConnections = value
             case "--requests": requests = value
             case "--skip-rate": skipRate = value
@@ -219,29 +225,42 @@ struct IngressBenchmark {
             }) { port in
                 let url = "http://127.0.0.1:\(port)"
                 let endpoint = "/endpoint/benchmark-token"
-                print("ingress on \(url), kafka \(bootstrapServers)\(cluster == nil ? " (another process)" : ""); wrk -t\(options.threads) -c\(options.connections) -d\(options.duration)s")
+                print("ingress on \(url), kafka \(bootstrapServers)\(cluster == nil ? " (another process)" : ""); wrk -t\(options.threads) -c\(options.connections.map(String.init).joined(separator: ",")) -d\(options.duration)s")
 
                 // Warm up: the key fetch and the producer's first metadata happen before measuring.
                 try await presign(folder: work.appendingPathComponent("warm"), threads: options.threads, perThread: 2000, signer: signer, prefix: "warm")
-                _ = try await runWrk(["-t\(options.threads)", "-c\(options.connections)", "-d2s", "-s", script, url, "--", work.appendingPathComponent("warm").path, endpoint, "0"])
+                _ = try await runWrk(["-t\(options.threads)", "-c\(options.connections[0])", "-d2s", "-s", script, url, "--", work.appendingPathComponent("warm").path, endpoint, "0"])
 
-                let common = ["-t\(options.threads)", "-c\(options.connections)", "-d\(options.duration)s", "--latency", "-s", script, url, "--"]
-                let (trivial, _) = try await runWrk(common + [work.appendingPathComponent("warm").path, "/trivial", "0"])
-                print("trivial 200      " + format(trivial))
+                // Maximum throughput at each connection count: the trivial endpoint, then the
+                // ingress. With few connections the ingress is bound by its acknowledgement
+                // round trip rather than by the cores (they idle), so its capacity shows only
+                // with more connections; each endpoint's capacity is its best rate.
+                var bestTrivial = 0.0
+                var bestIngress = 0.0
+                for connections in options.connections {
+                    let common = ["-t\(options.threads)", "-c\(connections)", "-d\(options.duration)s", "--latency", "-s", script, url, "--"]
+                    let (trivial, _) = try await runWrk(common + [work.appendingPathComponent("warm").path, "/trivial", "0"])
+                    print("trivial 200, \(connections) connections  " + format(trivial))
 
-                // Enough unique webhooks for the ingress to never repeat one: it cannot be faster
-                // than trivial, and signing is slow, so the estimate is capped at 25,000/s; the
-                // result line reports repeats if that was ever too few.
-                let expected = min(trivial.perSecond, 25_000) * Double(options.duration) * 1.1
-                let perThread = options.requests > 0 ? options.requests : Int(expected) / options.threads + 1000
-                print("signing \(perThread * options.threads) webhooks ...")
-                try await presign(folder: work.appendingPathComponent("max"), threads: options.threads, perThread: perThread, signer: signer, prefix: "max")
-                let before = try await publishedCount(bootstrapServers: bootstrapServers, topic: config.topicName(.inbound), partitions: options.partitions)
-                let (ingress, raw) = try await runWrk(common + [work.appendingPathComponent("max").path, endpoint, "0"])
-                let published = try await publishedCount(bootstrapServers: bootstrapServers, topic: config.topicName(.inbound), partitions: options.partitions) - before
-                print("ingress          " + format(ingress))
-                print(String(format: "  ingress / trivial = %.2f; published %d of %d requests; repeated %d", ingress.perSecond / trivial.perSecond, published, ingress.requests, ingress.wrapped))
-                if ingress.wrapped > 0 || ingress.non2xx > 0 { print(raw) }
+                    // Enough unique webhooks for the ingress to never repeat one: it cannot be
+                    // faster than trivial, and signing is slow, so the estimate is capped at
+                    // 25,000/s; the result line reports repeats if that was ever too few.
+                    let expected = min(trivial.perSecond, 25_000) * Double(options.duration) * 1.1
+                    let perThread = options.requests > 0 ? options.requests : Int(expected) / options.threads + 1000
+                    print("signing \(perThread * options.threads) webhooks ...")
+                    let pool = work.appendingPathComponent("max-\(connections)")
+                    try await presign(folder: pool, threads: options.threads, perThread: perThread, signer: signer, prefix: "max-\(connections)")
+                    let before = try await publishedCount(bootstrapServers: bootstrapServers, topic: config.topicName(.inbound), partitions: options.partitions)
+                    let (ingress, raw) = try await runWrk(common + [pool.path, endpoint, "0"])
+                    let published = try await publishedCount(bootstrapServers: bootstrapServers, topic: config.topicName(.inbound), partitions: options.partitions) - before
+                    try? FileManager.default.removeItem(at: pool)
+                    print("ingress, \(connections) connections      " + format(ingress))
+                    print(String(format: "  ingress / trivial = %.2f; published %d of %d requests; repeated %d", ingress.perSecond / trivial.perSecond, published, ingress.requests, ingress.wrapped))
+                    if ingress.wrapped > 0 || ingress.non2xx > 0 { print(raw) }
+                    bestTrivial = max(bestTrivial, trivial.perSecond)
+                    if ingress.wrapped == 0, ingress.non2xx == 0 { bestIngress = max(bestIngress, ingress.perSecond) }
+                }
+                print(String(format: "capacity: trivial %.0f req/s, ingress %.0f req/s, ingress / trivial = %.2f", bestTrivial, bestIngress, bestIngress / bestTrivial))
 
                 if options.skipRate != 0 { return }
                 // Fixed rate: each wrk thread sends on its own schedule.

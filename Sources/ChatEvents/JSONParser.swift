@@ -206,7 +206,10 @@ public struct JSONParser {
     }
 
     private static func validatedString(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(Error) -> String {
-        guard let string = String(validating: bytes, as: UTF8.self) else {
+        let units = bytes.assumingMemoryBound(to: UInt8.self)
+        // ASCII is valid UTF-8 as is; `String(decoding:)` then only copies.
+        if units.allSatisfy({ $0 < 0x80 }) { return String(decoding: units, as: UTF8.self) }
+        guard let string = String(validating: units, as: UTF8.self) else {
             throw Error(offset: offset, reason: "string is not valid UTF-8")
         }
         return string

@@ -8,6 +8,7 @@ public import ServiceLifecycle
 import ChatEvents
 import Foundation
 import NIOCore
+import NIOPosix
 
 /// The ingress service: 8x8's webhooks in, normalized events on `eightbyeight.inbound.v1`.
 /// An HTTP application (Hummingbird) with the Kafka producer and the readiness probe as its
@@ -40,6 +41,10 @@ public struct IngressService: Sendable {
         // what queues up while requests are in flight. `kafka.properties` may override it.
         producerConfig.lingerMilliseconds = 0
         producerConfig.properties = config.kafka.properties
+        // Delivery reports are served on an event loop of the HTTP server's group: no polling
+        // thread to wake for each batch of acknowledgements.
+        let reportLoop = MultiThreadedEventLoopGroup.singleton.next()
+        producerConfig.callbacks = .scheduled { reportLoop.execute($0) }
         let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
         let admin = try KafkaAdmin(
             bootstrapServers: bootstrapServers, properties: config.kafka.properties,

@@ -109,20 +109,17 @@ public final class WebhookIngress: Service, Sendable {
         route: Route, headers: HTTPFields, readBody: (_ limit: Int) async throws -> ByteBuffer
     ) async -> WebhookOutcome {
         let started = ContinuousClock.now
-        let webhookHeaders = WebhookHeaders(
-            tenantId: headers[Self.tenantID], eventId: headers[Self.eventID], signature: headers[Self.signature],
-            transmissionTime: headers[Self.transmissionTime], retry: headers[Self.retry], customerId: headers[Self.customerID]
-        )
-        let destination = destination(of: route, tenant: webhookHeaders.tenantId)
-        let outcome = await process(route: route, destination: destination, headers: headers, webhookHeaders: webhookHeaders, readBody: readBody)
+        let fields = RequestFields(headers)
+        let destination = destination(of: route, tenant: fields.webhook.tenantId)
+        let outcome = await process(route: route, destination: destination, fields: fields, readBody: readBody)
         metrics.request(endpoint: destination.metricLabel, status: outcome.status, duration: ContinuousClock.now - started)
         return outcome
     }
 
     private func process(
-        route: Route, destination: Destination, headers: HTTPFields, webhookHeaders: WebhookHeaders,
-        readBody: (_ limit: Int) async throws -> ByteBuffer
+        route: Route, destination: Destination, fields: RequestFields, readBody: (_ limit: Int) async throws -> ByteBuffer
     ) async -> WebhookOutcome {
+        let webhookHeaders = fields.webhook
         guard case .endpoint(let endpoint) = destination else { return .notFound("unknown endpoint") }
         // Metadata is built only for lines that are written: setting it on the logger would
         // cost every request (a StreamLogHandler re-renders its metadata on each change).
@@ -135,10 +132,10 @@ public final class WebhookIngress: Service, Sendable {
             return metadata
         }
 
-        if let declared = headers[.contentLength].flatMap({ Int($0) }), declared > maxBodyBytes {
+        if let declared = fields.contentLength.flatMap({ Int($0) }), declared > maxBodyBytes {
             return .tooLarge("body larger than \(maxBodyBytes) bytes")
         }
-        guard Self.isJSON(headers[.contentType]) else {
+        guard Self.isJSON(fields.contentType) else {
             return .unsupportedMediaType("content type must be application/json")
         }
         let body: ByteBuffer
@@ -244,6 +241,29 @@ public final class WebhookIngress: Service, Sendable {
     }
 
     static let maxUnsignedBodyBytes = 1024
+
+    /// The request headers the ingress reads, found in one pass over the fields (a lookup by
+    /// name scans them all and joins repeats, once per name). A repeated header counts by its
+    /// first value: the signature covers the `x-8x8-*` values, so a second one changes nothing.
+    struct RequestFields {
+        var webhook = WebhookHeaders()
+        var contentLength: String?
+        var contentType: String?
+
+        init(_ headers: HTTPFields) {
+            for field in headers {
+                let name = field.name
+                if name == .contentType { contentType = contentType ?? field.value }
+                else if name == .contentLength { contentLength = contentLength ?? field.value }
+                else if name == WebhookIngress.tenantID { webhook.tenantId = webhook.tenantId ?? field.value }
+                else if name == WebhookIngress.eventID { webhook.eventId = webhook.eventId ?? field.value }
+                else if name == WebhookIngress.signature { webhook.signature = webhook.signature ?? field.value }
+                else if name == WebhookIngress.transmissionTime { webhook.transmissionTime = webhook.transmissionTime ?? field.value }
+                else if name == WebhookIngress.retry { webhook.retry = webhook.retry ?? field.value }
+                else if name == WebhookIngress.customerID { webhook.customerId = webhook.customerId ?? field.value }
+            }
+        }
+    }
 
     static let tenantID = HTTPField.Name(WebhookHeaders.tenantID)!
     static let eventID = HTTPField.Name(WebhookHeaders.eventID)!

@@ -39,10 +39,13 @@ struct FaultAndAdminTests {
         await producer.shutdown()
     }
 
-    @Test func injectedProduceErrorSurfacesAsTypedRetriableError() async throws {
+    /// With reports from the polling thread and from polls scheduled elsewhere (as the ingress does).
+    @Test(arguments: [false, true]) func injectedProduceErrorSurfacesAsTypedRetriableError(scheduledReports: Bool) async throws {
         let cluster = try EmbeddedKafkaCluster()
         try cluster.createTopic("faulty", partitions: 1)
+        let reportQueue = DispatchQueue(label: "kafka-tests.reports")
         let producer = try makeProducer(cluster) {
+            if scheduledReports { $0.callbacks = .scheduled { reportQueue.async(execute: $0) } }
             $0.idempotence = false
             $0.acks = "1"
             $0.properties["retries"] = "0"

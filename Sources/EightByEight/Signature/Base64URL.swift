@@ -17,25 +17,35 @@ public enum Base64URL {
     /// Decodes base64url bytes; nil for any character outside the alphabet or an impossible
     /// length.
     public static func decode<Bytes: Collection<UInt8>>(bytes text: Bytes) -> [UInt8]? {
+        if let decoded = text.withContiguousStorageIfAvailable({ decode(buffer: $0) }) { return decoded }
+        return Array(text).withUnsafeBufferPointer { decode(buffer: $0) }
+    }
+
+    static func decode(buffer text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         let count = text.count
         guard count % 4 != 1 else { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(count * 3 / 4)
-        var accumulator: UInt32 = 0
-        var bits = 0
-        for byte in text {
-            let value = table[Int(byte)]
-            guard value != 0xFF else { return nil }
-            accumulator = accumulator << 6 | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+        return table.withUnsafeBufferPointer { table -> [UInt8]? in
+            var accumulator: UInt32 = 0
+            var bits: UInt32 = 0
+            var valid = true
+            let decoded = [UInt8](unsafeUninitializedCapacity: count * 3 / 4) { out, written in
+                written = 0
+                for byte in text {
+                    let value = table[Int(byte)]
+                    guard value != 0xFF else { valid = false; return }
+                    accumulator = accumulator << 6 | UInt32(value)
+                    bits += 6
+                    if bits >= 8 {
+                        bits -= 8
+                        out[written] = UInt8(truncatingIfNeeded: accumulator >> bits)
+                        written += 1
+                    }
+                }
             }
+            // Leftover bits must be zero in canonical encodings.
+            guard valid, accumulator & ((1 << bits) - 1) == 0 else { return nil }
+            return decoded
         }
-        // Leftover bits must be zero in canonical encodings.
-        guard accumulator & ((1 << UInt32(bits)) - 1) == 0 else { return nil }
-        return out
     }
 
     private static let table: [UInt8] = {

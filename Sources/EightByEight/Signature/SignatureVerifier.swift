@@ -100,12 +100,13 @@ public struct SignatureVerifier: Sendable {
         let key = try await keys.publicKey(kid: jws.header.kid ?? "")
         let signature = _RSA.Signing.RSASignature(rawRepresentation: jws.signature)
         func signs(_ checksum: UInt32) -> Bool {
-            var input = jws.signingPrefix
-            input.append(contentsOf: WebhookSigningPayload.make(
+            var digest = SHA256()
+            digest.update(data: jws.signingPrefix)
+            digest.update(data: WebhookSigningPayload.make(
                 checksum: checksum, customerId: customerId, eventId: eventId, retry: retry,
                 tenantId: tenantId, transmissionTime: transmissionTime
             ))
-            return key.isValidSignature(signature, for: SHA256.hash(data: input), padding: .insecurePKCS1v1_5)
+            return key.isValidSignature(signature, for: digest.finalize(), padding: .insecurePKCS1v1_5)
         }
         let verified = { (compact: Bool) in
             Verified(kid: jws.header.kid ?? "", transmissionTime: transmissionTime, retry: retry, matchedCompactBody: compact)
@@ -122,53 +123,67 @@ public struct SignatureVerifier: Sendable {
         var header: JOSEHeader
         /// `BASE64URL(header) + "."`: the signing input up to the payload.
         var signingPrefix: [UInt8]
-        var signature: Data
+        var signature: [UInt8]
     }
 
     static let maxTokenLength = 4096
 
-    /// Protected headers already validated, by their encoded form: 8x8 signs every webhook
-    /// with the same header per key, so each is decoded once.
-    /// Keyed by the bytes, not a String: String equality is Unicode-canonical, and a header
-    /// segment must match byte for byte.
-    static let knownHeaders = Mutex<[[UInt8]: JOSEHeader]>([:])
+    /// A protected header already validated, by its encoded form.
+    struct KnownHeader {
+        var header: JOSEHeader
+        /// The encoded header and the dot after it.
+        var signingPrefix: [UInt8]
+    }
+
+    /// Protected headers already validated: 8x8 signs every webhook with the same header per
+    /// key, so each is decoded once. Matched byte for byte (String equality is
+    /// Unicode-canonical, and a header segment must match exactly); a handful at most, so a
+    /// scan beats hashing the segment.
+    static let knownHeaders = Mutex<[KnownHeader]>([])
 
     static func parse(_ token: String) throws(SignatureError) -> ParsedJWS {
-        let bytes = Array(token.utf8)
+        var token = token
+        return try token.withUTF8 { bytes in Result { () throws(SignatureError) in try parse(bytes) } }.get()
+    }
+
+    static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(SignatureError) -> ParsedJWS {
         guard bytes.count <= maxTokenLength else { throw .malformedToken("too long") }
         var start = 0
         var end = bytes.count
         while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
         while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
-        var dots: [Int] = []
+        var firstDot = -1
+        var secondDot = -1
         for index in start..<end where bytes[index] == UInt8(ascii: ".") {
-            dots.append(index)
-            if dots.count > 2 { break }
+            if firstDot < 0 { firstDot = index } else if secondDot < 0 { secondDot = index } else {
+                throw .malformedToken("expected three dot-separated parts")
+            }
         }
-        guard dots.count == 2 else { throw .malformedToken("expected three dot-separated parts") }
-        guard dots[1] == dots[0] + 1 else { throw .malformedToken("payload must be detached") }
-        let headerSegment = bytes[start..<dots[0]]
-        let headerKey = Array(headerSegment)
+        guard secondDot >= 0 else { throw .malformedToken("expected three dot-separated parts") }
+        guard secondDot == firstDot + 1 else { throw .malformedToken("payload must be detached") }
+        // The header segment with its dot: the signing input's prefix.
+        let prefix = UnsafeBufferPointer(rebasing: bytes[start...firstDot])
 
-        let header: JOSEHeader
-        if let known = knownHeaders.withLock({ $0[headerKey] }) {
-            header = known
+        let known: KnownHeader
+        if let found = knownHeaders.withLock({ $0.first { $0.signingPrefix.elementsEqual(prefix) } }) {
+            known = found
         } else {
-            guard let headerBytes = Base64URL.decode(bytes: headerSegment) else { throw .malformedToken("header is not base64url") }
+            let headerSegment = UnsafeBufferPointer(rebasing: bytes[start..<firstDot])
+            guard let headerBytes = Base64URL.decode(buffer: headerSegment) else { throw .malformedToken("header is not base64url") }
             guard let decoded = try? JSONDecoder().decode(JOSEHeader.self, from: Data(headerBytes)) else {
                 throw .malformedToken("header is not a JSON object")
             }
             try validate(decoded)
-            knownHeaders.withLock { known in
-                if known.count >= 64 { known.removeAll() }
-                known[headerKey] = decoded
+            known = KnownHeader(header: decoded, signingPrefix: Array(prefix))
+            knownHeaders.withLock { headers in
+                if headers.count >= 64 { headers.removeAll() }
+                headers.append(known)
             }
-            header = decoded
         }
-        guard let signature = Base64URL.decode(bytes: bytes[(dots[1] + 1)..<end]), !signature.isEmpty else {
+        guard let signature = Base64URL.decode(buffer: UnsafeBufferPointer(rebasing: bytes[(secondDot + 1)..<end])), !signature.isEmpty else {
             throw .malformedToken("signature is not base64url")
         }
-        return ParsedJWS(header: header, signingPrefix: headerKey + [UInt8(ascii: ".")], signature: Data(signature))
+        return ParsedJWS(header: known.header, signingPrefix: known.signingPrefix, signature: signature)
     }
 
     static func validate(_ header: JOSEHeader) throws(SignatureError) {

@@ -36,7 +36,8 @@ public final class KafkaProducer: Service, @unchecked Sendable {
 
     private let handle: OpaquePointer
     private let context: ProducerContext
-    private let pollingThread: PollingThread
+    private let pollingThread: PollingThread?
+    private let scheduledPoller: ScheduledPoller?
     private let topics = Mutex<[String: OpaquePointer]>([:])
     private let nextDetachedID = Atomic<UInt64>(0)
     private let lifecycle = Atomic<Int>(Lifecycle.running.rawValue)
@@ -75,15 +76,23 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         self.flushTimeout = configuration.flushTimeout
         self.isTransactional = configuration.transactionalID != nil
         self.deliveryReports = KafkaDeliveryReports(stream)
-        let pollHandle = SendableHandle(handle)
-        self.pollingThread = PollingThread(name: "kafka-producer-poll") {
-            rd_kafka_poll(pollHandle.pointer, 100)
-            context.flushReports()
+        switch configuration.callbacks {
+        case .pollingThread:
+            let pollHandle = SendableHandle(handle)
+            self.pollingThread = PollingThread(name: "kafka-producer-poll") {
+                rd_kafka_poll(pollHandle.pointer, 100)
+                context.flushReports()
+            }
+            self.scheduledPoller = nil
+        case .scheduled(let schedule):
+            self.pollingThread = nil
+            self.scheduledPoller = ScheduledPoller(handle: handle, context: context, schedule: schedule)
         }
     }
 
     deinit {
-        pollingThread.requestStop()
+        pollingThread?.requestStop()
+        scheduledPoller?.close()
         // Anything still queued (sends racing a shutdown) fails its waiters instead of leaking them.
         rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         rd_kafka_poll(handle, 0)
@@ -293,7 +302,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     public func simulateCrash() async {
         lifecycle.store(Lifecycle.shutDown.rawValue, ordering: .releasing)
         rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
-        await pollingThread.stop(timeout: .seconds(5))
+        await stopPolling()
         rd_kafka_poll(handle, 0)  // the purged messages' callbacks, so no waiter is left hanging
         context.flushReports()
         context.reports.finish()
@@ -319,10 +328,64 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         } else if queued > 0 {
             logger.debug("producer flushed", metadata: ["kafka.flushed": "\(queued)"])
         }
-        await pollingThread.stop(timeout: .seconds(5))
+        await stopPolling()
         context.flushReports()
         context.reports.finish()
         lifecycle.store(Lifecycle.shutDown.rawValue, ordering: .releasing)
+    }
+
+    /// Stops serving callbacks from the polling thread or the scheduler; whoever calls
+    /// `rd_kafka_poll` afterwards (shutdown, deinit) serves what is left.
+    private func stopPolling() async {
+        await pollingThread?.stop(timeout: .seconds(5))
+        scheduledPoller?.close()
+    }
+}
+
+/// Serves a producer's callbacks through `KafkaCallbackExecution.scheduled`: librdkafka calls
+/// `trigger` on its own thread when the first report lands on the empty main queue, and the
+/// scheduled poll drains the queue. `close` (before the handle is destroyed) stops both.
+final class ScheduledPoller: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let context: ProducerContext
+    private let schedule: @Sendable (@escaping @Sendable () -> Void) -> Void
+    private let queue: OpaquePointer
+    /// Guards every use of the handle by a scheduled poll against its destruction.
+    private let closed = Mutex(false)
+
+    init(handle: OpaquePointer, context: ProducerContext, schedule: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) {
+        self.handle = handle
+        self.context = context
+        self.schedule = schedule
+        self.queue = rd_kafka_queue_get_main(handle)
+        // Not retained by librdkafka: `close` removes the trigger before this object can go.
+        rd_kafka_queue_cb_event_enable(queue, { _, opaque in
+            guard let opaque else { return }
+            Unmanaged<ScheduledPoller>.fromOpaque(opaque).takeUnretainedValue().trigger()
+        }, Unmanaged.passUnretained(self).toOpaque())
+        trigger()  // anything queued before the trigger was installed
+    }
+
+    /// On librdkafka's thread: keep it short, call no librdkafka function.
+    private func trigger() {
+        schedule { [self] in poll() }
+    }
+
+    private func poll() {
+        closed.withLock { closed in
+            if !closed { rd_kafka_poll(handle, 0) }
+        }
+        context.flushReports()
+    }
+
+    /// Removes the trigger and waits for a running poll; later scheduled polls do nothing.
+    func close() {
+        closed.withLock { closed in
+            guard !closed else { return }
+            closed = true
+            rd_kafka_queue_cb_event_enable(queue, nil, nil)
+            rd_kafka_queue_destroy(queue)
+        }
     }
 }
 

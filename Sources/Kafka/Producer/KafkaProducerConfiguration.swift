@@ -19,6 +19,8 @@ public struct KafkaProducerConfiguration: Sendable {
     public var flushTimeout: Duration = .seconds(30)
     /// Passed to librdkafka as is; these win over the typed fields.
     public var properties: [String: String] = [:]
+    /// Where delivery reports (and librdkafka's error and statistics callbacks) are served.
+    public var callbacks: KafkaCallbackExecution = .pollingThread
 
     public init(bootstrapServers: String) {
         self.bootstrapServers = bootstrapServers
@@ -38,4 +40,15 @@ public struct KafkaProducerConfiguration: Sendable {
         result.merge(properties) { _, override in override }
         return result
     }
+}
+
+/// Where a producer serves librdkafka's callbacks.
+public enum KafkaCallbackExecution: Sendable {
+    /// A thread of the producer's own polls librdkafka.
+    case pollingThread
+    /// Whenever reports arrive on an empty queue, librdkafka's thread hands a poll to `schedule`,
+    /// which runs it soon elsewhere, for example on an event loop (`{ loop.execute($0) }`). No
+    /// thread of its own: one thread wake-up fewer per batch of reports, and callers waiting on an
+    /// event loop are resumed from that loop. The poll never blocks.
+    case scheduled(@Sendable (_ poll: @escaping @Sendable () -> Void) -> Void)
 }
