@@ -20,8 +20,13 @@ final class DeliveryLedger: Sendable {
     static let messagesPerConversation = 16
     private let state = Mutex(State())
 
-    init(capacity: Int) {
+    /// When this egress took the partition (milliseconds since 1970): a previous owner sent
+    /// nothing after it.
+    let takenAt: Int64
+
+    init(capacity: Int, takenAt: Int64 = EgressGeneration.now) {
         self.capacity = max(capacity, 1)
+        self.takenAt = takenAt
     }
 
     func isFinished(_ commandId: String) -> Bool { state.withLock { $0.finished.contains(commandId) } }

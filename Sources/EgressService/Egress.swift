@@ -317,8 +317,14 @@ final class EgressGeneration: @unchecked Sendable {
         guard let client = egress.clients[command.endpoint] else {
             return await deadLetter(item, reason: "endpoint '\(LogSafe.text(command.endpoint, maxBytes: 80))' is not configured", status: nil, errorBody: nil, attempts: 0, firstAttempt: Self.now, finished: finished)
         }
-        // A previous owner was calling 8x8 with this command when it stopped.
+        // A previous owner was calling 8x8 with this command when it stopped. Its last request
+        // may still be on its way (a process that dies leaves its request to 8x8 behind): ask
+        // 8x8 only once every request it can have sent has ended, a request timeout after this
+        // egress took the partition. Only this conversation waits.
         if let attemptedAt = item.ledger.takeAttempt(command.commandId) {
+            let settled = item.ledger.takenAt + Int64(egress.config.egress.requestTimeoutMs)
+            if settled > Self.now { try? await Task.sleep(for: .milliseconds(settled - Self.now)) }
+            if isEnded { return false }
             switch await reconcile(command, client: client, since: attemptedAt, ledger: item.ledger) {
             case .delivered:
                 egress.metrics.reconciled.increment()

@@ -55,7 +55,7 @@ struct EgressHarness: Sendable {
               listen: 127.0.0.1:0
             egress:
               listen: 127.0.0.1:0
-              requestTimeoutMs: 30000
+              \(egress.contains("requestTimeoutMs:") ? "# requestTimeoutMs: set by the test" : "requestTimeoutMs: 30000")
               rateLimit:
                 requestsPerSecond: 1000
                 burst: 1000

@@ -242,7 +242,9 @@ struct EgressTests {
 
     @Test("egresses stopped abruptly mid-stream and restarted deliver every command exactly once, in order per conversation")
     func crashAndRestart() async throws {
-        try await EgressHarness.run { h in
+        // A short request timeout: a restarted egress waits that long before asking 8x8 about
+        // a command its crashed predecessor was sending (its request may still land).
+        try await EgressHarness.run(egress: "  requestTimeoutMs: 2000") { h in
             let conversations = (0..<12).map { "conv-crash-\($0)" }
             let commands = (0..<25).flatMap { n in conversations.map { EgressHarness.message($0, n) } }
             // Slow answers keep requests in flight when the egress dies.
