@@ -29,7 +29,8 @@ final class ProducerContext: RdKafkaHandleContext, @unchecked Sendable {
 /// - `sendDetached` returns at once with an id; its report arrives on `deliveryReports`.
 /// - `sendBatch` enqueues many messages and waits for all their acknowledgements.
 ///
-/// Defaults are idempotent with `acks=all`. A dedicated thread serves librdkafka's callbacks.
+/// Defaults are idempotent with `acks=all`. A dedicated thread serves librdkafka's callbacks,
+/// or polls handed to a scheduler (`KafkaProducerConfiguration.callbacks`).
 /// On graceful shutdown everything queued is flushed before the handle is released.
 public final class KafkaProducer: Service, @unchecked Sendable {
     private enum Lifecycle: Int { case running = 0, shuttingDown = 1, shutDown = 2 }
@@ -122,7 +123,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     }
 
     /// Enqueues a message and calls `onDelivery` with its delivery result, on the producer's
-    /// polling thread (keep it short: it holds up other reports). For callers that wait on their
+    /// polling thread or scheduled poll (keep it short: it holds up other reports). For callers that wait on their
     /// own terms, e.g. with a deadline, without a task per message.
     /// - Throws: `KafkaError` when the message cannot be enqueued (then `onDelivery` is not called).
     public func send<Key, Value>(
