@@ -322,8 +322,8 @@ final class EgressGeneration: @unchecked Sendable {
         // 8x8 only once every request it can have sent has ended, a request timeout after this
         // egress took the partition. Only this conversation waits.
         if let attemptedAt = item.ledger.takeAttempt(command.commandId) {
-            let settled = item.ledger.takenAt + Int64(egress.config.egress.requestTimeoutMs)
-            if settled > Self.now { try? await Task.sleep(for: .milliseconds(settled - Self.now)) }
+            let wait = item.ledger.takenAt + Int64(egress.config.egress.requestTimeoutMs) - Self.now
+            if wait > 0 { try? await Task.sleep(for: .milliseconds(wait)) }
             if isEnded { return false }
             switch await reconcile(command, client: client, since: attemptedAt, ledger: item.ledger) {
             case .delivered:

@@ -255,22 +255,10 @@ public final class WebhookIngress: Service, Sendable {
                 let name = field.name
                 if name == .contentType { contentType = contentType ?? field.value }
                 else if name == .contentLength { contentLength = contentLength ?? field.value }
-                else if name == WebhookIngress.tenantID { webhook.tenantId = webhook.tenantId ?? field.value }
-                else if name == WebhookIngress.eventID { webhook.eventId = webhook.eventId ?? field.value }
-                else if name == WebhookIngress.signature { webhook.signature = webhook.signature ?? field.value }
-                else if name == WebhookIngress.transmissionTime { webhook.transmissionTime = webhook.transmissionTime ?? field.value }
-                else if name == WebhookIngress.retry { webhook.retry = webhook.retry ?? field.value }
-                else if name == WebhookIngress.customerID { webhook.customerId = webhook.customerId ?? field.value }
+                else { webhook.record(name: name.canonicalName, value: field.value) }
             }
         }
     }
-
-    static let tenantID = HTTPField.Name(WebhookHeaders.tenantID)!
-    static let eventID = HTTPField.Name(WebhookHeaders.eventID)!
-    static let signature = HTTPField.Name(WebhookHeaders.signature)!
-    static let transmissionTime = HTTPField.Name(WebhookHeaders.transmissionTime)!
-    static let retry = HTTPField.Name(WebhookHeaders.retry)!
-    static let customerID = HTTPField.Name(WebhookHeaders.customerID)!
 
     /// `application/json`, any `+json` type, with or without parameters, in any case.
     static func isJSON(_ contentType: String?) -> Bool {

@@ -39,6 +39,19 @@ struct FixedKeys: WebhookKeyProvider {
         }
     }
 
+    @Test func headersAreRecordedByLowercaseNameFirstValueFirst() {
+        var headers = WebhookHeaders()
+        var recorded: [Bool] = []
+        for (name, value) in [
+            ("x-8x8-event-id", "first"), ("x-8x8-event-id", "second"), ("x-8x8-unknown", "x"), ("X-8x8-Tenant-Id", "not lowercase"),
+            ("x-8x8-tenant-id", "t"), ("x-8x8-signature", "s"), ("x-8x8-transmission-time", "1"), ("x-8x8-retry", "0"), ("x-8x8-customer-id", "c"),
+        ] {
+            recorded.append(headers.record(name: name, value: value))
+        }
+        #expect(recorded == [true, true, false, false, true, true, true, true, true])
+        #expect(headers == WebhookHeaders(tenantId: "t", eventId: "first", signature: "s", transmissionTime: "1", retry: "0", customerId: "c"))
+    }
+
     @Test func crc32MatchesKnownVectorsAndABitwiseReference() {
         #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
         #expect(CRC32.checksum(Array("The quick brown fox jumps over the lazy dog".utf8)) == 0x414F_A339)

@@ -36,6 +36,23 @@ public struct WebhookHeaders: Sendable, Hashable {
         )
     }
 
+    /// Keeps `value` when `name` (lowercase, as HTTP field names are canonicalized) is one of
+    /// these headers and none was kept for it yet: a repeated header counts by its first
+    /// value. False for any other name.
+    @discardableResult
+    public mutating func record(name: String, value: String) -> Bool {
+        switch name {
+        case Self.tenantID: tenantId = tenantId ?? value
+        case Self.eventID: eventId = eventId ?? value
+        case Self.signature: signature = signature ?? value
+        case Self.transmissionTime: transmissionTime = transmissionTime ?? value
+        case Self.retry: retry = retry ?? value
+        case Self.customerID: customerId = customerId ?? value
+        default: return false
+        }
+        return true
+    }
+
     public var hasSignatureHeaders: Bool { signature != nil }
 
     public var transmissionTimeMilliseconds: Int64? { transmissionTime.flatMap(Self.integer) }
