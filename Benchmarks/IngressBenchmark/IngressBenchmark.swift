@@ -5,7 +5,7 @@
 // webhooks, each once. See BENCHMARKS.md.
 //
 //   swift build -c release --product IngressBenchmark
-//   .build/release/IngressBenchmark [--duration 10] [--rate 2000] [--threads 2] [--connections 32,128]
+//   .build/release/IngressBenchmark [--duration 5] [--slices 3] [--rate 2000] [--rate-duration 10] [--threads 2] [--connections 32,128]
 //   CONNECTOR_NIO_EXECUTOR=0 .build/release/IngressBenchmark    # Swift's default executor
 //   .build/release/IngressBenchmark --skip-rate 1 --partitions 1 --properties linger.ms=1,enable.idempotence=false
 //   .build/release/IngressBenchmark --bootstrap "$(cat bootstrap.txt)"   # after `connector broker --bootstrap-file bootstrap.txt`
@@ -22,7 +22,12 @@ import NIOPosix
 import Simulator
 
 struct Options {
-    var duration = 10
+    /// Seconds of each wrk run.
+    var duration = 5
+    /// Trivial and ingress runs per connection count, alternating.
+    var slices = 3
+    /// Seconds of each fixed-rate run.
+    var rateDuration = 10
     var rate = 2000
     var threads = 2
     /// Connection counts of the maximum-throughput runs, each with the trivial endpoint and
@@ -37,6 +42,8 @@ struct Options {
     var properties = ""
     /// Partitions of the inbound topic.
     var partitions = 6
+    /// Brokers of the embedded cluster.
+    var brokers = 1
     /// An embedded cluster in another process (`connector broker`, whose topics have
     /// `partitions` partitions) instead of one in this process.
     var bootstrap = ""
@@ -62,12 +69,15 @@ struct Options {
             guard let value = iterator.next().flatMap(Int.init) else { fatalError("\(flag) needs a number") }
             switch flag {
             case "--duration": duration = value
+            case "--slices": slices = max(1, value)
+            case "--rate-duration": rateDuration = value
             case "--rate": rate = value
             case "--threads": threads = value
             case "--rate-connections": rateConnections = value
             case "--requests": requests = value
             case "--skip-rate": skipRate = value
             case "--partitions": partitions = value
+            case "--brokers": brokers = value
             default: fatalError("unknown option \(flag)")
             }
         }
@@ -76,6 +86,12 @@ struct Options {
 
 struct WrkResult {
     var requests = 0
+    /// CPU time of this process (servers and embedded cluster) and of wrk during the run.
+    var serverCPU: Duration = .zero
+    var wrkCPU: Duration = .zero
+    /// Context switches of this process and of wrk during the run.
+    var serverSwitches = 0
+    var wrkSwitches = 0
     var perSecond = 0.0
     var non2xx = 0
     var socketErrors = ""
@@ -112,7 +128,17 @@ func runWrk(_ arguments: [String]) async throws -> (WrkResult, String) {
     }
 }
 
+/// CPU time and context switches (voluntary and not) of this process or its waited-for children.
+func usage(_ who: Int32) -> (cpu: Duration, switches: Int) {
+    var usage = rusage()
+    getrusage(__rusage_who_t(who), &usage)
+    func duration(_ t: timeval) -> Duration { .seconds(t.tv_sec) + .microseconds(t.tv_usec) }
+    return (duration(usage.ru_utime) + duration(usage.ru_stime), usage.ru_nvcsw + usage.ru_nivcsw)
+}
+
 func runWrkBlocking(_ arguments: [String]) throws -> (WrkResult, String) {
+    let serverBefore = usage(RUSAGE_SELF.rawValue)
+    let wrkBefore = usage(RUSAGE_CHILDREN.rawValue)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
     process.arguments = arguments
@@ -123,7 +149,11 @@ func runWrkBlocking(_ arguments: [String]) throws -> (WrkResult, String) {
     let data = out.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     let text = String(decoding: data, as: UTF8.self)
-    return (WrkResult(text), text)
+    var result = WrkResult(text)
+    let serverAfter = usage(RUSAGE_SELF.rawValue), wrkAfter = usage(RUSAGE_CHILDREN.rawValue)
+    (result.serverCPU, result.serverSwitches) = (serverAfter.cpu - serverBefore.cpu, serverAfter.switches - serverBefore.switches)
+    (result.wrkCPU, result.wrkSwitches) = (wrkAfter.cpu - wrkBefore.cpu, wrkAfter.switches - wrkBefore.switches)
+    return (result, text)
 }
 
 /// Signs `perThread` webhooks for each wrk thread into `folder/requests-N.tsv`, on every core.
@@ -156,9 +186,12 @@ func presign(folder: URL, threads: Int, perThread: Int, signer: WebhookSigner, p
 
 func format(_ result: WrkResult) -> String {
     let p = result.percentiles
-    return String(format: "%8.0f req/s   p50 %6.2f ms   p90 %6.2f ms   p99 %6.2f ms   (%d requests, %d non-2xx%@)",
-                  result.perSecond, p["50%"] ?? .nan, p["90%"] ?? .nan, p["99%"] ?? .nan, result.requests, result.non2xx,
-                  result.socketErrors.isEmpty ? "" : ", \(result.socketErrors)")
+    let requests = Double(max(result.requests, 1))
+    func perRequest(_ cpu: Duration) -> Double { Double(cpu / .nanoseconds(1)) / 1000 / requests }
+    return String(format: "%8.0f req/s   p50 %6.2f ms   p90 %6.2f ms   p99 %6.2f ms   per request: CPU %5.1f us + wrk %4.1f us, switches %4.2f + wrk %4.2f   (%d requests, %d non-2xx%@)",
+                  result.perSecond, p["50%"] ?? .nan, p["90%"] ?? .nan, p["99%"] ?? .nan, perRequest(result.serverCPU), perRequest(result.wrkCPU),
+                  Double(result.serverSwitches) / requests, Double(result.wrkSwitches) / requests,
+                  result.requests, result.non2xx, result.socketErrors.isEmpty ? "" : ", \(result.socketErrors)")
 }
 
 let logger: Logger = {
@@ -185,7 +218,7 @@ struct IngressBenchmark {
             fatalError("wrk is not installed: apt-get install wrk")
         }
 
-        let cluster = options.bootstrap.isEmpty ? try EmbeddedKafkaCluster(logger: logger) : nil
+        let cluster = options.bootstrap.isEmpty ? try EmbeddedKafkaCluster(brokers: options.brokers, logger: logger) : nil
         let bootstrapServers = cluster?.bootstrapServers ?? options.bootstrap
         let signer = try WebhookSigner(kid: "bench-key")
         let simulator = EightByEightSimulator(signer: signer)
@@ -212,7 +245,7 @@ struct IngressBenchmark {
                       baseURL: http://127.0.0.1:\(jwkPort)
                       apiKey: bench-key
                 """)
-            try cluster?.createTopic(config.topicName(.inbound), partitions: Int32(options.partitions))
+            try cluster?.createTopic(config.topicName(.inbound), partitions: Int32(options.partitions), replicationFactor: Int32(min(options.brokers, 3)))
             let service = try IngressService.make(config: config, bootstrapServers: bootstrapServers, logger: logger)
             try await withRunningApplication({ onRunning in
                 service.application(host: "127.0.0.1", port: 0, extraRoutes: { router in
@@ -231,43 +264,61 @@ struct IngressBenchmark {
                 try await presign(folder: work.appendingPathComponent("warm"), threads: options.threads, perThread: 2000, signer: signer, prefix: "warm")
                 _ = try await runWrk(["-t\(options.threads)", "-c\(options.connections[0])", "-d2s", "-s", script, url, "--", work.appendingPathComponent("warm").path, endpoint, "0"])
 
-                // Maximum throughput at each connection count: the trivial endpoint, then the
-                // ingress. With few connections the ingress is bound by its acknowledgement
-                // round trip rather than by the cores (they idle), so its capacity shows only
-                // with more connections; each endpoint's capacity is its best rate.
+                // Maximum throughput at each connection count: trivial and ingress slices
+                // alternate (T I T I ...), so that the VM's speed, which drifts by 10-20% over
+                // minutes here, weighs on both alike. With few connections the ingress is bound
+                // by its acknowledgement round trip rather than by the cores (they idle), so its
+                // capacity shows only with more connections; each endpoint's capacity is its
+                // best rate.
                 var bestTrivial = 0.0
                 var bestIngress = 0.0
                 for connections in options.connections {
                     let common = ["-t\(options.threads)", "-c\(connections)", "-d\(options.duration)s", "--latency", "-s", script, url, "--"]
-                    let (trivial, _) = try await runWrk(common + [work.appendingPathComponent("warm").path, "/trivial", "0"])
-                    print("trivial 200, \(connections) connections  " + format(trivial))
-
-                    // Enough unique webhooks for the ingress to never repeat one: it cannot be
-                    // faster than trivial, and signing is slow, so the estimate is capped at
-                    // 25,000/s; the result line reports repeats if that was ever too few.
-                    let expected = min(trivial.perSecond, 25_000) * Double(options.duration) * 1.1
-                    let perThread = options.requests > 0 ? options.requests : Int(expected) / options.threads + 1000
-                    print("signing \(perThread * options.threads) webhooks ...")
-                    let pool = work.appendingPathComponent("max-\(connections)")
-                    try await presign(folder: pool, threads: options.threads, perThread: perThread, signer: signer, prefix: "max-\(connections)")
-                    let before = try await publishedCount(bootstrapServers: bootstrapServers, topic: config.topicName(.inbound), partitions: options.partitions)
-                    let (ingress, raw) = try await runWrk(common + [pool.path, endpoint, "0"])
-                    let published = try await publishedCount(bootstrapServers: bootstrapServers, topic: config.topicName(.inbound), partitions: options.partitions) - before
-                    try? FileManager.default.removeItem(at: pool)
-                    print("ingress, \(connections) connections      " + format(ingress))
-                    print(String(format: "  ingress / trivial = %.2f; published %d of %d requests; repeated %d", ingress.perSecond / trivial.perSecond, published, ingress.requests, ingress.wrapped))
-                    if ingress.wrapped > 0 || ingress.non2xx > 0 { print(raw) }
-                    bestTrivial = max(bestTrivial, trivial.perSecond)
-                    if ingress.wrapped == 0, ingress.non2xx == 0 { bestIngress = max(bestIngress, ingress.perSecond) }
+                    var trivial: [WrkResult] = []
+                    var ingress: [WrkResult] = []
+                    var pools: [URL] = []
+                    for slice in 0..<options.slices {
+                        let (t, _) = try await runWrk(common + [work.appendingPathComponent("warm").path, "/trivial", "0"])
+                        print("trivial 200, \(connections) connections  " + format(t))
+                        trivial.append(t)
+                        if slice == 0 {
+                            // Unique webhooks for every ingress slice, signed once the first
+                            // trivial slice gave an estimate: the ingress cannot be faster than
+                            // trivial, and signing is slow, so it is capped at 20,000/s; the
+                            // result reports repeats if that was ever too few.
+                            let expected = min(t.perSecond, 20_000) * Double(options.duration) * 1.1
+                            let perThread = options.requests > 0 ? options.requests : Int(expected) / options.threads + 1000
+                            print("signing \(options.slices) x \(perThread * options.threads) webhooks ...")
+                            for pool in 0..<options.slices {
+                                let folder = work.appendingPathComponent("max-\(connections)-\(pool)")
+                                try await presign(folder: folder, threads: options.threads, perThread: perThread, signer: signer, prefix: "max-\(connections)-\(pool)")
+                                pools.append(folder)
+                            }
+                        }
+                        let before = try await publishedCount(bootstrapServers: bootstrapServers, topic: config.topicName(.inbound), partitions: options.partitions)
+                        let (i, raw) = try await runWrk(common + [pools[slice].path, endpoint, "0"])
+                        let published = try await publishedCount(bootstrapServers: bootstrapServers, topic: config.topicName(.inbound), partitions: options.partitions) - before
+                        try? FileManager.default.removeItem(at: pools[slice])
+                        print("ingress, \(connections) connections      " + format(i))
+                        print(String(format: "  ingress / trivial = %.2f; published %d of %d requests; repeated %d", i.perSecond / t.perSecond, published, i.requests, i.wrapped))
+                        if i.wrapped > 0 || i.non2xx > 0 { print(raw) }
+                        ingress.append(i)
+                    }
+                    let trivialRate = trivial.map(\.perSecond).reduce(0, +) / Double(trivial.count)
+                    let ingressRate = ingress.map(\.perSecond).reduce(0, +) / Double(ingress.count)
+                    print(String(format: "%d connections, %d alternating slices: trivial %.0f req/s, ingress %.0f req/s, ingress / trivial = %.2f",
+                                 connections, options.slices, trivialRate, ingressRate, ingressRate / trivialRate))
+                    bestTrivial = max(bestTrivial, trivialRate)
+                    if ingress.allSatisfy({ $0.wrapped == 0 && $0.non2xx == 0 }) { bestIngress = max(bestIngress, ingressRate) }
                 }
                 print(String(format: "capacity: trivial %.0f req/s, ingress %.0f req/s, ingress / trivial = %.2f", bestTrivial, bestIngress, bestIngress / bestTrivial))
 
                 if options.skipRate != 0 { return }
                 // Fixed rate: each wrk thread sends on its own schedule.
-                let ratePerThread = Int(Double(options.rate * options.duration) * 1.05) / options.threads + 1000
+                let ratePerThread = Int(Double(options.rate * options.rateDuration) * 1.05) / options.threads + 1000
                 try await presign(folder: work.appendingPathComponent("rate"), threads: options.threads, perThread: ratePerThread, signer: signer, prefix: "rate")
                 let interval = String(Double(options.threads) * 1000 / Double(options.rate))
-                let paced = ["-t\(options.threads)", "-c\(options.rateConnections)", "-d\(options.duration)s", "--latency", "-s", script, url, "--"]
+                let paced = ["-t\(options.threads)", "-c\(options.rateConnections)", "-d\(options.rateDuration)s", "--latency", "-s", script, url, "--"]
                 let (trivialRate, _) = try await runWrk(paced + [work.appendingPathComponent("warm").path, "/trivial", interval])
                 print("trivial @\(options.rate)/s  " + format(trivialRate))
                 let (ingressRate, rawRate) = try await runWrk(paced + [work.appendingPathComponent("rate").path, endpoint, interval])

@@ -6,7 +6,7 @@
 // scheduled on an event loop (`KafkaCallbackExecution.scheduled`, what the ingress uses).
 //
 //   swift build -c release --product KafkaRoundTripBenchmark
-//   .build/release/KafkaRoundTripBenchmark [--concurrency 1] [--work 0] [--seconds 4] [--partitions 6] [--reports thread|loop]
+//   .build/release/KafkaRoundTripBenchmark [--concurrency 1] [--work 0] [--seconds 4] [--partitions 6] [--reports thread|loop] [--properties name=value,...]
 import Foundation
 import Glibc
 import Kafka
@@ -21,6 +21,8 @@ struct Options {
     var seconds = 4.0
     var partitions: Int32 = 6
     var reports = "loop"
+    /// librdkafka properties for the producer, `name=value,...`.
+    var properties: [String: String] = [:]
 
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
@@ -32,6 +34,11 @@ struct Options {
             case "--seconds": seconds = Double(value)!
             case "--partitions": partitions = Int32(value)!
             case "--reports": reports = value
+            case "--properties":
+                for pair in value.split(separator: ",") {
+                    let parts = pair.split(separator: "=", maxSplits: 1)
+                    properties[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+                }
             default: fatalError("unknown option \(flag)")
             }
         }
@@ -93,6 +100,7 @@ struct KafkaRoundTripBenchmark {
         let group = MultiThreadedEventLoopGroup.singleton
         var configuration = KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers)
         configuration.lingerMilliseconds = 0
+        configuration.properties = options.properties
         if options.reports == "loop" {
             let reportLoop = group.next()
             configuration.callbacks = .scheduled { reportLoop.execute($0) }

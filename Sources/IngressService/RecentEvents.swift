@@ -1,5 +1,7 @@
 import DequeModule
 import Kafka
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// One Kafka write that requests wait for: the first delivery of a webhook and any retry of
@@ -9,13 +11,20 @@ import Synchronization
 final class PendingPublish: Sendable {
     typealias Outcome = Result<KafkaDelivery, KafkaError>
 
+    struct Waiter {
+        var continuation: CheckedContinuation<Outcome?, Never>
+        var home: LoopHandoff.Home?
+    }
+
     private struct State {
         var outcome: Outcome?
-        var waiters: [UInt64: CheckedContinuation<Outcome?, Never>] = [:]
+        var waiters: [UInt64: Waiter] = [:]
         var nextWaiter: UInt64 = 0
     }
 
     private let state = Mutex(State())
+
+    var waiterCount: Int { state.withLock { $0.waiters.count } }
 
     /// Records the delivery result and wakes everybody waiting.
     func complete(_ outcome: Outcome) {
@@ -24,16 +33,20 @@ final class PendingPublish: Sendable {
             defer { state.waiters = [:] }
             return state.waiters.values
         }
-        for waiter in waiters { waiter.resume(returning: outcome) }
+        for waiter in waiters {
+            if let home = waiter.home { home.resume(waiter.continuation, with: outcome) }
+            else { waiter.continuation.resume(returning: outcome) }
+        }
     }
 
-    /// The delivery result, or nil when `deadline` passed first.
-    func wait(deadline: ContinuousClock.Instant, sweeper: DeadlineSweeper) async -> Outcome? {
+    /// The delivery result, or nil when `deadline` passed first. With a `home`, the result is
+    /// handed to that loop to resume the waiter there.
+    func wait(deadline: ContinuousClock.Instant, sweeper: DeadlineSweeper, home: LoopHandoff.Home? = nil) async -> Outcome? {
         await withCheckedContinuation { continuation in
             let registered: UInt64? = state.withLock { state in
                 if state.outcome != nil { return nil }
                 state.nextWaiter += 1
-                state.waiters[state.nextWaiter] = continuation
+                state.waiters[state.nextWaiter] = Waiter(continuation: continuation, home: home)
                 return state.nextWaiter
             }
             guard let id = registered else {
@@ -45,7 +58,62 @@ final class PendingPublish: Sendable {
     }
 
     private func expire(_ id: UInt64) {
-        state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
+        state.withLock { $0.waiters.removeValue(forKey: id) }?.continuation.resume(returning: nil)
+    }
+}
+
+/// Resumes waiters on the event loop they suspended on, in one `execute` per loop and batch.
+/// Delivery reports arrive on one loop; a request resumed there would write its response
+/// across loops (a hop per request) and run its task away from its connection.
+final class LoopHandoff: Sendable {
+    /// The resumptions bound for one loop.
+    final class Home: Sendable {
+        typealias Item = (continuation: CheckedContinuation<PendingPublish.Outcome?, Never>, outcome: PendingPublish.Outcome)
+        let loop: any EventLoop
+        private let pending = Mutex<(items: [Item], scheduled: Bool)>(([], false))
+        /// How many batches were handed over.
+        let batches = Atomic<Int>(0)
+
+        init(loop: any EventLoop) {
+            self.loop = loop
+        }
+
+        func resume(_ continuation: CheckedContinuation<PendingPublish.Outcome?, Never>, with outcome: PendingPublish.Outcome) {
+            if loop.inEventLoop {
+                continuation.resume(returning: outcome)
+                return
+            }
+            let schedule = pending.withLock { pending in
+                pending.items.append((continuation, outcome))
+                defer { pending.scheduled = true }
+                return !pending.scheduled
+            }
+            if schedule {
+                batches.add(1, ordering: .relaxed)
+                loop.execute { self.drain() }
+            }
+        }
+
+        private func drain() {
+            let items = pending.withLock { pending in
+                pending.scheduled = false
+                defer { pending.items.removeAll(keepingCapacity: true) }
+                return pending.items
+            }
+            for item in items { item.continuation.resume(returning: item.outcome) }
+        }
+    }
+
+    let homes: [Home]
+
+    init(group: MultiThreadedEventLoopGroup = .singleton) {
+        homes = group.makeIterator().map { Home(loop: $0) }
+    }
+
+    /// The home of the loop this code runs on, if it is one of the group's.
+    var current: Home? {
+        guard let loop = MultiThreadedEventLoopGroup.currentEventLoop else { return nil }
+        return homes.first { $0.loop === loop }
     }
 }
 

@@ -49,6 +49,8 @@ public final class WebhookIngress: Service, Sendable {
     let publishTimeout: Duration
     let recent: RecentEvents
     let sweeper = DeadlineSweeper()
+    /// Where waiting requests are resumed: on the event loop they came in on.
+    let handoff = LoopHandoff()
     let metrics: IngressMetrics
     let logger: Logger
     let now: @Sendable () -> Int64
@@ -220,7 +222,7 @@ public final class WebhookIngress: Service, Sendable {
             }
         }
 
-        switch await pending.wait(deadline: .now + publishTimeout, sweeper: sweeper) {
+        switch await pending.wait(deadline: .now + publishTimeout, sweeper: sweeper, home: handoff.current) {
         case .success(let delivery):
             metrics.published.increment()
             logger.debug("webhook published", metadata: context(["partition": "\(delivery.topicPartition.partition)", "offset": "\(delivery.offset)"]))

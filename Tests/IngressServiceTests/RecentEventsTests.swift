@@ -1,5 +1,7 @@
 @testable import IngressService
+import Dispatch
 import Kafka
+import NIOPosix
 import Testing
 
 /// The de-duplication and deadline bookkeeping on their own, without a broker.
@@ -62,5 +64,46 @@ import Testing
         #expect(outcomes.compactMap { try? $0?.get() }.count == 10)
         // Their deadlines come later and do nothing.
         #expect(sweeper.sweep(now: .now + .seconds(120)) == 10)
+    }
+
+    @Test func resumptionsForAnotherLoopAreHandedOverInOneBatch() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var failure: (any Error)?
+        do { try await handOver(group: group) } catch { failure = error }
+        try await group.shutdownGracefully()
+        if let failure { throw failure }
+    }
+
+    private func handOver(group: MultiThreadedEventLoopGroup) async throws {
+        let handoff = LoopHandoff(group: group)
+        let loop = group.next()
+        #expect(handoff.current == nil, "off the group's loops there is no home")
+        let home = try await loop.submit { handoff.current }.get()
+        #expect(home === handoff.homes[0])
+
+        let sweeper = DeadlineSweeper()
+        let pendings = (0..<10).map { _ in PendingPublish() }
+        let outcomes = await withTaskGroup(of: PendingPublish.Outcome?.self) { group in
+            for pending in pendings {
+                group.addTask { await pending.wait(deadline: .now + .seconds(60), sweeper: sweeper, home: home) }
+            }
+            for pending in pendings { while pending.waiterCount == 0 { await Task.yield() } }
+            // The loop is held until every completion has queued its resumption.
+            let held = DispatchSemaphore(value: 0)
+            loop.execute { held.wait() }
+            for pending in pendings { pending.complete(.success(delivery)) }
+            held.signal()
+            return await group.reduce(into: [PendingPublish.Outcome?]()) { $0.append($1) }
+        }
+        #expect(outcomes.compactMap { try? $0?.get() }.count == 10)
+        #expect(home?.batches.load(ordering: .relaxed) == 1)
+
+        // Completed on the loop itself: resumed there at once, no batch.
+        let pending = PendingPublish()
+        async let outcome = pending.wait(deadline: .now + .seconds(60), sweeper: sweeper, home: home)
+        while pending.waiterCount == 0 { await Task.yield() }
+        try await loop.submit { pending.complete(.success(self.delivery)) }.get()
+        #expect((try? await outcome?.get()) == delivery)
+        #expect(home?.batches.load(ordering: .relaxed) == 1)
     }
 }
