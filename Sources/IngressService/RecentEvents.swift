@@ -11,14 +11,20 @@ import Synchronization
 final class PendingPublish: Sendable {
     typealias Outcome = Result<KafkaDelivery, KafkaError>
 
+    /// Unchecked: a waiter is resumed only by whoever removed it from `State.waiters` under the
+    /// lock, so exactly once (a checked continuation costs an allocation per webhook).
+    typealias Continuation = UnsafeContinuation<Outcome?, Never>
+
     struct Waiter {
-        var continuation: CheckedContinuation<Outcome?, Never>
+        var id: UInt64
+        var continuation: Continuation
         var home: LoopHandoff.Home?
     }
 
     private struct State {
         var outcome: Outcome?
-        var waiters: [UInt64: Waiter] = [:]
+        /// Almost always one: the first request. Retries that arrive meanwhile join it.
+        var waiters: [Waiter] = []
         var nextWaiter: UInt64 = 0
     }
 
@@ -30,8 +36,8 @@ final class PendingPublish: Sendable {
     func complete(_ outcome: Outcome) {
         let waiters = state.withLock { state in
             state.outcome = outcome
-            defer { state.waiters = [:] }
-            return state.waiters.values
+            defer { state.waiters = [] }
+            return state.waiters
         }
         for waiter in waiters {
             if let home = waiter.home { home.resume(waiter.continuation, with: outcome) }
@@ -42,23 +48,27 @@ final class PendingPublish: Sendable {
     /// The delivery result, or nil when `deadline` passed first. With a `home`, the result is
     /// handed to that loop to resume the waiter there.
     func wait(deadline: ContinuousClock.Instant, sweeper: DeadlineSweeper, home: LoopHandoff.Home? = nil) async -> Outcome? {
-        await withCheckedContinuation { continuation in
+        await withUnsafeContinuation { continuation in
             let registered: UInt64? = state.withLock { state in
                 if state.outcome != nil { return nil }
                 state.nextWaiter += 1
-                state.waiters[state.nextWaiter] = Waiter(continuation: continuation, home: home)
+                state.waiters.append(Waiter(id: state.nextWaiter, continuation: continuation, home: home))
                 return state.nextWaiter
             }
             guard let id = registered else {
                 continuation.resume(returning: state.withLock { $0.outcome })
                 return
             }
-            sweeper.schedule(deadline) { [self] in self.expire(id) }
+            sweeper.schedule(deadline, self, waiter: id)
         }
     }
 
-    private func expire(_ id: UInt64) {
-        state.withLock { $0.waiters.removeValue(forKey: id) }?.continuation.resume(returning: nil)
+    /// Resumes waiter `id` with nil, unless the outcome came first.
+    fileprivate func expire(_ id: UInt64) {
+        let expired = state.withLock { state in
+            state.waiters.firstIndex { $0.id == id }.map { state.waiters.remove(at: $0) }
+        }
+        expired?.continuation.resume(returning: nil)
     }
 }
 
@@ -68,7 +78,7 @@ final class PendingPublish: Sendable {
 final class LoopHandoff: Sendable {
     /// The resumptions bound for one loop.
     final class Home: Sendable {
-        typealias Item = (continuation: CheckedContinuation<PendingPublish.Outcome?, Never>, outcome: PendingPublish.Outcome)
+        typealias Item = (continuation: PendingPublish.Continuation, outcome: PendingPublish.Outcome)
         let loop: any EventLoop
         private let pending = Mutex<(items: [Item], scheduled: Bool)>(([], false))
         /// How many batches were handed over.
@@ -78,7 +88,7 @@ final class LoopHandoff: Sendable {
             self.loop = loop
         }
 
-        func resume(_ continuation: CheckedContinuation<PendingPublish.Outcome?, Never>, with outcome: PendingPublish.Outcome) {
+        func resume(_ continuation: PendingPublish.Continuation, with outcome: PendingPublish.Outcome) {
             if loop.inEventLoop {
                 continuation.resume(returning: outcome)
                 return
@@ -117,28 +127,30 @@ final class LoopHandoff: Sendable {
     }
 }
 
-/// Runs expiry actions once their deadline passed, checking every `resolution`. All deadlines
-/// of one ingress have the same length, so they arrive in order and a queue suffices.
+/// Expires waits on publishes once their deadline passed, checking every `resolution`. All
+/// deadlines of one ingress have the same length, so they arrive in order and a queue suffices.
 final class DeadlineSweeper: Sendable {
-    private let queue = Mutex(Deque<(deadline: ContinuousClock.Instant, action: @Sendable () -> Void)>())
+    private typealias Entry = (deadline: ContinuousClock.Instant, publish: PendingPublish, waiter: UInt64)
+    private let queue = Mutex(Deque<Entry>())
     let resolution: Duration
 
     init(resolution: Duration = .milliseconds(20)) {
         self.resolution = resolution
     }
 
-    func schedule(_ deadline: ContinuousClock.Instant, _ action: @escaping @Sendable () -> Void) {
-        queue.withLock { $0.append((deadline, action)) }
+    /// After `deadline`, `waiter` of `publish` gets nil unless its outcome came first.
+    func schedule(_ deadline: ContinuousClock.Instant, _ publish: PendingPublish, waiter: UInt64) {
+        queue.withLock { $0.append((deadline, publish, waiter)) }
     }
 
-    /// Expires what is due; returns how many actions ran.
+    /// Expires what is due; returns how many deadlines passed.
     @discardableResult
     func sweep(now: ContinuousClock.Instant = .now) -> Int {
-        var due: [@Sendable () -> Void] = []
+        var due: [Entry] = []
         queue.withLock { queue in
-            while let first = queue.first, first.deadline <= now { due.append(queue.removeFirst().action) }
+            while let first = queue.first, first.deadline <= now { due.append(queue.removeFirst()) }
         }
-        for action in due { action() }
+        for entry in due { entry.publish.expire(entry.waiter) }
         return due.count
     }
 
@@ -166,10 +178,37 @@ final class RecentEvents: Sendable {
         case claimed(PendingPublish)
     }
 
+    /// A webhook's identity: its tenant and event id, hashed to 128 bits by two differently
+    /// prefixed runs of this process's randomly seeded SipHash. Fixed size, so a remembered id
+    /// costs 16 bytes in each table instead of a string of its own, and a lookup compares two
+    /// integers instead of strings. Two events are confused only if all 128 bits agree: with
+    /// ten million ids remembered, a chance of about 10^-25.
+    struct Key: Hashable, Sendable {
+        let high: UInt64
+        let low: UInt64
+
+        init(tenant: String?, eventId: String) {
+            var first = Hasher(), second = Hasher()
+            first.combine(UInt8(1))
+            second.combine(UInt8(2))
+            // String hashing ends each string with a terminator: ("ab", "c") and ("a", "bc") differ.
+            first.combine(tenant ?? "")
+            second.combine(tenant ?? "")
+            first.combine(eventId)
+            second.combine(eventId)
+            high = UInt64(UInt(bitPattern: first.finalize()))
+            low = UInt64(UInt(bitPattern: second.finalize()))
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(low)
+        }
+    }
+
     private struct State {
-        var pending: [String: PendingPublish] = [:]
-        var published: Set<String> = []
-        var order: Deque<String> = []
+        var pending: [Key: PendingPublish] = [:]
+        var published: Set<Key> = []
+        var order: Deque<Key> = []
     }
 
     private let state = Mutex(State())
@@ -179,7 +218,7 @@ final class RecentEvents: Sendable {
         self.capacity = capacity
     }
 
-    func claim(_ id: String) -> Claim {
+    func claim(_ id: Key) -> Claim {
         state.withLock { state in
             if state.published.contains(id) { return .published }
             if let pending = state.pending[id] { return .pending(pending) }
@@ -191,7 +230,7 @@ final class RecentEvents: Sendable {
 
     /// Called with the write's result, however late it comes: a late acknowledgement still
     /// marks the event published, so the retry 8x8 sends after a 503 is not written again.
-    func finish(_ id: String, published: Bool) {
+    func finish(_ id: Key, published: Bool) {
         state.withLock { state in
             state.pending.removeValue(forKey: id)
             guard published, capacity > 0, state.published.insert(id).inserted else { return }

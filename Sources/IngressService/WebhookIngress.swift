@@ -196,7 +196,7 @@ public final class WebhookIngress: Service, Sendable {
         if inbound.conversationId?.isEmpty == true { inbound.conversationId = nil }
         conversationId = inbound.conversationId
 
-        let dedupeKey = (webhookHeaders.tenantId ?? "") + "\u{0}" + eventId
+        let dedupeKey = RecentEvents.Key(tenant: webhookHeaders.tenantId, eventId: eventId)
         let pending: PendingPublish
         switch recent.claim(dedupeKey) {
         case .published:

@@ -8,31 +8,48 @@ import Testing
 @Suite struct RecentEventsTests {
     let delivery = KafkaDelivery(topicPartition: TopicPartition(topic: "t", partition: 0), offset: 7)
 
+    func key(_ eventId: String, tenant: String? = nil) -> RecentEvents.Key { .init(tenant: tenant, eventId: eventId) }
+
+    @Test func keysTellTenantsAndEventIdsApart() {
+        #expect(key("a", tenant: "t1") == key("a", tenant: "t1"))
+        #expect(key("a", tenant: "t1") != key("a", tenant: "t2"))
+        #expect(key("a", tenant: "t1") != key("b", tenant: "t1"))
+        // The boundary between tenant and event id counts.
+        #expect(key("c", tenant: "ab") != key("bc", tenant: "a"))
+        // No tenant header counts as an empty tenant.
+        #expect(key("a") == key("a", tenant: ""))
+        // Many distinct ids, no two keys alike (each half alone would do here).
+        let keys = (0..<100_000).map { key("event-\($0)", tenant: "tenant") }
+        #expect(Set(keys).count == keys.count)
+        #expect(Set(keys.map(\.high)).count == keys.count)
+        #expect(Set(keys.map(\.low)).count == keys.count)
+    }
+
     @Test func aClaimIsSharedUntilFinishedThenRemembered() {
         let recent = RecentEvents(capacity: 2)
-        guard case .claimed(let first) = recent.claim("a") else { Issue.record("first claim"); return }
-        guard case .pending(let shared) = recent.claim("a") else { Issue.record("second claim shares"); return }
+        guard case .claimed(let first) = recent.claim(key("a")) else { Issue.record("first claim"); return }
+        guard case .pending(let shared) = recent.claim(key("a")) else { Issue.record("second claim shares"); return }
         #expect(first === shared)
-        recent.finish("a", published: true)
-        guard case .published = recent.claim("a") else { Issue.record("published is remembered"); return }
+        recent.finish(key("a"), published: true)
+        guard case .published = recent.claim(key("a")) else { Issue.record("published is remembered"); return }
         #expect(recent.count == (published: 1, pending: 0))
     }
 
     @Test func aFailedWriteCanBeClaimedAgain() {
         let recent = RecentEvents(capacity: 2)
-        _ = recent.claim("a")
-        recent.finish("a", published: false)
-        guard case .claimed = recent.claim("a") else { Issue.record("a failed write is forgotten"); return }
+        _ = recent.claim(key("a"))
+        recent.finish(key("a"), published: false)
+        guard case .claimed = recent.claim(key("a")) else { Issue.record("a failed write is forgotten"); return }
     }
 
     @Test func theOldestPublishedIdsAreForgottenFirst() {
         let recent = RecentEvents(capacity: 2)
         for id in ["a", "b", "c"] {
-            _ = recent.claim(id)
-            recent.finish(id, published: true)
+            _ = recent.claim(key(id))
+            recent.finish(key(id), published: true)
         }
-        guard case .claimed = recent.claim("a") else { Issue.record("a was evicted"); return }
-        guard case .published = recent.claim("c") else { Issue.record("c is remembered"); return }
+        guard case .claimed = recent.claim(key("a")) else { Issue.record("a was evicted"); return }
+        guard case .published = recent.claim(key("c")) else { Issue.record("c is remembered"); return }
         #expect(recent.count.published == 2)
     }
 
@@ -47,6 +64,22 @@ import Testing
         // Completed before waiting: the outcome at once.
         let late = await pending.wait(deadline: .now + .seconds(60), sweeper: sweeper)
         #expect((try? late?.get()) == delivery)
+    }
+
+    @Test func anExpiredWaiterLeavesTheOthersWaiting() async {
+        // The first request's wait ran out (it got 503); the retry that joined it still waits.
+        let sweeper = DeadlineSweeper()
+        let pending = PendingPublish()
+        async let first = pending.wait(deadline: .now - .seconds(1), sweeper: sweeper)
+        while pending.waiterCount < 1 { await Task.yield() }
+        async let retry = pending.wait(deadline: .now + .seconds(60), sweeper: sweeper)
+        while pending.waiterCount < 2 { await Task.yield() }
+        #expect(sweeper.sweep() == 1)
+        #expect(await first == nil)
+        #expect(pending.waiterCount == 1)
+        pending.complete(.success(delivery))
+        #expect((try? await retry?.get()) == delivery)
+        #expect(pending.waiterCount == 0)
     }
 
     @Test func oneCompletionWakesEveryWaiter() async {
