@@ -68,7 +68,8 @@ public struct InboundEvent: Sendable, Hashable, Codable {
     /// already, so it is valid JSON, and copying its bytes is cheaper and more faithful than
     /// re-encoding it. Written by hand (the ingress's hot path); `Codable` reads it back.
     public func encodedRecord(rawBody: some Collection<UInt8>) -> [UInt8] {
-        var json = JSONWriter(capacity: 384 + rawBody.count)
+        // The fields, the normalized event (which repeats the body's text) and the body.
+        var json = JSONWriter(capacity: 512 + 2 * rawBody.count)
         json.beginObject()
         json.field("schema", schema)
         json.field("eventId", eventId)

@@ -52,6 +52,17 @@ struct FixedKeys: WebhookKeyProvider {
         #expect(headers == WebhookHeaders(tenantId: "t", eventId: "first", signature: "s", transmissionTime: "1", retry: "0", customerId: "c"))
     }
 
+    @Test func headerIntegersReadAsInt64DoesWithSpacesAround() {
+        let cases = ["0", "7", "+7", "-7", "1732900000000", "9223372036854775807", "-9223372036854775808",
+                     "9223372036854775808", "-9223372036854775809", "99999999999999999999", "", " ", "+", "-", "--1",
+                     "+-1", "1-", "12a", "a12", "1 2", "0x10", "1.5", "1e3", "٣", "007"]
+        for text in cases {
+            #expect(WebhookHeaders.integer(text) == Int64(text), "\(text)")
+            #expect(WebhookHeaders.integer("  \(text) ") == Int64(text), "spaces around \(text)")
+        }
+        #expect(WebhookHeaders.integer("\t5") == nil, "only spaces are trimmed")
+    }
+
     @Test func crc32MatchesKnownVectorsAndABitwiseReference() {
         #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
         #expect(CRC32.checksum(Array("The quick brown fox jumps over the lazy dog".utf8)) == 0x414F_A339)
