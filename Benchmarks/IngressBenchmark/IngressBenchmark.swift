@@ -173,7 +173,7 @@ func presign(folder: URL, threads: Int, perThread: Int, signer: WebhookSigner, p
                 group.addTask {
                     var text = ""
                     let now = Int64(Date().timeIntervalSince1970 * 1000)
-                    var model: [UInt8] = []
+                    var model = ""
                     for i in (chunk * size)..<min(perThread, (chunk + 1) * size) {
                         let eventId = "\(prefix)-\(thread)-\(i)"
                         let body = #"{"eventType":"MESSAGE","conversationId":"conv-\#(i % 1000)","timestamp":\#(now),"data":{"isEcho":false,"sender":{"id":"user-\#(i % 1000)","type":"user"},"text":"Hello, I would like to know where my order is. Thanks!"}}"#
@@ -182,7 +182,7 @@ func presign(folder: URL, threads: Int, perThread: Int, signer: WebhookSigner, p
                         if signed {
                             signature = try signer.signature(body: Array(body.utf8), headers: headers)
                         } else {
-                            if model.isEmpty { model = Array(try signer.signature(body: Array(body.utf8), headers: headers).utf8) }
+                            if model.isEmpty { model = try signer.signature(body: Array(body.utf8), headers: headers) }
                             signature = lookalike(model, unique: i)
                         }
                         text += "\(eventId)\t\(now)\t\(signature)\t\(body)\n"
@@ -197,17 +197,10 @@ func presign(folder: URL, threads: Int, perThread: Int, signer: WebhookSigner, p
     }
 }
 
-/// `signature` with its last 8 characters replaced by `unique` in base64url: a token of the
-/// same length and alphabet, different for every `unique` below 2^48.
-func lookalike(_ signature: [UInt8], unique: Int) -> String {
-    let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-    var bytes = signature
-    var value = unique
-    for position in (bytes.count - 8)..<bytes.count {
-        bytes[position] = alphabet[value & 63]
-        value >>= 6
-    }
-    return String(decoding: bytes, as: UTF8.self)
+/// `signature` with its last 8 characters replaced by the low 6 bytes of `unique` in base64url:
+/// a token of the same length and alphabet, different for every `unique` below 2^48.
+func lookalike(_ signature: String, unique: Int) -> String {
+    signature.dropLast(8) + Base64URL.encode((0..<6).map { UInt8(truncatingIfNeeded: unique >> ($0 * 8)) })
 }
 
 func format(_ result: WrkResult) -> String {
