@@ -57,8 +57,12 @@ public struct ConnectorConfig: Sendable, Decodable {
         public var publishTimeoutMs: Int = 5_000
         /// How many recent event ids are remembered to answer 8x8's retries without publishing twice.
         public var dedupeCapacity: Int = 100_000
+        /// librdkafka's linger for inbound events. 0 sends each event at once; the default 1 lets
+        /// librdkafka's broker thread sleep while a partition waits for its acknowledgements
+        /// instead of polling without a timeout (BENCHMARKS.md, "Ingress: session 9").
+        public var lingerMs: Int = 1
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxBodyBytes, signature, publishTimeoutMs, dedupeCapacity }
+        enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxBodyBytes, signature, publishTimeoutMs, dedupeCapacity, lingerMs }
 
         public init() {}
 
@@ -69,6 +73,7 @@ public struct ConnectorConfig: Sendable, Decodable {
             signature = try c.decodeIfPresent(SignatureSettings.self, forKey: .signature) ?? signature
             publishTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .publishTimeoutMs) ?? publishTimeoutMs
             dedupeCapacity = try c.decodeIfPresent(Int.self, forKey: .dedupeCapacity) ?? dedupeCapacity
+            lingerMs = try c.decodeIfPresent(Int.self, forKey: .lingerMs) ?? lingerMs
         }
 
         /// `listen` split into host and port.

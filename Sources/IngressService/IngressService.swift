@@ -37,9 +37,11 @@ public struct IngressService: Sendable {
     ) throws -> IngressService {
         var producerConfig = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
         producerConfig.clientID = "connector-ingress"
-        // 8x8 waits for the acknowledgement: send at once. Under load librdkafka still batches
-        // what queues up while requests are in flight. `kafka.properties` may override it.
-        producerConfig.lingerMilliseconds = 0
+        // 8x8 waits for the acknowledgement, so the linger is short (`ingress.lingerMs`, 1 ms by
+        // default). Not 0: an idempotent producer lets a partition have only 5 messages in
+        // flight, and librdkafka 2.0 with a linger of 0 polls without a timeout until their
+        // acknowledgement comes (BENCHMARKS.md, "Ingress: session 9"). `kafka.properties` wins.
+        producerConfig.lingerMilliseconds = config.ingress.lingerMs
         producerConfig.properties = config.kafka.properties
         // Delivery reports are served on an event loop of the HTTP server's group: no polling
         // thread to wake for each batch of acknowledgements.

@@ -37,6 +37,7 @@ import Testing
     @Test(arguments: [
         ("listen: nowhere", "ingress.listen must be host:port"),
         ("publishTimeoutMs: 0", "ingress.publishTimeoutMs must be between 1 and 600000"),
+        ("lingerMs: -1", "ingress.lingerMs must be between 0 and 1000"),
         ("maxBodyBytes: lots", "ingress.maxBodyBytes must be a whole number"),
         ("listeners: 3", "unknown key 'ingress.listeners'"),
     ])
