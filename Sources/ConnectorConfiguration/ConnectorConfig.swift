@@ -59,7 +59,7 @@ public struct ConnectorConfig: Sendable, Decodable {
         public var dedupeCapacity: Int = 100_000
         /// librdkafka's linger for inbound events. 0 sends each event at once; the default 1 lets
         /// librdkafka's broker thread sleep while a partition waits for its acknowledgements
-        /// instead of polling without a timeout (BENCHMARKS.md, "Ingress: session 9").
+        /// instead of spinning on a zero poll timeout (BENCHMARKS.md, "Ingress: session 9").
         public var lingerMs: Int = 1
 
         enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxBodyBytes, signature, publishTimeoutMs, dedupeCapacity, lingerMs }
