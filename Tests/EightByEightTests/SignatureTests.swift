@@ -55,7 +55,7 @@ struct FixedKeys: WebhookKeyProvider {
     @Test func headerIntegersReadAsInt64DoesWithSpacesAround() {
         let cases = ["0", "7", "+7", "-7", "1732900000000", "9223372036854775807", "-9223372036854775808",
                      "9223372036854775808", "-9223372036854775809", "99999999999999999999", "", " ", "+", "-", "--1",
-                     "+-1", "1-", "12a", "a12", "1 2", "0x10", "1.5", "1e3", "٣", "007"]
+                     "+-1", "1-", "12a", "a12", "1 2", "0x10", "1.5", "1e3", "٣", "1٣", "1\u{301}", "007"]
         for text in cases {
             #expect(WebhookHeaders.integer(text) == Int64(text), "\(text)")
             #expect(WebhookHeaders.integer("  \(text) ") == Int64(text), "spaces around \(text)")

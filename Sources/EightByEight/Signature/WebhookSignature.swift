@@ -58,30 +58,13 @@ public struct WebhookHeaders: Sendable, Hashable {
     public var transmissionTimeMilliseconds: Int64? { transmissionTime.flatMap(Self.integer) }
     public var retryCount: Int? { retry.flatMap(Self.integer).flatMap { Int(exactly: $0) } }
 
-    /// A decimal integer as `Int64(_:)` reads it (an optional sign, then digits; nil on
-    /// overflow), with spaces around it allowed. Read in place: no string is made (Foundation's
-    /// trimming is slow on Linux, and trimming by hand made a string per header).
+    /// A decimal integer as `Int64(_:)` reads it, with spaces around it allowed. The standard
+    /// library parses the trimmed substring in place: no string is made (Foundation's trimming
+    /// is slow on Linux, and a trimmed copy would cost a string per header).
     static func integer(_ text: String) -> Int64? {
-        var text = text
-        return text.withUTF8 { bytes in
-            var start = 0
-            var end = bytes.count
-            while start < end, bytes[start] == 0x20 { start += 1 }
-            while end > start, bytes[end - 1] == 0x20 { end -= 1 }
-            let negative = start < end && bytes[start] == UInt8(ascii: "-")
-            if negative || (start < end && bytes[start] == UInt8(ascii: "+")) { start += 1 }
-            guard start < end else { return nil }
-            var value: Int64 = 0
-            for byte in bytes[start..<end] {
-                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
-                let digit = Int64(byte &- UInt8(ascii: "0"))
-                let (shifted, overflowed) = value.multipliedReportingOverflow(by: 10)
-                let (next, overflowedAgain) = negative ? shifted.subtractingReportingOverflow(digit) : shifted.addingReportingOverflow(digit)
-                guard !overflowed, !overflowedAgain else { return nil }
-                value = next
-            }
-            return value
-        }
+        let utf8 = text.utf8
+        guard let first = utf8.firstIndex(where: { $0 != 0x20 }), let last = utf8.lastIndex(where: { $0 != 0x20 }) else { return nil }
+        return Int64(Substring(utf8[first...last]))
     }
 }
 
