@@ -34,6 +34,15 @@ let package = Package(
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"])]
         ),
+        .systemLibrary(
+            name: "CMimalloc",
+            providers: [.apt(["libmimalloc-dev"])]
+        ),
+        .target(
+            name: "MemoryAllocator",
+            dependencies: ["CMimalloc"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "Kafka",
             dependencies: [
@@ -180,6 +189,7 @@ let package = Package(
         .executableTarget(
             name: "Connector",
             dependencies: [
+                "MemoryAllocator",
                 "Kafka",
                 "ChatEvents",
                 "ConnectorConfiguration",
@@ -259,6 +269,7 @@ let package = Package(
         .executableTarget(
             name: "IngressBenchmark",
             dependencies: [
+                "MemoryAllocator",
                 "IngressService",
                 "Simulator",
                 "EightByEight",
@@ -289,6 +300,7 @@ let package = Package(
         .executableTarget(
             name: "PipelineBenchmark",
             dependencies: [
+                "MemoryAllocator",
                 "IngressService",
                 "BotWorker",
                 "EgressService",
@@ -325,6 +337,7 @@ let package = Package(
         .executableTarget(
             name: "WorkerBenchmark",
             dependencies: [
+                "MemoryAllocator",
                 "BotWorker",
                 "ChatEvents",
                 "ConnectorConfiguration",
@@ -338,6 +351,7 @@ let package = Package(
         .testTarget(
             name: "ConnectorCommandTests",
             dependencies: [
+                "MemoryAllocator",
                 "Kafka",
                 "Simulator",
                 "TestSupport",

@@ -2,7 +2,8 @@
 # Installs what the connector needs beyond the Swift toolchain, saying what it installs; does
 # nothing for what is already there.
 #
-#   scripts/setup.sh          to run:  librdkafka-dev (Debian's 2.0.2), found through pkg-config
+#   scripts/setup.sh          to run:  librdkafka-dev (Debian's 2.0.2), found through pkg-config,
+#                             and libmimalloc-dev (the connector's memory allocator)
 #   scripts/setup.sh --test   to test: also Python's jsonschema, PyYAML and websocket-client,
 #                             Debian's chromium (the console's browser test) and prometheus
 #                             (promtool checks the alert rules), and, in .build/deploy-tools,
@@ -17,6 +18,10 @@ apt_packages=()
 if ! pkg-config --exists rdkafka 2>/dev/null; then
     echo "setup: librdkafka-dev is missing; installing it with apt-get" >&2
     apt_packages+=(librdkafka-dev pkg-config)
+fi
+if [ ! -e /usr/include/mimalloc.h ]; then
+    echo "setup: libmimalloc-dev is missing (the connector's memory allocator); installing it with apt-get" >&2
+    apt_packages+=(libmimalloc-dev)
 fi
 if $testing; then
     if ! command -v chromium >/dev/null 2>&1; then
@@ -35,6 +40,7 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 fi
 pkg-config --exists rdkafka || { echo "setup: librdkafka-dev installed but pkg-config cannot find rdkafka" >&2; exit 1; }
+[ -e /usr/include/mimalloc.h ] || { echo "setup: libmimalloc-dev installed but /usr/include/mimalloc.h is missing" >&2; exit 1; }
 $testing || exit 0
 
 for module in jsonschema:jsonschema yaml:pyyaml websocket:websocket-client; do

@@ -18,6 +18,7 @@ import Hummingbird
 import IngressService
 import Kafka
 import Logging
+import MemoryAllocator
 import NIOCore
 import NIOPosix
 import Simulator
@@ -225,7 +226,7 @@ struct IngressBenchmark {
         // As `connector` does (ConnectorCommand.main); CONNECTOR_NIO_EXECUTOR=0 compares without.
         let onEventLoops = ProcessInfo.processInfo.environment["CONNECTOR_NIO_EXECUTOR"] != "0"
             && NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        print("tasks run on \(onEventLoops ? "NIO's event loops" : "the default executor")")
+        print("tasks run on \(onEventLoops ? "NIO's event loops" : "the default executor"); memory from \(MemoryAllocator.description)")
         try await run()
     }
 

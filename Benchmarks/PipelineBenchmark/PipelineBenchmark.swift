@@ -8,6 +8,7 @@ import Hummingbird
 import IngressService
 import Kafka
 import Logging
+import MemoryAllocator
 import ServiceLifecycle
 import Simulator
 import Synchronization
@@ -41,6 +42,7 @@ struct PipelineBenchmark {
                 return
             }
         }
+        print("memory from \(MemoryAllocator.description)")  // as in `connector`
         try await measure(rate: rate, duration: duration, burst: burst)
     }
 

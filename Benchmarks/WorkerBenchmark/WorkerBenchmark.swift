@@ -4,6 +4,7 @@ import ConnectorConfiguration
 import Foundation
 import Kafka
 import Logging
+import MemoryAllocator
 import ServiceLifecycle
 import Synchronization
 
@@ -35,6 +36,7 @@ struct WorkerBenchmark {
                 return
             }
         }
+        print("memory from \(MemoryAllocator.description)")  // as in `connector`
         var logger = Logger(label: "worker-benchmark")
         logger.logLevel = .error
         let cluster = try EmbeddedKafkaCluster(logger: logger)
