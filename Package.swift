@@ -351,7 +351,6 @@ let package = Package(
         .testTarget(
             name: "ConnectorCommandTests",
             dependencies: [
-                "MemoryAllocator",
                 "Kafka",
                 "Simulator",
                 "TestSupport",
