@@ -8,6 +8,7 @@
 //   swift build -c release --product IngressBenchmark
 //   .build/release/IngressBenchmark [--duration 5] [--slices 3] [--rate 2000] [--rate-duration 10] [--threads 2] [--connections 32,128]
 //   CONNECTOR_NIO_EXECUTOR=0 .build/release/IngressBenchmark    # Swift's default executor
+//   CONNECTOR_EVENT_LOOPS=2 .build/release/IngressBenchmark     # as many event loops as cores
 //   .build/release/IngressBenchmark --skip-rate 1 --partitions 1 --properties linger.ms=1,enable.idempotence=false
 //   .build/release/IngressBenchmark --bootstrap "$(cat bootstrap.txt)"   # after `connector broker --bootstrap-file bootstrap.txt`
 import ChatEvents
@@ -223,10 +224,9 @@ let logger: Logger = {
 @main
 struct IngressBenchmark {
     static func main() async throws {
-        // As `connector` does (ConnectorCommand.main); CONNECTOR_NIO_EXECUTOR=0 compares without.
-        let onEventLoops = ProcessInfo.processInfo.environment["CONNECTOR_NIO_EXECUTOR"] != "0"
-            && NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        print("tasks run on \(onEventLoops ? "NIO's event loops" : "the default executor"); memory from \(MemoryAllocator.description)")
+        // As `connector` does (ConnectorCommand.main); CONNECTOR_NIO_EXECUTOR=0 compares without,
+        // CONNECTOR_EVENT_LOOPS=N with N loops.
+        print("tasks run on \(EventLoopExecutor.install()); memory from \(MemoryAllocator.description)")
         try await run()
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IngressService
 import NIOCore
 import NIOPosix
 
@@ -7,18 +8,17 @@ import NIOPosix
 struct ConnectorCommand: AsyncParsableCommand {
     /// Swift concurrency runs on NIO's event loops instead of a separate thread pool, which
     /// saves a thread hand-off per request in the HTTP services (BENCHMARKS.md: about 16% more
-    /// webhooks per second). It must happen before any task runs, hence here; it makes a call
-    /// that blocks a thread stall an event loop, and the services make none (blocking
-    /// librdkafka calls run on their own threads). `CONNECTOR_NIO_EXECUTOR=0` turns it off.
+    /// webhooks per second), with one loop more than the cores (`EventLoopExecutor`). It must
+    /// happen before any task runs, hence here; it makes a call that blocks a thread stall an
+    /// event loop, and the services make none (blocking librdkafka calls run on their own
+    /// threads). `CONNECTOR_NIO_EXECUTOR=0` turns it off, `CONNECTOR_EVENT_LOOPS` sets the count.
     static func main() async {
-        if ProcessInfo.processInfo.environment["CONNECTOR_NIO_EXECUTOR"] != "0" {
-            runsOnEventLoops = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        }
+        executor = EventLoopExecutor.install()
         await main(nil)
     }
 
-    /// Whether `main` installed NIO's event loops as the global executor.
-    nonisolated(unsafe) static var runsOnEventLoops = false
+    /// Where `main` put Swift's tasks.
+    nonisolated(unsafe) static var executor = EventLoopExecutor.Setup(onEventLoops: false, loops: 0)
 
     static let configuration = CommandConfiguration(
         commandName: "connector",

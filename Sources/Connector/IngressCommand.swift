@@ -22,7 +22,7 @@ struct IngressCommand: AsyncParsableCommand {
         let (config, bootstrap) = try brokerOptions.loadOrFail()
         guard let listen = config.ingress.listenAddress else { throw fail("ingress.listen must be host:port") }
         let logger = serviceLogger("connector.ingress")
-        logger.info("tasks run on \(ConnectorCommand.runsOnEventLoops ? "NIO's event loops" : "the default executor"); memory from \(MemoryAllocator.description)")
+        logger.info("tasks run on \(ConnectorCommand.executor); memory from \(MemoryAllocator.description)")
         let service: IngressService
         do {
             service = try IngressService.make(config: config, bootstrapServers: bootstrap, logger: logger)

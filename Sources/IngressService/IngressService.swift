@@ -69,6 +69,14 @@ public struct IngressService: Sendable {
     /// The routes of ARCHITECTURE.md ("HTTP").
     public func addRoutes(to router: Router<some RequestContext>) {
         let ingress = self.ingress
+        // Each configured token has a route of its own: the router matches it as a constant,
+        // which costs less per webhook than capturing and looking up a parameter. Tokens
+        // nobody configured fall through to the parameter route and its 404.
+        for token in ingress.endpointsByToken.keys.sorted() where token.utf8.allSatisfy({ Self.isPathSafe($0) }) {
+            router.post(RouterPath("/endpoint/\(token)")) { request, _ in
+                await Self.answer(ingress: ingress, route: .endpoint(urlToken: token), request: request)
+            }
+        }
         router.post("/endpoint/:urlToken") { request, context in
             let token = context.parameters.get("urlToken") ?? ""
             return await Self.answer(ingress: ingress, route: .endpoint(urlToken: token), request: request)
@@ -93,6 +101,15 @@ public struct IngressService: Sendable {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: metrics.render()))
             )
+        }
+    }
+
+    /// ASCII letters, digits, '-' and '_': a path component the router takes literally.
+    static func isPathSafe(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "_"): true
+        default: false
         }
     }
 

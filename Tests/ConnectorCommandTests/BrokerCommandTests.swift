@@ -9,10 +9,11 @@ import Testing
         .appendingPathComponent(".build/debug/connector")
 
     /// Starts the connector with `arguments`, its output and errors in pipes.
-    static func launch(_ arguments: [String]) throws -> (process: Process, out: Pipe, err: Pipe) {
+    static func launch(_ arguments: [String], environment: [String: String] = [:]) throws -> (process: Process, out: Pipe, err: Pipe) {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out

@@ -67,7 +67,8 @@ import Testing
         try await withRunningApplication({ simulator.application(logger: Self.logger, onRunning: $0) }) { jwkPort in
             let path = try temporaryFile(config(jwk: "http://127.0.0.1:\(jwkPort)"))
             defer { try? FileManager.default.removeItem(atPath: path) }
-            let (process, out, err) = try BrokerCommandTests.launch(["ingress", "--config", path, "--brokers", cluster.bootstrapServers])
+            let (process, out, err) = try BrokerCommandTests.launch(
+                ["ingress", "--config", path, "--brokers", cluster.bootstrapServers], environment: ["CONNECTOR_EVENT_LOOPS": "3"])
             defer { if process.isRunning { process.terminate() } }
 
             // The first line says where it listens.
@@ -103,6 +104,8 @@ import Testing
             #expect(!logs.contains("secret-api-key-value"), "no secret in the logs")
             // The executable links mimalloc ahead of the C library, so it serves the process's malloc.
             #expect(logs.contains("memory from mimalloc"), "\(logs)")
+            // Swift's tasks run on NIO's event loops, as many as CONNECTOR_EVENT_LOOPS says.
+            #expect(logs.contains("tasks run on 3 of NIO's event loops"), "\(logs)")
             #expect(!logs.contains("hello"), "no user text in the logs")
         }
     }
