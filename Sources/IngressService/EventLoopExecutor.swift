@@ -9,7 +9,8 @@ import NIOPosix
 /// and each millisecond it waits costs CPU when it resumes (its state went cold meanwhile;
 /// BENCHMARKS.md, "Ingress: session 11"). With a spare loop the kernel can run the loop that
 /// has resumptions ready while another is busy verifying signatures, so they wait less. On
-/// 2 cores, 3 loops took about 4 µs off each webhook and left the trivial request unchanged.
+/// 2 cores, 3 loops cost less CPU per webhook than 2 in each sequential pair of runs and in
+/// one of two side-by-side pairs (4 µs), and the trivial request the same; 4 loops cost more.
 ///
 /// `CONNECTOR_NIO_EXECUTOR=0` keeps Swift's default executor; `CONNECTOR_EVENT_LOOPS=N` sets the
 /// number of loops.
