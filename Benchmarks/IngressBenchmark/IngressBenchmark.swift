@@ -124,10 +124,15 @@ struct WrkResult {
 /// Runs wrk on a Dispatch thread: waiting for it must not hold a thread of the executor the
 /// servers run on.
 func runWrk(_ arguments: [String]) async throws -> (WrkResult, String) {
+    try await onDispatch { try runWrkBlocking(arguments) }
+}
+
+/// Runs `work` on one of Dispatch's threads. Blocking work must not hold an event loop, and
+/// CPU-bound work meant for every core must not queue on one: a task group's child tasks
+/// run on the event loop that started them.
+func onDispatch<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try runWrkBlocking(arguments) })
-        }
+        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
     }
 }
 
@@ -172,7 +177,7 @@ func presign(folder: URL, threads: Int, perThread: Int, signer: WebhookSigner, p
         let chunks = try await withThrowingTaskGroup(of: (Int, String).self) { group in
             let size = (perThread + cores - 1) / cores
             for chunk in 0..<cores {
-                group.addTask {
+                group.addTask { try await onDispatch {
                     var text = ""
                     let now = Int64(Date().timeIntervalSince1970 * 1000)
                     var model = ""
@@ -190,7 +195,7 @@ func presign(folder: URL, threads: Int, perThread: Int, signer: WebhookSigner, p
                         text += "\(eventId)\t\(now)\t\(signature)\t\(body)\n"
                     }
                     return (chunk, text)
-                }
+                } }
             }
             return try await group.reduce(into: [(Int, String)]()) { $0.append($1) }
         }

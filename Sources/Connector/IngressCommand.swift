@@ -2,6 +2,7 @@ import ArgumentParser
 import ConnectorConfiguration
 import Foundation
 import IngressService
+import Kafka
 import Logging
 import MemoryAllocator
 import ServiceLifecycle
@@ -22,7 +23,7 @@ struct IngressCommand: AsyncParsableCommand {
         let (config, bootstrap) = try brokerOptions.loadOrFail()
         guard let listen = config.ingress.listenAddress else { throw fail("ingress.listen must be host:port") }
         let logger = serviceLogger("connector.ingress")
-        logger.info("tasks run on \(ConnectorCommand.executor); memory from \(MemoryAllocator.description)")
+        logger.info("tasks run on \(ConnectorCommand.executor); memory from \(MemoryAllocator.description); \(KafkaThreadScheduling.current.description)")
         let service: IngressService
         do {
             service = try IngressService.make(config: config, bootstrapServers: bootstrap, logger: logger)

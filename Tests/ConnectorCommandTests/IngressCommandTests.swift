@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Logging
 import Simulator
+import TestSupport
 import Testing
 
 /// `connector ingress` as an operator runs it: against a broker process, with a config file.
@@ -68,7 +69,7 @@ import Testing
             let path = try temporaryFile(config(jwk: "http://127.0.0.1:\(jwkPort)"))
             defer { try? FileManager.default.removeItem(atPath: path) }
             let (process, out, err) = try BrokerCommandTests.launch(
-                ["ingress", "--config", path, "--brokers", cluster.bootstrapServers], environment: ["CONNECTOR_EVENT_LOOPS": "3"])
+                ["ingress", "--config", path, "--brokers", cluster.bootstrapServers], environment: ["CONNECTOR_EVENT_LOOPS": "3", "CONNECTOR_KAFKA_THREADS": "batch"])
             defer { if process.isRunning { process.terminate() } }
 
             // The first line says where it listens.
@@ -96,6 +97,12 @@ import Testing
             let high = try await admin.watermarks(TopicPartition(topic: "eightbyeight.inbound.v1", partition: 0)).high
                 + admin.watermarks(TopicPartition(topic: "eightbyeight.inbound.v1", partition: 1)).high
             #expect(high == 1)
+            #if os(Linux)
+            // librdkafka's threads in the connector process are batch-scheduled (SCHED_BATCH, 3).
+            let kafkaThreads = threadPolicies(pid: process.processIdentifier).filter { $0.name.hasPrefix("rdk:") }
+            #expect(kafkaThreads.contains { $0.name.hasPrefix("rdk:broker") }, "\(kafkaThreads)")
+            #expect(kafkaThreads.allSatisfy { $0.policy == 3 }, "\(kafkaThreads)")
+            #endif
 
             process.terminate()  // SIGTERM: graceful
             process.waitUntilExit()
@@ -106,6 +113,7 @@ import Testing
             #expect(logs.contains("memory from mimalloc"), "\(logs)")
             // Swift's tasks run on NIO's event loops, as many as CONNECTOR_EVENT_LOOPS says.
             #expect(logs.contains("tasks run on 3 of NIO's event loops"), "\(logs)")
+            #expect(logs.contains("librdkafka's threads batch-scheduled"), "\(logs)")
             #expect(!logs.contains("hello"), "no user text in the logs")
         }
     }

@@ -45,6 +45,7 @@ func makeRdKafkaHandle(
     let conf = try RdKafkaConfiguration.make(properties)
     rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
     installLogCallbacks(on: conf)
+    KafkaThreadScheduling.install(on: conf)
     configure(conf)
     var errstr = [CChar](repeating: 0, count: 512)
     guard let handle = rd_kafka_new(type, conf, &errstr, errstr.count) else {
