@@ -1,7 +1,5 @@
 import CRdKafka
-#if canImport(Glibc)
-import Glibc
-#endif
+import Foundation
 
 /// How librdkafka's own threads are scheduled: its main thread, one per broker connection,
 /// and the embedded cluster's broker.
@@ -17,7 +15,7 @@ import Glibc
 /// librdkafka's CPU per webhook (BENCHMARKS.md, "Ingress: session 12").
 ///
 /// `CONNECTOR_KAFKA_THREADS=normal` keeps the kernel's default policy for them.
-public enum KafkaThreadScheduling: String, Sendable, CaseIterable {
+public enum KafkaThreadScheduling: String, Sendable {
     case normal
     case batch
 
@@ -37,13 +35,9 @@ public enum KafkaThreadScheduling: String, Sendable, CaseIterable {
 
     /// This process's policy, read from its environment once, when the first librdkafka handle
     /// is made.
-    public static let current: Self = {
-        var environment: [String: String] = [:]
-        if let value = getenv(environmentVariable) { environment[environmentVariable] = String(cString: value) }
-        return policy(environment: environment)
-    }()
+    public static let current = policy(environment: ProcessInfo.processInfo.environment)
 
-    /// What the startup lines say.
+    /// What the ingress's startup line says.
     public var description: String {
         switch self {
         case .normal: "librdkafka's threads scheduled normally"
