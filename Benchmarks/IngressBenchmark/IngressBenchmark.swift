@@ -9,6 +9,8 @@
 //   .build/release/IngressBenchmark [--duration 5] [--slices 3] [--rate 2000] [--rate-duration 10] [--threads 2] [--connections 32,128]
 //   CONNECTOR_NIO_EXECUTOR=0 .build/release/IngressBenchmark    # Swift's default executor
 //   CONNECTOR_EVENT_LOOPS=2 .build/release/IngressBenchmark     # as many event loops as cores
+//   .build/release/IngressBenchmark --skip-capacity 1 --rate 2000    # only the fixed-rate runs
+//   .build/release/IngressBenchmark --linger-ms 1      # librdkafka's linger instead of adaptive batching
 //   .build/release/IngressBenchmark --skip-rate 1 --partitions 1 --properties linger.ms=1,enable.idempotence=false
 //   .build/release/IngressBenchmark --bootstrap "$(cat bootstrap.txt)"   # after `connector broker --bootstrap-file bootstrap.txt`
 import ChatEvents
@@ -41,8 +43,12 @@ struct Options {
     var requests = 0
     /// Skip the fixed-rate runs.
     var skipRate = 0
+    /// Skip the maximum-throughput runs (only the warm-up and the fixed-rate runs).
+    var skipCapacity = 0
     /// librdkafka properties for the ingress producer, `name=value,...` (default: the ingress's).
     var properties = ""
+    /// `ingress.lingerMs`: 0 (the default) batches adaptively, above 0 is librdkafka's linger.
+    var lingerMs = 0
     /// Partitions of the inbound topic.
     var partitions = 6
     /// Brokers of the embedded cluster.
@@ -79,7 +85,9 @@ struct Options {
             case "--rate-connections": rateConnections = value
             case "--requests": requests = value
             case "--skip-rate": skipRate = value
+            case "--skip-capacity": skipCapacity = value
             case "--partitions": partitions = value
+            case "--linger-ms": lingerMs = value
             case "--brokers": brokers = value
             default: fatalError("unknown option \(flag)")
             }
@@ -259,6 +267,7 @@ struct IngressBenchmark {
                 ingress:
                   listen: 127.0.0.1:0
                   dedupeCapacity: 2000000
+                  lingerMs: \(options.lingerMs)
                   signature:
                     jwkBaseURL: http://127.0.0.1:\(jwkPort)
                     maxClockSkewSeconds: 3600
@@ -284,7 +293,7 @@ struct IngressBenchmark {
             }) { port in
                 let url = "http://127.0.0.1:\(port)"
                 let endpoint = "/endpoint/benchmark-token"
-                print("ingress on \(url), kafka \(bootstrapServers)\(cluster == nil ? " (another process)" : ""); wrk -t\(options.threads) -c\(options.connections.map(String.init).joined(separator: ",")) -d\(options.duration)s")
+                print("ingress on \(url), inbound batching \(service.producer.batching), kafka \(bootstrapServers)\(cluster == nil ? " (another process)" : ""); wrk -t\(options.threads) -c\(options.connections.map(String.init).joined(separator: ",")) -d\(options.duration)s")
 
                 // Warm up: the key fetch and the producer's first metadata happen before measuring.
                 try await presign(folder: work.appendingPathComponent("warm"), threads: options.threads, perThread: 2000, signer: signer, prefix: "warm")
@@ -304,7 +313,7 @@ struct IngressBenchmark {
                 // best rate.
                 var bestTrivial = 0.0
                 var bestIngress = 0.0
-                for connections in options.connections {
+                for connections in options.skipCapacity != 0 ? [] : options.connections {
                     let common = ["-t\(options.threads)", "-c\(connections)", "-d\(options.duration)s", "--latency", "-s", script, url, "--"]
                     var trivial: [WrkResult] = []
                     var ingress: [WrkResult] = []
@@ -344,7 +353,7 @@ struct IngressBenchmark {
                     bestTrivial = max(bestTrivial, trivialRate)
                     if ingress.allSatisfy({ $0.wrapped == 0 && $0.non2xx == 0 }) { bestIngress = max(bestIngress, ingressRate) }
                 }
-                print(String(format: "capacity: trivial %.0f req/s, ingress %.0f req/s, ingress / trivial = %.2f", bestTrivial, bestIngress, bestIngress / bestTrivial))
+                if options.skipCapacity == 0 { print(String(format: "capacity: trivial %.0f req/s, ingress %.0f req/s, ingress / trivial = %.2f", bestTrivial, bestIngress, bestIngress / bestTrivial)) }
 
                 if options.skipRate != 0 { return }
                 // Fixed rate: each wrk thread sends on its own schedule.

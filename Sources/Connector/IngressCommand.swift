@@ -30,6 +30,9 @@ struct IngressCommand: AsyncParsableCommand {
         } catch {
             throw fail("cannot start the ingress: \(error)")
         }
+        logger.info(service.producer.batching == .adaptive
+            ? "inbound events go to Kafka at once, batched only while their partition has 5 in flight"
+            : "inbound events wait librdkafka's linger of \(config.ingress.lingerMs) ms")
         let application = service.application(host: listen.host, port: listen.port, onRunning: { port in
             print("ingress listening on http://\(listen.host):\(port) (\(config.endpoints.count) endpoint\(config.endpoints.count == 1 ? "" : "s"), kafka \(bootstrap))")
             fflush(nil)

@@ -57,10 +57,12 @@ public struct ConnectorConfig: Sendable, Decodable {
         public var publishTimeoutMs: Int = 5_000
         /// How many recent event ids are remembered to answer 8x8's retries without publishing twice.
         public var dedupeCapacity: Int = 100_000
-        /// librdkafka's linger for inbound events. 0 sends each event at once; the default 1 lets
-        /// librdkafka's broker thread sleep while a partition waits for its acknowledgements
-        /// instead of spinning on a zero poll timeout (BENCHMARKS.md, "Ingress: session 9").
-        public var lingerMs: Int = 1
+        /// How inbound events are batched into produce requests. 0, the default, waits for
+        /// nothing: an event goes to Kafka at once while its partition has fewer than 5 events in
+        /// flight, and beyond that the events collect until an acknowledgement comes
+        /// (`KafkaBatching.adaptive`). A value above 0 is librdkafka's own `linger.ms` instead:
+        /// every event waits that long for others (BENCHMARKS.md, "Ingress: session 13").
+        public var lingerMs: Int = 0
 
         enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxBodyBytes, signature, publishTimeoutMs, dedupeCapacity, lingerMs }
 

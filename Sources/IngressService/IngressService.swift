@@ -37,11 +37,11 @@ public struct IngressService: Sendable {
     ) throws -> IngressService {
         var producerConfig = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
         producerConfig.clientID = "connector-ingress"
-        // 8x8 waits for the acknowledgement, so the linger is short (`ingress.lingerMs`, 1 ms by
-        // default). Not 0: an idempotent producer lets a partition have only 5 messages in
-        // flight, and librdkafka 2.0 with a linger of 0 spins (polls with a zero timeout) until
-        // their acknowledgement comes (BENCHMARKS.md, "Ingress: session 9"). `kafka.properties`
-        // wins.
+        // 8x8 waits for the acknowledgement, so an event waits for no linger: it goes at once
+        // unless its partition already has 5 in flight, and then with the others that came
+        // meanwhile when an acknowledgement comes (`ingress.lingerMs` 0, the default; a value
+        // above 0 is librdkafka's linger instead). `kafka.properties` wins.
+        producerConfig.batching = config.ingress.lingerMs == 0 ? .adaptive : .linger
         producerConfig.lingerMilliseconds = config.ingress.lingerMs
         producerConfig.properties = config.kafka.properties
         // Delivery reports are served on an event loop of the HTTP server's group: no polling

@@ -114,6 +114,8 @@ import Testing
             // Swift's tasks run on NIO's event loops, as many as CONNECTOR_EVENT_LOOPS says.
             #expect(logs.contains("tasks run on 3 of NIO's event loops"), "\(logs)")
             #expect(logs.contains("librdkafka's threads batch-scheduled"), "\(logs)")
+            // `ingress.lingerMs` 0, the default, reaches the producer: adaptive batching.
+            #expect(logs.contains("inbound events go to Kafka at once"), "\(logs)")
             #expect(!logs.contains("hello"), "no user text in the logs")
         }
     }

@@ -40,6 +40,26 @@ struct IngressTests {
         }
     }
 
+    @Test func inboundEventsAreBatchedAdaptivelyUnlessALingerIsConfigured() async throws {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        // The default (`ingress.lingerMs` 0): no linger, the producer's partition gates.
+        try await IngressHarness.run { h in
+            #expect(h.service.producer.batching == .adaptive)
+            let body = try fixture("message-user")
+            #expect(try await h.post(body, headers: try h.signedHeaders(body, eventId: "evt-adaptive", retry: 0, transmissionTime: now)) == 200)
+            #expect(try await h.publishedCount() == 1)
+            #expect(h.service.producer.gateStatistics(topic: h.config.topicName(.inbound)) != nil)
+        }
+        // A linger above 0 is librdkafka's own batching.
+        try await IngressHarness.run(configure: { $0.ingress.lingerMs = 2 }) { h in
+            #expect(h.service.producer.batching == .linger)
+            let body = try fixture("message-user")
+            #expect(try await h.post(body, headers: try h.signedHeaders(body, eventId: "evt-linger", retry: 0, transmissionTime: now)) == 200)
+            #expect(try await h.publishedCount() == 1)
+            #expect(h.service.producer.gateStatistics(topic: h.config.topicName(.inbound)) == nil)
+        }
+    }
+
     @Test func everyEventTypeAndLegacyShapeIsAcceptedAndNormalized() async throws {
         try await IngressHarness.run { h in
             var expected: [String: NormalizedEvent.Kind] = [:]

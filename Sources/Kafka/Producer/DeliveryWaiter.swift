@@ -111,14 +111,25 @@ final class BatchDeliveryWaiter: DeliveryWaiter, @unchecked Sendable {
 }
 
 /// Per-message opaques are either a retained `DeliveryWaiter` or, for detached sends, the
-/// message id shifted left with the low bit set (object pointers are never odd).
+/// message id shifted left by two with the low bit set (object pointers are never odd). Bit 1
+/// marks a message that went through a `PartitionGate` (object pointers are 16-byte aligned).
 enum DeliveryOpaque {
     static func detached(_ id: UInt64) -> UnsafeMutableRawPointer? {
-        UnsafeMutableRawPointer(bitPattern: UInt((id << 1) | 1))
+        UnsafeMutableRawPointer(bitPattern: UInt((id << 2) | 1))
     }
 
     static func detachedID(_ pointer: UnsafeMutableRawPointer) -> UInt64? {
         let bits = UInt(bitPattern: pointer)
-        return bits & 1 == 1 ? UInt64(bits >> 1) : nil
+        return bits & 1 == 1 ? UInt64(bits >> 2) : nil
+    }
+
+    static func gated(_ pointer: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: pointer) | 2)!
+    }
+
+    /// The opaque without the gate's mark, and whether it had it.
+    static func ungated(_ pointer: UnsafeMutableRawPointer) -> (opaque: UnsafeMutableRawPointer, gated: Bool) {
+        let bits = UInt(bitPattern: pointer)
+        return (UnsafeMutableRawPointer(bitPattern: bits & ~2)!, bits & 2 != 0)
     }
 }

@@ -14,6 +14,39 @@ final class ProducerContext: RdKafkaHandleContext, @unchecked Sendable {
         super.init(logger: logger)
     }
 
+    /// A delivery report from librdkafka: the waiter or the detached report, then, for a gated
+    /// message, what its partition's gate held back for it.
+    func delivered(_ message: UnsafePointer<rd_kafka_message_t>) {
+        guard let tagged = message.pointee._private else { return }
+        let (messageOpaque, gated) = DeliveryOpaque.ungated(tagged)
+        let m = message.pointee
+        if let id = DeliveryOpaque.detachedID(messageOpaque) {
+            let report = KafkaDeliveryReport(
+                id: id,
+                topicPartition: TopicPartition(topic: String(cString: rd_kafka_topic_name(m.rkt)), partition: m.partition),
+                offset: m.offset,
+                error: m.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(kind: .delivery, m.err))
+            pendingReports.withLock { $0.append(report) }
+        } else {
+            Unmanaged<DeliveryWaiter>.fromOpaque(messageOpaque).takeRetainedValue().complete(message)
+        }
+        if gated, let gate = rd_kafka_topic_opaque(m.rkt) {
+            let gate = Unmanaged<PartitionGate>.fromOpaque(gate).takeUnretainedValue()
+            gate.send(gate.finished(m.partition), partition: m.partition, context: self)
+        }
+    }
+
+    /// A message that never reached librdkafka fails: its waiter is told, or its detached
+    /// report says so.
+    func failed(opaque tagged: UnsafeMutableRawPointer, topicPartition: TopicPartition, error: KafkaError) {
+        let messageOpaque = DeliveryOpaque.ungated(tagged).opaque
+        if let id = DeliveryOpaque.detachedID(messageOpaque) {
+            pendingReports.withLock { $0.append(KafkaDeliveryReport(id: id, topicPartition: topicPartition, offset: -1, error: error)) }
+        } else {
+            Unmanaged<DeliveryWaiter>.fromOpaque(messageOpaque).takeRetainedValue().enqueueFailed(error)
+        }
+    }
+
     func flushReports() {
         let batch = pendingReports.withLock { reports -> [KafkaDeliveryReport] in
             defer { reports.removeAll(keepingCapacity: true) }
@@ -21,6 +54,34 @@ final class ProducerContext: RdKafkaHandleContext, @unchecked Sendable {
         }
         if !batch.isEmpty { reports.yield(batch) }
     }
+}
+
+/// A topic handle of a producer and, under `KafkaBatching.adaptive`, its gate.
+struct ProducerTopic {
+    let pointer: OpaquePointer
+    let gate: PartitionGate?
+}
+
+/// Enqueues one message (librdkafka copies key and value). `partition` -1 lets librdkafka's
+/// partitioner choose. On success librdkafka owns the opaque's reference.
+func produceMessage(
+    _ handle: OpaquePointer, _ topic: OpaquePointer, partition: Int32, value: UnsafeRawBufferPointer,
+    key: UnsafeRawBufferPointer?, headers: [KafkaHeader], opaque: UnsafeMutableRawPointer?
+) -> rd_kafka_resp_err_t {
+    var rdHeaders: OpaquePointer?
+    if !headers.isEmpty {
+        rdHeaders = rd_kafka_headers_new(headers.count)
+        for header in headers {
+            if let value = header.value {
+                _ = value.withUnsafeBytes { rd_kafka_header_add(rdHeaders, header.key, -1, $0.baseAddress, $0.count) }
+            } else {
+                rd_kafka_header_add(rdHeaders, header.key, -1, nil, 0)
+            }
+        }
+    }
+    let err = swift_rdk_produce(handle, topic, partition, value.baseAddress, value.count, key?.baseAddress, key?.count ?? 0, rdHeaders, opaque)
+    if err != RD_KAFKA_RESP_ERR_NO_ERROR, let rdHeaders { rd_kafka_headers_destroy(rdHeaders) }
+    return err
 }
 
 /// A Kafka producer over librdkafka, run as a `Service`.
@@ -39,12 +100,17 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     private let context: ProducerContext
     private let pollingThread: PollingThread?
     private let scheduledPoller: ScheduledPoller?
-    private let topics = Mutex<[String: OpaquePointer]>([:])
+    private let topics = Mutex<[String: ProducerTopic]>([:])
+    /// Set when messages go through a `PartitionGate` per topic (`KafkaBatching.adaptive`).
+    private let gatesPartitioner: String?
     private let nextDetachedID = Atomic<UInt64>(0)
     private let lifecycle = Atomic<Int>(Lifecycle.running.rawValue)
     private let flushTimeout: Duration
     private let logger: Logger
     public let isTransactional: Bool
+    /// How messages are grouped into requests: `.adaptive` only when configured so and not
+    /// transactional.
+    public var batching: KafkaBatching { gatesPartitioner == nil ? .linger : .adaptive }
 
     /// Reports of `sendDetached` messages, in the order librdkafka delivered them.
     /// Consume it whenever `sendDetached` is used; reports are buffered until read.
@@ -56,19 +122,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         let handle = try makeRdKafkaHandle(RD_KAFKA_PRODUCER, properties: configuration.librdkafkaProperties, context: context) { conf in
             rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
                 guard let message, let opaque else { return }
-                guard let messageOpaque = message.pointee._private else { return }
-                if let id = DeliveryOpaque.detachedID(messageOpaque) {
-                    let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
-                    let m = message.pointee
-                    let report = KafkaDeliveryReport(
-                        id: id,
-                        topicPartition: TopicPartition(topic: String(cString: rd_kafka_topic_name(m.rkt)), partition: m.partition),
-                        offset: m.offset,
-                        error: m.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(kind: .delivery, m.err))
-                    context.pendingReports.withLock { $0.append(report) }
-                } else {
-                    Unmanaged<DeliveryWaiter>.fromOpaque(messageOpaque).takeRetainedValue().complete(message)
-                }
+                Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue().delivered(message)
             }
         }
         self.handle = handle
@@ -76,6 +130,8 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         self.logger = logger
         self.flushTimeout = configuration.flushTimeout
         self.isTransactional = configuration.transactionalID != nil
+        self.gatesPartitioner = configuration.batching == .adaptive && configuration.transactionalID == nil
+            ? configuration.librdkafkaProperties["partitioner"] ?? "consistent_random" : nil
         self.deliveryReports = KafkaDeliveryReports(stream)
         switch configuration.callbacks {
         case .pollingThread:
@@ -97,7 +153,10 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         // Anything still queued (sends racing a shutdown) fails its waiters instead of leaking them.
         rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         rd_kafka_poll(handle, 0)
-        for topic in topics.withLock({ $0.values }) { rd_kafka_topic_destroy(topic) }
+        for topic in topics.withLock({ $0.values }) {
+            topic.gate.map { failHeld($0, error: KafkaError(kind: .delivery, RD_KAFKA_RESP_ERR__PURGE_QUEUE)) }
+            rd_kafka_topic_destroy(topic.pointer)
+        }
         rd_kafka_destroy(handle)
         context.flushReports()
         context.reports.finish()
@@ -165,7 +224,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         guard !messages.isEmpty else { return }
         let waiter = BatchDeliveryWaiter(count: messages.count)
         var topicName = ""
-        var topic: OpaquePointer?
+        var topic: ProducerTopic?
         for message in messages {
             if message.topic != topicName || topic == nil {
                 topicName = message.topic
@@ -191,41 +250,69 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     }
 
     private func enqueue<Key, Value>(
-        _ message: KafkaProducerMessage<Key, Value>, topic: OpaquePointer, opaque: UnsafeMutableRawPointer?
+        _ message: KafkaProducerMessage<Key, Value>, topic: ProducerTopic, opaque: UnsafeMutableRawPointer?
     ) -> rd_kafka_resp_err_t {
-        var headers: OpaquePointer?
-        if !message.headers.isEmpty {
-            headers = rd_kafka_headers_new(message.headers.count)
-            for header in message.headers {
-                if let value = header.value {
-                    _ = value.withUnsafeBytes { rd_kafka_header_add(headers, header.key, -1, $0.baseAddress, $0.count) }
-                } else {
-                    rd_kafka_header_add(headers, header.key, -1, nil, 0)
-                }
-            }
+        message.value.withUnsafeKafkaBytes { value in
+            guard let key = message.key else { return enqueue(message, value: value, key: nil, topic: topic, opaque: opaque) }
+            return key.withUnsafeKafkaBytes { key in enqueue(message, value: value, key: key, topic: topic, opaque: opaque) }
         }
-        let partition = message.partition ?? -1  // RD_KAFKA_PARTITION_UA: let the partitioner choose
-        let err = message.value.withUnsafeKafkaBytes { value in
-            if let key = message.key {
-                return key.withUnsafeKafkaBytes { key in
-                    swift_rdk_produce(handle, topic, partition, value.baseAddress, value.count, key.baseAddress, key.count, headers, opaque)
-                }
-            }
-            return swift_rdk_produce(handle, topic, partition, value.baseAddress, value.count, nil, 0, headers, opaque)
-        }
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR, let headers { rd_kafka_headers_destroy(headers) }
-        return err
     }
 
-    private func topicHandle(_ name: String) throws -> OpaquePointer {
+    private func enqueue<Key, Value>(
+        _ message: KafkaProducerMessage<Key, Value>, value: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer?,
+        topic: ProducerTopic, opaque: UnsafeMutableRawPointer?
+    ) -> rd_kafka_resp_err_t {
+        guard let gate = topic.gate, let opaque else {
+            return produceMessage(handle, topic.pointer, partition: message.partition ?? -1, value: value, key: key, headers: message.headers, opaque: opaque)
+        }
+        let tagged = DeliveryOpaque.gated(opaque)
+        switch gate.admit(partition: message.partition, key: key, hold: { PartitionGate.Held(value: value, key: key, headers: message.headers, opaque: tagged) }) {
+        case .ungated:
+            // RD_KAFKA_PARTITION_UA (-1): librdkafka's partitioner chooses.
+            return produceMessage(handle, topic.pointer, partition: message.partition ?? -1, value: value, key: key, headers: message.headers, opaque: opaque)
+        case .held:
+            return RD_KAFKA_RESP_ERR_NO_ERROR
+        case .now(let partition):
+            let err = produceMessage(handle, topic.pointer, partition: partition, value: value, key: key, headers: message.headers, opaque: tagged)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                // What waited behind it goes now.
+                gate.send(gate.finished(partition), partition: partition, context: context)
+                context.flushReports()
+            }
+            return err
+        }
+    }
+
+    private func topicHandle(_ name: String) throws -> ProducerTopic {
         try topics.withLock { topics in
             if let topic = topics[name] { return topic }
-            guard let topic = rd_kafka_topic_new(handle, name, nil) else {
+            let gate = gatesPartitioner.map { PartitionGate(partitioner: $0, producer: handle) }
+            var conf: OpaquePointer?
+            if let gate {
+                conf = rd_kafka_default_topic_conf_dup(handle)
+                rd_kafka_topic_conf_set_opaque(conf, Unmanaged.passUnretained(gate).toOpaque())
+            }
+            guard let pointer = rd_kafka_topic_new(handle, name, conf) else {
                 throw KafkaError(kind: .delivery, rd_kafka_last_error(), context: "topic \(name)")
             }
+            gate?.topic = pointer
+            let topic = ProducerTopic(pointer: pointer, gate: gate)
             topics[name] = topic
             return topic
         }
+    }
+
+    /// Fails what a gate still holds (a crash, or the handle going away).
+    private func failHeld(_ gate: PartitionGate, error: KafkaError) {
+        guard let topic = gate.topic else { return }
+        let name = String(cString: rd_kafka_topic_name(topic))
+        for (partition, held) in gate.close() {
+            for message in held {
+                context.failed(opaque: message.opaque, topicPartition: TopicPartition(topic: name, partition: partition), error: error)
+                message.deallocate()
+            }
+        }
+        context.flushReports()
     }
 
     private func checkRunning() throws {
@@ -234,8 +321,16 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         }
     }
 
+    /// What the gate of a topic did under `KafkaBatching.adaptive`; nil for another
+    /// batching or a topic not produced to yet.
+    public func gateStatistics(topic: String) -> KafkaGateStatistics? {
+        topics.withLock { $0[topic]?.gate?.statistics }
+    }
+
     /// Messages enqueued and not yet acknowledged.
-    public var outstandingMessages: Int { Int(rd_kafka_outq_len(handle)) }
+    public var outstandingMessages: Int {
+        Int(rd_kafka_outq_len(handle)) + topics.withLock { $0.values.reduce(0) { $0 + ($1.gate?.statistics.held ?? 0) } }
+    }
 
     // MARK: Transactions
 
@@ -293,8 +388,49 @@ public final class KafkaProducer: Service, @unchecked Sendable {
 
     /// Runs until graceful shutdown (or cancellation), then flushes everything queued.
     public func run() async throws {
-        try? await gracefulShutdown()
+        if gatesPartitioner != nil {
+            await cancelWhenGracefulShutdown { await self.refreshPartitionCounts() }
+        } else {
+            try? await gracefulShutdown()
+        }
         await shutdown()
+    }
+
+    /// Keeps each gated topic's partition count (`KafkaBatching.adaptive`): a new
+    /// topic's as soon as the cluster tells it, then again every `partitionCountRefresh`, so
+    /// added partitions are used. Until a topic's count is known its messages are not gated.
+    private func refreshPartitionCounts() async {
+        var refreshed: [String: ContinuousClock.Instant] = [:]
+        while !Task.isCancelled {
+            let now = ContinuousClock.now
+            let due = topics.withLock { topics in
+                topics.compactMap { name, topic in
+                    topic.gate != nil && refreshed[name].map({ now - $0 >= Self.partitionCountRefresh }) ?? true ? (name, topic) : nil
+                }
+            }
+            for (name, topic) in due where !Task.isCancelled {
+                let handle = SendableHandle(handle), pointer = SendableHandle(topic.pointer)
+                let count = await blockingCall { Self.partitionCount(handle.pointer, topic: pointer.pointer) }
+                if let count {
+                    topic.gate?.setPartitionCount(count)
+                    refreshed[name] = now
+                }
+            }
+            try? await Task.sleep(for: due.isEmpty ? .milliseconds(200) : .milliseconds(50))
+        }
+    }
+
+    static let partitionCountRefresh: Duration = .seconds(60)
+
+    /// The topic's partition count from a metadata request, nil when the cluster does not
+    /// answer within 2 s or does not know the topic.
+    private static func partitionCount(_ handle: OpaquePointer, topic: OpaquePointer) -> Int? {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        guard rd_kafka_metadata(handle, 0, topic, &metadata, 2_000) == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return nil }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        guard metadata.pointee.topic_cnt > 0, metadata.pointee.topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR,
+              metadata.pointee.topics[0].partition_cnt > 0 else { return nil }
+        return Int(metadata.pointee.topics[0].partition_cnt)
     }
 
     /// Stops the way a killed process stops, for crash tests: queued and in-flight messages are
@@ -302,6 +438,9 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     /// on the wire may still be written by the broker, as after a real crash.
     public func simulateCrash() async {
         lifecycle.store(Lifecycle.shutDown.rawValue, ordering: .releasing)
+        for gate in topics.withLock({ $0.values.compactMap(\.gate) }) {
+            failHeld(gate, error: KafkaError(kind: .delivery, RD_KAFKA_RESP_ERR__PURGE_QUEUE))
+        }
         rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         await stopPolling()
         rd_kafka_poll(handle, 0)  // the purged messages' callbacks, so no waiter is left hanging
@@ -315,6 +454,10 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         guard lifecycle.compareExchange(
             expected: Lifecycle.running.rawValue, desired: Lifecycle.shuttingDown.rawValue, ordering: .acquiringAndReleasing
         ).exchanged else { return }
+        // What the gates hold goes to librdkafka now, and whatever still comes without waiting.
+        for gate in topics.withLock({ $0.values.compactMap(\.gate) }) {
+            for (partition, held) in gate.drain() { gate.send(held, partition: partition, context: context) }
+        }
         let handle = SendableHandle(handle)
         let millis = flushTimeout.milliseconds
         let queued = outstandingMessages

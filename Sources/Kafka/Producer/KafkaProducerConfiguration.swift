@@ -8,7 +8,10 @@ public struct KafkaProducerConfiguration: Sendable {
     /// `all` waits for every in-sync replica; required with idempotence.
     public var acks: String = "all"
     /// How long librdkafka waits to batch messages. Latency matters more than batch size here.
+    /// Not used with `batching` `.adaptive`, which sets librdkafka's linger to 0.
     public var lingerMilliseconds: Int = 2
+    /// How messages are grouped into produce requests.
+    public var batching: KafkaBatching = .linger
     /// How long a message may take to be acknowledged, retries included, before it fails.
     public var messageTimeoutMilliseconds: Int = 30_000
     /// Java-compatible key hashing, so services written in other languages co-partition with us.
@@ -32,7 +35,7 @@ public struct KafkaProducerConfiguration: Sendable {
             "client.id": clientID,
             "enable.idempotence": idempotence ? "true" : "false",
             "acks": acks,
-            "linger.ms": String(lingerMilliseconds),
+            "linger.ms": batching == .adaptive ? "0" : String(lingerMilliseconds),
             "message.timeout.ms": String(messageTimeoutMilliseconds),
             "partitioner": partitioner,
         ]
