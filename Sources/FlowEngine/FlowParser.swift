@@ -94,8 +94,15 @@ public struct FlowParser {
         // Every id written down counts as declared, even when its node has problems, so one
         // broken node does not make its neighbours' targets look missing.
         let declared = items.compactMap { $0.mapping?["id"]?.string }
+        // Nodes and interrupts read with problems: what they lead to is not known for sure, so
+        // every id they mention counts as reached from them (no false "unreachable" around them).
+        var uncertain: [String: Node] = [:]
+        var uncertainRoots: [Node] = []
         for item in items {
-            guard let node = readNode(item, targets: &targets, executes: &executes) else { continue }
+            let before = problems.count
+            let read = readNode(item, targets: &targets, executes: &executes)
+            if problems.count > before, let id = item.mapping?["id"]?.string { uncertain[id] = item }
+            guard let node = read else { continue }
             if nodes[node.id] != nil {
                 problem(item, "node id '\(node.id)' is used twice")
                 continue
@@ -106,7 +113,10 @@ public struct FlowParser {
         var interrupts: [Branch] = []
         if let list = top["interrupts"] {
             for item in sequence(list, what: "interrupts") {
-                guard let branch = readCase(item, targets: &targets) else { continue }
+                let before = problems.count
+                let read = readCase(item, targets: &targets)
+                if problems.count > before { uncertainRoots.append(item) }
+                guard let branch = read else { continue }
                 interrupts.append(branch)
             }
         }
@@ -120,21 +130,31 @@ public struct FlowParser {
         for (target, node) in targets where !known.contains(target) {
             problem(node, "target '\(target)' is not a node of this flow")
         }
-        // Unreachable: not reached from the start or an interrupt (judged only when every
-        // node could be read, since a broken node's targets are unknown).
-        guard nodes.count == declared.count else { return nil }
+        // Unreachable: not reached from the start or an interrupt.
         var reached = Set<String>()
-        var queue = [start] + interrupts.map(\.target)
+        var queue = [start] + interrupts.map(\.target) + uncertainRoots.flatMap { Self.mentionedIDs($0, among: known) }
         while let id = queue.popLast() {
-            guard reached.insert(id).inserted, let node = nodes[id] else { continue }
-            queue.append(contentsOf: Self.successors(node))
+            guard reached.insert(id).inserted else { continue }
+            if let node = nodes[id] { queue.append(contentsOf: Self.successors(node)) }
+            if let raw = uncertain[id] { queue.append(contentsOf: Self.mentionedIDs(raw, among: known)) }
         }
         for id in order where !reached.contains(id) {
             problems.append(FlowProblem(file: file, line: nodes[id]!.line, message: "node '\(id)' is unreachable"))
         }
+        guard nodes.count == declared.count else { return nil }
         return Flow(
             name: name, source: file, start: start, nodes: nodes, order: order,
             intents: IntentMatcher(intents: intents, threshold: threshold), interrupts: interrupts, executes: executes)
+    }
+
+    /// The declared ids that a node's YAML mentions anywhere below it, its own id aside.
+    static func mentionedIDs(_ node: Node, among declared: Set<String>) -> [String] {
+        switch node {
+        case .scalar(let scalar): return declared.contains(scalar.string) ? [scalar.string] : []
+        case .mapping(let mapping): return mapping.flatMap { $0.key.string == "id" ? [] : mentionedIDs($0.value, among: declared) }
+        case .sequence(let sequence): return sequence.flatMap { mentionedIDs($0, among: declared) }
+        default: return []
+        }
     }
 
     static func successors(_ node: FlowNode) -> [String] {

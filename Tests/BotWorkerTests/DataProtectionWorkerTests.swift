@@ -9,7 +9,9 @@ import Testing
 struct DataProtectionWorkerTests {
     /// Runs a short conversation with these settings and returns the analytics records, the
     /// commands and the log.
-    func run(_ settings: String) async throws -> (analytics: [AnalyticsRecord], commands: [OutboundCommand], log: String) {
+    func run(
+        _ settings: String, messages: [String] = ["<b>what is my balance</b>", "mail me at jane@example.com"], records: Int? = nil
+    ) async throws -> (analytics: [AnalyticsRecord], commands: [OutboundCommand], log: String) {
         let harness = try WorkerHarness(dataProtection: settings)
         let analytics = try harness.reader(.analytics)
         let outbound = try harness.reader(.outbound)
@@ -25,11 +27,11 @@ struct DataProtectionWorkerTests {
                 $0.state = "active"
                 $0.user = user
             },
-            chat.user("<b>what is my balance</b>"),
-            chat.user("mail me at jane@example.com"),
-        ], with: producer)
+        ] + messages.map { chat.user($0) }, with: producer)
         // The active event greets (acceptConversationActiveEvent: 2 commands), each message gets an answer.
-        try await outbound.wait(60, "the replies") { $0.count >= 4 }
+        try await outbound.wait(60, "the replies") { $0.count >= 2 + messages.count }
+        // One record per processed input, the active event included.
+        try await analytics.wait(60, "the analytics records") { $0.count >= (records ?? messages.count + 1) }
         try await Task.sleep(for: .milliseconds(300))
         let records = try analytics.messages.map { try AnalyticsRecord.decode($0.value) }
         let commands = try outbound.commands()
@@ -40,7 +42,7 @@ struct DataProtectionWorkerTests {
         return (records, commands, capture.text)
     }
 
-    @Test("defaults: analytics masked, IP starred, HTML kept unless sanitized, no user data in the log")
+    @Test("defaults: analytics masked, IP not kept, HTML kept unless sanitized, no user data in the log")
     func defaults() async throws {
         let (analytics, _, log) = try await run("")
         #expect(analytics.count == 3, "one record per processed input")
@@ -78,8 +80,40 @@ struct DataProtectionWorkerTests {
         let fields = try await run("      mode: fields")
         let message = try #require(fields.analytics.first { $0.recordId == "conv-dp-e3" })
         #expect(message.text == String(repeating: "*", count: "mail me at jane@example.com".count))
-        let none = try await run("      collectAnalytics: false")
+        let none = try await run("      collectAnalytics: false", records: 0)
         #expect(none.analytics.isEmpty)
         #expect(none.commands.count >= 4)
+    }
+
+    @Test("configured entities, the hash operator and a custom recognizer shape the records; each record names its endpoint, conversation and time; a handover is flagged")
+    func configuredEntitiesAndHandover() async throws {
+        let (analytics, commands, _) = try await run("""
+                  entities: [EMAIL, MEMBER_NUMBER]
+                  operator: hash
+                  hashKey: analytics-test-key-0123456789
+                  customRecognizers:
+                    - { type: MEMBER_NUMBER, pattern: "[0-9]{10}", validator: luhn, contextWords: [member] }
+            """, messages: [
+                "member 1234567897, card 4111 1111 1111 1111, mail jane@example.com",
+                "what is my balance",
+                "write to JANE@example.com",
+                "agent please",
+            ])
+        #expect(analytics.count == 5)
+        for record in analytics {
+            #expect(record.endpoint == "support" && record.conversationId == "conv-dp" && record.time > 0)
+        }
+        let first = try #require(analytics.first { $0.recordId == "conv-dp-e2" })
+        let pseudonyms = first.text.matches(of: /<(MEMBER_NUMBER|EMAIL):[0-9a-f]{16}>/).map { String($0.output.0) }
+        #expect(pseudonyms.count == 2, "\(first.text)")
+        #expect(first.text.contains("card 4111 1111 1111 1111"), "CREDIT_CARD is not among the configured entities")
+        #expect(!first.text.contains("1234567897") && !first.text.contains("jane@example.com"))
+        let again = try #require(analytics.first { $0.recordId == "conv-dp-e4" })
+        #expect(again.text == "write to \(pseudonyms.last ?? "")", "one pseudonym per address, however it is written")
+        let balance = try #require(analytics.first { $0.recordId == "conv-dp-e3" })
+        #expect(balance.intent == "balance" && (balance.intentScore ?? 0) > 0.5 && !balance.handover)
+        let handover = try #require(analytics.first { $0.recordId == "conv-dp-e5" })
+        #expect(handover.handover && handover.path.contains("handover"))
+        #expect(commands.contains { $0.action == .patchConversation })
     }
 }

@@ -13,7 +13,7 @@ struct RecognizerTests {
     @Test("credit cards: grouped or not, all major networks", arguments: [
         "4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111", "5555 5555 5555 4444", "2223 0031 2200 3222",
         "3782 822463 10005", "378282246310005", "6011 1111 1111 1117", "3530 1113 3330 0000", "6250 9410 0652 8599",
-        "3056 930902 5904", "4111 1111 1111 1111 003",
+        "3056 930902 5904", "4111 1111 1111 1111 003", "4111.1111.1111.1111", "4222222222222",
     ])
     func cards(_ number: String) {
         #expect(found("please charge \(number) today") == ["CREDIT_CARD:\(number)"])
@@ -143,5 +143,8 @@ struct RecognizerTests {
         let scanner = PIIScanner(entities: ["EMPLOYEE_ID", "ACCOUNT"], custom: [employee, account])
         #expect(found("employee EMP-12345, and much later in a long message about other things: EMP-99999", scanner) == ["EMPLOYEE_ID:EMP-12345"])
         #expect(found("account 12345674 or 12345675", scanner) == ["ACCOUNT:12345674"])
+        let local = try CustomRecognizer(type: "LOCAL_ACCOUNT", pattern: "^XY[0-9]{12}$", validator: .mod97)
+        let localScanner = PIIScanner(entities: ["LOCAL_ACCOUNT"], custom: [local])
+        #expect(found("pay to XY331234567890 not XY341234567890", localScanner) == ["LOCAL_ACCOUNT:XY331234567890"])
     }
 }

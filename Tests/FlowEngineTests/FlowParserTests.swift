@@ -66,6 +66,36 @@ struct FlowParserTests {
         #expect(problems[0].message == "node 'orphan' is unreachable")
     }
 
+    @Test("unreachable nodes are still reported beside a broken node, and what the broken node mentions counts as reached")
+    func unreachableBesideBrokenNodes() {
+        let problems = parseProblems("""
+            interrupts:
+              - when: { textMatches: "([" }
+                next: help
+            nodes:
+              - id: a
+                type: say
+                text: hi
+                next: broken
+              - id: broken
+                type: sayy
+                next: b
+              - id: b
+                type: say
+                text: reached through the broken node
+              - id: help
+                type: say
+                text: reached through the broken interrupt
+              - id: orphan
+                type: say
+                text: never
+            """)
+        #expect(problems.map(\.message).filter { $0.hasSuffix("unreachable") } == ["node 'orphan' is unreachable"])
+        #expect(problems.contains { $0.line == 18 && $0.message.hasSuffix("unreachable") })
+        #expect(problems.contains { $0.line == 10 && $0.message.contains("unknown node type 'sayy'") })
+        #expect(problems.contains { $0.line == 2 && $0.message.contains("regular expression") })
+    }
+
     @Test("an interrupt target counts as reachable")
     func interruptsReach() {
         #expect(parseProblems("""

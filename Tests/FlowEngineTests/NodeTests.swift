@@ -192,6 +192,67 @@ struct NodeTests {
         #expect(try chat.send(events.user("hello again")).texts == ["vip"])
     }
 
+    @Test("conditions on the profile and values: any, notEquals, lessThan, matches; the flow reads input.intent")
+    func valueConditions() throws {
+        let flow = """
+            intents:
+              - { name: balance, examples: [what is my balance, check balance] }
+              - { name: opening, examples: [when are you open, opening hours] }
+            intentThreshold: 0.5
+            nodes:
+              - id: route
+                type: switch
+                cases:
+                  - when: { any: [ { profile: company, equals: ACME }, { profile: additionalProperties.tier, equals: gold } ] }
+                    next: priority
+                  - { when: { context: balance, lessThan: 0 }, next: overdrawn }
+                  - { when: { input: text, matches: "^#[0-9]{4}$" }, next: ticket }
+                  - { when: { profile: language, notEquals: en }, next: foreign }
+                default: intent
+              - { id: priority, type: say, text: "priority {{profile.name}}" }
+              - { id: overdrawn, type: say, text: overdrawn }
+              - { id: ticket, type: say, text: ticket }
+              - { id: foreign, type: say, text: "foreign {{profile.language}}" }
+              - { id: intent, type: say, text: "intent={{input.intent}}" }
+            """
+        var events = Events()
+        func user(_ configure: (inout NormalizedEvent.UserInfo) -> Void) -> NormalizedEvent.UserInfo {
+            var user = NormalizedEvent.UserInfo()
+            configure(&user)
+            return user
+        }
+
+        var plain = Conversation(try engine(flow))
+        try plain.send(events.state("active", user: user { $0.language = "en" }))
+        #expect(try plain.send(events.user("when are you open?")).texts == ["intent=opening"])
+        #expect(try plain.send(events.user("check my balance")).texts == ["intent=balance"])
+        #expect(try plain.send(events.user("tell me a joke")).texts == ["intent="])
+        #expect(try plain.send(events.user("#1234")).texts == ["ticket"])
+        #expect(try plain.send(events.user("#12345")).texts == ["intent="])
+        plain.session?.context["balance"] = .number(-5)
+        #expect(try plain.send(events.user("hi")).texts == ["overdrawn"])
+        plain.session?.context["balance"] = .number(0)
+        #expect(try plain.send(events.user("hi")).texts == ["intent="])
+
+        events.conversation = "conv-tier"
+        var gold = Conversation(try engine(flow))
+        try gold.send(events.state("active", user: user {
+            $0.name = "Ann"
+            $0.additionalProperties = [.init(key: "tier", value: "gold", id: nil)]
+        }))
+        #expect(try gold.send(events.user("hi")).texts == ["priority Ann"])
+
+        events.conversation = "conv-acme"
+        var acme = Conversation(try engine(flow))
+        try acme.send(events.state("active", user: user { $0.name = "Bo"; $0.company = "ACME"; $0.language = "de" }))
+        #expect(try acme.send(events.user("hi")).texts == ["priority Bo"])
+
+        events.conversation = "conv-de"
+        var german = Conversation(try engine(flow))
+        try german.send(events.state("active", user: user { $0.language = "de" }))
+        #expect(try german.send(events.user("hallo")).texts == ["foreign de"])
+    }
+
     @Test("set, increment and unset change the context")
     func setContext() throws {
         var chat = Conversation(try engine("""
@@ -271,5 +332,18 @@ struct NodeTests {
         var other = Conversation(chat.engine)
         events.conversation = "conv-2"
         #expect(try other.send(events.user("bye")).outputs == [.text("Bye!"), .endConversation(displayMessage: nil)])
+    }
+
+    @Test("end without a message only ends the conversation, and the next input starts the flow again")
+    func endWithoutMessage() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: hello, type: say, text: "hello {{input.text}}", next: done }
+              - { id: done, type: end }
+            """))
+        var events = Events()
+        let first = try chat.send(events.user("one"))
+        #expect(first.outputs == [.text("hello one"), .endConversation(displayMessage: nil)])
+        #expect(try chat.send(events.user("two")).outputs == [.text("hello two"), .endConversation(displayMessage: nil)])
     }
 }
