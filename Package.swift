@@ -338,6 +338,7 @@ let package = Package(
             name: "WorkerBenchmark",
             dependencies: [
                 "MemoryAllocator",
+                "IngressService",
                 "BotWorker",
                 "ChatEvents",
                 "ConnectorConfiguration",
@@ -409,6 +410,7 @@ let package = Package(
                 "Simulator",
                 "EightByEight",
                 "Kafka",
+                "ServiceSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -2,6 +2,7 @@ import BotWorker
 import ChatEvents
 import ConnectorConfiguration
 import Foundation
+import IngressService
 import Kafka
 import Logging
 import MemoryAllocator
@@ -20,23 +21,31 @@ import Synchronization
 @main
 struct WorkerBenchmark {
     static func main() async throws {
+        // As `connector` does (ConnectorCommand.main); CONNECTOR_NIO_EXECUTOR=0 compares without.
+        print("tasks run on \(EventLoopExecutor.install()); memory from \(MemoryAllocator.description)")
+        try await run()
+    }
+
+    /// Off the main actor, as in `connector`.
+    nonisolated static func run() async throws {
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         var events = 30_000
         var rate = 1_000
         var duration = 20
         var fetchWait: Int?
+        var lingerMs = 1
         while let argument = arguments.next() {
             switch argument {
             case "--events": events = Int(arguments.next() ?? "") ?? events
             case "--rate": rate = Int(arguments.next() ?? "") ?? rate
             case "--duration": duration = Int(arguments.next() ?? "") ?? duration
             case "--fetch-wait": fetchWait = Int(arguments.next() ?? "")
+            case "--linger-ms": lingerMs = Int(arguments.next() ?? "") ?? lingerMs
             default:
-                print("usage: WorkerBenchmark [--events N] [--rate R] [--duration S] [--fetch-wait MS]")
+                print("usage: WorkerBenchmark [--events N] [--rate R] [--duration S] [--fetch-wait MS] [--linger-ms MS]")
                 return
             }
         }
-        print("memory from \(MemoryAllocator.description)")  // as in `connector`
         var logger = Logger(label: "worker-benchmark")
         logger.logLevel = .error
         let cluster = try EmbeddedKafkaCluster(logger: logger)
@@ -49,6 +58,8 @@ struct WorkerBenchmark {
               properties:
                 auto.commit.interval.ms: 100
             \(fetchWait.map { "    fetch.wait.max.ms: \($0)" } ?? "")
+            worker:
+              lingerMs: \(lingerMs)
             endpoints:
               - name: support
                 urlToken: benchmark-token
@@ -65,7 +76,9 @@ struct WorkerBenchmark {
         let workerTask = Task { try await group.run() }
 
         var producerConfig = KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers)
-        producerConfig.lingerMilliseconds = 1
+        // Stands in for the ingress, batching as it does by default.
+        producerConfig.batching = .adaptive
+        print("inbound events batched adaptively (the ingress's default); worker.lingerMs \(lingerMs)")
         let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
         let admin = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, logger: logger)
         let inbound = config.topicName(.inbound)

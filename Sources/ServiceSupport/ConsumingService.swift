@@ -31,12 +31,15 @@ public enum ConsumingService {
         return configuration
     }
 
-    /// The producer beside it (the consumer-only properties left out).
+    /// The producer beside it (the consumer-only properties left out). A linger of 0 batches
+    /// adaptively (`KafkaBatching.adaptive`: no wait while a partition has fewer than 5
+    /// messages in flight), a linger above 0 is librdkafka's.
     public static func producerConfiguration(
         _ config: ConnectorConfig, bootstrapServers: String, clientID: String, lingerMilliseconds: Int
     ) -> KafkaProducerConfiguration {
         var configuration = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
         configuration.clientID = clientID
+        configuration.batching = lingerMilliseconds == 0 ? .adaptive : .linger
         configuration.lingerMilliseconds = lingerMilliseconds
         configuration.properties = config.kafka.properties.filter { !$0.key.hasPrefix("session.") && !$0.key.hasPrefix("heartbeat.") }
         return configuration

@@ -1,7 +1,10 @@
 @testable import BotWorker
 import ChatEvents
 import Foundation
+import ConnectorConfiguration
 import Kafka
+import Logging
+import ServiceSupport
 import Testing
 
 @Suite("Bot worker on the embedded cluster", .serialized)
@@ -206,6 +209,21 @@ extension WorkerTests {
         await worker.stop()
         await outbound.close()
         try await producer.shutdown()
+    }
+}
+
+@Suite("Worker and egress producers")
+struct ProducerSettingsTests {
+    @Test("a linger of 0 (the egress's) batches adaptively, above 0 (the worker's default 1) it is librdkafka's linger")
+    func batching() throws {
+        let config = try ConnectorConfig.parse("kafka:\n  brokers: embedded\n")
+        #expect(config.worker.lingerMs == 1)
+        let adaptive = ConsumingService.producerConfiguration(config, bootstrapServers: "127.0.0.1:9", clientID: "w", lingerMilliseconds: 0)
+        #expect(adaptive.batching == .adaptive)
+        let linger = ConsumingService.producerConfiguration(config, bootstrapServers: "127.0.0.1:9", clientID: "w", lingerMilliseconds: 3)
+        #expect(linger.batching == .linger && linger.lingerMilliseconds == 3)
+        let producer = try KafkaProducer(configuration: adaptive, logger: Logger(label: "test"))
+        #expect(producer.batching == .adaptive)
     }
 }
 

@@ -9,8 +9,8 @@ import Testing
 /// all together. The embedded broker answers each request 100 ms late here, so that messages
 /// sent back to back certainly find their partition busy.
 @Suite struct PartitionGateTests {
-    /// A gated producer, run as a service (which learns the topic's partition count), with the
-    /// count known before it returns.
+    /// A gated producer, run as a service (stopped gracefully through its group), with the
+    /// topic's partition count known before it returns.
     func startGated(
         _ cluster: EmbeddedKafkaCluster, topic: String, partitions: Int, _ configure: (inout KafkaProducerConfiguration) -> Void = { _ in }
     ) async throws -> (KafkaProducer, ServiceGroup, Task<Void, any Error>) {
@@ -20,7 +20,7 @@ import Testing
         }
         let group = ServiceGroup(services: [producer], logger: testLogger)
         let running = Task { try await group.run() }
-        // The first message makes the topic's handle, whose partition count the service then asks for.
+        // The first message makes the topic's handle, whose partition count the producer then asks for.
         try await producer.send(KafkaProducerMessage(topic: topic, key: "first", value: "first"))
         try await within(30, "the partition count") {
             while producer.gateStatistics(topic: topic)?.partitions != partitions { try await Task.sleep(for: .milliseconds(10)) }

@@ -101,6 +101,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     private let pollingThread: PollingThread?
     private let scheduledPoller: ScheduledPoller?
     private let topics = Mutex<[String: ProducerTopic]>([:])
+    private let partitionCountTasks = Mutex<[Task<Void, Never>]>([])
     /// Set when messages go through a `PartitionGate` per topic (`KafkaBatching.adaptive`).
     private let gatesPartitioner: String?
     private let nextDetachedID = Atomic<UInt64>(0)
@@ -148,6 +149,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     }
 
     deinit {
+        stopPartitionCountRefresh()
         pollingThread?.requestStop()
         scheduledPoller?.close()
         // Anything still queued (sends racing a shutdown) fails its waiters instead of leaking them.
@@ -298,6 +300,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
             gate?.topic = pointer
             let topic = ProducerTopic(pointer: pointer, gate: gate)
             topics[name] = topic
+            if let gate { startPartitionCountRefresh(topic: pointer, gate: gate) }
             return topic
         }
     }
@@ -388,36 +391,35 @@ public final class KafkaProducer: Service, @unchecked Sendable {
 
     /// Runs until graceful shutdown (or cancellation), then flushes everything queued.
     public func run() async throws {
-        if gatesPartitioner != nil {
-            await cancelWhenGracefulShutdown { await self.refreshPartitionCounts() }
-        } else {
-            try? await gracefulShutdown()
-        }
+        try? await gracefulShutdown()
         await shutdown()
     }
 
-    /// Keeps each gated topic's partition count (`KafkaBatching.adaptive`): a new
-    /// topic's as soon as the cluster tells it, then again every `partitionCountRefresh`, so
-    /// added partitions are used. Until a topic's count is known its messages are not gated.
-    private func refreshPartitionCounts() async {
-        var refreshed: [String: ContinuousClock.Instant] = [:]
-        while !Task.isCancelled {
-            let now = ContinuousClock.now
-            let due = topics.withLock { topics in
-                topics.compactMap { name, topic in
-                    topic.gate != nil && refreshed[name].map({ now - $0 >= Self.partitionCountRefresh }) ?? true ? (name, topic) : nil
-                }
+    /// Keeps a gated topic's partition count (`KafkaBatching.adaptive`): asked when the topic
+    /// is first used, again every 200 ms until the cluster answers, then every
+    /// `partitionCountRefresh`, so added partitions are used. Until the count is known the
+    /// topic's messages are not gated. The task holds the producer only while it asks.
+    private func startPartitionCountRefresh(topic: OpaquePointer, gate: PartitionGate) {
+        let pointer = SendableHandle(topic)
+        let task = Task.detached { [weak self] in
+            while !Task.isCancelled, let known = await self?.refreshPartitionCount(topic: pointer, gate: gate) {
+                try? await Task.sleep(for: known ? KafkaProducer.partitionCountRefresh : .milliseconds(200))
             }
-            for (name, topic) in due where !Task.isCancelled {
-                let handle = SendableHandle(handle), pointer = SendableHandle(topic.pointer)
-                let count = await blockingCall { Self.partitionCount(handle.pointer, topic: pointer.pointer) }
-                if let count {
-                    topic.gate?.setPartitionCount(count)
-                    refreshed[name] = now
-                }
-            }
-            try? await Task.sleep(for: due.isEmpty ? .milliseconds(200) : .milliseconds(50))
         }
+        partitionCountTasks.withLock { $0.append(task) }
+    }
+
+    /// Whether the count could be set; nil once the producer stopped.
+    private func refreshPartitionCount(topic: SendableHandle, gate: PartitionGate) async -> Bool? {
+        guard lifecycle.load(ordering: .acquiring) == Lifecycle.running.rawValue else { return nil }
+        let handle = SendableHandle(handle)
+        guard let count = await blockingCall({ Self.partitionCount(handle.pointer, topic: topic.pointer) }) else { return false }
+        gate.setPartitionCount(count)
+        return true
+    }
+
+    private func stopPartitionCountRefresh() {
+        for task in partitionCountTasks.withLock({ $0 }) { task.cancel() }
     }
 
     static let partitionCountRefresh: Duration = .seconds(60)
@@ -438,6 +440,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     /// on the wire may still be written by the broker, as after a real crash.
     public func simulateCrash() async {
         lifecycle.store(Lifecycle.shutDown.rawValue, ordering: .releasing)
+        stopPartitionCountRefresh()
         for gate in topics.withLock({ $0.values.compactMap(\.gate) }) {
             failHeld(gate, error: KafkaError(kind: .delivery, RD_KAFKA_RESP_ERR__PURGE_QUEUE))
         }
@@ -454,6 +457,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         guard lifecycle.compareExchange(
             expected: Lifecycle.running.rawValue, desired: Lifecycle.shuttingDown.rawValue, ordering: .acquiringAndReleasing
         ).exchanged else { return }
+        stopPartitionCountRefresh()
         // What the gates hold goes to librdkafka now, and whatever still comes without waiting.
         for gate in topics.withLock({ $0.values.compactMap(\.gate) }) {
             for (partition, held) in gate.drain() { gate.send(held, partition: partition, context: context) }

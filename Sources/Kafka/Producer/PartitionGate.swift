@@ -10,8 +10,9 @@ public enum KafkaBatching: Sendable, Equatable {
     /// go out together, in order, as soon as acknowledgements bring the partition under 5. A
     /// message at a low rate waits for nothing, and under load the batches grow with the round
     /// trip instead of a fixed wait. Applies to messages with a key or a partition, of a topic
-    /// whose partition count is known (the producer's `run` asks the cluster), from a producer
-    /// that is not transactional; the others go straight to librdkafka.
+    /// whose partition count is known (the producer asks the cluster when a topic is first
+    /// used, then every minute), from a producer that is not transactional; the others go
+    /// straight to librdkafka.
     ///
     /// Why 5: librdkafka 2.0's idempotent producer lets a partition have only 5 messages in
     /// requests, and while a partition has messages queued beyond that, its broker thread with
