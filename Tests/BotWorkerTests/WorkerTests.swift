@@ -215,7 +215,7 @@ extension WorkerTests {
 @Suite("Worker and egress producers")
 struct ProducerSettingsTests {
     @Test("a linger of 0 (the egress's) batches adaptively, above 0 (the worker's default 1) it is librdkafka's linger")
-    func batching() throws {
+    func batching() async throws {
         let config = try ConnectorConfig.parse("kafka:\n  brokers: embedded\n")
         #expect(config.worker.lingerMs == 1)
         let adaptive = ConsumingService.producerConfiguration(config, bootstrapServers: "127.0.0.1:9", clientID: "w", lingerMilliseconds: 0)
@@ -224,6 +224,7 @@ struct ProducerSettingsTests {
         #expect(linger.batching == .linger && linger.lingerMilliseconds == 3)
         let producer = try KafkaProducer(configuration: adaptive, logger: Logger(label: "test"))
         #expect(producer.batching == .adaptive)
+        await producer.shutdown()
     }
 }
 

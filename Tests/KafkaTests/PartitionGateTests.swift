@@ -156,6 +156,43 @@ import Testing
         try cluster.setRoundTripTime(broker: 1, .zero)
     }
 
+    @Test func heldMessagesCountAgainstTheQueueLimitAndADroppedProducerFailsThem() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("gated-full", partitions: 1)
+        var producer: KafkaProducer? = try makeProducer(cluster) {
+            $0.batching = .adaptive
+            $0.properties["queue.buffering.max.messages"] = "10"
+        }
+        try await producer!.send(KafkaProducerMessage(topic: "gated-full", key: "k", value: "first"))
+        try await within(30, "the partition count") { [weak producer] in
+            while producer?.gateStatistics(topic: "gated-full")?.partitions != 1 { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        try cluster.setRoundTripTime(broker: 1, .milliseconds(300))
+        let results = Mutex<[Result<KafkaDelivery, KafkaError>]>([])
+        // 5 go at once, the next ones are held until 5 in flight and 5 held fill the 10 places.
+        var refusal: KafkaError?
+        for i in 0..<20 {
+            do {
+                try producer!.send(KafkaProducerMessage(topic: "gated-full", key: "k", value: "\(i)")) { result in
+                    results.withLock { $0.append(result) }
+                }
+            } catch let error as KafkaError {
+                refusal = error
+                break
+            }
+        }
+        #expect(refusal?.code == .queueFull, "the 11th message is refused when it is sent, not failed later")
+        let statistics = try #require(producer!.gateStatistics(topic: "gated-full"))
+        #expect(statistics.held == 5 && statistics.sentAtOnce == 5, "the first message went before the count was known")
+
+        // Dropped without a shutdown: every message is reported (failed), the held ones too.
+        producer = nil
+        let reported = results.withLock { $0 }
+        #expect(reported.count == 10, "every accepted message reported")
+        #expect(reported.filter { $0.failure != nil }.count >= 5)
+        try cluster.setRoundTripTime(broker: 1, .zero)
+    }
+
     @Test func lingerAndPartitionerFollowTheConfiguration() {
         var configuration = KafkaProducerConfiguration(bootstrapServers: "localhost:9092")
         #expect(configuration.librdkafkaProperties["linger.ms"] == "2")

@@ -8,6 +8,8 @@ final class PollingThread: Sendable {
     private final class Flags: Sendable {
         let stopRequested = Atomic<Bool>(false)
         let finished = DispatchSemaphore(value: 0)
+        /// The thread's `pthread_self`, set when it starts.
+        let thread = Mutex<pthread_t?>(nil)
     }
 
     private let flags = Flags()
@@ -16,6 +18,7 @@ final class PollingThread: Sendable {
     init(name: String, step: @escaping @Sendable () -> Void, onExit: @escaping @Sendable () -> Void = {}) {
         let flags = self.flags
         let thread = Thread {
+            flags.thread.withLock { $0 = pthread_self() }
             while !flags.stopRequested.load(ordering: .acquiring) {
                 step()
             }
@@ -29,6 +32,18 @@ final class PollingThread: Sendable {
     var isStopping: Bool { flags.stopRequested.load(ordering: .acquiring) }
 
     func requestStop() { flags.stopRequested.store(true, ordering: .releasing) }
+
+    /// Requests a stop and waits, blocking the caller, until the thread has exited, unless the
+    /// caller is that thread. For a `deinit`, which cannot await; the wait is one step at most.
+    @discardableResult
+    func stopAndWait(timeout: Duration) -> Bool {
+        requestStop()
+        let current = pthread_self()
+        if let thread = flags.thread.withLock({ $0 }), pthread_equal(thread, current) != 0 { return false }
+        let ok = flags.finished.wait(timeout: .now() + .milliseconds(Int(timeout.milliseconds))) == .success
+        if ok { flags.finished.signal() }
+        return ok
+    }
 
     /// Requests a stop and waits (off the cooperative pool) until the thread has exited.
     /// Returns false when it did not exit within `timeout`.

@@ -47,12 +47,14 @@ final class ProducerContext: RdKafkaHandleContext, @unchecked Sendable {
         }
     }
 
+    /// Yields the pending reports. Under the lock: senders of held messages call it too (a
+    /// release that librdkafka refused), and two batches must not overtake each other.
     func flushReports() {
-        let batch = pendingReports.withLock { reports -> [KafkaDeliveryReport] in
-            defer { reports.removeAll(keepingCapacity: true) }
-            return reports
+        pendingReports.withLock { pending in
+            guard !pending.isEmpty else { return }
+            reports.yield(pending)
+            pending.removeAll(keepingCapacity: true)
         }
-        if !batch.isEmpty { reports.yield(batch) }
     }
 }
 
@@ -104,6 +106,8 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     private let partitionCountTasks = Mutex<[Task<Void, Never>]>([])
     /// Set when messages go through a `PartitionGate` per topic (`KafkaBatching.adaptive`).
     private let gatesPartitioner: String?
+    /// librdkafka's queue limits, which held messages count against.
+    private let queueLimits: (messages: Int, bytes: Int)
     private let nextDetachedID = Atomic<UInt64>(0)
     private let lifecycle = Atomic<Int>(Lifecycle.running.rawValue)
     private let flushTimeout: Duration
@@ -131,8 +135,13 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         self.logger = logger
         self.flushTimeout = configuration.flushTimeout
         self.isTransactional = configuration.transactionalID != nil
-        self.gatesPartitioner = configuration.batching == .adaptive && configuration.transactionalID == nil
-            ? configuration.librdkafkaProperties["partitioner"] ?? "consistent_random" : nil
+        let properties = configuration.librdkafkaProperties
+        self.gatesPartitioner = configuration.batching == .adaptive && properties["transactional.id"] == nil
+            ? properties["partitioner"] ?? "consistent_random" : nil
+        // librdkafka 2.0's defaults: 100,000 messages, 1,048,576 KiB.
+        self.queueLimits = (
+            properties["queue.buffering.max.messages"].flatMap(Int.init) ?? 100_000,
+            (properties["queue.buffering.max.kbytes"].flatMap(Int.init) ?? 1_048_576) * 1024)
         self.deliveryReports = KafkaDeliveryReports(stream)
         switch configuration.callbacks {
         case .pollingThread:
@@ -150,15 +159,16 @@ public final class KafkaProducer: Service, @unchecked Sendable {
 
     deinit {
         stopPartitionCountRefresh()
-        pollingThread?.requestStop()
+        // Its reports must not run into the handle's destruction below.
+        pollingThread?.stopAndWait(timeout: .seconds(2))
         scheduledPoller?.close()
+        // Held messages fail first, so that the purged messages' reports below release nothing.
+        let topics = topics.withLock { $0.values }
+        for gate in topics.compactMap(\.gate) { failHeld(gate, error: KafkaError(kind: .delivery, RD_KAFKA_RESP_ERR__PURGE_QUEUE)) }
         // Anything still queued (sends racing a shutdown) fails its waiters instead of leaking them.
         rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         rd_kafka_poll(handle, 0)
-        for topic in topics.withLock({ $0.values }) {
-            topic.gate.map { failHeld($0, error: KafkaError(kind: .delivery, RD_KAFKA_RESP_ERR__PURGE_QUEUE)) }
-            rd_kafka_topic_destroy(topic.pointer)
-        }
+        for topic in topics { rd_kafka_topic_destroy(topic.pointer) }
         rd_kafka_destroy(handle)
         context.flushReports()
         context.reports.finish()
@@ -274,6 +284,8 @@ public final class KafkaProducer: Service, @unchecked Sendable {
             return produceMessage(handle, topic.pointer, partition: message.partition ?? -1, value: value, key: key, headers: message.headers, opaque: opaque)
         case .held:
             return RD_KAFKA_RESP_ERR_NO_ERROR
+        case .full:
+            return RD_KAFKA_RESP_ERR__QUEUE_FULL
         case .now(let partition):
             let err = produceMessage(handle, topic.pointer, partition: partition, value: value, key: key, headers: message.headers, opaque: tagged)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -288,7 +300,9 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     private func topicHandle(_ name: String) throws -> ProducerTopic {
         try topics.withLock { topics in
             if let topic = topics[name] { return topic }
-            let gate = gatesPartitioner.map { PartitionGate(partitioner: $0, producer: handle) }
+            let gate = gatesPartitioner.map {
+                PartitionGate(partitioner: $0, producer: handle, maxMessages: queueLimits.messages, maxBytes: queueLimits.bytes)
+            }
             var conf: OpaquePointer?
             if let gate {
                 conf = rd_kafka_default_topic_conf_dup(handle)

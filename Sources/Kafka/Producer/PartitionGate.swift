@@ -48,8 +48,10 @@ final class PartitionGate: @unchecked Sendable {
     /// librdkafka copied them), its headers and its delivery opaque.
     struct Held {
         let storage: UnsafeMutableRawPointer
+        /// -1 for a null value (a tombstone), as librdkafka gets it when the caller's buffer has
+        /// no address.
         let valueCount: Int
-        /// -1 for a message without a key.
+        /// -1 for a message without a key (or with a key buffer without an address).
         let keyCount: Int
         let headers: [KafkaHeader]
         let opaque: UnsafeMutableRawPointer
@@ -59,14 +61,18 @@ final class PartitionGate: @unchecked Sendable {
             storage = .allocate(byteCount: max(1, keyCount + value.count), alignment: 1)
             if let key, keyCount > 0 { storage.copyMemory(from: key.baseAddress!, byteCount: keyCount) }
             if value.count > 0 { (storage + keyCount).copyMemory(from: value.baseAddress!, byteCount: value.count) }
-            self.valueCount = value.count
-            self.keyCount = key == nil ? -1 : keyCount
+            self.valueCount = value.baseAddress == nil ? -1 : value.count
+            self.keyCount = key?.baseAddress == nil ? -1 : keyCount
             self.headers = headers
             self.opaque = opaque
         }
 
         var key: UnsafeRawBufferPointer? { keyCount < 0 ? nil : UnsafeRawBufferPointer(start: storage, count: keyCount) }
-        var value: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: storage + max(0, keyCount), count: valueCount) }
+        var value: UnsafeRawBufferPointer {
+            valueCount < 0 ? UnsafeRawBufferPointer(start: nil, count: 0) : UnsafeRawBufferPointer(start: storage + max(0, keyCount), count: valueCount)
+        }
+        /// The bytes it keeps.
+        var size: Int { max(0, keyCount) + max(0, valueCount) }
 
         func deallocate() { storage.deallocate() }
     }
@@ -87,6 +93,9 @@ final class PartitionGate: @unchecked Sendable {
         /// The producer crashed or went away: nothing is gated any more.
         var closed = false
         var statistics = KafkaGateStatistics()
+        /// Messages and bytes held in all partitions.
+        var heldCount = 0
+        var heldBytes = 0
 
         /// Takes what `partition` holds when it may go now (nothing on its way, room in the
         /// window or draining), counting it in flight.
@@ -96,6 +105,8 @@ final class PartitionGate: @unchecked Sendable {
             let held = partitions[index].held
             partitions[index].held = []
             partitions[index].inFlight += held.count
+            heldCount -= held.count
+            heldBytes -= held.reduce(0) { $0 + $1.size }
             partitions[index].releasing = true
             statistics.releasedBatches += 1
             statistics.releasedMessages += held.count
@@ -121,11 +132,19 @@ final class PartitionGate: @unchecked Sendable {
 
     /// The producer's handle, for messages with headers (`rd_kafka_produce_batch` takes none).
     private let producer: OpaquePointer
+    /// librdkafka's queue limits (`queue.buffering.max.messages`, `.kbytes` in bytes): held
+    /// messages count against them as if librdkafka had them, so that a full queue refuses a
+    /// message when it is sent (the caller waits or retries, as with librdkafka's own queue)
+    /// instead of failing held messages when they are released.
+    private let maxMessages: Int
+    private let maxBytes: Int
 
-    init(partitioner: String, producer: OpaquePointer) {
+    init(partitioner: String, producer: OpaquePointer, maxMessages: Int = 100_000, maxBytes: Int = 1_073_741_824) {
         self.partitioner = Self.partitioner(named: partitioner)
         self.emptyKeyIsRandom = partitioner.hasSuffix("_random")
         self.producer = producer
+        self.maxMessages = maxMessages
+        self.maxBytes = maxBytes
     }
 
     /// librdkafka's partitioner for the `partitioner` property, for a message with a key: the
@@ -156,6 +175,8 @@ final class PartitionGate: @unchecked Sendable {
         case now(Int32)
         /// Held until its partition's messages in flight are reported.
         case held
+        /// Refused: held messages and librdkafka's queue together reach the queue's limit.
+        case full
     }
 
     /// Where a message goes: ungated (no partition and no key-based partitioner, partition
@@ -183,7 +204,14 @@ final class PartitionGate: @unchecked Sendable {
                 state.statistics.sentAtOnce += 1
                 return .now(partition)
             }
-            state.partitions[index].held.append(hold())
+            let message = hold()
+            guard state.heldCount + Int(rd_kafka_outq_len(producer)) < maxMessages, state.heldBytes + message.size <= maxBytes else {
+                message.deallocate()
+                return .full
+            }
+            state.partitions[index].held.append(message)
+            state.heldCount += 1
+            state.heldBytes += message.size
             return .held
         }
     }
@@ -239,7 +267,7 @@ final class PartitionGate: @unchecked Sendable {
                 var m = rd_kafka_message_t()
                 m.partition = partition
                 m.payload = UnsafeMutableRawPointer(mutating: message.value.baseAddress)
-                m.len = message.valueCount
+                m.len = message.value.count
                 if let key = message.key {
                     m.key = UnsafeMutableRawPointer(mutating: key.baseAddress)
                     m.key_len = key.count
@@ -279,6 +307,8 @@ final class PartitionGate: @unchecked Sendable {
                 result.append((Int32(index), state.partitions[index].held))
                 state.partitions[index].held = []
             }
+            state.heldCount = 0
+            state.heldBytes = 0
             return result
         }
     }
