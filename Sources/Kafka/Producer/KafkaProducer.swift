@@ -163,12 +163,11 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         pollingThread?.stopAndWait(timeout: .seconds(2))
         scheduledPoller?.close()
         // Held messages fail first, so that the purged messages' reports below release nothing.
-        let topics = topics.withLock { $0.values }
-        for gate in topics.compactMap(\.gate) { failHeld(gate, error: KafkaError(kind: .delivery, RD_KAFKA_RESP_ERR__PURGE_QUEUE)) }
+        failAllHeld()
         // Anything still queued (sends racing a shutdown) fails its waiters instead of leaking them.
         rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         rd_kafka_poll(handle, 0)
-        for topic in topics { rd_kafka_topic_destroy(topic.pointer) }
+        for topic in topics.withLock({ $0.values }) { rd_kafka_topic_destroy(topic.pointer) }
         rd_kafka_destroy(handle)
         context.flushReports()
         context.reports.finish()
@@ -319,14 +318,17 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         }
     }
 
-    /// Fails what a gate still holds (a crash, or the handle going away).
-    private func failHeld(_ gate: PartitionGate, error: KafkaError) {
-        guard let topic = gate.topic else { return }
-        let name = String(cString: rd_kafka_topic_name(topic))
-        for (partition, held) in gate.close() {
-            for message in held {
-                context.failed(opaque: message.opaque, topicPartition: TopicPartition(topic: name, partition: partition), error: error)
-                message.deallocate()
+    /// Fails what the gates still hold and stops gating (a crash, or the handle going away).
+    private func failAllHeld() {
+        let error = KafkaError(kind: .delivery, RD_KAFKA_RESP_ERR__PURGE_QUEUE)
+        for gate in topics.withLock({ $0.values.compactMap(\.gate) }) {
+            guard let topic = gate.topic else { continue }
+            let name = String(cString: rd_kafka_topic_name(topic))
+            for (partition, held) in gate.close() {
+                for message in held {
+                    context.failed(opaque: message.opaque, topicPartition: TopicPartition(topic: name, partition: partition), error: error)
+                    message.deallocate()
+                }
             }
         }
         context.flushReports()
@@ -346,7 +348,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
 
     /// Messages enqueued and not yet acknowledged.
     public var outstandingMessages: Int {
-        Int(rd_kafka_outq_len(handle)) + topics.withLock { $0.values.reduce(0) { $0 + ($1.gate?.statistics.held ?? 0) } }
+        Int(rd_kafka_outq_len(handle)) + topics.withLock { $0.values.reduce(0) { $0 + ($1.gate?.heldCount ?? 0) } }
     }
 
     // MARK: Transactions
@@ -455,9 +457,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     public func simulateCrash() async {
         lifecycle.store(Lifecycle.shutDown.rawValue, ordering: .releasing)
         stopPartitionCountRefresh()
-        for gate in topics.withLock({ $0.values.compactMap(\.gate) }) {
-            failHeld(gate, error: KafkaError(kind: .delivery, RD_KAFKA_RESP_ERR__PURGE_QUEUE))
-        }
+        failAllHeld()
         rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         await stopPolling()
         rd_kafka_poll(handle, 0)  // the purged messages' callbacks, so no waiter is left hanging

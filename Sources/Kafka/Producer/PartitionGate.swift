@@ -317,8 +317,11 @@ final class PartitionGate: @unchecked Sendable {
         state.withLock { state in
             var statistics = state.statistics
             statistics.partitions = state.closed ? 0 : state.partitions.count
-            statistics.held = state.partitions.reduce(0) { $0 + $1.held.count }
+            statistics.held = state.heldCount
             return statistics
         }
     }
+
+    /// Messages held now in all partitions.
+    var heldCount: Int { state.withLock { $0.heldCount } }
 }
