@@ -45,9 +45,18 @@ public final class BotWorker: Service, Sendable {
     private let generation = Mutex<Generation?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let readiness = Atomic<Bool>(false)
+    /// Told of each event whose records Kafka acknowledged, on the producer's thread.
+    let acknowledgementObserver: (@Sendable (AcknowledgedEvent) -> Void)?
 
-    public init(config: ConnectorConfig, bootstrapServers: String, endpoints: [String: Endpoint], logger: Logger) {
+    /// `onAcknowledged` (for benchmarks and tests) is called, on the producer's polling thread,
+    /// for each event whose records were all acknowledged: the "outbound append" of
+    /// `connector_worker_event_latency_seconds`. Keep it short.
+    public init(
+        config: ConnectorConfig, bootstrapServers: String, endpoints: [String: Endpoint], logger: Logger,
+        onAcknowledged: (@Sendable (AcknowledgedEvent) -> Void)? = nil
+    ) {
         self.config = config
+        self.acknowledgementObserver = onAcknowledged
         self.bootstrapServers = bootstrapServers
         self.endpoints = endpoints
         // With any endpoint masking its logs, everything the worker logs goes through the
@@ -299,7 +308,14 @@ final class Generation: @unchecked Sendable {
                     logger.debug("offset not stored (partition moved)", metadata: ["kafka.partition": "\(partition)"])
                 }
             },
-            onFailure: { [weak self] error in self?.failed(error) })
+            onFailure: { [weak self] error in self?.failed(error) },
+            onAcknowledged: { [metrics = worker.metrics, observer = worker.acknowledgementObserver] event in
+                if let sent = event.inboundTimestamp {
+                    let now = Int64(Date().timeIntervalSince1970 * 1000)
+                    metrics.eventLatency.recordMilliseconds(max(0, now - sent))
+                }
+                observer?(event)
+            })
     }
 
     private func failed(_ error: KafkaError) {
@@ -354,7 +370,7 @@ final class Generation: @unchecked Sendable {
         /// Nothing to write (a handover event of an unknown conversation).
         case skip
         case deadLetter(reason: String, detail: String)
-        case emit(key: String, commands: [OutboundCommand], session: SessionState?, analytics: AnalyticsRecord?)
+        case emit(key: String, eventId: String, commands: [OutboundCommand], session: SessionState?, analytics: AnalyticsRecord?)
     }
 
     /// Decodes, routes and runs one record through its endpoint's engine, updating the
@@ -417,7 +433,7 @@ final class Generation: @unchecked Sendable {
                 handover: session?.handover != nil || result.outputs.contains { if case .handover = $0 { true } else { false } },
                 processingMicros: Int64(elapsed / .microseconds(1)), masked: protection.maskAnalytics)
         }
-        return .emit(key: key, commands: commands, session: result.session, analytics: analytics)
+        return .emit(key: key, eventId: event.eventId, commands: commands, session: result.session, analytics: analytics)
     }
 
     /// The text the flow saw for this event (a postback's payload, a card's `payload` value).
@@ -445,8 +461,10 @@ final class Generation: @unchecked Sendable {
                 pipeline.add(offset: message.offset, commands: 1, session: nil)
                 return { pipeline.commandDone(offset: message.offset, $0) }
             } onError: { pipeline.fail($0) }
-        case .emit(let key, let commands, let session, let analytics):
-            pipeline.add(offset: message.offset, commands: commands.count + (analytics == nil ? 0 : 1), session: session.map { (key, $0.encoded()) })
+        case .emit(let key, let eventId, let commands, let session, let analytics):
+            pipeline.add(
+                offset: message.offset, commands: commands.count + (analytics == nil ? 0 : 1), session: session.map { (key, $0.encoded()) },
+                event: AcknowledgedEvent(eventId: eventId, inboundTimestamp: message.timestamp))
             let offset = message.offset
             var records = commands.map { (KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: $0.encodedRecord), $0.action.rawValue) }
             if let analytics {
@@ -511,7 +529,7 @@ final class Generation: @unchecked Sendable {
             var sendError: KafkaError?
             deadLetter(message, reason: reason, detail: detail) { _ in onDelivery } onError: { sendError = $0 }
             if let sendError { throw sendError }
-        case .emit(let key, let commands, let session, let analytics):
+        case .emit(let key, _, let commands, let session, let analytics):
             for command in commands {
                 try producer.send(KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.encodedRecord), onDelivery: onDelivery)
                 worker.metrics.command(command.action.rawValue)

@@ -2,6 +2,13 @@ import DequeModule
 import Kafka
 import Synchronization
 
+/// An event whose records (commands, analytics) Kafka acknowledged.
+public struct AcknowledgedEvent: Sendable {
+    public var eventId: String
+    /// The inbound record's Kafka timestamp (milliseconds since 1970), when it has one.
+    public var inboundTimestamp: Int64?
+}
+
 /// The in-flight events of one inbound partition, in offset order, and what each still waits
 /// for. An event is finished when its commands are acknowledged and then its session record
 /// is; offsets are stored only up to the oldest unfinished event, so a crash never skips one.
@@ -13,6 +20,8 @@ final class PartitionPipeline: Sendable {
     struct Entry {
         var offset: Int64
         var pendingCommands: Int
+        /// Reported to `onAcknowledged` when the last of the event's records is acknowledged.
+        var event: AcknowledgedEvent?
         var session: (key: String, value: [UInt8])?
         var sessionSent = false
         var sessionAcked = false
@@ -30,35 +39,42 @@ final class PartitionPipeline: Sendable {
     /// Stores the next offset to commit.
     private let storeOffset: @Sendable (Int64) -> Void
     private let onFailure: @Sendable (KafkaError) -> Void
+    private let onAcknowledged: @Sendable (AcknowledgedEvent) -> Void
 
     init(
         partition: TopicPartition,
         sendSession: @escaping @Sendable (String, [UInt8], @escaping @Sendable (Result<KafkaDelivery, KafkaError>) -> Void) throws -> Void,
         storeOffset: @escaping @Sendable (Int64) -> Void,
-        onFailure: @escaping @Sendable (KafkaError) -> Void
+        onFailure: @escaping @Sendable (KafkaError) -> Void,
+        onAcknowledged: @escaping @Sendable (AcknowledgedEvent) -> Void = { _ in }
     ) {
         self.partition = partition
         self.sendSession = sendSession
         self.storeOffset = storeOffset
         self.onFailure = onFailure
+        self.onAcknowledged = onAcknowledged
     }
 
     var inFlight: Int { state.withLock { $0.entries.count } }
     var failure: KafkaError? { state.withLock { $0.failure } }
 
-    /// Registers an event before its commands are sent.
-    func add(offset: Int64, commands: Int, session: (key: String, value: [UInt8])?) {
-        state.withLock { $0.entries.append(Entry(offset: offset, pendingCommands: commands, session: session)) }
+    /// Registers an event before its records are sent; `event` is reported once they are all
+    /// acknowledged (an event without records is not reported).
+    func add(offset: Int64, commands: Int, session: (key: String, value: [UInt8])?, event: AcknowledgedEvent? = nil) {
+        state.withLock {
+            $0.entries.append(Entry(offset: offset, pendingCommands: commands, event: commands > 0 ? event : nil, session: session))
+        }
         if commands == 0 { pump() }
     }
 
     func commandDone(offset: Int64, _ result: Result<KafkaDelivery, KafkaError>) {
         if case .failure(let error) = result { return fail(error) }
-        state.withLock { state in
-            if let index = state.entries.firstIndex(where: { $0.offset == offset }) {
-                state.entries[index].pendingCommands -= 1
-            }
+        let acknowledged = state.withLock { state -> AcknowledgedEvent? in
+            guard let index = state.entries.firstIndex(where: { $0.offset == offset }) else { return nil }
+            state.entries[index].pendingCommands -= 1
+            return state.entries[index].pendingCommands == 0 ? state.entries[index].event : nil
         }
+        if let acknowledged { onAcknowledged(acknowledged) }
         pump()
     }
 

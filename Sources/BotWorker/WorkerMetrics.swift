@@ -10,6 +10,7 @@ public final class WorkerMetrics: Sendable {
     private let commands = Mutex<[String: CoreMetrics.Counter]>([:])
     private let deadLetters = Mutex<[String: CoreMetrics.Counter]>([:])
     let turnDuration: CoreMetrics.Timer
+    let eventLatency: CoreMetrics.Timer
     let restoredSessions: CoreMetrics.Counter
     let restarts: CoreMetrics.Counter
 
@@ -20,7 +21,14 @@ public final class WorkerMetrics: Sendable {
             .microseconds(25), .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500),
             .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(100),
         ]
+        // From the inbound record's timestamp to its records acknowledged: waits in the
+        // partition, so up to seconds.
+        factory.durationHistogramBuckets["connector_worker_event_latency_seconds"] = [
+            .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(20), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+        ]
         self.factory = factory
+        eventLatency = CoreMetrics.Timer(label: "connector_worker_event_latency_seconds", dimensions: [], factory: factory)
         turnDuration = CoreMetrics.Timer(label: "connector_worker_turn_duration_seconds", dimensions: [], factory: factory)
         restoredSessions = CoreMetrics.Counter(label: "connector_worker_sessions_restored_total", dimensions: [], factory: factory)
         restarts = CoreMetrics.Counter(label: "connector_worker_restarts_total", dimensions: [], factory: factory)

@@ -87,13 +87,12 @@ public struct ConnectorConfig: Sendable, Decodable {
         public var listen: String = "0.0.0.0:8081"
         /// Events of one partition processed ahead of their Kafka acknowledgements.
         public var maxInFlightPerPartition: Int = 1_000
-        /// How commands, session records and analytics are batched into produce requests: above
-        /// 0 librdkafka's `linger.ms` (the default 1); 0 waits for nothing, a record goes to
-        /// Kafka at once while its partition has fewer than 5 in flight, beyond that records
-        /// collect until an acknowledgement (`KafkaBatching.adaptive`, the ingress's default).
-        /// Each turn writes several records (commands, session, analytics), and on the embedded
-        /// broker the 1 ms linger gave the lower p99 (BENCHMARKS.md, "Worker").
-        public var lingerMs: Int = 1
+        /// How commands, session records and analytics are batched into produce requests: 0 (the
+        /// default) waits for nothing, a record goes to Kafka at once while its partition has
+        /// fewer than 5 in flight, beyond that records collect until an acknowledgement
+        /// (`KafkaBatching.adaptive`, as the ingress and the egress do); above 0 librdkafka's
+        /// `linger.ms`, every record waits that long (BENCHMARKS.md, "Worker: session 15").
+        public var lingerMs: Int = 0
         /// Consume-process-produce in Kafka transactions: commands, sessions and the consumed
         /// offsets commit atomically. For real Kafka; the embedded broker accepts transactions
         /// but drops the offsets sent in them (the session's processed events still prevent

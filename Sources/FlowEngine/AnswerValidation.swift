@@ -6,7 +6,7 @@ import Foundation
 public enum AnswerValidation {
     /// The value to store, or nil when the answer does not fit the type.
     public static func accept(_ text: String, as type: Question.AnswerType, options: [Say.Choice] = [], pattern: Pattern? = nil) -> JSONValue? {
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = String(trim(Substring(text)) { $0.properties.isWhitespace })
         switch type {
         case .text: return trimmed.isEmpty ? nil : .string(trimmed)
         case .yesNo: return yesNo(trimmed).map(JSONValue.bool)
@@ -21,6 +21,14 @@ public enum AnswerValidation {
             guard let pattern, !trimmed.isEmpty, pattern.matches(trimmed) else { return nil }
             return .string(trimmed)
         }
+    }
+
+    /// `text` without the leading and trailing Unicode scalars that `drop` accepts (what
+    /// `trimmingCharacters(in:)` does, without Foundation's bridging).
+    static func trim(_ text: Substring, where drop: (Unicode.Scalar) -> Bool) -> Substring {
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !drop($0) }), let last = scalars.lastIndex(where: { !drop($0) }) else { return "" }
+        return Substring(scalars[first...last])
     }
 
     static func fold(_ text: String) -> String {
@@ -71,8 +79,8 @@ public enum AnswerValidation {
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2, let local = parts.first, let domain = parts.last,
               (1...64).contains(local.count), (3...253).contains(domain.count) else { return nil }
-        let localAllowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.!#$%&'*+/=?^_`{|}~-")
-        guard local.allSatisfy(localAllowed.contains), !local.hasPrefix("."), !local.hasSuffix("."), !local.contains("..") else { return nil }
+        guard local.allSatisfy(emailLocalCharacters.contains), !local.hasPrefix("."), !local.hasSuffix("."),
+              !zip(local.utf8, local.utf8.dropFirst()).contains(where: { $0 == UInt8(ascii: ".") && $1 == UInt8(ascii: ".") }) else { return nil }
         let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
         guard labels.count >= 2 else { return nil }
         for label in labels {
@@ -82,6 +90,8 @@ public enum AnswerValidation {
         guard let tld = labels.last, tld.count >= 2, tld.allSatisfy(\.isLetter) else { return nil }
         return "\(local)@\(domain.lowercased())"
     }
+
+    static let emailLocalCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.!#$%&'*+/=?^_`{|}~-")
 
     /// A phone number: an optional `+` (or `00`), then 7 to 15 digits with spaces, dashes,
     /// dots or one pair of parentheses between them. Stored as `+digits` when international,
@@ -119,14 +129,16 @@ public enum AnswerValidation {
 
     /// Values found in free text, offered to flows as `input.slots`: the first email, phone
     /// number, IBAN and number.
+    static let tokenPunctuation: Set<Unicode.Scalar> = [".", "!", "?", ":", "(", ")", "[", "]", "\"", "'"]
+
     public static func slots(in text: String) -> [String: JSONValue] {
         guard !text.isEmpty else { return [:] }
         var slots: [String: JSONValue] = [:]
         let tokens = text.split(whereSeparator: { $0.isWhitespace || $0 == "," || $0 == ";" })
-            .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: ".!?:()[]\"'")) }
+            .map { trim($0) { tokenPunctuation.contains($0) } }
         for token in tokens where !token.isEmpty {
-            if slots["email"] == nil, token.contains("@"), let value = email(token) { slots["email"] = .string(value) }
-            else if slots["number"] == nil, let value = number(token) { slots["number"] = .number(value) }
+            if slots["email"] == nil, token.utf8.contains(UInt8(ascii: "@")), let value = email(String(token)) { slots["email"] = .string(value) }
+            else if slots["number"] == nil, let value = number(String(token)) { slots["number"] = .number(value) }
         }
         if slots["iban"] == nil, let value = iban(text) { slots["iban"] = .string(value) }
         if let value = phone(text) { slots["phone"] = .string(value) }

@@ -243,8 +243,8 @@ struct FlowInterpreter {
     func evaluate(_ condition: Condition) -> Bool {
         switch condition {
         case .textContains(let phrases):
-            let words = " " + TextNormalizer.words(input.text).joined(separator: " ") + " "
-            return phrases.contains { !$0.isEmpty && words.contains(" \($0) ") }
+            let words = TextNormalizer.words(input.text)
+            return phrases.contains { TextNormalizer.contains(words, phrase: $0) }
         case .textMatches(let pattern): return pattern.matches(input.text)
         case .intent(let names): return input.intent.map { names.contains($0.intent) } ?? false
         case .kind(let kinds): return kinds.contains(input.kind.rawValue)

@@ -118,6 +118,11 @@ import Foundation
 enum TextNormalizer {
     /// Lower-cased, accent-free words of letters and digits.
     static func words(_ text: String) -> [String] {
+        asciiWords(text) ?? foldedWords(text)
+    }
+
+    /// `words` for any text, through Foundation's folding.
+    static func foldedWords(_ text: String) -> [String] {
         let folded = text.folding(options: [.caseInsensitive, .diacriticInsensitive, .widthInsensitive], locale: nil)
         var words: [String] = []
         var current = ""
@@ -133,6 +138,44 @@ enum TextNormalizer {
         }
         if !current.isEmpty { words.append(current) }
         return words
+    }
+
+    /// `words` for ASCII text, without Foundation's folding (which costs microseconds per
+    /// call): for ASCII, folding is lower-casing, and letters and digits are `A-Z`, `a-z`,
+    /// `0-9`. Nil when the text has other characters.
+    static func asciiWords(_ text: String) -> [String]? {
+        var text = text
+        return text.withUTF8 { bytes -> [String]? in
+            var words: [String] = []
+            var current: [UInt8] = []
+            for byte in bytes {
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): current.append(byte)
+                case UInt8(ascii: "A")...UInt8(ascii: "Z"): current.append(byte | 0x20)
+                case UInt8(ascii: "'"): continue  // "what's" -> "whats", "don't" -> "dont"
+                case 0x80...: return nil
+                default:
+                    if !current.isEmpty {
+                        words.append(String(decoding: current, as: UTF8.self))
+                        current.removeAll(keepingCapacity: true)
+                    }
+                }
+            }
+            if !current.isEmpty { words.append(String(decoding: current, as: UTF8.self)) }
+            return words
+        }
+    }
+
+    /// Whether `words` holds `phrase` (words joined by single spaces, as the parser keeps
+    /// them) as consecutive words.
+    static func contains(_ words: [String], phrase: String) -> Bool {
+        let needle = phrase.split(separator: " ")
+        guard !needle.isEmpty, needle.count <= words.count else { return false }
+        search: for start in 0...(words.count - needle.count) {
+            for (offset, word) in needle.enumerated() where words[start + offset] != word { continue search }
+            return true
+        }
+        return false
     }
 
     /// A light English suffix stripper: plural and verb endings only, so "balances",

@@ -61,10 +61,10 @@ struct WorkerHarness: Sendable {
         }
     }
 
-    func makeWorker(logger: Logger = quietLogger) throws -> BotWorker {
+    func makeWorker(logger: Logger = quietLogger, onAcknowledged: (@Sendable (AcknowledgedEvent) -> Void)? = nil) throws -> BotWorker {
         BotWorker(
             config: config, bootstrapServers: cluster.bootstrapServers,
-            endpoints: try BotWorker.loadEndpoints(config: config), logger: logger)
+            endpoints: try BotWorker.loadEndpoints(config: config), logger: logger, onAcknowledged: onAcknowledged)
     }
 
     /// Starts a worker in a service group of its own.

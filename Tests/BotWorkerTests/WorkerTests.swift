@@ -5,6 +5,7 @@ import ConnectorConfiguration
 import Kafka
 import Logging
 import ServiceSupport
+import Synchronization
 import Testing
 
 @Suite("Bot worker on the embedded cluster", .serialized)
@@ -214,10 +215,11 @@ extension WorkerTests {
 
 @Suite("Worker and egress producers")
 struct ProducerSettingsTests {
-    @Test("a linger of 0 (the egress's) batches adaptively, above 0 (the worker's default 1) it is librdkafka's linger")
+    @Test("a linger of 0 (the worker's and the egress's default) batches adaptively, above 0 it is librdkafka's linger")
     func batching() async throws {
         let config = try ConnectorConfig.parse("kafka:\n  brokers: embedded\n")
-        #expect(config.worker.lingerMs == 1)
+        #expect(config.worker.lingerMs == 0)
+        #expect(try ConnectorConfig.parse("worker:\n  lingerMs: 2\n").worker.lingerMs == 2)
         let adaptive = ConsumingService.producerConfiguration(config, bootstrapServers: "127.0.0.1:9", clientID: "w", lingerMilliseconds: 0)
         #expect(adaptive.batching == .adaptive)
         let linger = ConsumingService.producerConfiguration(config, bootstrapServers: "127.0.0.1:9", clientID: "w", lingerMilliseconds: 3)
@@ -264,10 +266,11 @@ import AsyncHTTPClient
 import Simulator
 
 extension WorkerTests {
-    @Test("the worker serves health and metrics")
+    @Test("the worker serves health and metrics, and reports each event whose records are acknowledged")
     func healthAndMetrics() async throws {
         let harness = try WorkerHarness()
-        let worker = try harness.makeWorker()
+        let acknowledged = Mutex<[AcknowledgedEvent]>([])
+        let worker = try harness.makeWorker { event in acknowledged.withLock { $0.append(event) } }
         let producer = try harness.producer()
         try await withRunningApplication({ worker.application(host: "127.0.0.1", port: 0, onRunning: $0) }) { port in
             @Sendable func get(_ path: String) async throws -> (Int, String) {
@@ -277,11 +280,12 @@ extension WorkerTests {
             #expect(try await get("/health/live").0 == 200)
             try await within(30, "ready") { while try await get("/health/ready").0 != 200 { try await Task.sleep(for: .milliseconds(50)) } }
             var chat = EventFactory(conversation: "conv-metrics")
-            try await harness.publish([chat.user("hello"), chat.make(.echo) { $0.text = "Hi!" }], with: producer)
+            let hello = chat.user("hello")
+            try await harness.publish([hello, chat.make(.echo) { $0.text = "Hi!" }], with: producer)
             let metrics = try await within(60, "metrics of both events") {
                 while true {
                     let (_, body) = try await get("/metrics")
-                    if body.contains(#"outcome="echo""#) { return body }
+                    if body.contains(#"outcome="echo""#) && body.contains("connector_worker_event_latency_seconds_count 1") { return body }
                     try await Task.sleep(for: .milliseconds(50))
                 }
             }
@@ -289,6 +293,17 @@ extension WorkerTests {
             #expect(metrics.contains(#"connector_worker_events_total{kind="echo",outcome="echo"} 1"#))
             #expect(metrics.contains(#"connector_worker_commands_total{action="sendMessage"} 2"#))
             #expect(metrics.contains("connector_worker_turn_duration_seconds_bucket"))
+            #expect(metrics.contains(#"connector_worker_event_latency_seconds_bucket{le="10.0"} 1"#))
+            // Only the event with records is reported (the echo has none), once, with the
+            // inbound record's timestamp; its two commands are in the outbound topic.
+            let reported = acknowledged.withLock { $0 }
+            #expect(reported.map(\.eventId) == [hello.eventId])
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            #expect(reported.first?.inboundTimestamp.map { (now - 60_000...now).contains($0) } == true)
+            let reader = try harness.reader(.outbound)
+            let commands = try await reader.wait(30, "hello's commands") { $0.count >= 2 }
+            await reader.close()
+            #expect(commands.compactMap { try? OutboundCommand.decode($0.value).causationEventId } == [hello.eventId, hello.eventId])
         }
         #expect(!worker.isReady)
         try await producer.shutdown()

@@ -105,7 +105,7 @@ import Testing
         #expect(config.ingress.dedupeCapacity == 100_000)
         #expect(config.ingress.lingerMs == 0)
         #expect(try ConnectorConfig.parse("ingress:\n  lingerMs: 2\n").ingress.lingerMs == 2)
-        #expect(config.worker.lingerMs == 1)
+        #expect(config.worker.lingerMs == 0)
         #expect(config.ingress.signature.jwkCacheTTLSeconds == 86_400)
         #expect(config.ingress.signature.jwkFetchTimeoutMs == 2_000)
         #expect(throws: (any Error).self) { try ConnectorConfig.parse("ingress:\n  listen: 8080\n") }

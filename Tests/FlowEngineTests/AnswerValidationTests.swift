@@ -1,3 +1,4 @@
+import Foundation
 import ChatEvents
 import Testing
 @testable import FlowEngine
@@ -74,5 +75,23 @@ struct AnswerValidationTests {
         let slots = AnswerValidation.slots(in: "my mail is jane@example.com and I need 3 tickets")
         #expect(slots["email"] == .string("jane@example.com"))
         #expect(slots["number"] == .number(3))
+        // Punctuation around a token is trimmed, inside it is kept.
+        let quoted = AnswerValidation.slots(in: "write to (\"jane.doe@example.com\"). Order: [42]!")
+        #expect(quoted["email"] == .string("jane.doe@example.com"))
+        #expect(quoted["number"] == .number(42))
+        #expect(AnswerValidation.slots(in: "(...) !? \"\"").isEmpty)
+    }
+
+    @Test("answers are trimmed of Unicode white space at both ends, not inside")
+    func trimming() {
+        #expect(AnswerValidation.accept("\u{00A0} 42\n\t", as: .number) == .number(42))
+        #expect(AnswerValidation.accept("\u{3000}yes\u{2028}", as: .yesNo) == .bool(true))
+        #expect(AnswerValidation.accept("  New  York \r\n", as: .text) == .string("New  York"))
+        #expect(AnswerValidation.accept("\u{2003}\n", as: .text) == nil)
+        // The trim matches Foundation's for each of these.
+        for text in ["\u{00A0} 42\n\t", "  New  York \r\n", "\u{2003}\n", "a", "", " \u{0085}x\u{200A}"] {
+            let ours = String(AnswerValidation.trim(Substring(text)) { $0.properties.isWhitespace })
+            #expect(ours == text.trimmingCharacters(in: .whitespacesAndNewlines), "\(text.debugDescription)")
+        }
     }
 }

@@ -41,4 +41,33 @@ struct IntentMatcherTests {
         #expect(abs(exact.score - 1) < 1e-9)
         for score in matcher.rank("card balance hours") { #expect((0...1).contains(score.score)) }
     }
+
+    @Test("ASCII text is split and lower-cased without Foundation, as Foundation's folding does it")
+    func asciiWordsMatchFoldedWords() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("abcXYZ019 '.,!?-_@#\t\n")
+        var texts = ["What's my BALANCE?", "don't  stop", "e-mail: jane@example.com", "", "   ", "A1 b2'c3"]
+        for _ in 0..<2_000 {
+            texts.append(String((0..<Int.random(in: 0...24, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }))
+        }
+        for text in texts {
+            #expect(TextNormalizer.asciiWords(text) == TextNormalizer.foldedWords(text), "\(text.debugDescription)")
+        }
+        // Anything else takes Foundation's way: accents and case folded, curly apostrophes dropped.
+        #expect(TextNormalizer.asciiWords("Café") == nil)
+        #expect(TextNormalizer.words("CAFÉ what\u{2019}s") == ["cafe", "whats"])
+    }
+
+    @Test("a phrase is found as consecutive whole words")
+    func phrases() {
+        let words = ["i", "want", "to", "talk", "to", "an", "agent"]
+        #expect(TextNormalizer.contains(words, phrase: "agent"))
+        #expect(TextNormalizer.contains(words, phrase: "talk to"))
+        #expect(TextNormalizer.contains(words, phrase: "to an agent"))
+        #expect(!TextNormalizer.contains(words, phrase: "talk agent"))
+        #expect(!TextNormalizer.contains(words, phrase: "agen"))
+        #expect(!TextNormalizer.contains(words, phrase: ""))
+        #expect(!TextNormalizer.contains(["agent"], phrase: "an agent"))
+        #expect(!TextNormalizer.contains([], phrase: "agent"))
+    }
 }
