@@ -50,6 +50,8 @@ public enum AnswerValidation {
 
     /// A number in the text: `42`, `-3.5`, `1,234.50`, `3,5` (decimal comma).
     public static func number(_ text: String) -> Double? {
+        // A letter anywhere rules a number out: most words end here without an allocation.
+        guard !text.utf8.contains(where: { ($0 | 0x20) >= UInt8(ascii: "a") && ($0 | 0x20) <= UInt8(ascii: "z") }) else { return nil }
         var candidate = text.filter { !$0.isWhitespace }
         guard !candidate.isEmpty, candidate.allSatisfy({ $0.isASCII && ($0.isNumber || "+-.,".contains($0)) }) else { return nil }
         let commas = candidate.filter { $0 == "," }.count
