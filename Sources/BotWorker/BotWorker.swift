@@ -49,8 +49,11 @@ public final class BotWorker: Service, Sendable {
     let acknowledgementObserver: (@Sendable (AcknowledgedEvent) -> Void)?
 
     /// `onAcknowledged` (for benchmarks and tests) is called, on the producer's polling thread,
-    /// for each event whose records were all acknowledged: the "outbound append" of
-    /// `connector_worker_event_latency_seconds`. Keep it short.
+    /// for each event whose records (commands, analytics) were all acknowledged: the "outbound
+    /// append" of `connector_worker_event_latency_seconds`. Keep it short. Events without
+    /// records and dead-lettered ones are not reported, nor any in transactional mode (its
+    /// records count only when the transaction commits). An event processed again after a
+    /// restart is reported again.
     public init(
         config: ConnectorConfig, bootstrapServers: String, endpoints: [String: Endpoint], logger: Logger,
         onAcknowledged: (@Sendable (AcknowledgedEvent) -> Void)? = nil
@@ -310,11 +313,11 @@ final class Generation: @unchecked Sendable {
             },
             onFailure: { [weak self] error in self?.failed(error) },
             onAcknowledged: { [metrics = worker.metrics, observer = worker.acknowledgementObserver] event in
+                observer?(event)  // first: whoever sees the metric may expect the observer to have run
                 if let sent = event.inboundTimestamp {
                     let now = Int64(Date().timeIntervalSince1970 * 1000)
-                    metrics.eventLatency.recordMilliseconds(max(0, now - sent))
+                    metrics.eventLatency.recordMilliseconds(max(0, now - sent))  // clocks of two hosts
                 }
-                observer?(event)
             })
     }
 

@@ -92,6 +92,8 @@ public struct ConnectorConfig: Sendable, Decodable {
         /// fewer than 5 in flight, beyond that records collect until an acknowledgement
         /// (`KafkaBatching.adaptive`, as the ingress and the egress do); above 0 librdkafka's
         /// `linger.ms`, every record waits that long (BENCHMARKS.md, "Worker: session 15").
+        /// With `transactional`, 0 is librdkafka's linger of 0: a transactional producer does
+        /// not batch adaptively.
         public var lingerMs: Int = 0
         /// Consume-process-produce in Kafka transactions: commands, sessions and the consumed
         /// offsets commit atomically. For real Kafka; the embedded broker accepts transactions
