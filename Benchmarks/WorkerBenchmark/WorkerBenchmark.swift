@@ -118,7 +118,6 @@ struct Bench {
     let options: Options
     let demo = DemoTraffic()
     let acknowledged = Acknowledgements()
-    let cluster: EmbeddedKafkaCluster
     let config: ConnectorConfig
     let group: ServiceGroup
     let workerTask: Task<Void, any Error>
@@ -128,6 +127,8 @@ struct Bench {
     let logger: Logger
     var written: Int64 = 0
     let clock = ContinuousClock()
+    /// Last, so that it goes after the clients of it (stored properties go in order).
+    let cluster: EmbeddedKafkaCluster
 
     typealias Options = WorkerBenchmark.Options
 
