@@ -32,21 +32,23 @@ struct PipelineBenchmark {
         var rate = 500
         var duration = 20
         var burst = 6_000
+        var workerLinger: Int?
         while let argument = arguments.next() {
             switch argument {
             case "--rate": rate = Int(arguments.next() ?? "") ?? rate
             case "--duration": duration = Int(arguments.next() ?? "") ?? duration
             case "--burst": burst = Int(arguments.next() ?? "") ?? burst
+            case "--worker-linger-ms": workerLinger = Int(arguments.next() ?? "")
             default:
-                print("usage: PipelineBenchmark [--rate R] [--duration S] [--burst N]")
+                print("usage: PipelineBenchmark [--rate R] [--duration S] [--burst N] [--worker-linger-ms MS]")
                 return
             }
         }
         print("memory from \(MemoryAllocator.description)")  // as in `connector`
-        try await measure(rate: rate, duration: duration, burst: burst)
+        try await measure(rate: rate, duration: duration, burst: burst, workerLinger: workerLinger)
     }
 
-    nonisolated static func measure(rate: Int, duration: Int, burst: Int) async throws {
+    nonisolated static func measure(rate: Int, duration: Int, burst: Int, workerLinger: Int?) async throws {
         var logger = Logger(label: "pipeline-benchmark")
         logger.logLevel = .error
         let simulator = EightByEightSimulator(
@@ -65,6 +67,7 @@ struct PipelineBenchmark {
                   listen: 127.0.0.1:0
                   signature:
                     jwkBaseURL: \(base)
+                \(workerLinger.map { "worker: { lingerMs: \($0) }" } ?? "")
                 egress:
                   listen: 127.0.0.1:0
                   maxInFlight: 256
