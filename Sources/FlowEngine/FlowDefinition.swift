@@ -115,8 +115,9 @@ public struct Handover: Sendable {
 
 /// A condition of `if`, `switch` and `interrupts`.
 public indirect enum Condition: Sendable {
-    /// The input text contains one of these (case- and diacritic-insensitive, whole words).
-    case textContains([String])
+    /// The input text contains one of these phrases (case- and diacritic-insensitive, whole
+    /// words), each kept as its normalized words.
+    case textContains([[String]])
     case textMatches(Pattern)
     case intent([String])
     /// The input's event kind (`userMessage`, `postback`, `cardSubmit`, `conversationState`, ...).

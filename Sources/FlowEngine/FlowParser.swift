@@ -396,7 +396,7 @@ public struct FlowParser {
             return nil
         }
         switch operand {
-        case "textContains": return .textContains(strings(value, what: "textContains", at: node).map { TextNormalizer.words($0).joined(separator: " ") })
+        case "textContains": return .textContains(strings(value, what: "textContains", at: node).map(TextNormalizer.words))
         case "textMatches": return regex(value, id: id).map(Condition.textMatches)
         case "intent": return .intent(strings(value, what: "intent", at: node))
         case "kind":

@@ -166,10 +166,8 @@ enum TextNormalizer {
         }
     }
 
-    /// Whether `words` holds `phrase` (words joined by single spaces, as the parser keeps
-    /// them) as consecutive words.
-    static func contains(_ words: [String], phrase: String) -> Bool {
-        let needle = phrase.split(separator: " ")
+    /// Whether `words` holds the words of `phrase` consecutively (an empty phrase is nowhere).
+    static func contains(_ words: [String], phrase needle: [String]) -> Bool {
         guard !needle.isEmpty, needle.count <= words.count else { return false }
         search: for start in 0...(words.count - needle.count) {
             for (offset, word) in needle.enumerated() where words[start + offset] != word { continue search }
