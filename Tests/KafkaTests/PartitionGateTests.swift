@@ -215,6 +215,17 @@ import Testing
         #expect(spread(murmur2).isSubset(of: Set(0..<6)) && spread(murmur2).count > 1)
         #expect(spread(crc).isSubset(of: Set(0..<6)) && spread(crc).count > 1)
     }
+
+    @Test func anUnknownTopicsPartitionCountIsAskedLessAndLessOften() {
+        // Known: the regular refresh.
+        #expect(KafkaProducer.partitionCountDelay(failures: 0) == KafkaProducer.partitionCountRefresh)
+        // Unanswered: 200 ms, doubling, capped at the regular refresh.
+        let delays = (1...12).map { KafkaProducer.partitionCountDelay(failures: $0) }
+        #expect(Array(delays.prefix(4)) == [.milliseconds(200), .milliseconds(400), .milliseconds(800), .milliseconds(1600)])
+        #expect(zip(delays, delays.dropFirst()).allSatisfy { $0 <= $1 })
+        #expect(delays.last == KafkaProducer.partitionCountRefresh)
+        #expect(KafkaProducer.partitionCountDelay(failures: Int.max) == KafkaProducer.partitionCountRefresh)
+    }
 }
 
 extension Result {

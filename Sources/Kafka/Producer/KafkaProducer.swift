@@ -412,14 +412,17 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     }
 
     /// Keeps a gated topic's partition count (`KafkaBatching.adaptive`): asked when the topic
-    /// is first used, again every 200 ms until the cluster answers, then every
-    /// `partitionCountRefresh`, so added partitions are used. Until the count is known the
-    /// topic's messages are not gated. The task holds the producer only while it asks.
+    /// is first used, again after `partitionCountDelay` while the cluster does not answer or
+    /// does not know the topic, then every `partitionCountRefresh`, so added partitions are
+    /// used. Until the count is known the topic's messages are not gated. The task holds the
+    /// producer only while it asks.
     private func startPartitionCountRefresh(topic: OpaquePointer, gate: PartitionGate) {
         let pointer = SendableHandle(topic)
         let task = Task.detached { [weak self] in
+            var failures = 0
             while !Task.isCancelled, let known = await self?.refreshPartitionCount(topic: pointer, gate: gate) {
-                try? await Task.sleep(for: known ? KafkaProducer.partitionCountRefresh : .milliseconds(200))
+                failures = known ? 0 : failures + 1
+                try? await Task.sleep(for: KafkaProducer.partitionCountDelay(failures: failures))
             }
         }
         partitionCountTasks.withLock { $0.append(task) }
@@ -439,6 +442,16 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     }
 
     static let partitionCountRefresh: Duration = .seconds(60)
+
+    /// The wait before asking a topic's partition count again after `failures` unanswered
+    /// requests in a row: `partitionCountRefresh` once it is known (no failure), else 200 ms
+    /// doubling with each failure up to `partitionCountRefresh`. A topic that does not exist
+    /// costs the cluster a metadata request a minute, not five a second.
+    static func partitionCountDelay(failures: Int) -> Duration {
+        guard failures > 0 else { return partitionCountRefresh }
+        let doublings = min(failures - 1, 10)  // 200 ms · 2^10 is past the cap
+        return min(.milliseconds(200 << doublings), partitionCountRefresh)
+    }
 
     /// The topic's partition count from a metadata request, nil when the cluster does not
     /// answer within 2 s or does not know the topic.
