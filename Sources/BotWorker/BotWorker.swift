@@ -259,10 +259,12 @@ final class Generation: @unchecked Sendable {
                 }
                 if transactional {
                     try processInTransaction(message)
+                    try await forgetExpiredSessionsIfDue(partition: message.partition)
                     // Commit what was handed over in one go: a transaction per fetched batch.
                     if !events.hasBufferedEvents || transaction.count >= Self.maxTransactionSize { try await commitTransaction() }
                 } else {
                     await process(message)
+                    try await forgetExpiredSessionsIfDue(partition: message.partition)
                 }
             }
         }
@@ -275,13 +277,19 @@ final class Generation: @unchecked Sendable {
             bootstrapServers: worker.bootstrapServers, properties: worker.config.kafka.properties,
             sessionsTopic: worker.sessionsTopic, admin: admin, transactional: transactional, logger: logger)
         let restored = try await restorer.restore(partitions: numbers)
+        var forgotten: [Int32: [String]] = [:]
         for partition in partitions {
             // Time is the events' time (when the ingress received them), as in the engine: the
             // partition's clock is its newest session's last activity.
             let all = restored[partition.partition] ?? [:]
             let now = all.values.map(\.lastActivity).max() ?? 0
             clocks[partition.partition] = now
-            let states = all.filter { !worker.isForgettable($0.value, now: now) }
+            lastEviction[partition.partition] = now
+            var states = all
+            for (key, state) in all where worker.isForgettable(state, now: now) {
+                states[key] = nil
+                forgotten[partition.partition, default: []].append(key)
+            }
             sessions[partition.partition] = states
             worker.metrics.restoredSessions.increment(by: states.count)
             let pipeline = makePipeline(partition)
@@ -290,7 +298,14 @@ final class Generation: @unchecked Sendable {
         }
         logger.info("sessions restored", metadata: [
             "kafka.partitions": "\(numbers.sorted())", "sessions": "\(restored.values.reduce(0) { $0 + $1.count })",
+            "forgotten": "\(forgotten.values.reduce(0) { $0 + $1.count })",
         ])
+        // Records of sessions that expired while no worker held them (or before forgetting
+        // wrote tombstones) go now; nothing of these partitions is in flight yet.
+        for (partition, keys) in forgotten.sorted(by: { $0.key < $1.key }) {
+            try await writeTombstones(keys, partition: partition)
+        }
+        if !forgotten.isEmpty { try await commitTransaction() }
     }
 
     private func makePipeline(_ partition: TopicPartition) -> PartitionPipeline {
@@ -455,7 +470,6 @@ final class Generation: @unchecked Sendable {
             if state.isEnded { return }
             try? await Task.sleep(for: .microseconds(200))
         }
-        evictExpiredSessionsIfDue()
         switch evaluate(message) {
         case .skip:
             pipeline.add(offset: message.offset, commands: 0, session: nil)
@@ -491,21 +505,57 @@ final class Generation: @unchecked Sendable {
         }
     }
 
-    // MARK: - Memory
+    // MARK: - Forgetting
 
-    private var lastEviction = ContinuousClock.now
     /// Per partition, the newest event time seen (milliseconds since 1970).
     private var clocks: [Int32: Int64] = [:]
+    /// Per partition, the event time of its last look for expired sessions.
+    private var lastEviction: [Int32: Int64] = [:]
 
-    /// Forgets, once a minute, the sessions that expired (TTL) without a handover: the next
-    /// input would start them fresh anyway, so memory holds only live conversations. Time is
-    /// the partition's event time, the same clock the engine's TTL uses.
-    private func evictExpiredSessionsIfDue() {
-        guard ContinuousClock.now - lastEviction > .seconds(60) else { return }
-        lastEviction = ContinuousClock.now
-        for partition in Array(sessions.keys) {
-            let now = clocks[partition] ?? 0
-            sessions[partition] = sessions[partition]?.filter { !worker.isForgettable($0.value, now: now) }
+    /// Forgets, once a minute of the partition's event time (the clock the engine's TTL uses),
+    /// the sessions `BotWorker.isForgettable` gives up, and writes their tombstones: memory
+    /// holds only live conversations, and a compacted sessions topic drops the others' state
+    /// and the personal data in it instead of keeping every conversation's last session for
+    /// ever. A session whose record is still on its way waits for the next look, so no late
+    /// record can follow its tombstone.
+    private func forgetExpiredSessionsIfDue(partition: Int32) async throws {
+        let now = clocks[partition] ?? 0
+        guard now - (lastEviction[partition] ?? 0) >= 60_000, let states = sessions[partition] else { return }
+        lastEviction[partition] = now
+        let writing = pipelines[partition]?.sessionKeysInFlight() ?? []
+        var forgotten: [String] = []
+        for (key, state) in states where worker.isForgettable(state, now: now) && !writing.contains(key) {
+            forgotten.append(key)
+        }
+        for key in forgotten { sessions[partition]?[key] = nil }
+        try await writeTombstones(forgotten, partition: partition)
+    }
+
+    /// Writes a null record for each key to the sessions topic's `partition` (in the open
+    /// transaction in transactional mode, opening one if needed). A lost tombstone costs
+    /// nothing: the next owner of the partition finds the session expired and writes it again.
+    private func writeTombstones(_ keys: [String], partition: Int32) async throws {
+        guard !keys.isEmpty else { return }
+        worker.metrics.forgottenSessions.increment(by: keys.count)
+        logger.debug("sessions forgotten", metadata: ["kafka.partition": "\(partition)", "sessions": "\(keys.count)"])
+        if transactional, !transaction.open {
+            try producer.beginTransaction()
+            transaction = (true, [:], 0)
+        }
+        let onDelivery: @Sendable (Result<KafkaDelivery, KafkaError>) -> Void = { [weak self] result in
+            if case .failure(let error) = result { self?.failed(error) }
+        }
+        for key in keys {
+            let tombstone = KafkaProducerMessage(topic: worker.sessionsTopic, partition: partition, key: key, value: [UInt8]?.none)
+            while true {
+                do {
+                    try producer.send(tombstone, onDelivery: onDelivery)
+                    break
+                } catch let error as KafkaError where error.code == .queueFull && !state.isEnded {
+                    // librdkafka's queue is full: wait for acknowledgements to make room.
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
         }
     }
 
@@ -555,7 +605,10 @@ final class Generation: @unchecked Sendable {
     private func commitTransaction() async throws {
         guard transactional, transaction.open else { return }
         do {
-            try await producer.sendOffsetsToTransaction(transaction.offsets, consumer: consumer)
+            // A transaction of tombstones only (written at assignment) has no offsets.
+            if !transaction.offsets.isEmpty {
+                try await producer.sendOffsetsToTransaction(transaction.offsets, consumer: consumer)
+            }
             try await producer.commitTransaction()
             transaction = (false, [:], 0)
         } catch {
@@ -600,9 +653,16 @@ extension BotWorker {
     /// An expired session without a handover (kept ten minutes past its TTL, so a late
     /// re-delivery still finds its processed events).
     func isForgettable(_ session: SessionState, now: Int64) -> Bool {
-        guard session.handover == nil, let ttl = endpoints[session.endpoint]?.engine.policy.sessionTTLMinutes, ttl > 0 else { return false }
-        return now - session.lastActivity > Int64(ttl + 10) * 60_000
+        let idle = now - session.lastActivity
+        // A handover ends with an event (idle, closed, the agent or the user leaving); one whose
+        // end never came is given up after a week without the user writing.
+        if session.handover != nil { return idle > Self.abandonedHandoverMillis }
+        guard let ttl = endpoints[session.endpoint]?.engine.policy.sessionTTLMinutes, ttl > 0 else { return false }
+        return idle > Int64(ttl + 10) * 60_000
     }
+
+    /// How long a session in handover is kept without the user writing (event time).
+    static let abandonedHandoverMillis: Int64 = 7 * 24 * 3_600_000
 
     /// With one endpoint, handover-route events of unknown conversations belong to it.
     var soleEndpoint: String? { endpoints.count == 1 ? endpoints.keys.first : nil }

@@ -56,6 +56,17 @@ final class PartitionPipeline: Sendable {
     }
 
     var inFlight: Int { state.withLock { $0.entries.count } }
+
+    /// The conversations with a session record not yet acknowledged.
+    func sessionKeysInFlight() -> Set<String> {
+        state.withLock { state in
+            var keys = Set<String>()
+            for entry in state.entries where !entry.sessionAcked {
+                if let session = entry.session { keys.insert(session.key) }
+            }
+            return keys
+        }
+    }
     var failure: KafkaError? { state.withLock { $0.failure } }
 
     /// Registers an event before its records are sent; `event` is reported once they are all

@@ -5,7 +5,7 @@ import Logging
 
 /// Reads the session records of the partitions a worker was just given, so the conversations
 /// continue where the previous owner left them. The newest record per conversation wins; an
-/// empty record (tombstone) removes it.
+/// empty or null record (a tombstone) removes it.
 struct SessionRestorer {
     let bootstrapServers: String
     let properties: [String: String]

@@ -12,6 +12,8 @@ public final class WorkerMetrics: Sendable {
     let turnDuration: CoreMetrics.Timer
     let eventLatency: CoreMetrics.Timer
     let restoredSessions: CoreMetrics.Counter
+    /// Sessions given up (expired, or an abandoned handover), each with a tombstone.
+    let forgottenSessions: CoreMetrics.Counter
     let restarts: CoreMetrics.Counter
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -31,6 +33,7 @@ public final class WorkerMetrics: Sendable {
         eventLatency = CoreMetrics.Timer(label: "connector_worker_event_latency_seconds", dimensions: [], factory: factory)
         turnDuration = CoreMetrics.Timer(label: "connector_worker_turn_duration_seconds", dimensions: [], factory: factory)
         restoredSessions = CoreMetrics.Counter(label: "connector_worker_sessions_restored_total", dimensions: [], factory: factory)
+        forgottenSessions = CoreMetrics.Counter(label: "connector_worker_sessions_forgotten_total", dimensions: [], factory: factory)
         restarts = CoreMetrics.Counter(label: "connector_worker_restarts_total", dimensions: [], factory: factory)
     }
 

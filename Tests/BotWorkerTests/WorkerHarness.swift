@@ -89,6 +89,14 @@ struct WorkerHarness: Sendable {
         })
     }
 
+    /// Writes events to one partition of the inbound topic (conversations side by side).
+    func publish(_ events: [InboundEvent], partition: Int32, with producer: KafkaProducer) async throws {
+        try await producer.sendBatch(events.map {
+            KafkaProducerMessage(
+                topic: config.topicName(.inbound), partition: partition, key: $0.recordKey, value: $0.encodedRecord(rawBody: Array("{}".utf8)))
+        })
+    }
+
     func reader(_ topic: ConnectorTopic) throws -> TopicReader {
         try TopicReader(cluster: cluster, topic: config.topicName(topic), partitions: Self.partitions)
     }

@@ -232,7 +232,7 @@ struct ProducerSettingsTests {
 
 @Suite("Session eviction")
 struct EvictionTests {
-    @Test("only sessions ten minutes past their TTL and without a handover are forgotten")
+    @Test("sessions are forgotten ten minutes past their TTL, a handover only after a week")
     func forgettable() throws {
         let harness = try WorkerHarness()
         let worker = try harness.makeWorker()
@@ -242,6 +242,9 @@ struct EvictionTests {
         #expect(worker.isForgettable(session, now: start + 41 * 60_000))
         session.handover = HandoverState(phase: .agent, transferring: false, requestedByBot: true)
         #expect(!worker.isForgettable(session, now: start + 400 * 60_000))
+        // A handover whose end never came is given up after a week without the user writing.
+        #expect(!worker.isForgettable(session, now: start + 7 * 24 * 3_600_000))
+        #expect(worker.isForgettable(session, now: start + 7 * 24 * 3_600_000 + 1))
         session.handover = nil
         session.endpoint = "unknown"
         #expect(!worker.isForgettable(session, now: start + 400 * 60_000))

@@ -28,6 +28,25 @@ struct ProducerConsumerTests {
         await producer.shutdown()
     }
 
+    @Test("a nil value is written as Kafka's null (a tombstone), an empty value as an empty record, with and without adaptive batching")
+    func nullAndEmptyValuesStayApart() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("tombstones", partitions: 1)
+        // Twenty at once: under adaptive batching most of them wait in the partition's gate.
+        let values = Array(repeating: [Array("state".utf8), nil, [], nil] as [[UInt8]?], count: 5).flatMap { $0 }
+        for batching in [KafkaBatching.linger, .adaptive] {
+            let producer = try makeProducer(cluster) { $0.batching = batching }
+            try await producer.sendBatch(values.map { KafkaProducerMessage(topic: "tombstones", key: "conv-1", value: $0) })
+            await producer.shutdown()
+        }
+        let consumer = try makeConsumer(cluster, group: "tombstones", allPartitions("tombstones", 1))
+        let messages = try await take(values.count * 2, from: consumer)
+        #expect(messages.map(\.valueIsNull) == (values + values).map { $0 == nil })
+        #expect(messages.map(\.value) == (values + values).map { $0 ?? [] })
+        #expect(messages.allSatisfy { $0.keyString == "conv-1" })
+        await consumer.shutdown()
+    }
+
     @Test func sameKeyStaysOrderedInOnePartition() async throws {
         let cluster = try EmbeddedKafkaCluster()
         try cluster.createTopic("ordered", partitions: 6)

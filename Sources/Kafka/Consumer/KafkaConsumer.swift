@@ -74,7 +74,7 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
         let timestamp = rd_kafka_message_timestamp(pointer, &timestampType)
         pending.append(.message(KafkaMessage(
             topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, headers: headers,
-            timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp)))
+            timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp, valueIsNull: m.payload == nil)))
     }
 
     func rebalance(_ rk: OpaquePointer, _ err: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {

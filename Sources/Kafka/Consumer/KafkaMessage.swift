@@ -4,20 +4,24 @@ public struct KafkaMessage: Sendable, Hashable {
     public var partition: Int32
     public var offset: Int64
     public var key: [UInt8]?
+    /// Empty for a null value too; `valueIsNull` tells them apart.
     public var value: [UInt8]
+    /// A null value: a tombstone, which deletes the key in a compacted topic.
+    public var valueIsNull: Bool
     public var headers: [KafkaHeader]
     /// Milliseconds since the epoch (create or log-append time), when the broker provided one.
     public var timestamp: Int64?
 
     public init(
         topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8],
-        headers: [KafkaHeader] = [], timestamp: Int64? = nil
+        headers: [KafkaHeader] = [], timestamp: Int64? = nil, valueIsNull: Bool = false
     ) {
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.key = key
         self.value = value
+        self.valueIsNull = valueIsNull
         self.headers = headers
         self.timestamp = timestamp
     }

@@ -23,6 +23,15 @@ extension Data: KafkaBytes {
     }
 }
 
+/// `nil` is Kafka's null value: a tombstone, which a compacted topic keeps only until it has
+/// removed the key's older records (an empty value is a record like any other).
+extension Optional: KafkaBytes where Wrapped: KafkaBytes {
+    public func withUnsafeKafkaBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        guard let self else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try self.withUnsafeKafkaBytes(body)
+    }
+}
+
 extension String: KafkaBytes {
     public func withUnsafeKafkaBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         var copy = self

@@ -1,0 +1,117 @@
+@testable import BotWorker
+import ChatEvents
+import FlowEngine
+import Foundation
+import Kafka
+import Synchronization
+import Testing
+
+/// Expired sessions leave memory and, by a tombstone, the sessions topic.
+@Suite("Forgotten sessions on the embedded cluster", .serialized)
+struct ForgettingTests {
+    @Test("an expired session is forgotten by a tombstone after its last record; the live one goes on", arguments: [false, true])
+    func expiredSessionGetsTombstone(transactional: Bool) async throws {
+        let harness = try WorkerHarness(worker: transactional ? "  transactional: true\n  transactionalId: worker-forget-tx" : "")
+        let sessions = try harness.reader(.sessions)
+        let outbound = try harness.reader(.outbound)
+        let running = try harness.start()
+        let producer = try harness.producer()
+        var old = EventFactory(conversation: "conv-old")
+        var recent = EventFactory(conversation: "conv-recent")
+        try await harness.publish([old.user("update my email")], partition: 0, with: producer)
+        try await sessions.wait(60, "conv-old's session") { $0.contains { $0.keyString == "conv-old" } }
+
+        // 41 minutes of event time later (the demo endpoint's TTL of 30 plus 10 have passed),
+        // and once more a minute after that: the partition looks for expired sessions at most
+        // once a minute of event time, and skips a session whose record is still on its way.
+        recent.clock = old.clock + 41 * 60_000
+        let question = recent.user("update my email")
+        recent.clock += 61_000
+        let answer = recent.user("jane@example.com")
+        try await harness.publish([question, answer], partition: 0, with: producer)
+        let records = try await sessions.wait(60, "conv-old's tombstone") {
+            $0.contains { $0.keyString == "conv-old" && $0.valueIsNull }
+        }
+        let oldRecords = records.filter { $0.keyString == "conv-old" }
+        #expect(oldRecords.map(\.valueIsNull) == Array(repeating: false, count: oldRecords.count - 1) + [true])
+        #expect(records.allSatisfy { $0.partition == 0 })
+
+        // The recent conversation was not touched: its answer is saved, its session kept.
+        let commands = try await outbound.wait(60, "conv-recent's answer") { records in
+            records.contains { (try? OutboundCommand.decode($0.value))?.causationEventId == answer.eventId }
+        }
+        #expect(try commands.map { try OutboundCommand.decode($0.value) }.contains {
+            $0.conversationId == "conv-recent" && $0.body["text"] == .string("Thanks, I saved jane@example.com.")
+        })
+        let all = try await sessions.wait(60, "conv-recent's last session") { records in
+            records.contains { (try? SessionState.decode($0.value))?.processedEventIds.contains(answer.eventId) == true }
+        }
+        #expect(!all.contains { $0.keyString == "conv-recent" && $0.valueIsNull })
+        let metrics = String(decoding: running.worker.metrics.render(), as: UTF8.self)
+        #expect(metrics.contains("connector_worker_sessions_forgotten_total 1"), "\(metrics)")
+        await running.stop()
+        await sessions.close()
+        await outbound.close()
+        try await producer.shutdown()
+    }
+
+    @Test("a worker taking a partition writes the tombstones of the sessions that expired meanwhile, and keeps a handover", arguments: [false, true])
+    func expiredWhileUnowned(transactional: Bool) async throws {
+        let harness = try WorkerHarness(worker: transactional ? "  transactional: true\n  transactionalId: worker-unowned-tx" : "")
+        let producer = try harness.producer()
+        let start: Int64 = 1_700_000_000_000
+        // As a topic written before tombstones existed holds them: one session long expired,
+        // one handover of the same age, one 41 minutes newer that sets the partition's clock.
+        let expired = SessionState(conversationId: "conv-expired", endpoint: "support", tenantId: "acme", now: start)
+        var handover = SessionState(conversationId: "conv-agent", endpoint: "support", tenantId: "acme", now: start)
+        handover.handover = HandoverState(phase: .agent, transferring: false, requestedByBot: true)
+        let live = SessionState(conversationId: "conv-live", endpoint: "support", tenantId: "acme", now: start + 41 * 60_000)
+        try await producer.sendBatch([expired, handover, live].map {
+            KafkaProducerMessage(topic: harness.config.topicName(.sessions), partition: 0, key: $0.conversationId, value: $0.encoded())
+        })
+        let sessions = try harness.reader(.sessions)
+        let running = try harness.start()
+        try await sessions.wait(60, "conv-expired's tombstone") { $0.contains { $0.keyString == "conv-expired" && $0.valueIsNull } }
+
+        // A record written after the assignment's tombstones: nothing else was forgotten before it.
+        var chat = EventFactory(conversation: "conv-live")
+        chat.clock = start + 41 * 60_000
+        let hello = chat.user("hello")
+        try await harness.publish([hello], partition: 0, with: producer)
+        let records = try await sessions.wait(60, "conv-live's new session") { records in
+            records.contains { (try? SessionState.decode($0.value))?.processedEventIds.contains(hello.eventId) == true }
+        }
+        #expect(records.filter(\.valueIsNull).map(\.keyString) == ["conv-expired"])
+        let metrics = String(decoding: running.worker.metrics.render(), as: UTF8.self)
+        #expect(metrics.contains("connector_worker_sessions_forgotten_total 1"), "\(metrics)")
+        #expect(metrics.contains("connector_worker_sessions_restored_total 2"), "\(metrics)")
+        await running.stop()
+        await sessions.close()
+        try await producer.shutdown()
+    }
+
+    @Test("a conversation counts as writing its session from its event's registration to the record's acknowledgement")
+    func sessionKeysInFlight() {
+        typealias Done = @Sendable (Result<KafkaDelivery, KafkaError>) -> Void
+        let sent = Mutex<[(key: String, done: Done)]>([])
+        let pipeline = PartitionPipeline(
+            partition: TopicPartition(topic: "in", partition: 0),
+            sendSession: { key, _, done in sent.withLock { $0.append((key, done)) } },
+            storeOffset: { _ in }, onFailure: { _ in })
+        let ack: Result<KafkaDelivery, KafkaError> = .success(KafkaDelivery(topicPartition: TopicPartition(topic: "out", partition: 0), offset: 0))
+        pipeline.add(offset: 10, commands: 1, session: ("conv-a", [1]))
+        pipeline.add(offset: 11, commands: 0, session: ("conv-b", [1]))
+        pipeline.add(offset: 12, commands: 0, session: nil)
+        // conv-b's record waits behind conv-a's command: both are on their way.
+        #expect(pipeline.sessionKeysInFlight() == ["conv-a", "conv-b"])
+        #expect(sent.withLock { $0.isEmpty })
+        pipeline.commandDone(offset: 10, ack)
+        #expect(sent.withLock { $0.map(\.key) } == ["conv-a", "conv-b"])
+        let done = sent.withLock { $0.map(\.done) }
+        done[1](ack)
+        #expect(pipeline.sessionKeysInFlight() == ["conv-a"])
+        done[0](ack)
+        #expect(pipeline.sessionKeysInFlight().isEmpty)
+        #expect(pipeline.inFlight == 0)
+    }
+}
