@@ -249,6 +249,7 @@ final class Generation: @unchecked Sendable {
                 for partition in partitions {
                     sessions[partition.partition] = nil
                     pipelines[partition.partition] = nil
+                    forgetting[partition.partition] = nil
                 }
                 let revoked = Set(partitions)
                 pipelineList.withLock { $0.removeAll { revoked.contains($0.partition) } }
@@ -256,6 +257,10 @@ final class Generation: @unchecked Sendable {
                 guard !worker.stoppingNow else {
                     try await commitTransaction()
                     continue
+                }
+                if forgetting[message.partition]?.committedBelow == nil {
+                    // The first record after the assignment is where the group's committed offset was.
+                    forgetting[message.partition]?.committedBelow = message.offset
                 }
                 if transactional {
                     try processInTransaction(message)
@@ -276,36 +281,28 @@ final class Generation: @unchecked Sendable {
         let restorer = SessionRestorer(
             bootstrapServers: worker.bootstrapServers, properties: worker.config.kafka.properties,
             sessionsTopic: worker.sessionsTopic, admin: admin, transactional: transactional, logger: logger)
-        let restored = try await restorer.restore(partitions: numbers)
-        var forgotten: [Int32: [String]] = [:]
+        let (restored, incomplete) = try await restorer.restore(partitions: numbers)
         for partition in partitions {
             // Time is the events' time (when the ingress received them), as in the engine: the
             // partition's clock is its newest session's last activity.
             let all = restored[partition.partition] ?? [:]
-            let now = all.values.map(\.lastActivity).max() ?? 0
+            let now = worker.plausibleClock(all.values.map(\.lastActivity).max() ?? 0)
             clocks[partition.partition] = now
-            lastEviction[partition.partition] = now
-            var states = all
-            for (key, state) in all where worker.isForgettable(state, now: now) {
-                states[key] = nil
-                forgotten[partition.partition, default: []].append(key)
-            }
-            sessions[partition.partition] = states
-            worker.metrics.restoredSessions.increment(by: states.count)
+            sessions[partition.partition] = all
+            // The events behind the restored sessions are below the inbound high watermark of
+            // now; a session is forgotten only once they are committed (see `Forgetting`).
+            let (_, high) = try await admin.watermarks(TopicPartition(topic: worker.inboundTopic, partition: partition.partition))
+            forgetting[partition.partition] = Forgetting(
+                lastOffsets: all.mapValues { _ in high - 1 },
+                untrusted: incomplete.contains(partition.partition) ? Set(all.keys) : [])
+            worker.metrics.restoredSessions.increment(by: all.values.count(where: { !worker.isForgettable($0, now: now) }))
             let pipeline = makePipeline(partition)
             pipelines[partition.partition] = pipeline
             pipelineList.withLock { $0.append(pipeline) }
         }
         logger.info("sessions restored", metadata: [
             "kafka.partitions": "\(numbers.sorted())", "sessions": "\(restored.values.reduce(0) { $0 + $1.count })",
-            "forgotten": "\(forgotten.values.reduce(0) { $0 + $1.count })",
         ])
-        // Records of sessions that expired while no worker held them (or before forgetting
-        // wrote tombstones) go now; nothing of these partitions is in flight yet.
-        for (partition, keys) in forgotten.sorted(by: { $0.key < $1.key }) {
-            try await writeTombstones(keys, partition: partition)
-        }
-        if !forgotten.isEmpty { try await commitTransaction() }
     }
 
     private func makePipeline(_ partition: TopicPartition) -> PartitionPipeline {
@@ -423,8 +420,15 @@ final class Generation: @unchecked Sendable {
             return .deadLetter(reason: "flow-error", detail: "\(error)")
         }
         worker.metrics.event(kind: event.normalized.kind.rawValue, outcome: result.outcome.rawValue)
-        if let session = result.session { sessions[message.partition, default: [:]][key] = session }
-        clocks[message.partition] = max(clocks[message.partition] ?? 0, event.receivedAt)
+        if let session = result.session {
+            sessions[message.partition, default: [:]][key] = session
+            forgetting[message.partition]?.untrusted.remove(key)
+        }
+        if sessions[message.partition]?[key] != nil {
+            // Written or confirmed (a duplicate) by this record.
+            forgetting[message.partition]?.lastOffsets[key] = message.offset
+        }
+        clocks[message.partition] = max(clocks[message.partition] ?? 0, worker.plausibleClock(event.receivedAt))
         let elapsed = ContinuousClock.now - started
         worker.metrics.turnDuration.recordNanoseconds(Int64(elapsed / .nanoseconds(1)))
         let session = result.session ?? existing
@@ -509,52 +513,119 @@ final class Generation: @unchecked Sendable {
 
     /// Per partition, the newest event time seen (milliseconds since 1970).
     private var clocks: [Int32: Int64] = [:]
-    /// Per partition, the event time of its last look for expired sessions.
-    private var lastEviction: [Int32: Int64] = [:]
+    private var forgetting: [Int32: Forgetting] = [:]
+
+    /// What forgetting a partition's sessions safely needs to know.
+    struct Forgetting {
+        /// Per conversation, the inbound offset of the newest record that wrote or confirmed
+        /// its session (for a restored session: the inbound high watermark at assignment - 1).
+        var lastOffsets: [String: Int64]
+        /// Restored sessions this worker has not written since, of a partition whose restore
+        /// ended before the high watermark (transactional mode): a newer record may be unread,
+        /// so they leave memory without a tombstone.
+        var untrusted: Set<String>
+        /// Inbound offsets below this are committed: from the first record after the
+        /// assignment, raised by the commits forgetting makes.
+        var committedBelow: Int64?
+        /// The event time of the last look.
+        var lastLook: Int64?
+    }
 
     /// Forgets, once a minute of the partition's event time (the clock the engine's TTL uses),
     /// the sessions `BotWorker.isForgettable` gives up, and writes their tombstones: memory
     /// holds only live conversations, and a compacted sessions topic drops the others' state
     /// and the personal data in it instead of keeping every conversation's last session for
-    /// ever. A session whose record is still on its way waits for the next look, so no late
-    /// record can follow its tombstone.
+    /// ever. A session is forgotten only when
+    /// - its record is not on its way (so no record of it can follow its tombstone), and
+    /// - the inbound records that wrote it are committed (so no crash can deliver one of them
+    ///   again to a worker that no longer has the session). Without transactions that may
+    ///   take a commit of the stored offsets; in a transaction, the offsets and the tombstones
+    ///   commit together.
     private func forgetExpiredSessionsIfDue(partition: Int32) async throws {
         let now = clocks[partition] ?? 0
-        guard now - (lastEviction[partition] ?? 0) >= 60_000, let states = sessions[partition] else { return }
-        lastEviction[partition] = now
+        guard var facts = forgetting[partition], let states = sessions[partition] else { return }
+        if let last = facts.lastLook, now - last < 60_000 { return }
+        facts.lastLook = now
+        forgetting[partition] = facts
         let writing = pipelines[partition]?.sessionKeysInFlight() ?? []
-        var forgotten: [String] = []
+        var candidates: [(key: String, offset: Int64)] = []
         for (key, state) in states where worker.isForgettable(state, now: now) && !writing.contains(key) {
-            forgotten.append(key)
+            candidates.append((key, facts.lastOffsets[key] ?? .max))
         }
-        for key in forgotten { sessions[partition]?[key] = nil }
-        try await writeTombstones(forgotten, partition: partition)
+        guard !candidates.isEmpty else { return }
+        var committed = facts.committedBelow ?? 0
+        if !transactional, candidates.contains(where: { $0.offset >= committed }),
+           let stored = pipelines[partition]?.storedNext, stored > committed {
+            do {
+                try await consumer.commit()
+                committed = stored
+                forgetting[partition]?.committedBelow = stored
+            } catch {
+                logger.debug("offsets not committed; expired sessions wait", metadata: ["kafka.error": "\(error)"])
+            }
+        }
+        let forgotten = transactional ? candidates.map(\.key) : candidates.filter { $0.offset < committed }.map(\.key)
+        var tombstones: [String] = []
+        for key in forgotten {
+            sessions[partition]?[key] = nil
+            forgetting[partition]?.lastOffsets[key] = nil
+            if forgetting[partition]?.untrusted.remove(key) == nil { tombstones.append(key) }
+        }
+        worker.metrics.forgottenSessions.increment(by: forgotten.count)
+        try await writeTombstones(tombstones, partition: partition)
     }
 
-    /// Writes a null record for each key to the sessions topic's `partition` (in the open
-    /// transaction in transactional mode, opening one if needed). A lost tombstone costs
-    /// nothing: the next owner of the partition finds the session expired and writes it again.
+    /// Writes a null record for each key to the sessions topic's `partition`. Without
+    /// transactions the partition's pipeline counts them in flight (a revoke waits for them)
+    /// and a failed one restarts the generation; in transactional mode they go in
+    /// transactions of at most `maxTransactionSize`. A lost tombstone costs little: the
+    /// session is expired for whoever restores it next, who forgets it again.
     private func writeTombstones(_ keys: [String], partition: Int32) async throws {
         guard !keys.isEmpty else { return }
-        worker.metrics.forgottenSessions.increment(by: keys.count)
         logger.debug("sessions forgotten", metadata: ["kafka.partition": "\(partition)", "sessions": "\(keys.count)"])
-        if transactional, !transaction.open {
-            try producer.beginTransaction()
-            transaction = (true, [:], 0)
-        }
-        let onDelivery: @Sendable (Result<KafkaDelivery, KafkaError>) -> Void = { [weak self] result in
-            if case .failure(let error) = result { self?.failed(error) }
-        }
-        for key in keys {
-            let tombstone = KafkaProducerMessage(topic: worker.sessionsTopic, partition: partition, key: key, value: [UInt8]?.none)
-            while true {
-                do {
-                    try producer.send(tombstone, onDelivery: onDelivery)
-                    break
-                } catch let error as KafkaError where error.code == .queueFull && !state.isEnded {
-                    // librdkafka's queue is full: wait for acknowledgements to make room.
-                    try await Task.sleep(for: .milliseconds(1))
+        if transactional {
+            for chunk in stride(from: 0, to: keys.count, by: Self.maxTransactionSize).map({ keys[$0..<min($0 + Self.maxTransactionSize, keys.count)] }) {
+                if !transaction.open {
+                    try producer.beginTransaction()
+                    transaction = (true, [:], 0)
                 }
+                for key in chunk {
+                    try await sendTombstone(key, partition: partition) { [weak self] result in
+                        if case .failure(let error) = result { self?.failed(error) }
+                    }
+                }
+                try await commitTransaction()
+            }
+            return
+        }
+        guard let pipeline = pipelines[partition] else { return }
+        do {
+            for key in keys {
+                pipeline.sideWriteStarted()
+                do {
+                    try await sendTombstone(key, partition: partition) { pipeline.sideWriteDone($0) }
+                } catch {
+                    pipeline.sideWriteDone(.failure(KafkaError.wrapping(error)))
+                    throw error
+                }
+            }
+        } catch {
+            // As a failed session record: the pipeline fails and the generation starts over.
+            if !state.isEnded { pipeline.fail(KafkaError.wrapping(error)) }
+        }
+    }
+
+    private func sendTombstone(
+        _ key: String, partition: Int32, onDelivery: @escaping @Sendable (Result<KafkaDelivery, KafkaError>) -> Void
+    ) async throws {
+        let tombstone = KafkaProducerMessage(topic: worker.sessionsTopic, partition: partition, key: key, value: [UInt8]?.none)
+        while true {
+            do {
+                try producer.send(tombstone, onDelivery: onDelivery)
+                return
+            } catch let error as KafkaError where error.code == .queueFull && !state.isEnded {
+                // librdkafka's queue is full: wait for acknowledgements to make room.
+                try await Task.sleep(for: .milliseconds(1))
             }
         }
     }
@@ -663,6 +734,12 @@ extension BotWorker {
 
     /// How long a session in handover is kept without the user writing (event time).
     static let abandonedHandoverMillis: Int64 = 7 * 24 * 3_600_000
+
+    /// An event time (set by an ingress's clock) no further ahead of this host's clock than 5
+    /// minutes: one ingress with a clock far ahead must not expire a partition's sessions.
+    func plausibleClock(_ eventTime: Int64) -> Int64 {
+        min(eventTime, Int64(Date().timeIntervalSince1970 * 1000) + 300_000)
+    }
 
     /// With one endpoint, handover-route events of unknown conversations belong to it.
     var soleEndpoint: String? { endpoints.count == 1 ? endpoints.keys.first : nil }

@@ -30,6 +30,10 @@ final class PartitionPipeline: Sendable {
     struct State {
         var entries = Deque<Entry>()
         var failure: KafkaError?
+        /// Records besides the events' (tombstones) not yet acknowledged.
+        var sideWrites = 0
+        /// The last offset given to `storeOffset` (stores happen under the lock: the highest).
+        var storedNext: Int64?
     }
 
     let partition: TopicPartition
@@ -55,7 +59,19 @@ final class PartitionPipeline: Sendable {
         self.onAcknowledged = onAcknowledged
     }
 
-    var inFlight: Int { state.withLock { $0.entries.count } }
+    /// Events not finished, and side writes not acknowledged: a revoke waits for both.
+    var inFlight: Int { state.withLock { $0.entries.count + $0.sideWrites } }
+    /// The next offset to read that was last stored (the offsets below it are finished).
+    var storedNext: Int64? { state.withLock { $0.storedNext } }
+
+    /// A record that belongs to no event (a tombstone) is on its way.
+    func sideWriteStarted() { state.withLock { $0.sideWrites += 1 } }
+
+    /// Its acknowledgement; a failure fails the pipeline.
+    func sideWriteDone(_ result: Result<KafkaDelivery, KafkaError>) {
+        state.withLock { $0.sideWrites -= 1 }
+        if case .failure(let error) = result { fail(error) }
+    }
 
     /// The conversations with a session record not yet acknowledged.
     func sessionKeysInFlight() -> Set<String> {
@@ -108,12 +124,12 @@ final class PartitionPipeline: Sendable {
     }
 
     /// Sends the session records that may go now (in order) and stores the offset after the
-    /// finished prefix. Sends happen under the lock so records leave in event order whichever
-    /// thread pumps.
+    /// finished prefix. Sends and stores happen under the lock so records leave in event order
+    /// and stored offsets only grow, whichever thread pumps.
     private func pump() {
         var sendError: KafkaError?
-        let finished: Int64? = state.withLock { state in
-            guard state.failure == nil else { return nil }
+        state.withLock { state in
+            guard state.failure == nil else { return }
             var index = state.entries.startIndex
             while index < state.entries.endIndex {
                 let entry = state.entries[index]
@@ -140,9 +156,12 @@ final class PartitionPipeline: Sendable {
                 last = head.offset
                 state.entries.removeFirst()
             }
-            return last
+            // Under the lock, so stores never go backwards and `storedNext` is what was stored.
+            if let last {
+                storeOffset(last + 1)
+                state.storedNext = last + 1
+            }
         }
         if let sendError { return fail(sendError) }
-        if let finished { storeOffset(finished + 1) }
     }
 }

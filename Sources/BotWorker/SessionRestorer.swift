@@ -15,7 +15,9 @@ struct SessionRestorer {
     let transactional: Bool
     let logger: Logger
 
-    func restore(partitions: [Int32]) async throws -> [Int32: [String: SessionState]] {
+    /// The sessions per partition, and the partitions whose read ended before the high
+    /// watermark (transactional mode only; without transactions that throws).
+    func restore(partitions: [Int32]) async throws -> (sessions: [Int32: [String: SessionState]], incomplete: Set<Int32>) {
         var result: [Int32: [String: SessionState]] = [:]
         for partition in partitions { result[partition] = [:] }
         let ranges = try await PartitionReader.ranges(partitions.map { TopicPartition(topic: sessionsTopic, partition: $0) }, admin: admin)
@@ -46,6 +48,6 @@ struct SessionRestorer {
         if corrupt > 0 {
             logger.warning("unreadable session records skipped", metadata: ["count": "\(corrupt)"])
         }
-        return result
+        return (result, Set(incomplete.partitions.map(\.partition)))
     }
 }

@@ -101,7 +101,8 @@ public struct InboundEvent: Sendable, Hashable, Codable {
     public static func decode(_ bytes: some Collection<UInt8>) throws -> InboundEvent {
         let tree: JSONValue
         do {
-            tree = try JSONParser.parse(bytes)
+            // The record nests the webhook body (`raw`) one level below its top.
+            tree = try JSONParser.parse(bytes, maxDepth: JSONParser.maxDepth + 1)
         } catch {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: error.description))
         }

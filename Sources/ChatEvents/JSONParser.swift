@@ -9,20 +9,22 @@ public struct JSONParser {
         public var description: String { "invalid JSON at byte \(offset): \(reason)" }
     }
 
+    /// How deep a webhook body may nest. A record that carries a body (the inbound event's
+    /// `raw`) is read with one level more.
     public static let maxDepth = 64
 
-    public static func parse(_ bytes: some Collection<UInt8>) throws(Error) -> JSONValue {
+    public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = maxDepth) throws(Error) -> JSONValue {
         if let result = bytes.withContiguousStorageIfAvailable({ buffer in
-            Result { () throws(Error) -> JSONValue in try parse(UnsafeRawBufferPointer(buffer)) }
+            Result { () throws(Error) -> JSONValue in try parse(UnsafeRawBufferPointer(buffer), maxDepth: maxDepth) }
         }) {
             return try result.get()
         }
         let array = Array(bytes)
-        return try array.withUnsafeBytes { buffer in Result { () throws(Error) -> JSONValue in try parse(buffer) } }.get()
+        return try array.withUnsafeBytes { buffer in Result { () throws(Error) -> JSONValue in try parse(buffer, maxDepth: maxDepth) } }.get()
     }
 
-    static func parse(_ buffer: UnsafeRawBufferPointer) throws(Error) -> JSONValue {
-        var parser = JSONParser(buffer: buffer)
+    static func parse(_ buffer: UnsafeRawBufferPointer, maxDepth: Int = maxDepth) throws(Error) -> JSONValue {
+        var parser = JSONParser(buffer: buffer, maxDepth: maxDepth)
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
         parser.skipWhitespace()
@@ -31,10 +33,12 @@ public struct JSONParser {
     }
 
     private let buffer: UnsafeRawBufferPointer
+    private let maxDepth: Int
     private var index = 0
 
-    private init(buffer: UnsafeRawBufferPointer) {
+    private init(buffer: UnsafeRawBufferPointer, maxDepth: Int) {
         self.buffer = buffer
+        self.maxDepth = maxDepth
     }
 
     private func error(_ reason: String) -> Error { Error(offset: index, reason: reason) }
@@ -72,7 +76,7 @@ public struct JSONParser {
     }
 
     private mutating func parseObject(depth: Int) throws(Error) -> JSONValue {
-        guard depth <= Self.maxDepth else { throw error("nested too deeply") }
+        guard depth <= maxDepth else { throw error("nested too deeply") }
         index += 1
         skipWhitespace()
         if index < buffer.count, buffer[index] == UInt8(ascii: "}") {
@@ -104,7 +108,7 @@ public struct JSONParser {
     }
 
     private mutating func parseArray(depth: Int) throws(Error) -> JSONValue {
-        guard depth <= Self.maxDepth else { throw error("nested too deeply") }
+        guard depth <= maxDepth else { throw error("nested too deeply") }
         index += 1
         var items: [JSONValue] = []
         skipWhitespace()

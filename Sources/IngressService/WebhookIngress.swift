@@ -24,6 +24,7 @@ public struct WebhookOutcome: Sendable, Hashable {
     static func ok(_ reason: String) -> Self { .init(status: 200, reason: reason) }
     static func badRequest(_ reason: String) -> Self { .init(status: 400, reason: reason) }
     static func unauthorized(_ reason: String) -> Self { .init(status: 401, reason: reason) }
+    static func forbidden(_ reason: String) -> Self { .init(status: 403, reason: reason) }
     static func notFound(_ reason: String) -> Self { .init(status: 404, reason: reason) }
     static func tooLarge(_ reason: String) -> Self { .init(status: 413, reason: reason) }
     static func unsupportedMediaType(_ reason: String) -> Self { .init(status: 415, reason: reason) }
@@ -41,6 +42,10 @@ public final class WebhookIngress: Service, Sendable {
 
     let endpointsByToken: [String: ConnectorConfig.EndpointSettings]
     let handoverEndpoint: (tenant: [String: String], sole: String?)
+    /// The 8x8 tenant each endpoint is configured for (`eightByEight.tenant`), by name.
+    let tenantOfEndpoint: [String: String]
+    /// Every endpoint names its tenant: a handover webhook of another tenant belongs to none.
+    let everyEndpointHasTenant: Bool
     let topic: String
     let maxBodyBytes: Int
     let signatureRequired: Bool
@@ -67,6 +72,8 @@ public final class WebhookIngress: Service, Sendable {
         }
         endpointsByToken = byToken
         handoverEndpoint = (byTenant, config.endpoints.count == 1 ? config.endpoints[0].name : nil)
+        tenantOfEndpoint = Dictionary(config.endpoints.compactMap { endpoint in endpoint.eightByEight.tenant.map { (endpoint.name, $0) } }) { first, _ in first }
+        everyEndpointHasTenant = config.endpoints.allSatisfy { $0.eightByEight.tenant != nil }
         topic = config.topicName(.inbound)
         maxBodyBytes = config.ingress.maxBodyBytes
         signatureRequired = config.ingress.signature.required
@@ -93,6 +100,13 @@ public final class WebhookIngress: Service, Sendable {
             case .endpoint(let name): name ?? "handover"
             }
         }
+    }
+
+    /// Whether a webhook of `tenant` may go to `endpoint` (nil: a handover webhook that no
+    /// endpoint's tenant claims).
+    func isForThisConnector(tenant: String, endpoint: String?) -> Bool {
+        guard let endpoint else { return !everyEndpointHasTenant }
+        return tenantOfEndpoint[endpoint].map { $0 == tenant } ?? true
     }
 
     func destination(of route: Route, tenant: String?) -> Destination {
@@ -160,6 +174,14 @@ public final class WebhookIngress: Service, Sendable {
                 logger.warning("webhook signature rejected", metadata: context(["reason": "\(error)"]))
                 return error.isTransient ? .unavailable(error.description) : .unauthorized(error.description)
             }
+        }
+
+        // A signature proves that 8x8 sent the webhook, not for whom: an endpoint configured for
+        // a tenant takes only that tenant's webhooks (the tenant id is a signed header).
+        if let tenant = webhookHeaders.tenantId, !isForThisConnector(tenant: tenant, endpoint: endpoint) {
+            metrics.signatureFailure(reason: "tenant")
+            logger.warning("webhook of another 8x8 tenant refused", metadata: context(["tenant": "\(LogSafe.text(tenant, maxBytes: 64))"]))
+            return .forbidden("tenant is not this endpoint's")
         }
 
         // Without a signature only 8x8's URL check (WEB_HOOK_VERIFY, a few dozen bytes) can be

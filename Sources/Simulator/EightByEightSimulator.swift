@@ -57,9 +57,13 @@ public final class EightByEightSimulator: Sendable {
     }
 
     /// Sends, for each bot message the gateway accepts, the echo `MESSAGE` webhook (`isEcho`
-    /// true) to `url`, as 8x8 does.
+    /// true) to `url`, as 8x8 does: signed for the gateway's tenant.
     public func sendEchoes(to url: String, logger: Logger = Logger(label: "simulator.echo")) {
-        let sender = webhookSender(logger: logger)
+        let sender = {
+            var sender = webhookSender(logger: logger)
+            if let tenant = gateway?.credentials.tenant { sender.tenantId = tenant }
+            return sender
+        }()
         gateway?.onBotMessage { conversationId, message in
             var data: [String: JSONValue] = [
                 "isEcho": .bool(true), "sender": .object(["id": .string("bot"), "type": .string("bot")]),

@@ -52,10 +52,10 @@ struct ForgettingTests {
         await running.stop()
         await sessions.close()
         await outbound.close()
-        try await producer.shutdown()
+        await producer.shutdown()
     }
 
-    @Test("a worker taking a partition writes the tombstones of the sessions that expired meanwhile, and keeps a handover", arguments: [false, true])
+    @Test("a worker taking a partition forgets the sessions that expired meanwhile once the records before it are committed, and keeps a handover", arguments: [false, true])
     func expiredWhileUnowned(transactional: Bool) async throws {
         let harness = try WorkerHarness(worker: transactional ? "  transactional: true\n  transactionalId: worker-unowned-tx" : "")
         let producer = try harness.producer()
@@ -69,17 +69,32 @@ struct ForgettingTests {
         try await producer.sendBatch([expired, handover, live].map {
             KafkaProducerMessage(topic: harness.config.topicName(.sessions), partition: 0, key: $0.conversationId, value: $0.encoded())
         })
-        let sessions = try harness.reader(.sessions)
-        let running = try harness.start()
-        try await sessions.wait(60, "conv-expired's tombstone") { $0.contains { $0.keyString == "conv-expired" && $0.valueIsNull } }
-
-        // A record written after the assignment's tombstones: nothing else was forgotten before it.
+        // Three records the group never committed: for all the worker knows, one of them wrote
+        // conv-expired's session, so without transactions it stays until they are committed.
         var chat = EventFactory(conversation: "conv-live")
         chat.clock = start + 41 * 60_000
-        let hello = chat.user("hello")
-        try await harness.publish([hello], partition: 0, with: producer)
-        let records = try await sessions.wait(60, "conv-live's new session") { records in
-            records.contains { (try? SessionState.decode($0.value))?.processedEventIds.contains(hello.eventId) == true }
+        let backlog = [chat.user("hello"), chat.user("what is my balance"), chat.user("thanks")]
+        try await harness.publish(backlog, partition: 0, with: producer)
+        let sessions = try harness.reader(.sessions)
+        let running = try harness.start()
+        let caughtUp = try await sessions.wait(60, "the backlog's sessions") { records in
+            records.contains { (try? SessionState.decode($0.value))?.processedEventIds.contains(backlog[2].eventId) == true }
+        }
+        if !transactional {
+            // The first look came with the first record, when none of the three was committed.
+            #expect(!caughtUp.contains { $0.valueIsNull })
+        }
+
+        // A minute of event time later the next look commits the backlog and forgets it. In
+        // transactional mode the first look did (tombstones commit with the offsets).
+        chat.clock += 61_000
+        try await harness.publish([chat.user("hello again")], partition: 0, with: producer)
+        try await sessions.wait(60, "conv-expired's tombstone") { $0.contains { $0.keyString == "conv-expired" && $0.valueIsNull } }
+        // A record written after that look's tombstones: nothing else was forgotten before it.
+        let marker = chat.user("bye")
+        try await harness.publish([marker], partition: 0, with: producer)
+        let records = try await sessions.wait(60, "the marker's session") { records in
+            records.contains { (try? SessionState.decode($0.value))?.processedEventIds.contains(marker.eventId) == true }
         }
         #expect(records.filter(\.valueIsNull).map(\.keyString) == ["conv-expired"])
         let metrics = String(decoding: running.worker.metrics.render(), as: UTF8.self)
@@ -87,7 +102,7 @@ struct ForgettingTests {
         #expect(metrics.contains("connector_worker_sessions_restored_total 2"), "\(metrics)")
         await running.stop()
         await sessions.close()
-        try await producer.shutdown()
+        await producer.shutdown()
     }
 
     @Test("a conversation counts as writing its session from its event's registration to the record's acknowledgement")

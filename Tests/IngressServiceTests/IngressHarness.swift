@@ -10,7 +10,7 @@ import NIOCore
 import Simulator
 @_exported import TestSupport
 
-let documentedStatuses: Set<Int> = [200, 400, 401, 404, 413, 415, 503]
+let documentedStatuses: Set<Int> = [200, 400, 401, 403, 404, 413, 415, 503]
 
 /// One running ingress on the embedded cluster, with the simulator serving its JWKs.
 struct IngressHarness: Sendable {
@@ -111,8 +111,9 @@ struct IngressHarness: Sendable {
 
     /// Signed headers for `body`, as a mutable dictionary (tests tamper with it).
     func signedHeaders(_ body: [UInt8], eventId: String = UUID().uuidString, retry: Int = 0, signer: WebhookSigner? = nil,
+                       tenantId: String = "acme",
                        transmissionTime: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) throws -> [(String, String)] {
-        try (signer ?? Self.signer).signedHeaders(body: body, tenantId: "acme", customerId: "customer-1", eventId: eventId, retry: retry, transmissionTime: transmissionTime)
+        try (signer ?? Self.signer).signedHeaders(body: body, tenantId: tenantId, customerId: "customer-1", eventId: eventId, retry: retry, transmissionTime: transmissionTime)
     }
 
     /// Sends the webhook as 8x8 retries it (same event id, growing retry count, fresh

@@ -161,6 +161,23 @@ struct IngressTests {
         }
     }
 
+    @Test("a body at the parser's limits is published as a record the worker reads: nesting 64 deep, whole numbers past 2^53")
+    func bodiesAtTheLimitsMakeReadableRecords() async throws {
+        try await IngressHarness.run { h in
+            // The top object, `data` and 62 arrays: 64 levels, the most the ingress takes.
+            let deep = String(repeating: "[", count: 62) + String(repeating: "]", count: 62)
+            let body = Array(#"{"eventType":"MESSAGE","conversationId":"conv-deep","timestamp":"9223372036854775807","data":{"isEcho":false,"sender":{"id":"u1","type":"user"},"text":"hi","timezoneOffset":-9007199254740993,"extra":\#(deep)}}"#.utf8)
+            #expect(try await h.post(body, headers: h.signedHeaders(body)) == 200)
+            let tooDeep = Array(#"{"eventType":"MESSAGE","conversationId":"conv-deep","data":{"extra":[\#(deep)]}}"#.utf8)
+            #expect(try await h.post(tooDeep, headers: h.signedHeaders(tooDeep)) == 400)
+            // `published` reads the records with the worker's reader (`InboundEvent.decode`).
+            let event = try #require(try await h.published(1).first?.event)
+            #expect(event.conversationId == "conv-deep")
+            #expect(event.normalized.text == "hi")
+            #expect(event.eventTimestamp == nil, "past 2^53: not kept as a number")
+        }
+    }
+
     @Test func webhookVerificationIsAnsweredWithoutPublishing() async throws {
         try await IngressHarness.run { h in
             let body = try fixture("web-hook-verify")
@@ -201,6 +218,27 @@ struct IngressTests {
             #expect(event.route == .handover)
             #expect(event.endpoint == "support", "the endpoint of tenant acme")
             #expect(event.normalized.kind == .memberJoined)
+        }
+    }
+
+    @Test("a correctly signed webhook of another 8x8 tenant gets 403 and is not published, on either route")
+    func webhooksOfAnotherTenantAreRefused() async throws {
+        try await IngressHarness.run { h in
+            let body = try fixture("message-user")
+            let handover = try fixture("members-changed-joined")
+            #expect(try await h.post(body, headers: h.signedHeaders(body, tenantId: "globex")) == 403)
+            #expect(try await h.post(handover, headers: h.signedHeaders(handover, tenantId: "globex"), to: "\(h.baseURL)/handover/eightByEight") == 403)
+            // The endpoint's own tenant still gets through, and only its webhook was written.
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-acme")) == 200)
+            #expect(try await h.publishedCount() == 1)
+            #expect(try await h.published(1).first?.event.eventId == "evt-acme")
+            let metrics = try await h.get("/metrics").body
+            #expect(metrics.contains(#"connector_ingress_signature_failures_total{reason="tenant"} 2"#), "\(metrics)")
+        }
+        // An endpoint without a tenant takes any tenant's webhooks, as before.
+        try await IngressHarness.run(configure: { $0.endpoints[0].eightByEight.tenant = nil }) { h in
+            let body = try fixture("message-user")
+            #expect(try await h.post(body, headers: h.signedHeaders(body, tenantId: "globex")) == 200)
         }
     }
 

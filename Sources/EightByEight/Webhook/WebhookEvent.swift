@@ -179,13 +179,16 @@ extension JSONValue {
         }
     }
 
-    /// A whole number, or a string holding one.
+    /// A whole number, or a string holding one, within ±2^53: what a JSON number holds
+    /// exactly, and what the inbound record's readers accept.
     var lenientInt64: Int64? {
-        switch self {
+        let number: Int64? = switch self {
         case .number(let value): value.isFinite && abs(value) < 9.2e18 ? Int64(value) : nil
         case .string(let value): Int64(value.trimmingCharacters(in: .whitespaces))
         default: nil
         }
+        guard let number, number.magnitude < 9_007_199_254_740_992 else { return nil }
+        return number
     }
 
     /// A boolean, or "true"/"false".
