@@ -156,9 +156,12 @@ public final class BotWorker: Service, Sendable {
         } onCancel: {
             self.stopping.store(true, ordering: .releasing)
             let current = self.generation.withLock { $0 }
-            Task { await current?.stop(drainTimeout: .zero) }
+            self.stops.start { await current?.stop(drainTimeout: .zero) }
         }
+        await stops.wait()
     }
+
+    private let stops = PendingStops()
 
     private func runUntilStopped() async throws {
         await withGracefulShutdownHandler {
@@ -168,7 +171,7 @@ public final class BotWorker: Service, Sendable {
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .releasing)
             let current = self.generation.withLock { $0 }
-            Task { await current?.stop(drainTimeout: .seconds(10)) }
+            self.stops.start { await current?.stop(drainTimeout: .seconds(10)) }
         }
     }
 
@@ -471,7 +474,8 @@ final class Generation: @unchecked Sendable {
     private func process(_ message: KafkaMessage) async {
         guard let pipeline = pipelines[message.partition] else { return }
         while pipeline.inFlight >= worker.config.worker.maxInFlightPerPartition, pipeline.failure == nil {
-            if state.isEnded { return }
+            // The revoke waits behind this message: drop it (the next owner reads it again).
+            if state.isEnded || consumer.isBeingRevoked(message.topicPartition) { return }
             try? await Task.sleep(for: .microseconds(200))
         }
         switch evaluate(message) {
@@ -599,19 +603,16 @@ final class Generation: @unchecked Sendable {
             return
         }
         guard let pipeline = pipelines[partition] else { return }
-        do {
-            for key in keys {
-                pipeline.sideWriteStarted()
-                do {
-                    try await sendTombstone(key, partition: partition) { pipeline.sideWriteDone($0) }
-                } catch {
-                    pipeline.sideWriteDone(.failure(KafkaError.wrapping(error)))
-                    throw error
-                }
+        for key in keys {
+            pipeline.sideWriteStarted()
+            do {
+                try await sendTombstone(key, partition: partition) { pipeline.sideWriteDone($0) }
+            } catch {
+                pipeline.sideWriteNotSent()
+                // As a failed session record: the pipeline fails and the generation starts over.
+                if !state.isEnded { pipeline.fail(KafkaError.wrapping(error)) }
+                return
             }
-        } catch {
-            // As a failed session record: the pipeline fails and the generation starts over.
-            if !state.isEnded { pipeline.fail(KafkaError.wrapping(error)) }
         }
     }
 

@@ -73,6 +73,9 @@ final class PartitionPipeline: Sendable {
         if case .failure(let error) = result { fail(error) }
     }
 
+    /// It could not be handed to the producer after all.
+    func sideWriteNotSent() { state.withLock { $0.sideWrites -= 1 } }
+
     /// The conversations with a session record not yet acknowledged.
     func sessionKeysInFlight() -> Set<String> {
         state.withLock { state in

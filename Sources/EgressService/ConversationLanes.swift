@@ -16,10 +16,14 @@ final class ConversationLanes<Item: Sendable>: Sendable {
         /// Conversations with commands waiting for a runner slot, in arrival order.
         var ready = Deque<String>()
         var closed = false
+        /// The partition moved on: nothing is stored any more.
+        var revoked = false
     }
 
     let partition: TopicPartition
     let maxRunning: Int
+    /// Revoked with the lanes: a delivery holding it stops before its next call to 8x8.
+    let ticket = DeliveryTicket()
     private let state = Mutex(State())
     /// Delivers one command and returns when the next of its conversation may go; calls
     /// `finished` once the command's result is durable. Returns false when delivery stopped.
@@ -44,6 +48,8 @@ final class ConversationLanes<Item: Sendable>: Sendable {
 
     /// Commands read and not finished.
     var buffered: Int { state.withLock { $0.offsets.count } }
+    /// Conversations with a runner (delivering, or about to take their next command).
+    var runningCount: Int { state.withLock { $0.running.count } }
 
     /// Adds a command read at `offset` (offsets arrive in increasing order).
     func add(offset: Int64, conversation: String, item: Item) {
@@ -73,6 +79,17 @@ final class ConversationLanes<Item: Sendable>: Sendable {
 
     /// No more runners start; running ones stop after their current command.
     func close() { state.withLock { $0.closed = true } }
+
+    /// The partition is no longer this consumer's: closed, no offset is stored after this
+    /// returns (a late one could overwrite the next owner's), and deliveries holding the
+    /// ticket stop before their next call to 8x8.
+    func revoke() {
+        state.withLock {
+            $0.closed = true
+            $0.revoked = true
+        }
+        ticket.revoke()
+    }
 
     private func startRunner(_ conversation: String) {
         spawn { [self] in
@@ -121,14 +138,21 @@ final class ConversationLanes<Item: Sendable>: Sendable {
     }
 
     private func advance() {
-        let next = state.withLock { state -> Int64? in
+        state.withLock { state in
             var last: Int64?
             while let head = state.offsets.first, head.finished {
                 last = head.offset
                 state.offsets.removeFirst()
             }
-            return last.map { $0 + 1 }
+            // Under the lock: stores never go backwards, and none follows `revoke`.
+            if let last, !state.revoked { storeOffset(last + 1) }
         }
-        if let next { storeOffset(next) }
     }
+}
+
+/// Whether the lanes a delivery belongs to were revoked.
+final class DeliveryTicket: Sendable {
+    private let revoked = Atomic<Bool>(false)
+    var isRevoked: Bool { revoked.load(ordering: .acquiring) }
+    func revoke() { revoked.store(true, ordering: .releasing) }
 }

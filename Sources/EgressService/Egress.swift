@@ -46,8 +46,14 @@ public final class Egress: Service, Sendable {
     /// How far apart 8x8's clock and ours may be when matching 8x8's messages to ours.
     static let clockTolerance: Int64 = 2_000
 
-    public init(config: ConnectorConfig, bootstrapServers: String, logger: Logger, httpClient: HTTPClient? = nil) {
+    /// `revokeDrain`: how long a revoke waits for the deliveries in progress of the partitions
+    /// it takes away (tests shorten it).
+    public init(
+        config: ConnectorConfig, bootstrapServers: String, logger: Logger, httpClient: HTTPClient? = nil,
+        revokeDrain: Duration = .seconds(20)
+    ) {
         self.config = config
+        self.revokeDrain = revokeDrain
         self.bootstrapServers = bootstrapServers
         // The egress logs ids and statuses, not message bodies; 8x8's error messages may still
         // quote what was sent, so with any endpoint masking its logs, they pass the scanner.
@@ -86,8 +92,8 @@ public final class Egress: Service, Sendable {
         inFlight = AsyncSemaphore(settings.maxInFlight)
     }
 
-    /// How long a revoke waits for a partition's commands in flight.
-    static let revokeDrain = Duration.seconds(20)
+    /// How long a revoke waits for a partition's deliveries in progress.
+    let revokeDrain: Duration
 
     /// Ready while a generation runs (its consumer is in the group).
     public var isReady: Bool { readiness.load(ordering: .acquiring) }
@@ -112,13 +118,17 @@ public final class Egress: Service, Sendable {
         } onCancel: {
             self.stop(drainTimeout: .zero)
         }
+        // The last results are flushed before the HTTP client goes.
+        await stops.wait()
         if ownsHTTPClient { try? await httpClient.shutdown() }
     }
+
+    private let stops = PendingStops()
 
     private func stop(drainTimeout: Duration) {
         stopping.store(true, ordering: .releasing)
         let current = generation.withLock { $0 }
-        Task { await current?.stop(drainTimeout: drainTimeout) }
+        stops.start { await current?.stop(drainTimeout: drainTimeout) }
     }
 
     /// Stops the way a killed process stops (for crash tests): requests in flight are
@@ -131,7 +141,7 @@ public final class Egress: Service, Sendable {
 
     private func runGeneration() async throws {
         let consumerConfig = ConsumingService.consumerConfiguration(
-            config, bootstrapServers: bootstrapServers, group: .egress, drain: Self.revokeDrain)
+            config, bootstrapServers: bootstrapServers, group: .egress, drain: revokeDrain)
         let producerConfig = ConsumingService.producerConfiguration(
             config, bootstrapServers: bootstrapServers, clientID: "connector-egress", lingerMilliseconds: 0)
         let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
@@ -158,6 +168,8 @@ struct LaneItem: Sendable {
     var partition: Int32
     var source: String
     var ledger: DeliveryLedger
+    /// Its lanes' ticket: revoked with the partition.
+    var ticket: DeliveryTicket
 }
 
 /// One consumer and producer with the lanes and ledgers of the partitions they own.
@@ -190,10 +202,9 @@ final class EgressGeneration: @unchecked Sendable {
             case .partitionsAssigned(let partitions):
                 try await assign(partitions)
             case .partitionsRevoked(let partitions):
-                await drain(partitions, timeout: Egress.revokeDrain)
+                await drain(partitions, timeout: egress.revokeDrain)
                 let revoked = Set(partitions)
                 for partition in partitions {
-                    lanes[partition.partition]?.close()
                     lanes[partition.partition] = nil
                     ledgers[partition.partition] = nil
                 }
@@ -277,6 +288,9 @@ final class EgressGeneration: @unchecked Sendable {
     private func process(_ message: KafkaMessage) async {
         guard let lane = lanes[message.partition], let ledger = ledgers[message.partition] else { return }
         while lane.buffered >= egress.config.egress.maxBufferedPerPartition, !isEnded {
+            // The revoke waits behind this message: drop it (the next owner reads it again)
+            // rather than hold the revoke up until a slow conversation makes room.
+            if consumer.isBeingRevoked(message.topicPartition) { return }
             try? await Task.sleep(for: .milliseconds(1))
         }
         let source = "\(message.topic)/\(message.partition)/\(message.offset)"
@@ -297,15 +311,19 @@ final class EgressGeneration: @unchecked Sendable {
             return
         }
         lane.add(offset: message.offset, conversation: command.conversationId, item: LaneItem(
-            command: command, partition: message.partition, source: source, ledger: ledger))
+            command: command, partition: message.partition, source: source, ledger: ledger, ticket: lane.ticket))
     }
 
     // MARK: - Delivery
 
     static var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
+    /// Whether `item` may no longer be sent: the generation ended or its partition was revoked.
+    private func stopped(_ item: LaneItem) -> Bool { isEnded || item.ticket.isRevoked }
+
     /// Delivers one command (or finds it finished); calls `finished` once its final result is
-    /// durable. Returns false when the generation ended first (nothing more may be sent).
+    /// durable. Returns false when the generation ended or the partition was revoked first
+    /// (nothing more may be sent).
     func deliver(_ item: LaneItem, finished: @escaping @Sendable () -> Void) async -> Bool {
         let command = item.command
         let action = command.action.rawValue
@@ -324,7 +342,7 @@ final class EgressGeneration: @unchecked Sendable {
         if let attemptedAt = item.ledger.takeAttempt(command.commandId) {
             let wait = item.ledger.takenAt + Int64(egress.config.egress.requestTimeoutMs) - Self.now
             if wait > 0 { try? await Task.sleep(for: .milliseconds(wait)) }
-            if isEnded { return false }
+            if stopped(item) { return false }
             switch await reconcile(command, client: client, since: attemptedAt, ledger: item.ledger) {
             case .delivered:
                 egress.metrics.reconciled.increment()
@@ -336,6 +354,7 @@ final class EgressGeneration: @unchecked Sendable {
             }
         }
         let firstAttempt = Self.now
+        guard !stopped(item) else { return false }
         guard await write(DeliveryResult(
             command: command, outcome: .attempting, status: nil, attempts: 0, at: firstAttempt, endToEndMillis: nil, error: nil,
             source: item.source), partition: item.partition) else { return false }
@@ -345,7 +364,7 @@ final class EgressGeneration: @unchecked Sendable {
             attempt += 1
             try? await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint)
             await egress.inFlight.wait()
-            guard !isEnded else {
+            guard !stopped(item) else {
                 egress.inFlight.signal()
                 return false
             }
@@ -360,6 +379,8 @@ final class EgressGeneration: @unchecked Sendable {
             egress.inFlight.signal()
             egress.metrics.requestDuration.recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
             if isEnded { return false }
+            // A revoked partition still records what its last call did, so its next owner
+            // need not ask 8x8.
             var failure: ChatGatewayError
             switch result {
             case .success(let response):
@@ -387,8 +408,10 @@ final class EgressGeneration: @unchecked Sendable {
                     "commandId": "\(LogSafe.text(command.commandId, maxBytes: 120))", "error": "\(failure)", "waitMs": "\(wait / .milliseconds(1))",
                 ])
                 try? await Task.sleep(for: wait)
-                if isEnded { return false }
+                if stopped(item) { return false }
             case .giveUp(let reason):
+                // The next owner of a revoked partition decides (it asks 8x8 first).
+                if item.ticket.isRevoked { return false }
                 var body: String?
                 if case .status(_, let problem, _) = failure { body = problem.map { "\($0.code ?? "") \($0.message ?? "")" } }
                 return await deadLetter(
@@ -451,13 +474,17 @@ final class EgressGeneration: @unchecked Sendable {
         case .sendMessage, .sendAttachment:
             guard let fingerprint = MessageFingerprint(command: command) else { return .unknown }
             let threshold = since - Egress.clockTolerance
-            guard let messages = try? await client.recentMessages(conversationId: command.conversationId, count: 50) else { return .unknown }
+            guard let messages = await ask(command, { () throws(ChatGatewayError) in try await client.recentMessages(conversationId: command.conversationId, count: 50) }) else {
+                return .unknown
+            }
             let theirs = messages.count { $0.authorType == "bot" && $0.fingerprint == fingerprint && ($0.createdAt ?? .max) >= threshold }
             let ours = ledger.deliveredCount(conversation: command.conversationId, digest: fingerprint.digest, since: threshold)
             return theirs > ours ? .delivered : .notDelivered
         case .patchConversation:
             guard let queue = command.body["assignment"]?["id"]?.stringValue,
-                  let conversation = try? await client.conversation(command.conversationId) else { return .unknown }
+                  let conversation = await ask(command, { () throws(ChatGatewayError) in try await client.conversation(command.conversationId) }) ?? nil else {
+                return .unknown
+            }
             return conversation["assignment"]?["id"]?.stringValue == queue ? .delivered : .notDelivered
         case .typing, .thinking:
             // A late indicator is worth nothing; sending it twice is worse.
@@ -465,6 +492,30 @@ final class EgressGeneration: @unchecked Sendable {
         case .endConversation, .postAgentAssignment, .createConversation:
             return .unknown
         }
+    }
+
+    /// One read of 8x8's state for `reconcile`, under the tenant's rate limit and the bound on
+    /// requests in flight like any call, tried up to 3 times with the retry backoff: a 429 or
+    /// a failed read must not pass for "8x8 does not have it" and cause a resend. Nil when
+    /// every try failed (or the generation ended).
+    private func ask<T>(_ command: OutboundCommand, _ read: () async throws(ChatGatewayError) -> T) async -> T? {
+        var random = SystemRandomNumberGenerator()
+        for attempt in 1...3 {
+            try? await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint)
+            await egress.inFlight.wait()
+            let wait: Duration
+            do {
+                let result = try await read()
+                egress.inFlight.signal()
+                return result
+            } catch {
+                egress.inFlight.signal()
+                if case .status(_, _, let retryAfter?) = error { wait = retryAfter } else { wait = egress.policy.backoff(attempt, using: &random) }
+            }
+            if isEnded || attempt == 3 { break }
+            try? await Task.sleep(for: wait)
+        }
+        return nil
     }
 
     // MARK: - Kafka
@@ -517,16 +568,19 @@ final class EgressGeneration: @unchecked Sendable {
 
     // MARK: - Stopping
 
-    /// Waits until the partitions' commands are finished; what is still in flight at the
-    /// deadline is given up (its lanes close, the offset stays before it).
+    /// Hands the partitions over: no command of them starts any more, the deliveries in
+    /// progress get until the deadline to finish (a command waiting out a Retry-After may not),
+    /// then the lanes are revoked: what is left sends nothing more and stores no offset; the
+    /// next owner reads it again and settles an unfinished attempt with 8x8 first.
     private func drain(_ partitions: [TopicPartition], timeout: Duration) async {
         let deadline = ContinuousClock.now + timeout
-        for partition in partitions {
-            guard let lane = lanes[partition.partition] else { continue }
-            while lane.buffered > 0, state.failure == nil, ContinuousClock.now < deadline {
+        let draining = partitions.compactMap { lanes[$0.partition] }
+        for lane in draining { lane.close() }
+        for lane in draining {
+            while lane.runningCount > 0, state.failure == nil, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(1))
             }
-            lane.close()
+            lane.revoke()
         }
     }
 

@@ -48,6 +48,9 @@ public final class WebhookIngress: Service, Sendable {
     let everyEndpointHasTenant: Bool
     let topic: String
     let maxBodyBytes: Int
+    /// The largest record the producer sends (librdkafka's `message.max.bytes`, less room
+    /// for the key and the request's framing).
+    let maxRecordBytes: Int
     let signatureRequired: Bool
     let verifier: SignatureVerifier
     let producer: KafkaProducer
@@ -76,6 +79,7 @@ public final class WebhookIngress: Service, Sendable {
         everyEndpointHasTenant = config.endpoints.allSatisfy { $0.eightByEight.tenant != nil }
         topic = config.topicName(.inbound)
         maxBodyBytes = config.ingress.maxBodyBytes
+        maxRecordBytes = (config.kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000) - 1_024
         signatureRequired = config.ingress.signature.required
         verifier = SignatureVerifier(keys: keys, maxClockSkewSeconds: config.ingress.signature.maxClockSkewSeconds)
         self.producer = producer
@@ -218,6 +222,14 @@ public final class WebhookIngress: Service, Sendable {
         if inbound.conversationId?.isEmpty == true { inbound.conversationId = nil }
         conversationId = inbound.conversationId
 
+        // The record holds the body and the normalized fields (a message's text twice): one
+        // Kafka refuses for its size would get 503 at every retry of 8x8's.
+        let record = inbound.encodedRecord(rawBody: body.readableBytesView)
+        guard record.count <= maxRecordBytes else {
+            logger.warning("webhook too large for a Kafka record", metadata: context(["bytes": "\(record.count)"]))
+            return .tooLarge("event too large for a Kafka record (\(record.count) bytes)")
+        }
+
         let dedupeKey = RecentEvents.Key(tenant: webhookHeaders.tenantId, eventId: eventId)
         let pending: PendingPublish
         switch recent.claim(dedupeKey) {
@@ -231,7 +243,7 @@ public final class WebhookIngress: Service, Sendable {
         case .claimed(let claimed):
             pending = claimed
             let recent = self.recent
-            let message = KafkaProducerMessage(topic: topic, key: inbound.recordKey, value: inbound.encodedRecord(rawBody: body.readableBytesView))
+            let message = KafkaProducerMessage(topic: topic, key: inbound.recordKey, value: record)
             do {
                 try producer.send(message) { outcome in
                     recent.finish(dedupeKey, published: (try? outcome.get()) != nil)

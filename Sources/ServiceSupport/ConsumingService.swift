@@ -59,7 +59,9 @@ public enum ConsumingService {
                 if stopping() { break }
                 restarted()
                 logger.error("\(name) restarts from the committed offsets", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: backoff)
+                // In steps, so a shutdown meanwhile is not kept waiting for the whole pause.
+                let restart = ContinuousClock.now + backoff
+                while !stopping(), ContinuousClock.now < restart { try? await Task.sleep(for: .milliseconds(50)) }
                 backoff = min(backoff * 2, .seconds(10))
             }
         }

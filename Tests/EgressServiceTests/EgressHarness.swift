@@ -81,8 +81,8 @@ struct EgressHarness: Sendable {
     }
 
     /// Starts an egress in a service group of its own.
-    func start(logger: Logger = quietLogger) -> RunningEgress {
-        let egress = Egress(config: config, bootstrapServers: cluster.bootstrapServers, logger: logger)
+    func start(logger: Logger = quietLogger, revokeDrain: Duration = .seconds(20)) -> RunningEgress {
+        let egress = Egress(config: config, bootstrapServers: cluster.bootstrapServers, logger: logger, revokeDrain: revokeDrain)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: egress, successTerminationBehavior: .gracefullyShutdownGroup)], logger: quietLogger))
         let task = Task { _ = try? await group.run() }

@@ -166,6 +166,34 @@ struct EgressTests {
         }
     }
 
+    @Test("asking 8x8 after a dropped connection survives a failing and a throttled read: delivered, not dead-lettered or sent twice")
+    func reconcilingReadsAreRetried() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-ask"
+            // The message is taken, its answer lost; then the reads of the conversation's
+            // messages get a 503 and a 429 before one succeeds.
+            h.gateway.inject(.drop(afterProcessing: true), forPathEndingWith: "\(conversation)/messages")
+            h.gateway.inject(.status(503), forPathEndingWith: "\(conversation)/messages")
+            h.gateway.inject(.status(429, retryAfter: 1), forPathEndingWith: "\(conversation)/messages")
+            let command = EgressHarness.message(conversation, 0)
+            let producer = try h.producer()
+            try await h.publish([command], with: producer)
+            let egress = h.start()
+            try await within(60, "the delivery's outcome") {
+                while !String(decoding: egress.egress.metrics.render(), as: UTF8.self).contains("connector_egress_deliveries_total") {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            let metrics = String(decoding: egress.egress.metrics.render(), as: UTF8.self)
+            #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="delivered"} 1"#), "\(metrics)")
+            #expect(metrics.contains("connector_egress_reconciled_total 1"), "\(metrics)")
+            #expect(h.gateway.messages(of: conversation).count == 1, "8x8 shows the message once")
+            #expect(h.gateway.received.filter { $0.method == "GET" }.map(\.status) == [503, 429, 200])
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
     @Test("an unreadable outbound record goes to the dead-letter topic and the partition goes on")
     func poisonRecord() async throws {
         try await EgressHarness.run { h in
@@ -211,6 +239,39 @@ struct EgressTests {
                 #expect(h.gateway.messages(of: conversation).map(\.text) == (0..<20).map { "message \($0) of \(conversation)" })
             }
             await a.stop()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("a command waiting out a Retry-After when its partition is revoked is not sent by the old owner; the next owner sends it once, in order")
+    func aRevokedPartitionSendsNothingMore() async throws {
+        try await EgressHarness.run(egress: "  requestTimeoutMs: 2000") { h in
+            let conversation = "conv-revoked"
+            let commands = (0..<3).map { EgressHarness.message(conversation, $0) }
+            // Longer than the rebalance plus the next owner's wait (a request timeout) before it
+            // asks 8x8 and sends: a send of the first owner after its wait would be a second one.
+            let retryAfter = 10
+            h.gateway.inject(.status(429, retryAfter: retryAfter), forPathEndingWith: "\(conversation)/messages")
+            let producer = try h.producer()
+            let a = h.start(revokeDrain: .milliseconds(300))
+            try await h.publish(commands, with: producer)
+            let throttled = try await within(60, "the 429") {
+                while true {
+                    if let answer = h.gateway.received.first(where: { $0.status == 429 }) { return answer.at }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            // A second egress joins: every partition is revoked from the first (eager rebalance)
+            // while its delivery of command 0 waits out the Retry-After.
+            let b = h.start(revokeDrain: .milliseconds(300))
+            try await h.waitForGateway(90, "every command") { Set($0).count >= commands.count }
+            // Past the moment the first owner's wait ends, plus room for a request it would send.
+            let quiet = throttled + .seconds(retryAfter) + .seconds(2)
+            if quiet > .now { try await Task.sleep(until: quiet) }
+            let accepted = h.gateway.acceptedCommandIds
+            #expect(accepted == commands.map(\.commandId), "each once, in order: \(accepted)")
+            await a.stop()
+            await b.stop()
             await producer.shutdown()
         }
     }

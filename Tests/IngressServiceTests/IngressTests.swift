@@ -178,6 +178,19 @@ struct IngressTests {
         }
     }
 
+    @Test("an event whose record would exceed Kafka's message.max.bytes gets 413, not a 503 that 8x8 would retry for ever")
+    func anEventTooLargeForKafkaGets413() async throws {
+        try await IngressHarness.run(configure: { $0.kafka.properties["message.max.bytes"] = "3000" }) { h in
+            // A 2,000-byte text fits the 4 KiB body limit; the record holds it twice.
+            let text = String(repeating: "a", count: 2_000)
+            let body = Array(#"{"eventType":"MESSAGE","conversationId":"conv-big","data":{"isEcho":false,"sender":{"id":"u1","type":"user"},"text":"\#(text)"}}"#.utf8)
+            #expect(try await h.post(body, headers: h.signedHeaders(body)) == 413)
+            let small = try fixture("message-user")
+            #expect(try await h.post(small, headers: h.signedHeaders(small)) == 200)
+            #expect(try await h.publishedCount() == 1)
+        }
+    }
+
     @Test func webhookVerificationIsAnsweredWithoutPublishing() async throws {
         try await IngressHarness.run { h in
             let body = try fixture("web-hook-verify")

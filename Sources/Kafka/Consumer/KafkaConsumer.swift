@@ -9,6 +9,8 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
     let buffer: ConsumerEventBuffer
     let revokeTimeout: Duration
     let assignment = Mutex<Set<TopicPartition>>([])
+    /// Partitions whose revoke waits for the caller's acknowledgement.
+    let revoking = Mutex<Set<TopicPartition>>([])
     /// Work that must run on the polling thread between polls (pause, resume).
     let requests = Mutex<[@Sendable (OpaquePointer) -> Void]>([])
     let closing = Atomic<Bool>(false)
@@ -100,6 +102,8 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
 
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let lost = rd_kafka_assignment_lost(rk) != 0
+            revoking.withLock { $0.formUnion(partitions) }
+            defer { revoking.withLock { $0.subtract(partitions) } }
             buffer.purge(Set(partitions))
             if closing.load(ordering: .acquiring) {
                 buffer.append([.partitionsRevoked(partitions)])
@@ -268,6 +272,11 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
 
     /// The partitions currently assigned to this consumer.
     public var assignment: Set<TopicPartition> { context.assignment.withLock { $0 } }
+
+    /// Whether `partition` is being revoked: its revoke event is on its way to the caller,
+    /// and messages of it not yet handed out were dropped. A caller held up on a message of it
+    /// (waiting for room) may drop the message: the partition's next owner reads it again.
+    public func isBeingRevoked(_ partition: TopicPartition) -> Bool { context.revoking.withLock { $0.contains(partition) } }
 
     /// Marks `message` finished: its offset + 1 is committed with the next commit.
     /// - Throws: `KafkaError` with code `_STATE` when the partition is no longer assigned.
