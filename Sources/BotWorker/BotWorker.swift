@@ -226,6 +226,8 @@ final class Generation: @unchecked Sendable {
     /// Touched only by the consuming task.
     private var sessions: [Int32: [String: SessionState]] = [:]
     private var pipelines: [Int32: PartitionPipeline] = [:]
+    /// Partitions being revoked whose messages are dropped until the revoke arrives.
+    private var handingOver: Set<Int32> = []
 
     init(worker: BotWorker, consumer: KafkaConsumer, producer: KafkaProducer, admin: KafkaAdmin) {
         self.worker = worker
@@ -242,8 +244,10 @@ final class Generation: @unchecked Sendable {
             if let error = state.failure { throw error }
             switch event {
             case .partitionsAssigned(let partitions):
+                handingOver.subtract(partitions.map(\.partition))
                 try await assign(partitions)
             case .partitionsRevoked(let partitions):
+                handingOver.subtract(partitions.map(\.partition))
                 if transactional {
                     try await commitTransaction()
                 } else {
@@ -261,6 +265,9 @@ final class Generation: @unchecked Sendable {
                     try await commitTransaction()
                     continue
                 }
+                // Once one message of a partition being revoked was dropped, so are the
+                // others handed out before the revoke: none may finish past it.
+                if handingOver.contains(message.partition) { continue }
                 if forgetting[message.partition]?.committedBelow == nil {
                     // The first record after the assignment is where the group's committed offset was.
                     forgetting[message.partition]?.committedBelow = message.offset
@@ -322,8 +329,10 @@ final class Generation: @unchecked Sendable {
             storeOffset: { offset in
                 do {
                     try consumer.storeOffsets([partition: offset])
+                    return true
                 } catch {
                     logger.debug("offset not stored (partition moved)", metadata: ["kafka.partition": "\(partition)"])
+                    return false
                 }
             },
             onFailure: { [weak self] error in self?.failed(error) },
@@ -474,8 +483,13 @@ final class Generation: @unchecked Sendable {
     private func process(_ message: KafkaMessage) async {
         guard let pipeline = pipelines[message.partition] else { return }
         while pipeline.inFlight >= worker.config.worker.maxInFlightPerPartition, pipeline.failure == nil {
-            // The revoke waits behind this message: drop it (the next owner reads it again).
-            if state.isEnded || consumer.isBeingRevoked(message.topicPartition) { return }
+            if state.isEnded { return }
+            if consumer.isBeingRevoked(message.topicPartition) {
+                // The revoke waits behind this message: drop it and the partition's later ones
+                // (the next owner reads them again).
+                handingOver.insert(message.partition)
+                return
+            }
             try? await Task.sleep(for: .microseconds(200))
         }
         switch evaluate(message) {
@@ -559,14 +573,10 @@ final class Generation: @unchecked Sendable {
         guard !candidates.isEmpty else { return }
         var committed = facts.committedBelow ?? 0
         if !transactional, candidates.contains(where: { $0.offset >= committed }),
-           let stored = pipelines[partition]?.storedNext, stored > committed {
-            do {
-                try await consumer.commit()
-                committed = stored
-                forgetting[partition]?.committedBelow = stored
-            } catch {
-                logger.debug("offsets not committed; expired sessions wait", metadata: ["kafka.error": "\(error)"])
-            }
+           let stored = pipelines[partition]?.storedNext, stored > committed,
+           await commitStoredOffsets(within: .seconds(5)) {
+            committed = stored
+            forgetting[partition]?.committedBelow = stored
         }
         let forgotten = transactional ? candidates.map(\.key) : candidates.filter { $0.offset < committed }.map(\.key)
         var tombstones: [String] = []
@@ -577,6 +587,30 @@ final class Generation: @unchecked Sendable {
         }
         worker.metrics.forgottenSessions.increment(by: forgotten.count)
         try await writeTombstones(tombstones, partition: partition)
+    }
+
+    /// Commits the stored offsets; false when that failed or took longer than `limit` (a
+    /// synchronous commit waits for the group's coordinator, and the consuming task must go
+    /// on handling events meanwhile: the commit is then left to finish on its own).
+    private func commitStoredOffsets(within limit: Duration) async -> Bool {
+        final class Outcome: Sendable { let value = Mutex<Bool?>(nil) }
+        let outcome = Outcome()
+        let consumer = self.consumer
+        let logger = self.logger
+        Task {
+            do {
+                try await consumer.commit()
+                outcome.value.withLock { $0 = true }
+            } catch {
+                logger.debug("offsets not committed; expired sessions wait", metadata: ["kafka.error": "\(error)"])
+                outcome.value.withLock { $0 = false }
+            }
+        }
+        let deadline = ContinuousClock.now + limit
+        while outcome.value.withLock({ $0 }) == nil, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return outcome.value.withLock { $0 } ?? false
     }
 
     /// Writes a null record for each key to the sessions topic's `partition`. Without

@@ -40,15 +40,16 @@ final class PartitionPipeline: Sendable {
     private let state = Mutex(State())
     /// Sends a session record; calls back with the result.
     private let sendSession: @Sendable (_ key: String, _ value: [UInt8], _ done: @escaping @Sendable (Result<KafkaDelivery, KafkaError>) -> Void) throws -> Void
-    /// Stores the next offset to commit.
-    private let storeOffset: @Sendable (Int64) -> Void
+    /// Stores the next offset to commit; false when the consumer refused it (the partition is
+    /// no longer assigned).
+    private let storeOffset: @Sendable (Int64) -> Bool
     private let onFailure: @Sendable (KafkaError) -> Void
     private let onAcknowledged: @Sendable (AcknowledgedEvent) -> Void
 
     init(
         partition: TopicPartition,
         sendSession: @escaping @Sendable (String, [UInt8], @escaping @Sendable (Result<KafkaDelivery, KafkaError>) -> Void) throws -> Void,
-        storeOffset: @escaping @Sendable (Int64) -> Void,
+        storeOffset: @escaping @Sendable (Int64) -> Bool,
         onFailure: @escaping @Sendable (KafkaError) -> Void,
         onAcknowledged: @escaping @Sendable (AcknowledgedEvent) -> Void = { _ in }
     ) {
@@ -160,10 +161,7 @@ final class PartitionPipeline: Sendable {
                 state.entries.removeFirst()
             }
             // Under the lock, so stores never go backwards and `storedNext` is what was stored.
-            if let last {
-                storeOffset(last + 1)
-                state.storedNext = last + 1
-            }
+            if let last, storeOffset(last + 1) { state.storedNext = last + 1 }
         }
         if let sendError { return fail(sendError) }
     }

@@ -16,6 +16,8 @@ final class ConversationLanes<Item: Sendable>: Sendable {
         /// Conversations with commands waiting for a runner slot, in arrival order.
         var ready = Deque<String>()
         var closed = false
+        /// Commands a runner took and that are not finished yet.
+        var inProgress = 0
         /// The partition moved on: nothing is stored any more.
         var revoked = false
     }
@@ -48,8 +50,9 @@ final class ConversationLanes<Item: Sendable>: Sendable {
 
     /// Commands read and not finished.
     var buffered: Int { state.withLock { $0.offsets.count } }
-    /// Conversations with a runner (delivering, or about to take their next command).
-    var runningCount: Int { state.withLock { $0.running.count } }
+    /// Commands taken by a runner and not finished (being delivered, or their result not yet
+    /// acknowledged). One whose delivery stopped (`deliver` returned false) stays counted.
+    var inProgress: Int { state.withLock { $0.inProgress } }
 
     /// Adds a command read at `offset` (offsets arrive in increasing order).
     func add(offset: Int64, conversation: String, item: Item) {
@@ -107,6 +110,7 @@ final class ConversationLanes<Item: Sendable>: Sendable {
         state.withLock { state in
             guard !state.closed, var lane = state.lanes[conversation], let first = lane.popFirst() else { return nil }
             state.lanes[conversation] = lane.isEmpty ? nil : lane
+            state.inProgress += 1
             return first
         }
     }
@@ -132,7 +136,10 @@ final class ConversationLanes<Item: Sendable>: Sendable {
                 let mid = (low + high) / 2
                 if state.offsets[mid].offset < offset { low = mid + 1 } else { high = mid }
             }
-            if low < state.offsets.count, state.offsets[low].offset == offset { state.offsets[low].finished = true }
+            if low < state.offsets.count, state.offsets[low].offset == offset {
+                state.offsets[low].finished = true
+                state.inProgress -= 1
+            }
         }
         advance()
     }

@@ -182,6 +182,8 @@ final class EgressGeneration: @unchecked Sendable {
     /// Touched only by the consuming task.
     private var lanes: [Int32: ConversationLanes<LaneItem>] = [:]
     private var ledgers: [Int32: DeliveryLedger] = [:]
+    /// Partitions being revoked whose messages are dropped until the revoke arrives.
+    private var handingOver: Set<Int32> = []
     private let laneList = Mutex<[ConversationLanes<LaneItem>]>([])
     private let runners = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
 
@@ -200,8 +202,10 @@ final class EgressGeneration: @unchecked Sendable {
             if let error = state.failure { throw error }
             switch event {
             case .partitionsAssigned(let partitions):
+                handingOver.subtract(partitions.map(\.partition))
                 try await assign(partitions)
             case .partitionsRevoked(let partitions):
+                handingOver.subtract(partitions.map(\.partition))
                 await drain(partitions, timeout: egress.revokeDrain)
                 let revoked = Set(partitions)
                 for partition in partitions {
@@ -211,6 +215,9 @@ final class EgressGeneration: @unchecked Sendable {
                 laneList.withLock { $0.removeAll { revoked.contains($0.partition) } }
             case .message(let message):
                 guard !egress.stoppingNow else { continue }
+                // Once one message of a partition being revoked was dropped, so are the
+                // others handed out before the revoke: none may finish past it.
+                if handingOver.contains(message.partition) { continue }
                 await process(message)
             }
         }
@@ -288,9 +295,13 @@ final class EgressGeneration: @unchecked Sendable {
     private func process(_ message: KafkaMessage) async {
         guard let lane = lanes[message.partition], let ledger = ledgers[message.partition] else { return }
         while lane.buffered >= egress.config.egress.maxBufferedPerPartition, !isEnded {
-            // The revoke waits behind this message: drop it (the next owner reads it again)
-            // rather than hold the revoke up until a slow conversation makes room.
-            if consumer.isBeingRevoked(message.topicPartition) { return }
+            // The revoke waits behind this message: drop it and the partition's later ones (the
+            // next owner reads them again) rather than hold the revoke up until a slow
+            // conversation makes room.
+            if consumer.isBeingRevoked(message.topicPartition) {
+                handingOver.insert(message.partition)
+                return
+            }
             try? await Task.sleep(for: .milliseconds(1))
         }
         let source = "\(message.topic)/\(message.partition)/\(message.offset)"
@@ -577,7 +588,9 @@ final class EgressGeneration: @unchecked Sendable {
         let draining = partitions.compactMap { lanes[$0.partition] }
         for lane in draining { lane.close() }
         for lane in draining {
-            while lane.runningCount > 0, state.failure == nil, ContinuousClock.now < deadline {
+            // Until the commands started are finished: delivered or given up, and their results
+            // acknowledged, so their offsets are stored before the revoke.
+            while lane.inProgress > 0, state.failure == nil, !isEnded, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(1))
             }
             lane.revoke()

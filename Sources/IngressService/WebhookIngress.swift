@@ -182,7 +182,7 @@ public final class WebhookIngress: Service, Sendable {
 
         // A signature proves that 8x8 sent the webhook, not for whom: an endpoint configured for
         // a tenant takes only that tenant's webhooks (the tenant id is a signed header).
-        if let tenant = webhookHeaders.tenantId, !isForThisConnector(tenant: tenant, endpoint: endpoint) {
+        if verified, let tenant = webhookHeaders.tenantId, !isForThisConnector(tenant: tenant, endpoint: endpoint) {
             metrics.signatureFailure(reason: "tenant")
             logger.warning("webhook of another 8x8 tenant refused", metadata: context(["tenant": "\(LogSafe.text(tenant, maxBytes: 64))"]))
             return .forbidden("tenant is not this endpoint's")

@@ -112,7 +112,7 @@ struct ForgettingTests {
         let pipeline = PartitionPipeline(
             partition: TopicPartition(topic: "in", partition: 0),
             sendSession: { key, _, done in sent.withLock { $0.append((key, done)) } },
-            storeOffset: { _ in }, onFailure: { _ in })
+            storeOffset: { _ in true }, onFailure: { _ in })
         let ack: Result<KafkaDelivery, KafkaError> = .success(KafkaDelivery(topicPartition: TopicPartition(topic: "out", partition: 0), offset: 0))
         pipeline.add(offset: 10, commands: 1, session: ("conv-a", [1]))
         pipeline.add(offset: 11, commands: 0, session: ("conv-b", [1]))

@@ -264,12 +264,50 @@ struct EgressTests {
             // A second egress joins: every partition is revoked from the first (eager rebalance)
             // while its delivery of command 0 waits out the Retry-After.
             let b = h.start(revokeDrain: .milliseconds(300))
+            let rebalanced = try await within(60, "the second egress's partitions") {
+                while b.egress.assignment.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+                return ContinuousClock.now
+            }
+            #expect(rebalanced < throttled + .seconds(retryAfter), "the scenario: the rebalance came while the first owner waited")
             try await h.waitForGateway(90, "every command") { Set($0).count >= commands.count }
             // Past the moment the first owner's wait ends, plus room for a request it would send.
             let quiet = throttled + .seconds(retryAfter) + .seconds(2)
             if quiet > .now { try await Task.sleep(until: quiet) }
             let accepted = h.gateway.acceptedCommandIds
             #expect(accepted == commands.map(\.commandId), "each once, in order: \(accepted)")
+            await a.stop()
+            await b.stop()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("a revoke while the read-ahead is full and its oldest command waits out a Retry-After: the partition moves at once, every command once, in order")
+    func aRevokeWhileTheReadAheadIsFull() async throws {
+        try await EgressHarness.run(egress: "  requestTimeoutMs: 2000\n  maxBufferedPerPartition: 2") { h in
+            let stuck = "conv-stuck"
+            let other = (0..<200).map { "conv-next\($0)" }.first { Self.partition(of: $0) == Self.partition(of: stuck) }!
+            // The revoke's wait for acknowledgement is the drain (300 ms) plus 5 s; the
+            // Retry-After is longer, so a loop held up until it ends would miss the revoke.
+            h.gateway.inject(.status(429, retryAfter: 10), forPathEndingWith: "\(stuck)/messages")
+            let commands = (0..<4).flatMap { [EgressHarness.message(stuck, $0), EgressHarness.message(other, $0)] }
+            let producer = try h.producer()
+            let log = LogCapture()
+            let a = h.start(logger: log.logger, revokeDrain: .milliseconds(300))
+            try await h.publish(commands, with: producer)
+            try await within(60, "the 429") {
+                while !h.gateway.received.contains(where: { $0.status == 429 }) { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            let b = h.start(revokeDrain: .milliseconds(300))
+            try await h.waitForGateway(90, "every command") { Set($0).count >= commands.count }
+            try await Task.sleep(for: .seconds(12))  // past the first owner's Retry-After: nothing more arrives
+            let accepted = h.gateway.acceptedCommandIds
+            #expect(accepted.count == commands.count, "each once: \(accepted.counts.filter { $0.value > 1 }.keys.sorted())")
+            for conversation in [stuck, other] {
+                #expect(accepted.filter { $0.contains(conversation + "-") } == commands.filter { $0.conversationId == conversation }.map(\.commandId))
+            }
+            // The first owner's loop, held up by the full read-ahead, let the revoke through.
+            #expect(log.text.contains("partitions revoked"))
+            #expect(!log.text.contains("revoke not acknowledged in time"), "\(log.text)")
             await a.stop()
             await b.stop()
             await producer.shutdown()

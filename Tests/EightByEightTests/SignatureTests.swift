@@ -174,6 +174,10 @@ struct FixedKeys: WebhookKeyProvider {
         var injected = good
         injected.signature = try Self.signer.signature(body: body, headers: good, protectedHeader: WebhookSigner.protectedHeader(kid: "../../admin"))
         if case .malformedToken = await rejection(body, injected) {} else { Issue.record("a kid with path characters must be rejected") }
+        for segment in [".", ".."] {
+            injected.signature = try Self.signer.signature(body: body, headers: good, protectedHeader: WebhookSigner.protectedHeader(kid: segment))
+            if case .malformedToken = await rejection(body, injected) {} else { Issue.record("the kid '\(segment)' would move the JWK URL's path") }
+        }
     }
 
     @Test func staleOrFutureTransmissionTimeIsRejected() async throws {

@@ -185,8 +185,12 @@ import Testing
         let statistics = try #require(producer!.gateStatistics(topic: "gated-full"))
         #expect(statistics.held == 5 && statistics.sentAtOnce == 5, "the first message went before the count was known")
 
-        // Dropped without a shutdown: every message is reported (failed), the held ones too.
+        // Dropped without a shutdown: every message is reported (failed), the held ones too
+        // (theirs come on a task of their own, never inside a caller's call).
         producer = nil
+        try await within(30, "every accepted message reported") {
+            while results.withLock({ $0.count }) < 10 { try await Task.sleep(for: .milliseconds(10)) }
+        }
         let reported = results.withLock { $0 }
         #expect(reported.count == 10, "every accepted message reported")
         #expect(reported.filter { $0.failure != nil }.count >= 5)

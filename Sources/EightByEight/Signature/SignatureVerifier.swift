@@ -194,9 +194,10 @@ public struct SignatureVerifier: Sendable {
         guard let kid = header.kid, isSafeKeyID(kid) else { throw .malformedToken("missing or invalid kid") }
     }
 
-    /// Key ids go into the JWK URL's path: only unreserved URL characters are accepted.
+    /// Key ids go into the JWK URL's path: only unreserved URL characters are accepted, and
+    /// not the dot segments `.` and `..`, which would move the path.
     static func isSafeKeyID(_ kid: String) -> Bool {
-        !kid.isEmpty && kid.utf8.count <= 128 && kid.utf8.allSatisfy { byte in
+        !kid.isEmpty && kid != "." && kid != ".." && kid.utf8.count <= 128 && kid.utf8.allSatisfy { byte in
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
                  UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):

@@ -50,8 +50,12 @@ final class CallbackDeliveryWaiter: DeliveryWaiter, @unchecked Sendable {
         }
     }
 
+    /// A held message that librdkafka refused when the gate released it. That happens inside
+    /// another `send` (whose caller may hold a lock this callback takes) or on the polling
+    /// thread: the callback runs on a task of its own, never inside the caller's call.
     override func enqueueFailed(_ error: KafkaError) {
-        callback(.failure(error))
+        let callback = self.callback
+        Task { callback(.failure(error)) }
     }
 }
 
