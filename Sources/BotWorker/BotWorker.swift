@@ -510,19 +510,13 @@ final class Generation: @unchecked Sendable {
                 records.append((KafkaProducerMessage(topic: worker.analyticsTopic, key: key, value: analytics.encodedRecord), "analytics"))
             }
             for (record, action) in records {
-                while true {
-                    do {
-                        try producer.send(record) { result in pipeline.commandDone(offset: offset, result) }
-                        if action != "analytics" { worker.metrics.command(action) }
-                        break
-                    } catch let error as KafkaError where error.code == .queueFull && !state.isEnded {
-                        // librdkafka's queue is full: wait for acknowledgements to make room.
-                        try? await Task.sleep(for: .milliseconds(1))
-                    } catch {
-                        pipeline.fail(KafkaError.wrapping(error))
-                        return
-                    }
+                do {
+                    try await sendWaitingForRoom(record) { result in pipeline.commandDone(offset: offset, result) }
+                } catch {
+                    pipeline.fail(KafkaError.wrapping(error))
+                    return
                 }
+                if action != "analytics" { worker.metrics.command(action) }
             }
         }
     }
@@ -653,14 +647,22 @@ final class Generation: @unchecked Sendable {
     private func sendTombstone(
         _ key: String, partition: Int32, onDelivery: @escaping @Sendable (Result<KafkaDelivery, KafkaError>) -> Void
     ) async throws {
-        let tombstone = KafkaProducerMessage(topic: worker.sessionsTopic, partition: partition, key: key, value: [UInt8]?.none)
+        try await sendWaitingForRoom(
+            KafkaProducerMessage(topic: worker.sessionsTopic, partition: partition, key: key, value: [UInt8]?.none), onDelivery: onDelivery)
+    }
+
+    /// Hands `message` to the producer, waiting while librdkafka's queue is full (the
+    /// acknowledgements make room); throws any other refusal, and a full queue once the
+    /// generation ended.
+    private func sendWaitingForRoom<Key, Value>(
+        _ message: KafkaProducerMessage<Key, Value>, onDelivery: @escaping @Sendable (Result<KafkaDelivery, KafkaError>) -> Void
+    ) async throws {
         while true {
             do {
-                try producer.send(tombstone, onDelivery: onDelivery)
+                try producer.send(message, onDelivery: onDelivery)
                 return
             } catch let error as KafkaError where error.code == .queueFull && !state.isEnded {
-                // librdkafka's queue is full: wait for acknowledgements to make room.
-                try await Task.sleep(for: .milliseconds(1))
+                try? await Task.sleep(for: .milliseconds(1))
             }
         }
     }

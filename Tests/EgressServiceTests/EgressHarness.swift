@@ -119,6 +119,17 @@ struct EgressHarness: Sendable {
         }
     }
 
+    /// The first request the simulator answered with `status`, once there is one.
+    func firstAnswer(status: Int, within seconds: Int = 60) async throws -> ChatGatewaySimulator.Received {
+        let gateway = self.gateway
+        return try await within(seconds, "an answer \(status)") {
+            while true {
+                if let answer = gateway.received.first(where: { $0.status == status }) { return answer }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
     static func message(_ conversation: String, _ n: Int, text: String? = nil, event: String? = nil) -> OutboundCommand {
         command(conversation, n, .sendMessage, .object(["authorType": .string("bot"), "text": .string(text ?? "message \(n) of \(conversation)")]), event: event)
     }

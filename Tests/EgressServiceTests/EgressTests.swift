@@ -67,7 +67,7 @@ struct EgressTests {
         try await EgressHarness.run { h in
             // Both conversations in one partition, so they share a partition's lanes.
             let throttled = "conv-a"
-            let failing = (0..<200).map { "conv-b\($0)" }.first { Self.partition(of: $0) == Self.partition(of: throttled) }!
+            let failing = Self.conversation("conv-b", sharingPartitionWith: throttled)
             h.gateway.inject(.status(429, retryAfter: 2), forPathEndingWith: "\(throttled)/messages")
             h.gateway.inject(.status(502), forPathEndingWith: "\(failing)/messages")
             h.gateway.inject(.status(503), forPathEndingWith: "\(failing)/messages")
@@ -255,12 +255,7 @@ struct EgressTests {
             let producer = try h.producer()
             let a = h.start(revokeDrain: .milliseconds(300))
             try await h.publish(commands, with: producer)
-            let throttled = try await within(60, "the 429") {
-                while true {
-                    if let answer = h.gateway.received.first(where: { $0.status == 429 }) { return answer.at }
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-            }
+            let throttled = try await h.firstAnswer(status: 429).at
             // A second egress joins: every partition is revoked from the first (eager rebalance)
             // while its delivery of command 0 waits out the Retry-After.
             let b = h.start(revokeDrain: .milliseconds(300))
@@ -285,7 +280,7 @@ struct EgressTests {
     func aRevokeWhileTheReadAheadIsFull() async throws {
         try await EgressHarness.run(egress: "  requestTimeoutMs: 2000\n  maxBufferedPerPartition: 2") { h in
             let stuck = "conv-stuck"
-            let other = (0..<200).map { "conv-next\($0)" }.first { Self.partition(of: $0) == Self.partition(of: stuck) }!
+            let other = Self.conversation("conv-next", sharingPartitionWith: stuck)
             // The revoke's wait for acknowledgement is the drain (300 ms) plus 5 s; the
             // Retry-After is longer, so a loop held up until it ends would miss the revoke.
             h.gateway.inject(.status(429, retryAfter: 10), forPathEndingWith: "\(stuck)/messages")
@@ -294,9 +289,7 @@ struct EgressTests {
             let log = LogCapture()
             let a = h.start(logger: log.logger, revokeDrain: .milliseconds(300))
             try await h.publish(commands, with: producer)
-            try await within(60, "the 429") {
-                while !h.gateway.received.contains(where: { $0.status == 429 }) { try await Task.sleep(for: .milliseconds(20)) }
-            }
+            _ = try await h.firstAnswer(status: 429)
             let b = h.start(revokeDrain: .milliseconds(300))
             try await h.waitForGateway(90, "every command") { Set($0).count >= commands.count }
             try await Task.sleep(for: .seconds(12))  // past the first owner's Retry-After: nothing more arrives
@@ -376,6 +369,11 @@ struct EgressTests {
     }
 
     /// The partition librdkafka's default partitioner (`consistent_random`: CRC32 of the key) picks.
+    /// The first of `prefix`0, `prefix`1, ... in the partition of `conversation`.
+    static func conversation(_ prefix: String, sharingPartitionWith conversation: String) -> String {
+        (0..<200).map { "\(prefix)\($0)" }.first { partition(of: $0) == partition(of: conversation) }!
+    }
+
     static func partition(of key: String) -> Int32 {
         var crc: UInt32 = 0xFFFF_FFFF
         for byte in key.utf8 {
