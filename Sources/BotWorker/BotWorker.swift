@@ -45,6 +45,9 @@ public final class BotWorker: Service, Sendable {
     private let generation = Mutex<Generation?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let readiness = Atomic<Bool>(false)
+    let tickInterval: Duration
+    /// Time on this host for partitions without events (tests move it forward).
+    let clock = MonotonicClock()
     /// Told of each event whose records Kafka acknowledged, on the producer's thread.
     let acknowledgementObserver: (@Sendable (AcknowledgedEvent) -> Void)?
 
@@ -54,11 +57,15 @@ public final class BotWorker: Service, Sendable {
     /// records and dead-lettered ones are not reported, nor any in transactional mode (its
     /// records count only when the transaction commits). An event processed again after a
     /// restart is reported again.
+    ///
+    /// `tickInterval` is how often the consumer ticks, so that partitions without new events
+    /// look for expired sessions too (see `Generation.forgetInQuietPartitions`).
     public init(
         config: ConnectorConfig, bootstrapServers: String, endpoints: [String: Endpoint], logger: Logger,
-        onAcknowledged: (@Sendable (AcknowledgedEvent) -> Void)? = nil
+        onAcknowledged: (@Sendable (AcknowledgedEvent) -> Void)? = nil, tickInterval: Duration = .seconds(15)
     ) {
         self.config = config
+        self.tickInterval = tickInterval
         self.acknowledgementObserver = onAcknowledged
         self.bootstrapServers = bootstrapServers
         self.endpoints = endpoints
@@ -184,8 +191,9 @@ public final class BotWorker: Service, Sendable {
     }
 
     private func runGeneration() async throws {
-        let consumerConfig = ConsumingService.consumerConfiguration(
+        var consumerConfig = ConsumingService.consumerConfiguration(
             config, bootstrapServers: bootstrapServers, group: .worker, drain: Self.revokeDrain)
+        consumerConfig.tickInterval = tickInterval
         var producerConfig = ConsumingService.producerConfiguration(
             config, bootstrapServers: bootstrapServers, clientID: "connector-worker", lingerMilliseconds: config.worker.lingerMs)
         if config.worker.transactional {
@@ -257,9 +265,17 @@ final class Generation: @unchecked Sendable {
                     sessions[partition.partition] = nil
                     pipelines[partition.partition] = nil
                     forgetting[partition.partition] = nil
+                    clocks[partition.partition] = nil
+                    clockSetAt[partition.partition] = nil
+                    nextOffsets[partition.partition] = nil
                 }
                 let revoked = Set(partitions)
                 pipelineList.withLock { $0.removeAll { revoked.contains($0.partition) } }
+            case .tick:
+                guard !worker.stoppingNow else { continue }
+                // A tick ends a fetched batch like its last message would have.
+                if transactional, !events.hasBufferedEvents { try await commitTransaction() }
+                try await forgetInQuietPartitions()
             case .message(let message):
                 guard !worker.stoppingNow else {
                     try await commitTransaction()
@@ -272,6 +288,7 @@ final class Generation: @unchecked Sendable {
                     // The first record after the assignment is where the group's committed offset was.
                     forgetting[message.partition]?.committedBelow = message.offset
                 }
+                nextOffsets[message.partition] = message.offset + 1
                 if transactional {
                     try processInTransaction(message)
                     try await forgetExpiredSessionsIfDue(partition: message.partition)
@@ -298,6 +315,8 @@ final class Generation: @unchecked Sendable {
             let all = restored[partition.partition] ?? [:]
             let now = worker.plausibleClock(all.values.map(\.lastActivity).max() ?? 0)
             clocks[partition.partition] = now
+            clockSetAt[partition.partition] = worker.clock.milliseconds()
+            nextOffsets[partition.partition] = nil
             sessions[partition.partition] = all
             // The events behind the restored sessions are below the inbound high watermark of
             // now; a session is forgotten only once they are committed (see `Forgetting`).
@@ -441,6 +460,7 @@ final class Generation: @unchecked Sendable {
             forgetting[message.partition]?.lastOffsets[key] = message.offset
         }
         clocks[message.partition] = max(clocks[message.partition] ?? 0, worker.plausibleClock(event.receivedAt))
+        clockSetAt[message.partition] = worker.clock.milliseconds()
         let elapsed = ContinuousClock.now - started
         worker.metrics.turnDuration.recordNanoseconds(Int64(elapsed / .nanoseconds(1)))
         let session = result.session ?? existing
@@ -525,6 +545,10 @@ final class Generation: @unchecked Sendable {
 
     /// Per partition, the newest event time seen (milliseconds since 1970).
     private var clocks: [Int32: Int64] = [:]
+    /// Per partition, when (`BotWorker.clock`) its clock was last set by an event or the assignment.
+    private var clockSetAt: [Int32: Int64] = [:]
+    /// Per partition, the inbound offset after the last record handed to this generation.
+    private var nextOffsets: [Int32: Int64] = [:]
     private var forgetting: [Int32: Forgetting] = [:]
 
     /// What forgetting a partition's sessions safely needs to know.
@@ -581,6 +605,46 @@ final class Generation: @unchecked Sendable {
         }
         worker.metrics.forgottenSessions.increment(by: forgotten.count)
         try await writeTombstones(tombstones, partition: partition)
+    }
+
+    /// Lets partitions without new events forget too (on a consumer tick): a partition that
+    /// had none for a minute and has processed every inbound record there is lets its clock
+    /// run on with this host's (the time since its last event, on a monotonic clock, so no
+    /// two hosts' clocks are compared). Without this, the last sessions of a partition that
+    /// went quiet (a night, a small contact center) would stay in memory and in the sessions
+    /// topic, with their personal data, until its next event.
+    private func forgetInQuietPartitions() async throws {
+        let now = worker.clock.milliseconds()
+        for (partition, states) in sessions where !states.isEmpty && !handingOver.contains(partition) {
+            guard let clock = clocks[partition], let setAt = clockSetAt[partition], now - setAt >= 60_000 else { continue }
+            let later = clock + (now - setAt)
+            guard states.values.contains(where: { worker.isForgettable($0, now: later) }), await isCaughtUp(partition) else { continue }
+            clocks[partition] = later
+            clockSetAt[partition] = now
+            try await forgetExpiredSessionsIfDue(partition: partition)
+        }
+    }
+
+    /// Whether every inbound record of `partition` was handed to this generation: the next
+    /// offset (the group's committed one when none came since the assignment) is the high
+    /// watermark. False when Kafka cannot tell: a partition whose records cannot be fetched
+    /// now may hold the very events that would keep its sessions.
+    private func isCaughtUp(_ partition: Int32) async -> Bool {
+        let inbound = TopicPartition(topic: worker.inboundTopic, partition: partition)
+        do {
+            let (_, high) = try await admin.watermarks(inbound)
+            if let next = nextOffsets[partition] { return next >= high }
+            guard let committed = try await admin.committedOffsets(group: consumer.groupID, partitions: [inbound])[inbound],
+                  committed >= high else { return false }
+            let known = forgetting[partition]?.committedBelow ?? 0
+            forgetting[partition]?.committedBelow = max(known, committed)
+            return true
+        } catch {
+            logger.debug("inbound position unknown; quiet partition keeps its sessions", metadata: [
+                "kafka.partition": "\(partition)", "kafka.error": "\(error)",
+            ])
+            return false
+        }
     }
 
     /// Commits the stored offsets; false when that failed or took longer than `limit` (a
@@ -820,5 +884,23 @@ extension BotWorker {
             }
         }
         return result
+    }
+}
+
+/// Milliseconds on this host's monotonic clock (no jumps when the wall clock is set), which a
+/// test can move forward.
+final class MonotonicClock: Sendable {
+    private let start = ContinuousClock.now
+    private let advanced = Atomic<Int64>(0)
+
+    func milliseconds() -> Int64 {
+        let elapsed = (ContinuousClock.now - start).components
+        return elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000 + advanced.load(ordering: .relaxed)
+    }
+
+    /// For tests: as if `duration` had passed.
+    func advance(by duration: Duration) {
+        let parts = duration.components
+        advanced.add(parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000, ordering: .relaxed)
     }
 }

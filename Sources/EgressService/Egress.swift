@@ -219,6 +219,8 @@ final class EgressGeneration: @unchecked Sendable {
                 // others handed out before the revoke: none may finish past it.
                 if handingOver.contains(message.partition) { continue }
                 await process(message)
+            case .tick:
+                continue  // not configured for the egress
             }
         }
         try await state.finish(producer: producer)

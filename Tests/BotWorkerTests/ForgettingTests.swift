@@ -105,6 +105,47 @@ struct ForgettingTests {
         await producer.shutdown()
     }
 
+    @Test("a partition without new events forgets its expired sessions once it has processed every record and time passed on the worker's host", arguments: [false, true])
+    func quietPartitionForgets(transactional: Bool) async throws {
+        let harness = try WorkerHarness(worker: transactional ? "  transactional: true\n  transactionalId: worker-quiet-tx" : "")
+        let sessions = try harness.reader(.sessions)
+        let outbound = try harness.reader(.outbound)
+        let running = try harness.start(tickInterval: .milliseconds(100))
+        let producer = try harness.producer()
+        var old = EventFactory(conversation: "conv-old")
+        var recent = EventFactory(conversation: "conv-recent")
+        recent.clock = old.clock + 35 * 60_000
+        let first = recent.user("update my email")
+        try await harness.publish([old.user("update my email"), first], partition: 0, with: producer)
+        try await sessions.wait(60, "both sessions") { records in
+            records.contains { (try? SessionState.decode($0.value))?.processedEventIds.contains(first.eventId) == true }
+        }
+
+        // No event comes, but six minutes pass on the worker's host: the partition's clock runs
+        // on from its newest event, so conv-old has been idle for 41 minutes (the demo
+        // endpoint's TTL of 30 plus 10), conv-recent for 6.
+        running.worker.clock.advance(by: .seconds(6 * 60 + 1))
+        let records = try await sessions.wait(60, "conv-old's tombstone") { $0.contains { $0.keyString == "conv-old" && $0.valueIsNull } }
+        #expect(!records.contains { $0.keyString == "conv-recent" && $0.valueIsNull })
+        #expect(records.last { $0.keyString == "conv-old" }?.valueIsNull == true)
+
+        // conv-recent goes on with its session: the email question is answered in its flow.
+        let answer = recent.user("jane@example.com")
+        try await harness.publish([answer], partition: 0, with: producer)
+        let commands = try await outbound.wait(60, "conv-recent's answer") { records in
+            records.contains { (try? OutboundCommand.decode($0.value))?.causationEventId == answer.eventId }
+        }
+        #expect(try commands.map { try OutboundCommand.decode($0.value) }.contains {
+            $0.causationEventId == answer.eventId && $0.body["text"] == .string("Thanks, I saved jane@example.com.")
+        })
+        let metrics = String(decoding: running.worker.metrics.render(), as: UTF8.self)
+        #expect(metrics.contains("connector_worker_sessions_forgotten_total 1"), "\(metrics)")
+        await running.stop()
+        await sessions.close()
+        await outbound.close()
+        await producer.shutdown()
+    }
+
     @Test("a conversation counts as writing its session from its event's registration to the record's acknowledgement")
     func sessionKeysInFlight() {
         typealias Done = @Sendable (Result<KafkaDelivery, KafkaError>) -> Void

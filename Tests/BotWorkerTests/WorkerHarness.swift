@@ -61,15 +61,18 @@ struct WorkerHarness: Sendable {
         }
     }
 
-    func makeWorker(logger: Logger = quietLogger, onAcknowledged: (@Sendable (AcknowledgedEvent) -> Void)? = nil) throws -> BotWorker {
+    func makeWorker(
+        logger: Logger = quietLogger, onAcknowledged: (@Sendable (AcknowledgedEvent) -> Void)? = nil, tickInterval: Duration = .seconds(15)
+    ) throws -> BotWorker {
         BotWorker(
             config: config, bootstrapServers: cluster.bootstrapServers,
-            endpoints: try BotWorker.loadEndpoints(config: config), logger: logger, onAcknowledged: onAcknowledged)
+            endpoints: try BotWorker.loadEndpoints(config: config), logger: logger, onAcknowledged: onAcknowledged,
+            tickInterval: tickInterval)
     }
 
     /// Starts a worker in a service group of its own.
-    func start(logger: Logger = quietLogger) throws -> RunningWorker {
-        let worker = try makeWorker(logger: logger)
+    func start(logger: Logger = quietLogger, tickInterval: Duration = .seconds(15)) throws -> RunningWorker {
+        let worker = try makeWorker(logger: logger, tickInterval: tickInterval)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)], logger: quietLogger))
         let task = Task { _ = try? await group.run() }

@@ -47,6 +47,36 @@ struct ProducerConsumerTests {
         await consumer.shutdown()
     }
 
+    @Test("ticks come, when configured, behind the messages polled before them, and never otherwise")
+    func ticksFollowTheMessagesBeforeThem() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("ticking", partitions: 1)
+        let producer = try makeProducer(cluster)
+        try await producer.sendBatch((0..<50).map { KafkaProducerMessage(topic: "ticking", key: "k", value: "m\($0)") })
+        await producer.shutdown()
+        for interval in [Duration.milliseconds(50), nil] {
+            let consumer = try makeConsumer(cluster, group: "ticking-\(interval == nil)", allPartitions("ticking", 1)) { $0.tickInterval = interval }
+            var messages = 0
+            var ticks = 0
+            var tickAfterAll = false
+            var events = consumer.events.makeAsyncIterator()
+            // The 50 messages, and with ticks configured, until a tick after them.
+            while let event = await events.next() {
+                switch event {
+                case .message: messages += 1
+                case .tick:
+                    ticks += 1
+                    tickAfterAll = messages == 50
+                case .partitionsAssigned, .partitionsRevoked: break
+                }
+                if messages == 50 && (interval == nil || tickAfterAll) { break }
+            }
+            #expect(messages == 50)
+            #expect(interval == nil ? ticks == 0 : tickAfterAll)
+            await consumer.shutdown()
+        }
+    }
+
     @Test func sameKeyStaysOrderedInOnePartition() async throws {
         let cluster = try EmbeddedKafkaCluster()
         try cluster.createTopic("ordered", partitions: 6)
@@ -125,6 +155,8 @@ struct ProducerConsumerTests {
                         ledger.assigned(partitions, to: name)
                     case .partitionsRevoked(let partitions):
                         ledger.revoked(partitions, from: name)
+                    case .tick:
+                        break
                     }
                 }
             }

@@ -20,11 +20,28 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
     let everAssigned = Atomic<Bool>(false)
     var pending: [KafkaConsumerEvent] = []
     var topicNames: [OpaquePointer: String] = [:]
+    /// `KafkaConsumerConfiguration.tickInterval`, and when the next tick is due.
+    let tickInterval: Duration?
+    private var nextTick: ContinuousClock.Instant?
 
-    init(logger: Logger, buffer: ConsumerEventBuffer, revokeTimeout: Duration) {
+    init(logger: Logger, buffer: ConsumerEventBuffer, revokeTimeout: Duration, tickInterval: Duration?) {
         self.buffer = buffer
         self.revokeTimeout = revokeTimeout
+        self.tickInterval = tickInterval
         super.init(logger: logger)
+    }
+
+    /// Queues a `.tick` behind the messages polled so far when one is due.
+    func tickIfDue() {
+        guard let tickInterval else { return }
+        let now = ContinuousClock.now
+        guard let due = nextTick else {
+            nextTick = now + tickInterval
+            return
+        }
+        guard now >= due else { return }
+        pending.append(.tick)
+        nextTick = now + tickInterval
     }
 
     func flushPending() {
@@ -171,7 +188,8 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
 
     public init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
         let buffer = ConsumerEventBuffer(capacity: configuration.maxBufferedMessages)
-        let context = ConsumerContext(logger: logger, buffer: buffer, revokeTimeout: configuration.revokeTimeout)
+        let context = ConsumerContext(
+            logger: logger, buffer: buffer, revokeTimeout: configuration.revokeTimeout, tickInterval: configuration.tickInterval)
         let subscribes: Bool
         if case .topics = configuration.subscription { subscribes = true } else { subscribes = false }
         let handle = try makeRdKafkaHandle(RD_KAFKA_CONSUMER, properties: configuration.librdkafkaProperties, context: context) { conf in
@@ -213,6 +231,7 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             let rk = pollHandle.pointer
             context.runRequests(rk)
             guard let first = rd_kafka_consumer_poll(rk, 100) else {
+                context.tickIfDue()
                 context.flushPending()
                 return
             }
@@ -221,6 +240,7 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             while context.pending.count < 512, let next = rd_kafka_consumer_poll(rk, 0) {
                 context.take(next)
             }
+            context.tickIfDue()
             context.flushPending()
         }, onExit: {
             if context.crashing.load(ordering: .acquiring) {

@@ -31,6 +31,9 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// How long a close may take before the handle is abandoned (librdkafka 2.0.2 can block in
     /// close after a lost partition).
     public var closeTimeout: Duration = .seconds(15)
+    /// When set, `events` yields `.tick` about this often, in order with the messages (time for
+    /// work that must happen without new messages too). Nil: no ticks.
+    public var tickInterval: Duration?
     /// Passed to librdkafka as is; these win over the typed fields.
     public var properties: [String: String] = [:]
 

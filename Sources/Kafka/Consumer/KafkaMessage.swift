@@ -42,4 +42,7 @@ public enum KafkaConsumerEvent: Sendable, Hashable {
     /// work, store final offsets); the consumer then commits the stored offsets and lets the
     /// group move the partitions.
     case partitionsRevoked([TopicPartition])
+    /// Time passed (`KafkaConsumerConfiguration.tickInterval`): every event before it was
+    /// handed out. Comes only when ticks are configured.
+    case tick
 }
