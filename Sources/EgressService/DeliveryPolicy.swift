@@ -58,6 +58,11 @@ public struct DeliveryPolicy: Sendable {
                 return .giveUp(reason: "no answer after the request was sent (\(reason)); repeating it could send it twice")
             }
             wait = backoff(attempt, using: &random)
+        case .timedOut:
+            guard Self.isIdempotent(action) else {
+                return .giveUp(reason: "no answer in time; repeating the call could send it twice")
+            }
+            wait = backoff(attempt, using: &random)
         }
         guard attempt < maxAttempts else { return .giveUp(reason: "\(attempt) attempts failed") }
         guard age + wait <= maxAge else { return .giveUp(reason: "older than \(maxAge)") }

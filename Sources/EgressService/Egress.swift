@@ -401,14 +401,20 @@ final class EgressGeneration: @unchecked Sendable {
             case .failure(let error):
                 failure = error
             }
-            // The request may have reached 8x8: ask 8x8 before repeating a call that must not be repeated.
-            if case .transport(let reason, true) = failure, !DeliveryPolicy.isIdempotent(command.action) {
+            // The request may have reached 8x8: ask 8x8 before repeating a call that must not be
+            // repeated. One that timed out may still be in progress there: 8x8 is asked once it
+            // had another request timeout to finish it (only this conversation waits).
+            if !DeliveryPolicy.isIdempotent(command.action), failure.mayHaveReachedServer {
+                if case .timedOut(let timeout) = failure {
+                    try? await Task.sleep(for: timeout)
+                    if stopped(item) { return false }
+                }
                 switch await reconcile(command, client: client, since: attemptStart, ledger: item.ledger) {
                 case .delivered:
                     egress.metrics.reconciled.increment()
-                    return await complete(item, outcome: .delivered, status: nil, attempts: attempt, error: "found at 8x8 after \(reason)", finished: finished)
+                    return await complete(item, outcome: .delivered, status: nil, attempts: attempt, error: "found at 8x8 after \(failure)", finished: finished)
                 case .notDelivered:
-                    failure = .transport(reason, reachedServer: false)
+                    failure = .transport("\(failure), and 8x8 does not have it", reachedServer: false)
                 case .unknown, .skip:
                     break
                 }

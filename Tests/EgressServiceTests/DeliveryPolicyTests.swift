@@ -60,6 +60,8 @@ struct DeliveryPolicyTests {
         #expect(decide(.transport("refused", reachedServer: false), .sendMessage) == .retry(after: .milliseconds(500)))
         guard case .giveUp = decide(.transport("timeout", reachedServer: true), .sendMessage) else { Issue.record("message repeated after timeout"); return }
         #expect(decide(.transport("timeout", reachedServer: true), .patchConversation) == .retry(after: .milliseconds(500)))
+        guard case .giveUp = decide(.timedOut(after: .seconds(10)), .sendMessage) else { Issue.record("message repeated after timeout"); return }
+        #expect(decide(.timedOut(after: .seconds(10)), .typing) == .retry(after: .milliseconds(500)))
     }
 
     @Test("a command older than the maximum age is given up")

@@ -166,6 +166,34 @@ struct EgressTests {
         }
     }
 
+    @Test("a message 8x8 takes after the request timed out is found by asking 8x8 once it had time to finish: delivered once, not sent twice")
+    func lateAnswerIsNotSentTwice() async throws {
+        try await EgressHarness.run(egress: "  requestTimeoutMs: 1000") { h in
+            let conversation = "conv-late"
+            // 8x8 takes the message 1.5 s after it came, half a second after the egress stopped
+            // waiting for the answer.
+            h.gateway.inject(.delay(.milliseconds(1500)), forPathEndingWith: "\(conversation)/messages")
+            let command = EgressHarness.message(conversation, 0)
+            let producer = try h.producer()
+            try await h.publish([command], with: producer)
+            let egress = h.start()
+            try await within(60, "the delivery's outcome") {
+                while !String(decoding: egress.egress.metrics.render(), as: UTF8.self).contains("connector_egress_deliveries_total") {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            // The late request itself is recorded once 8x8 took it (any resend came before).
+            _ = try await h.waitForGateway(60, "the late message") { $0.contains(command.commandId) }
+            let metrics = String(decoding: egress.egress.metrics.render(), as: UTF8.self)
+            #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="delivered"} 1"#), "\(metrics)")
+            #expect(metrics.contains("connector_egress_reconciled_total 1"), "\(metrics)")
+            #expect(h.gateway.messages(of: conversation).count == 1, "8x8 shows the message once")
+            #expect(h.gateway.received.filter { $0.method == "POST" }.count == 1)
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
     @Test("asking 8x8 after a dropped connection survives a failing and a throttled read: delivered, not dead-lettered or sent twice")
     func reconcilingReadsAreRetried() async throws {
         try await EgressHarness.run { h in

@@ -60,9 +60,12 @@ public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
     /// 8x8 answered with an error status; `problem` is its problem+json (or gateway fault)
     /// read leniently, `retryAfter` its Retry-After header.
     case status(Int, problem: Problem?, retryAfter: Duration?)
-    /// No answer: connection refused or reset, timeout. `reachedServer` is false when the
-    /// request provably never got there (connect failure).
+    /// No answer: connection refused or reset. `reachedServer` is false when the request
+    /// provably never got there (connect failure).
     case transport(String, reachedServer: Bool)
+    /// No answer within the request timeout: the request reached 8x8, which may still be
+    /// working on it.
+    case timedOut(after: Duration)
 
     public struct Problem: Sendable, Hashable {
         public var message: String?
@@ -85,6 +88,15 @@ public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The request may have reached 8x8 and taken effect there, without an answer.
+    public var mayHaveReachedServer: Bool {
+        switch self {
+        case .status: false
+        case .transport(_, let reachedServer): reachedServer
+        case .timedOut: true
+        }
+    }
+
     public var statusCode: Int? {
         if case .status(let status, _, _) = self { return status }
         return nil
@@ -95,6 +107,7 @@ public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
         case .status(let status, let problem, _):
             "8x8 answered \(status)" + (problem.map { ": \($0.code ?? "")\($0.message.map { " \($0)" } ?? "")" } ?? "")
         case .transport(let reason, _): "no answer from 8x8: \(reason)"
+        case .timedOut(let timeout): "no answer from 8x8 within \(timeout)"
         }
     }
 }
@@ -139,7 +152,7 @@ public struct ChatGatewayClient: Sendable {
         } catch let error as HTTPClientError where error == .connectTimeout {
             throw .transport("\(error)", reachedServer: false)
         } catch let error as HTTPClientError where error == .deadlineExceeded {
-            throw .transport("timed out after \(requestTimeout)", reachedServer: true)
+            throw .timedOut(after: requestTimeout)
         } catch {
             // A connection that was never made never carried the request; a reset or close
             // after it was made may have.
