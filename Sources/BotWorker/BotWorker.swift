@@ -268,13 +268,14 @@ final class Generation: @unchecked Sendable {
                     clocks[partition.partition] = nil
                     clockSetAt[partition.partition] = nil
                     nextOffsets[partition.partition] = nil
+                    quietCheckDue[partition.partition] = nil
                 }
                 let revoked = Set(partitions)
                 pipelineList.withLock { $0.removeAll { revoked.contains($0.partition) } }
             case .tick:
-                guard !worker.stoppingNow else { continue }
                 // A tick ends a fetched batch like its last message would have.
-                if transactional, !events.hasBufferedEvents { try await commitTransaction() }
+                if transactional, worker.stoppingNow || !events.hasBufferedEvents { try await commitTransaction() }
+                guard !worker.stoppingNow else { continue }
                 try await forgetInQuietPartitions()
             case .message(let message):
                 guard !worker.stoppingNow else {
@@ -549,6 +550,8 @@ final class Generation: @unchecked Sendable {
     private var clockSetAt: [Int32: Int64] = [:]
     /// Per partition, the inbound offset after the last record handed to this generation.
     private var nextOffsets: [Int32: Int64] = [:]
+    /// Per partition, when (`BotWorker.clock`) a quiet partition found behind is checked again.
+    private var quietCheckDue: [Int32: Int64] = [:]
     private var forgetting: [Int32: Forgetting] = [:]
 
     /// What forgetting a partition's sessions safely needs to know.
@@ -595,6 +598,8 @@ final class Generation: @unchecked Sendable {
            await commitStoredOffsets(within: .seconds(5)) {
             committed = stored
             forgetting[partition]?.committedBelow = stored
+            // The commit took time: a partition that is leaving meanwhile is its next owner's to forget.
+            guard isStillOurs(partition) else { return }
         }
         let forgotten = transactional ? candidates.map(\.key) : candidates.filter { $0.offset < committed }.map(\.key)
         var tombstones: [String] = []
@@ -613,16 +618,32 @@ final class Generation: @unchecked Sendable {
     /// two hosts' clocks are compared). Without this, the last sessions of a partition that
     /// went quiet (a night, a small contact center) would stay in memory and in the sessions
     /// topic, with their personal data, until its next event.
+    ///
+    /// The checks ask Kafka, on the consuming task: a partition whose check failed or found it
+    /// behind is asked again a minute later, not at every tick, and one that is being revoked
+    /// meanwhile is left to its revoke.
     private func forgetInQuietPartitions() async throws {
         let now = worker.clock.milliseconds()
-        for (partition, states) in sessions where !states.isEmpty && !handingOver.contains(partition) {
-            guard let clock = clocks[partition], let setAt = clockSetAt[partition], now - setAt >= 60_000 else { continue }
+        for (partition, states) in sessions where !states.isEmpty && isStillOurs(partition) {
+            guard let clock = clocks[partition], let setAt = clockSetAt[partition], now - setAt >= 60_000,
+                  now >= quietCheckDue[partition] ?? 0 else { continue }
             let later = clock + (now - setAt)
-            guard states.values.contains(where: { worker.isForgettable($0, now: later) }), await isCaughtUp(partition) else { continue }
+            guard states.values.contains(where: { worker.isForgettable($0, now: later) }) else { continue }
+            guard await isCaughtUp(partition) else {
+                quietCheckDue[partition] = now + 60_000
+                continue
+            }
+            guard isStillOurs(partition) else { continue }
             clocks[partition] = later
             clockSetAt[partition] = now
             try await forgetExpiredSessionsIfDue(partition: partition)
         }
+    }
+
+    /// Assigned to this generation, not being revoked or handed over, and no stop under way.
+    private func isStillOurs(_ partition: Int32) -> Bool {
+        sessions[partition] != nil && !handingOver.contains(partition) && !worker.stoppingNow
+            && !consumer.isBeingRevoked(TopicPartition(topic: worker.inboundTopic, partition: partition))
     }
 
     /// Whether every inbound record of `partition` was handed to this generation: the next

@@ -402,10 +402,11 @@ final class EgressGeneration: @unchecked Sendable {
                 failure = error
             }
             // The request may have reached 8x8: ask 8x8 before repeating a call that must not be
-            // repeated. One that timed out may still be in progress there: 8x8 is asked once it
-            // had another request timeout to finish it (only this conversation waits).
+            // repeated. A message that timed out may still be in progress there: 8x8 is asked
+            // once it had another request timeout to finish it (only this conversation waits;
+            // the calls `reconcile` cannot check are not worth the wait).
             if !DeliveryPolicy.isIdempotent(command.action), failure.mayHaveReachedServer {
-                if case .timedOut(let timeout) = failure {
+                if case .timedOut(let timeout) = failure, command.action == .sendMessage || command.action == .sendAttachment {
                     try? await Task.sleep(for: timeout)
                     if stopped(item) { return false }
                 }

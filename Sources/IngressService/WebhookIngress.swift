@@ -61,6 +61,8 @@ public final class WebhookIngress: Service, Sendable {
     let handoff = LoopHandoff()
     let metrics: IngressMetrics
     let logger: Logger
+    /// Bounds the lines a flood of failing webhooks writes.
+    let logBudget = LogBudget()
     let now: @Sendable () -> Int64
 
     public init(
@@ -175,7 +177,7 @@ public final class WebhookIngress: Service, Sendable {
                 verified = true
             } catch {
                 metrics.signatureFailure(reason: error.reason)
-                logger.warning("webhook signature rejected", metadata: context(["reason": "\(error)"]))
+                log("webhook signature rejected", context(["reason": "\(error)"]))
                 return error.isTransient ? .unavailable(error.description) : .unauthorized(error.description)
             }
         }
@@ -184,7 +186,7 @@ public final class WebhookIngress: Service, Sendable {
         // a tenant takes only that tenant's webhooks (the tenant id is a signed header).
         if verified, let tenant = webhookHeaders.tenantId, !isForThisConnector(tenant: tenant, endpoint: endpoint) {
             metrics.signatureFailure(reason: "tenant")
-            logger.warning("webhook of another 8x8 tenant refused", metadata: context(["tenant": "\(LogSafe.text(tenant, maxBytes: 64))"]))
+            log("webhook of another 8x8 tenant refused", context(["tenant": "\(LogSafe.text(tenant, maxBytes: 64))"]))
             return .forbidden("tenant is not this endpoint's")
         }
 
@@ -226,7 +228,7 @@ public final class WebhookIngress: Service, Sendable {
         // Kafka refuses for its size would get 503 at every retry of 8x8's.
         let record = inbound.encodedRecord(rawBody: body.readableBytesView)
         guard record.count <= maxRecordBytes else {
-            logger.warning("webhook too large for a Kafka record", metadata: context(["bytes": "\(record.count)"]))
+            log("webhook too large for a Kafka record", context(["bytes": "\(record.count)"]))
             return .tooLarge("event too large for a Kafka record (\(record.count) bytes)")
         }
 
@@ -235,7 +237,7 @@ public final class WebhookIngress: Service, Sendable {
         switch recent.claim(dedupeKey) {
         case .published:
             metrics.duplicates.increment()
-            logger.info("duplicate webhook answered without publishing", metadata: context())
+            log("duplicate webhook answered without publishing", context(), level: .info)
             return .ok("duplicate")
         case .pending(let shared):
             metrics.duplicates.increment()
@@ -262,13 +264,24 @@ public final class WebhookIngress: Service, Sendable {
             logger.debug("webhook published", metadata: context(["partition": "\(delivery.topicPartition.partition)", "offset": "\(delivery.offset)"]))
             return .ok("published")
         case .failure(let error):
-            logger.warning("webhook not published", metadata: context(["error": "\(error)"]))
+            log("webhook not published", context(["error": "\(error)"]))
             return .unavailable("kafka did not acknowledge the event")
         case nil:
             metrics.publishTimeouts.increment()
-            logger.warning("kafka acknowledgement timed out", metadata: context(["timeout": "\(publishTimeout)"]))
+            log("kafka acknowledgement timed out", context(["timeout": "\(publishTimeout)"]))
             return .unavailable("kafka did not acknowledge the event in time")
         }
+    }
+
+    /// A line that every webhook of a flood could write, within `logBudget`; the first line
+    /// after some were held back carries their number (`held_back`).
+    private func log(_ message: StaticString, _ metadata: @autoclosure () -> Logger.Metadata, level: Logger.Level = .warning) {
+        guard logger.logLevel <= level else { return }
+        let kind = message.withUTF8Buffer { String(decoding: $0, as: UTF8.self) }
+        guard let held = logBudget.admit(kind) else { return }
+        var metadata = metadata()
+        if held > 0 { metadata["held_back"] = "\(held)" }
+        logger.log(level: level, "\(kind)", metadata: metadata)
     }
 
     /// Expires waits on Kafka acknowledgements (`ingress.publishTimeoutMs`).

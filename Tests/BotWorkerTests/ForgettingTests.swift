@@ -146,6 +146,41 @@ struct ForgettingTests {
         await producer.shutdown()
     }
 
+    /// Without transactions only: the embedded broker answers the offsets a transaction
+    /// commits without keeping them, so a transactional worker there reads the partition again
+    /// and goes by the records it was handed (as in `quietPartitionForgets`).
+    @Test("a worker given a partition that gets no event forgets its restored sessions once time passes: the group's committed offset is the high watermark")
+    func quietPartitionForgetsRestoredSessions() async throws {
+        let harness = try WorkerHarness()
+        let sessions = try harness.reader(.sessions)
+        let producer = try harness.producer()
+        var old = EventFactory(conversation: "conv-old")
+        let event = old.user("update my email")
+        let first = try harness.start(tickInterval: .milliseconds(100))
+        try await harness.publish([event], partition: 0, with: producer)
+        try await sessions.wait(60, "conv-old's session") { records in
+            records.contains { (try? SessionState.decode($0.value))?.processedEventIds.contains(event.eventId) == true }
+        }
+        await first.stop()
+
+        // The next worker restores the session and gets no event: 41 minutes on its host later
+        // the session has expired.
+        let second = try harness.start(tickInterval: .milliseconds(100))
+        try await within(60, "the restore") {
+            while !String(decoding: second.worker.metrics.render(), as: UTF8.self).contains("connector_worker_sessions_restored_total 1") {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        second.worker.clock.advance(by: .seconds(41 * 60))
+        let records = try await sessions.wait(60, "conv-old's tombstone") { $0.contains { $0.keyString == "conv-old" && $0.valueIsNull } }
+        #expect(records.last { $0.keyString == "conv-old" }?.valueIsNull == true)
+        let metrics = String(decoding: second.worker.metrics.render(), as: UTF8.self)
+        #expect(metrics.contains("connector_worker_sessions_forgotten_total 1"), "\(metrics)")
+        await second.stop()
+        await sessions.close()
+        await producer.shutdown()
+    }
+
     @Test("a conversation counts as writing its session from its event's registration to the record's acknowledgement")
     func sessionKeysInFlight() {
         typealias Done = @Sendable (Result<KafkaDelivery, KafkaError>) -> Void

@@ -168,11 +168,11 @@ struct EgressTests {
 
     @Test("a message 8x8 takes after the request timed out is found by asking 8x8 once it had time to finish: delivered once, not sent twice")
     func lateAnswerIsNotSentTwice() async throws {
-        try await EgressHarness.run(egress: "  requestTimeoutMs: 1000") { h in
+        try await EgressHarness.run(egress: "  requestTimeoutMs: 2000") { h in
             let conversation = "conv-late"
-            // 8x8 takes the message 1.5 s after it came, half a second after the egress stopped
+            // 8x8 takes the message 3 s after it came, a second after the egress stopped
             // waiting for the answer.
-            h.gateway.inject(.delay(.milliseconds(1500)), forPathEndingWith: "\(conversation)/messages")
+            h.gateway.inject(.delay(.seconds(3)), forPathEndingWith: "\(conversation)/messages")
             let command = EgressHarness.message(conversation, 0)
             let producer = try h.producer()
             try await h.publish([command], with: producer)

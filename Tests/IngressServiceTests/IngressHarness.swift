@@ -30,7 +30,8 @@ struct IngressHarness: Sendable {
 
     /// Starts everything, runs `body`, stops everything.
     static func run(
-        configure: (inout ConnectorConfig) -> Void = { _ in }, _ body: @Sendable (IngressHarness) async throws -> Void
+        configure: (inout ConnectorConfig) -> Void = { _ in }, logger: Logger = quietLogger,
+        _ body: @Sendable (IngressHarness) async throws -> Void
     ) async throws {
         let cluster = try EmbeddedKafkaCluster(logger: quietLogger)
         let simulator = EightByEightSimulator(signer: signer)
@@ -57,7 +58,7 @@ struct IngressHarness: Sendable {
                 """)
             configure(&config)
             try cluster.createTopic(config.topicName(.inbound), partitions: partitions)
-            let service = try IngressService.make(config: config, bootstrapServers: cluster.bootstrapServers, logger: quietLogger)
+            let service = try IngressService.make(config: config, bootstrapServers: cluster.bootstrapServers, logger: logger)
             try await withRunningApplication({ service.application(host: "127.0.0.1", port: 0, onRunning: $0) }) { port in
                 var sender = simulator.webhookSender(logger: quietLogger)
                 sender.tenantId = "acme"

@@ -114,6 +114,28 @@ struct IngressTests {
         }
     }
 
+    @Test("a flood of webhooks with bad signatures or made-up key ids writes a few warnings per window; the metrics count every one")
+    func aFloodOfRejectedWebhooksStaysWithinTheLogBudget() async throws {
+        let log = LogCapture()
+        try await IngressHarness.run(logger: log.logger) { h in
+            let body = try fixture("message-user")
+            var changedBody = body
+            changedBody[changedBody.count / 2] ^= 0x20
+            for index in 0..<30 {
+                #expect(try await h.post(changedBody, headers: try h.signedHeaders(body, eventId: "evt-flood-\(index)")) == 401)
+                let madeUp = try WebhookSigner(kid: "made-up-\(index)", privateKey: IngressHarness.signer.privateKey)
+                #expect(try await h.post(body, headers: try h.signedHeaders(body, eventId: "evt-kid-\(index)", signer: madeUp)) == 401)
+            }
+            let lines = log.text.split(separator: "\n")
+            let rejected = lines.filter { $0.hasPrefix("webhook signature rejected") }
+            #expect(rejected.count == 10, "\(rejected.count) lines")
+            #expect(lines.filter { $0.hasPrefix("signing key fetch failed") }.count == 10)
+            let metrics = try await h.get("/metrics").body
+            #expect(metrics.contains(#"connector_ingress_requests_total{endpoint="support",status="401"} 60"#), "\(metrics)")
+            #expect(metrics.contains(#"connector_ingress_signature_failures_total{reason="unknown_key"} 30"#), "\(metrics)")
+        }
+    }
+
     @Test func badRequestsGetTheirDocumentedStatus() async throws {
         try await IngressHarness.run { h in
             let malformed = Array(#"{"eventType":"MESSAGE","conversationId":"c1","data":{"#.utf8)

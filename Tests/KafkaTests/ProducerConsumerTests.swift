@@ -47,34 +47,45 @@ struct ProducerConsumerTests {
         await consumer.shutdown()
     }
 
-    @Test("ticks come, when configured, behind the messages polled before them, and never otherwise")
+    @Test("ticks come, when configured, after the messages polled before them, and never otherwise")
     func ticksFollowTheMessagesBeforeThem() async throws {
         let cluster = try EmbeddedKafkaCluster()
         try cluster.createTopic("ticking", partitions: 1)
         let producer = try makeProducer(cluster)
         try await producer.sendBatch((0..<50).map { KafkaProducerMessage(topic: "ticking", key: "k", value: "m\($0)") })
-        await producer.shutdown()
         for interval in [Duration.milliseconds(50), nil] {
             let consumer = try makeConsumer(cluster, group: "ticking-\(interval == nil)", allPartitions("ticking", 1)) { $0.tickInterval = interval }
-            var messages = 0
-            var ticks = 0
-            var tickAfterAll = false
-            var events = consumer.events.makeAsyncIterator()
-            // The 50 messages, and with ticks configured, until a tick after them.
-            while let event = await events.next() {
-                switch event {
-                case .message: messages += 1
-                case .tick:
-                    ticks += 1
-                    tickAfterAll = messages == 50
-                case .partitionsAssigned, .partitionsRevoked: break
+            let sequence = try await within(60, "the messages, then a tick or the next message") {
+                var events = consumer.events.makeAsyncIterator()
+                var seen: [String] = []
+                var messages = 0
+                while let event = await events.next() {
+                    switch event {
+                    case .message(let message):
+                        messages += 1
+                        seen.append(message.valueString)
+                    case .tick: seen.append("tick")
+                    case .partitionsAssigned, .partitionsRevoked: continue
+                    }
+                    if messages == 50 && interval == nil {
+                        // Several would-be intervals without an event, then one more message.
+                        try await Task.sleep(for: .milliseconds(300))
+                        try await producer.sendBatch([KafkaProducerMessage(topic: "ticking", key: "k", value: "late")])
+                    }
+                    if seen.last == "late" || (messages == 50 && seen.last == "tick") { return seen }
                 }
-                if messages == 50 && (interval == nil || tickAfterAll) { break }
+                return seen
             }
-            #expect(messages == 50)
-            #expect(interval == nil ? ticks == 0 : tickAfterAll)
+            let values = (0..<50).map { "m\($0)" }
+            if interval == nil {
+                #expect(sequence == values + ["late"], "no tick at all")
+            } else {
+                #expect(sequence.filter { $0 != "tick" } == values)
+                #expect(sequence.last == "tick")
+            }
             await consumer.shutdown()
         }
+        await producer.shutdown()
     }
 
     @Test func sameKeyStaysOrderedInOnePartition() async throws {

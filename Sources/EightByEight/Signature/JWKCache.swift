@@ -1,6 +1,7 @@
 public import AsyncHTTPClient
 public import Logging
 public import _CryptoExtras
+import ChatEvents
 import Foundation
 import NIOCore
 import Synchronization
@@ -29,6 +30,7 @@ public final class JWKCache: WebhookKeyProvider {
     let maxKeys: Int
     let maxConcurrentFetches: Int
     let logger: Logger
+    let logBudget = LogBudget()
     let clock = ContinuousClock()
     private let entries = Mutex<[String: Entry]>([:])
 
@@ -109,11 +111,18 @@ public final class JWKCache: WebhookKeyProvider {
             if let stale, error.isTransient {
                 let retryAt = clock.now + staleGrace
                 entries.withLock { $0[kid] = .ready(stale, expires: retryAt) }
-                logger.warning("signing key refresh failed; using the expired key a while longer", metadata: ["kid": "\(kid)", "error": "\(error)"])
+                if let held = logBudget.admit("refresh") {
+                    logger.warning("signing key refresh failed; using the expired key a while longer", metadata: [
+                        "kid": "\(kid)", "error": "\(error)", "held_back": "\(held)",
+                    ])
+                }
                 return stale
             }
             _ = entries.withLock { $0.removeValue(forKey: kid) }
-            logger.warning("signing key fetch failed", metadata: ["kid": "\(kid)", "error": "\(error)"])
+            // Key ids are the sender's: a flood of made-up ones writes a few lines per window.
+            if let held = logBudget.admit("fetch") {
+                logger.warning("signing key fetch failed", metadata: ["kid": "\(kid)", "error": "\(error)", "held_back": "\(held)"])
+            }
             throw error
         }
     }

@@ -325,6 +325,19 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
         }
     }
 
+    /// The next offset this consumer hands over for each partition, past the transaction
+    /// markers and aborted records it skipped; absent where none is known yet. Messages up to
+    /// it may still wait in the buffer for the caller.
+    public func positions(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+        let list = TopicPartitionList(partitions)
+        guard rd_kafka_position(handle, list.pointer) == RD_KAFKA_RESP_ERR_NO_ERROR else { return [:] }
+        var result: [TopicPartition: Int64] = [:]
+        for entry in list.entries where entry.error == RD_KAFKA_RESP_ERR_NO_ERROR && entry.offset >= 0 {
+            result[entry.partition] = entry.offset
+        }
+        return result
+    }
+
     /// Stops fetching these partitions. Messages of them that were buffered but not yet handed
     /// out are dropped and fetched again after `resume`, so nothing is skipped.
     public func pause(_ partitions: [TopicPartition]) async throws {

@@ -37,9 +37,11 @@ public struct PartitionReader: Sendable {
         return result
     }
 
-    /// Calls `body` with each record of `ranges` in offset order per partition. Offsets that are
-    /// never delivered (transaction markers, records deleted meanwhile) end the read after
-    /// `quietLimit` without records; what was not reached is returned.
+    /// Calls `body` with each record of `ranges` in offset order per partition. A partition is
+    /// read once its last record came, or once the consumer's position passed the range's end
+    /// (the offsets left were transaction markers or aborted records, which are never
+    /// delivered). Offsets that never come otherwise (records deleted meanwhile) end the read
+    /// after `quietLimit` without records; what was not reached is returned.
     public func read(
         _ ranges: [TopicPartition: Range<Int64>], quietLimit: Duration = .seconds(15), _ body: (KafkaMessage) throws -> Void
     ) async throws -> Incomplete {
@@ -51,9 +53,18 @@ public struct PartitionReader: Sendable {
         configuration.properties["enable.auto.commit"] = "false"
         let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
         let progress = Progress()
+        let passedEnd = Mutex<Set<TopicPartition>>([])
         let watchdog = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))
+                // Every partition's position is past its end: the records before it are
+                // buffered or read, and the shutdown hands the buffered ones over first.
+                let positions = consumer.positions(Array(ranges.keys))
+                if ranges.allSatisfy({ partition, range in positions[partition].map { $0 >= range.upperBound } ?? false }) {
+                    passedEnd.withLock { $0 = Set(ranges.keys) }
+                    await consumer.shutdown()
+                    return
+                }
                 if progress.quietFor > quietLimit {
                     await consumer.shutdown()
                     return
@@ -77,7 +88,8 @@ public struct PartitionReader: Sendable {
             throw error
         }
         await consumer.shutdown()
-        return Incomplete(partitions: Set(remaining.keys))
+        let reached = passedEnd.withLock { $0 }
+        return Incomplete(partitions: Set(remaining.keys).subtracting(reached))
     }
 }
 
