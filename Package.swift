@@ -352,6 +352,7 @@ let package = Package(
         .testTarget(
             name: "ConnectorCommandTests",
             dependencies: [
+                "ChatEvents",
                 "Kafka",
                 "Simulator",
                 "TestSupport",

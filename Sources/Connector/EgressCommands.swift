@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChatEvents
 import ConnectorConfiguration
+import DataProtection
 import EgressService
 import Foundation
 import Logging
@@ -61,9 +62,13 @@ struct ReplayCommand: AsyncParsableCommand {
         }
         let verb = dryRun ? "would replay" : "replayed"
         let formatter = ISO8601DateFormatter()
+        // A reason may quote 8x8's error message, which may quote what was sent: it is masked
+        // as the egress masks its log lines.
+        let protection = config.endpoints.contains { $0.dataProtection?.maskLogging ?? true } ? DataProtectionPolicy() : nil
         for entry in report.entries {
             let when = formatter.string(from: Date(timeIntervalSince1970: Double(entry.deadLetteredAt) / 1000))
-            print("\(verb) \(entry.command.action.rawValue) \(LogSafe.text(entry.command.commandId, maxBytes: 120)) of conversation \(LogSafe.text(entry.command.conversationId, maxBytes: 120)) (dead letter \(entry.place), \(when): \(LogSafe.text(entry.reason, maxBytes: 200))) as \(LogSafe.text(entry.replayedAs, maxBytes: 160))")
+            let reason = protection.map { $0.mask(entry.reason) } ?? entry.reason
+            print("\(verb) \(entry.command.action.rawValue) \(LogSafe.text(entry.command.commandId, maxBytes: 120)) of conversation \(LogSafe.text(entry.command.conversationId, maxBytes: 120)) (dead letter \(entry.place), \(when): \(LogSafe.text(reason, maxBytes: 200))) as \(LogSafe.text(entry.replayedAs, maxBytes: 160))")
         }
         print("\(report.entries.count) \(verb), \(report.alreadyReplayed) replayed before, \(report.filteredOut) filtered out, \(report.notReplayable) not replayable")
     }

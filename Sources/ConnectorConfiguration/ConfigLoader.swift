@@ -18,13 +18,27 @@ extension ConnectorConfig {
         return try parse(String(decoding: data, as: UTF8.self), source: path, environment: environment)
     }
 
+    /// `${...}` is replaced in the parsed values, not in the text: a value from the environment
+    /// (a generated password starting with `*`, holding `: ` or ` #`) is taken as it is,
+    /// never read as YAML, and a YAML error never quotes it.
     public static func parse(_ yaml: String, source: String = "configuration", environment: [String: String] = [:]) throws -> ConnectorConfig {
-        let text = try interpolate(yaml, source: source, environment: environment)
+        let text: String
+        do {
+            let (marked, expressions) = markExpressions(yaml)
+            let document = try Yams.compose(yaml: marked)
+            text = try document.map {
+                try Yams.serialize(node: interpolate($0, expressions: expressions, source: source, environment: environment))
+            } ?? ""
+        } catch let error as ConfigurationError {
+            throw error
+        } catch {
+            throw ConfigurationError("\(source): not valid YAML: \(describe(yaml: error))")
+        }
         let tree: Any?
         do {
             tree = try Yams.load(yaml: text)
         } catch {
-            throw ConfigurationError("\(source): not valid YAML: \(error)")
+            throw ConfigurationError("\(source): not valid YAML: \(describe(yaml: error))")
         }
         if let tree { try checkKeys(tree, source: source) }
         let config: ConnectorConfig
@@ -37,34 +51,58 @@ extension ConnectorConfig {
         return config
     }
 
-    /// Replaces `${NAME}` and `${NAME:-default}` outside YAML comments. A variable that is unset
-    /// and has no default is an error naming the variable (never its value).
-    static func interpolate(_ text: String, source: String, environment: [String: String]) throws -> String {
-        var lines: [String] = []
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let comment = commentStart(line)
-            let content = try interpolateValues(String(line[..<comment]), source: source, environment: environment)
-            lines.append(content + line[comment...])
+    /// Each `${...}` of the text replaced by a marker YAML reads as plain text anywhere (in a
+    /// flow mapping too), with the expression each marker stands for.
+    static func markExpressions(_ text: String) -> (text: String, expressions: [String: String]) {
+        var result = ""
+        var expressions: [String: String] = [:]
+        var rest = Substring(text)
+        while let start = rest.range(of: "${"), let end = rest[start.upperBound...].firstIndex(of: "}") {
+            let marker = "zzConnectorEnv\(expressions.count)zz"
+            result += rest[..<start.lowerBound] + marker
+            expressions[marker] = String(rest[start.lowerBound...end])
+            rest = rest[rest.index(after: end)...]
         }
-        return lines.joined(separator: "\n")
+        return (result + rest, expressions)
     }
 
-    /// Where a line's comment starts: a `#` at the start or after whitespace, outside quotes.
-    static func commentStart(_ line: Substring) -> Substring.Index {
-        var quote: Character?
-        var previous: Character = " "
-        for index in line.indices {
-            let character = line[index]
-            if let open = quote {
-                if character == open { quote = nil }
-            } else if character == "\"" || character == "'" {
-                quote = character
-            } else if character == "#", previous == " " || previous == "\t" {
-                return index
-            }
-            previous = character
+    /// Replaces the markers of `${NAME}` and `${NAME:-default}` in every scalar of the document
+    /// (those in comments are gone by then). A variable that is unset and has no default is an
+    /// error naming the variable (never its value). A quoted scalar stays quoted; a plain one is
+    /// typed by what it became (`${PORT}` can be a number).
+    static func interpolate(_ node: Node, expressions: [String: String], source: String, environment: [String: String]) throws -> Node {
+        func each(_ node: Node) throws -> Node {
+            try interpolate(node, expressions: expressions, source: source, environment: environment)
         }
-        return line.endIndex
+        switch node {
+        case .scalar(var scalar):
+            var text = scalar.string
+            for (marker, expression) in expressions where text.contains(marker) {
+                text = text.replacingOccurrences(of: marker, with: expression)
+            }
+            guard text.contains("${") else { return node }
+            let style = scalar.style
+            scalar.string = try interpolateValues(text, source: source, environment: environment)
+            scalar.style = style == .singleQuoted || style == .doubleQuoted ? .doubleQuoted : .any
+            return .scalar(scalar)
+        case .mapping(let mapping):
+            return .mapping(Node.Mapping(try mapping.map { (try each($0.key), try each($0.value)) }, mapping.tag, mapping.style, mapping.mark))
+        case .sequence(let sequence):
+            return .sequence(Node.Sequence(try sequence.map(each), sequence.tag, sequence.style, sequence.mark))
+        }
+    }
+
+    /// Where and what, without the excerpt of the text a YAML error carries.
+    static func describe(yaml error: any Error) -> String {
+        switch error as? YamlError {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+             .composer(let context, let problem, let mark, _):
+            return "line \(mark.line), column \(mark.column): \(problem)" + (context.map { " (\($0.text))" } ?? "")
+        case .reader(let problem, _, _, _):
+            return problem
+        default:
+            return "the text cannot be read as YAML"
+        }
     }
 
     static func interpolateValues(_ text: String, source: String, environment: [String: String]) throws -> String {

@@ -84,10 +84,17 @@ public struct CustomRecognizer: @unchecked Sendable {
             let token = String(String.UnicodeScalarView(text[from..<to]))
             let range = NSRange(token.startIndex..., in: token)
             for match in regex.matches(in: token, range: range) {
-                guard let matched = Range(match.range, in: token) else { continue }
+                // By UTF-16 offsets and scalars: a match may end inside a character (before a
+                // combining mark), where a character range cannot end.
+                let utf16 = token.utf16
+                guard match.range.location != NSNotFound,
+                      let lower = utf16.index(utf16.startIndex, offsetBy: match.range.location, limitedBy: utf16.endIndex),
+                      let upper = utf16.index(lower, offsetBy: match.range.length, limitedBy: utf16.endIndex) else { continue }
+                let matched = lower..<upper
                 let offset = token.unicodeScalars.distance(from: token.unicodeScalars.startIndex, to: matched.lowerBound)
-                let length = token[matched].unicodeScalars.count
-                let value = String(token[matched])
+                let scalars = token.unicodeScalars[matched]
+                let length = scalars.count
+                let value = String(scalars)
                 guard validates(value) else { continue }
                 if !contextWords.isEmpty, !PIIScanner.hasContext(text, before: tokenStart + offset, words: contextWords) { continue }
                 if taken.claim(tokenStart + offset, tokenStart + offset + length) {

@@ -425,7 +425,7 @@ final class EgressGeneration: @unchecked Sendable {
             case .retry(let wait):
                 egress.metrics.retries.increment()
                 logger.debug("delivery retried", metadata: [
-                    "commandId": "\(LogSafe.text(command.commandId, maxBytes: 120))", "error": "\(failure)", "waitMs": "\(wait / .milliseconds(1))",
+                    "commandId": "\(LogSafe.text(command.commandId, maxBytes: 120))", "error": "\(failure.summary)", "waitMs": "\(wait / .milliseconds(1))",
                 ])
                 try? await Task.sleep(for: wait)
                 if stopped(item) { return false }

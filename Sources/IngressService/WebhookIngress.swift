@@ -178,7 +178,9 @@ public final class WebhookIngress: Service, Sendable {
             } catch {
                 metrics.signatureFailure(reason: error.reason)
                 log("webhook signature rejected", context(["reason": "\(error)"]))
-                return error.isTransient ? .unavailable(error.description) : .unauthorized(error.description)
+                // A key that cannot be fetched now is 8x8's cue to retry; how the fetch failed
+                // (addresses, client errors) stays in the log.
+                return error.isTransient ? .unavailable("signing key unavailable, try again later") : .unauthorized(error.description)
             }
         }
 

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import ChatEvents
 import Foundation
 import Kafka
 import Logging
@@ -77,5 +78,39 @@ import TestSupport
             #expect(badSince.status != 0 && badSince.error.contains("--since yesterday is not a time"))
             await producer.shutdown()
         }
+    }
+
+    @Test("replay masks personal data an 8x8 error message quoted in a dead letter's reason")
+    func replayMasksTheReason() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: BrokerCommandTests.binary.path), "build the connector first")
+        let cluster = try EmbeddedKafkaCluster(logger: Self.logger)
+        for topic in ["eightbyeight.outbound.v1", "eightbyeight.dlq.v1"] { try cluster.createTopic(topic, partitions: 1) }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("connector-\(UUID().uuidString).yaml").path
+        try """
+            kafka:
+              brokers: embedded
+              partitions: 1
+            endpoints:
+              - name: support
+                urlToken: cli-token
+                flow: flows/demo.yaml
+                eightByEight:
+                  baseURL: http://127.0.0.1:9
+                  apiKey: key
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let command = try OutboundCommand.decode(Self.command("e-quoted", author: "bot", text: "mail jane.doe@example.com"))
+        let letter = DeadLetter(
+            command: command, reason: "8x8 answered 400: bad_request jane.doe@example.com is not allowed", status: 400,
+            errorBody: nil, attempts: 1, firstAttemptAt: 1, deadLetteredAt: Int64(Date().timeIntervalSince1970 * 1000), source: "test")
+        var producerConfig = KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers)
+        producerConfig.clientID = "cli-test"
+        let producer = try KafkaProducer(configuration: producerConfig, logger: Self.logger)
+        _ = try await producer.send(KafkaProducerMessage(topic: "eightbyeight.dlq.v1", key: "c-cli", value: letter.encodedRecord))
+        await producer.shutdown()
+        let dryRun = try BrokerCommandTests().run(["replay", "--config", path, "--brokers", cluster.bootstrapServers, "--dry-run"])
+        #expect(dryRun.status == 0, "\(dryRun.error)")
+        #expect(dryRun.output.contains("would replay sendMessage e-quoted/0") && dryRun.output.contains("is not allowed"), "\(dryRun.output)")
+        #expect(!dryRun.output.contains("jane.doe@example.com"), "\(dryRun.output)")
     }
 }

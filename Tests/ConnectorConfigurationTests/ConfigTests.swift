@@ -83,6 +83,37 @@ import Testing
         #expect(config.kafka.topicPrefix == "x.")
     }
 
+    @Test("a value from the environment is taken as it is, whatever YAML would make of it, and typed like the text it replaced")
+    func environmentValuesAreNotReadAsYAML() throws {
+        let secret = #"*K9: a #b "c' &d !e [f] {g}"#
+        let config = try ConnectorConfig.parse("""
+            kafka:
+              partitions: ${PARTITIONS}
+              properties: {sasl.password: ${PASSWORD}, client.rack: "${RACK}"}
+            endpoints:
+              - name: a
+                urlToken: abcdefgh1
+                flow: f
+                eightByEight: {baseURL: 'https://x', apiKey: ${KEY}}
+            """, environment: ["PARTITIONS": "3", "PASSWORD": secret, "RACK": "null", "KEY": "12345"])
+        #expect(config.kafka.partitions == 3)
+        #expect(config.kafka.properties["sasl.password"] == secret)
+        #expect(config.kafka.properties["client.rack"] == "null")
+        #expect(config.endpoints[0].eightByEight.apiKey.value == "12345")
+    }
+
+    @Test("a YAML error says where and what, without quoting the file or a value from the environment")
+    func yamlErrorsQuoteNothing() {
+        #expect {
+            _ = try ConnectorConfig.parse(
+                "kafka:\n  brokers: ${BROKERS}\n  properties: {sasl.password: hunter2\n", source: "c.yaml",
+                environment: ["BROKERS": "secret-host:9092"])
+        } throws: { error in
+            let message = "\(error)"
+            return message.hasPrefix("c.yaml: not valid YAML: line ") && !message.contains("hunter2") && !message.contains("secret-host")
+        }
+    }
+
     @Test func topicPrefixAppliesToEveryTopic() throws {
         let config = try ConnectorConfig.parse("kafka:\n  topicPrefix: staging.\n")
         #expect(ConnectorTopic.allCases.map { config.topicName($0) }.allSatisfy { $0.hasPrefix("staging.") })

@@ -147,4 +147,12 @@ struct RecognizerTests {
         let localScanner = PIIScanner(entities: ["LOCAL_ACCOUNT"], custom: [local])
         #expect(found("pay to XY331234567890 not XY341234567890", localScanner) == ["LOCAL_ACCOUNT:XY331234567890"])
     }
+
+    @Test("a custom match that ends inside a character (a combining mark follows) is found whole")
+    func customMatchBeforeACombiningMark() throws {
+        let account = try CustomRecognizer(type: "ACCOUNT", pattern: "[0-9]{8}", validator: .luhn)
+        let scanner = PIIScanner(entities: ["ACCOUNT"], custom: [account])
+        // U+20E3 (combining enclosing keycap) makes the last digit and itself one character.
+        #expect(found("account 12345674\u{20E3}", scanner) == ["ACCOUNT:12345674"])
+    }
 }

@@ -97,6 +97,14 @@ public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// What failed, without 8x8's problem message (which may quote what was sent): for logs.
+    public var summary: String {
+        switch self {
+        case .status(let status, let problem, _): "8x8 answered \(status)" + (problem?.code.map { " (\(LogSafe.text($0, maxBytes: 64)))" } ?? "")
+        case .transport, .timedOut: description
+        }
+    }
+
     public var statusCode: Int? {
         if case .status(let status, _, _) = self { return status }
         return nil
