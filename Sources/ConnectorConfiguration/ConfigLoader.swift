@@ -57,7 +57,14 @@ extension ConnectorConfig {
         var result = ""
         var expressions: [String: String] = [:]
         var rest = Substring(text)
-        while let start = rest.range(of: "${"), let end = rest[start.upperBound...].firstIndex(of: "}") {
+        while let start = rest.range(of: "${") {
+            // On its line only: a lone `${` (in a comment, say) is left as it is.
+            let line = rest[start.upperBound...].prefix { !$0.isNewline }
+            guard let end = line.firstIndex(of: "}") else {
+                result += rest[..<start.upperBound]
+                rest = rest[start.upperBound...]
+                continue
+            }
             let marker = "zzConnectorEnv\(expressions.count)zz"
             result += rest[..<start.lowerBound] + marker
             expressions[marker] = String(rest[start.lowerBound...end])
@@ -81,9 +88,11 @@ extension ConnectorConfig {
                 text = text.replacingOccurrences(of: marker, with: expression)
             }
             guard text.contains("${") else { return node }
-            let style = scalar.style
-            scalar.string = try interpolateValues(text, source: source, environment: environment)
-            scalar.style = style == .singleQuoted || style == .doubleQuoted ? .doubleQuoted : .any
+            let quoted = scalar.style == .singleQuoted || scalar.style == .doubleQuoted
+            let value = try interpolateValues(text, source: source, environment: environment)
+            // A plain value that came out empty is no value, as it was when written so.
+            scalar.string = value.isEmpty && !quoted ? "~" : value
+            scalar.style = quoted ? .doubleQuoted : value.isEmpty ? .plain : .any
             return .scalar(scalar)
         case .mapping(let mapping):
             return .mapping(Node.Mapping(try mapping.map { (try each($0.key), try each($0.value)) }, mapping.tag, mapping.style, mapping.mark))
@@ -124,7 +133,9 @@ extension ConnectorConfig {
                 fallback = nil
             }
             if let value = environment[String(name)], !value.isEmpty {
-                result += value
+                // A secret read from a file (a Kubernetes secret) usually ends in a line break
+                // that is not part of it.
+                result += value.trimmingSuffix(while: \.isNewline)
             } else if let fallback {
                 result += fallback
             } else {
@@ -266,4 +277,14 @@ extension ConnectorConfig {
 
     /// The topic name with this deployment's prefix.
     public func topicName(_ topic: ConnectorTopic) -> String { topic.name(prefix: kafka.topicPrefix) }
+}
+
+
+extension String {
+    /// Without the trailing characters that match.
+    func trimmingSuffix(while predicate: (Character) -> Bool) -> String {
+        var end = endIndex
+        while end > startIndex, predicate(self[index(before: end)]) { end = index(before: end) }
+        return String(self[..<end])
+    }
 }

@@ -114,6 +114,27 @@ import Testing
         }
     }
 
+    @Test("a lone ${ stays on its line, a trailing line break of a variable is dropped, an empty plain value is no value")
+    func interpolationEdges() throws {
+        let config = try ConnectorConfig.parse("""
+            # set ${KAFKA_BROKERS for real Kafka
+            kafka:
+              brokers: b:9092
+              properties: {}
+            endpoints:
+              - name: a
+                urlToken: abcdefgh1
+                flow: f
+                eightByEight: {baseURL: 'https://x', apiKey: ${KEY}, tenant: ${TENANT:-}}
+            """, environment: ["KEY": "from-a-file\n"])
+        #expect(config.kafka.brokers == "b:9092")
+        #expect(config.endpoints[0].eightByEight.apiKey.value == "from-a-file")
+        #expect(config.endpoints[0].eightByEight.tenant == nil)
+        #expect {
+            _ = try ConnectorConfig.parse("kafka:\n  brokers: ${BROKERS\n  partitions: 2\n", source: "c.yaml")
+        } throws: { "\($0)" == "c.yaml: unterminated ${ in the configuration" }
+    }
+
     @Test func topicPrefixAppliesToEveryTopic() throws {
         let config = try ConnectorConfig.parse("kafka:\n  topicPrefix: staging.\n")
         #expect(ConnectorTopic.allCases.map { config.topicName($0) }.allSatisfy { $0.hasPrefix("staging.") })
