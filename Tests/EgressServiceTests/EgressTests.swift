@@ -278,7 +278,8 @@ struct EgressTests {
             let commands = (0..<3).map { EgressHarness.message(conversation, $0) }
             // Longer than the rebalance plus the next owner's wait (a request timeout) before it
             // asks 8x8 and sends: a send of the first owner after its wait would be a second one.
-            let retryAfter = 10
+            // (A rebalance has taken 10 s with the whole suite running on the 2 cores.)
+            let retryAfter = 20
             h.gateway.inject(.status(429, retryAfter: retryAfter), forPathEndingWith: "\(conversation)/messages")
             let producer = try h.producer()
             let a = h.start(revokeDrain: .milliseconds(300))
