@@ -253,7 +253,9 @@ extension ConnectorConfig {
             if !tokens.insert(endpoint.urlToken).inserted { throw fail("\(label): urlToken is used by another endpoint") }
             if endpoint.eightByEight.apiKey.isEmpty { throw fail("\(label): eightByEight.apiKey is empty") }
             if URL(string: endpoint.eightByEight.baseURL)?.scheme == nil { throw fail("\(label): eightByEight.baseURL is not a URL") }
-            if let ttl = endpoint.session?.ttlMinutes, ttl < 0 { throw fail("\(label): session.ttlMinutes must be 0 (never) or more") }
+            if let ttl = endpoint.session?.ttlMinutes, !(0...525_600).contains(ttl) {
+                throw fail("\(label): session.ttlMinutes must be between 0 (never) and 525600 (a year)")
+            }
             if let protection = endpoint.dataProtection {
                 if let mode = protection.mode, !["entities", "fields"].contains(mode) { throw fail("\(label): dataProtection.mode must be entities or fields") }
                 if let op = protection.operator, !["mask", "replace", "hash"].contains(op) { throw fail("\(label): dataProtection.operator must be mask, replace or hash") }

@@ -170,8 +170,7 @@ public struct ConversationEngine: Sendable {
         if let resume = handover.resume {
             // A flow edited meanwhile may have lost the node: then the flow starts over rather
             // than leave the conversation silent.
-            let exists = library.flows[resume.flow]?.nodes[resume.node] != nil
-            return try runTurn(event, &session, from: exists ? resume : nil, handoverStatus: "completed", now: now)
+            return try runTurn(event, &session, from: library.contains(resume) ? resume : nil, handoverStatus: "completed", now: now)
         }
         session.markProcessed(event.eventId)
         if !(handover.node.flatMap(handoverNode)?.handback ?? false) {

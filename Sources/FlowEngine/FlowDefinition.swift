@@ -156,14 +156,79 @@ public struct Pattern: @unchecked Sendable {
     }
 
     public func matches(_ text: String) -> Bool {
-        regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+        regex.firstMatch(in: text, range: NSRange(location: 0, length: min(text.utf16.count, Self.maxInput))) != nil
     }
 
     /// True when the whole text matches.
     public func matchesWhole(_ text: String) -> Bool {
-        guard let match = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) else { return false }
-        return match.range.location == 0 && match.range.length == (text as NSString).length
+        let length = text.utf16.count
+        guard length <= Self.maxInput, let match = regex.firstMatch(in: text, range: NSRange(location: 0, length: length)) else { return false }
+        return match.range.location == 0 && match.range.length == length
     }
+
+    /// Whether a group holding an unbounded repetition (`*`, `+`, `{n,}`) is itself repeated
+    /// (`*`, `+`, `{n,}`, `{n,m}` with m > 1), as in `(a+)*` or `(\w+\s?)*`: the shape whose
+    /// backtracking can take exponential time. Character classes and escapes are skipped;
+    /// a repeated group counts as a repetition inside the group around it.
+    static func hasNestedRepetition(_ pattern: String) -> Bool {
+        let scalars = Array(pattern.unicodeScalars)
+        /// The length of a repetition operator at `index` (0: none), and whether it is unbounded
+        /// (`*`, `+`, `{n,}`) or repeats at most a few times (`{n,m}`: m > 1 counts as a repeat).
+        func repetition(at index: Int) -> (length: Int, unbounded: Bool, repeats: Bool) {
+            guard index < scalars.count else { return (0, false, false) }
+            switch scalars[index] {
+            case "*", "+": return (1, true, true)
+            case "?": return (1, false, false)
+            case "{":
+                var end = index + 1
+                while end < scalars.count, scalars[end] != "}" { end += 1 }
+                guard end < scalars.count else { return (0, false, false) }
+                let body = String(String.UnicodeScalarView(scalars[(index + 1)..<end]))
+                let parts = body.split(separator: ",", omittingEmptySubsequences: false)
+                guard (1...2).contains(parts.count), parts.allSatisfy({ $0.allSatisfy(\.isNumber) }), !parts[0].isEmpty else { return (0, false, false) }
+                let unbounded = parts.count == 2 && parts[1].isEmpty
+                return (end - index + 1, unbounded, unbounded || (Int(parts.last!) ?? 0) > 1)
+            default: return (0, false, false)
+            }
+        }
+        var groups: [Bool] = []  // per open group: it holds an unbounded repetition
+        var index = 0
+        var inClass = false
+        while index < scalars.count {
+            let scalar = scalars[index]
+            if scalar == "\\" { index += 2; continue }
+            if inClass {
+                if scalar == "]" { inClass = false }
+                index += 1
+                continue
+            }
+            switch scalar {
+            case "[": inClass = true
+            case "(":
+                groups.append(false)
+                if index + 1 < scalars.count, scalars[index + 1] == "?" { index += 1 }  // (?: (?i) (?= ...
+            case ")":
+                let inner = groups.popLast() ?? false
+                let after = repetition(at: index + 1)
+                if inner && after.repeats { return true }
+                if !groups.isEmpty, inner || after.unbounded { groups[groups.count - 1] = true }
+                index += max(after.length, 0)
+            default:
+                let found = repetition(at: index)
+                if found.length > 0 {
+                    if found.unbounded, !groups.isEmpty { groups[groups.count - 1] = true }
+                    index += found.length
+                    continue
+                }
+            }
+            index += 1
+        }
+        return false
+    }
+
+    /// A pattern looks at most this many UTF-16 units of a text: the time a backtracking
+    /// pattern takes grows with the text (see `nestedQuantifier`).
+    static let maxInput = 4_096
 }
 
 /// A text that may contain Mustache tags over `input`, `context` and `profile`. Plain text is

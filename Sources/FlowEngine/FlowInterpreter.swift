@@ -34,6 +34,14 @@ struct FlowInterpreter {
             session.waiting = nil
             return try run(from: resume)
         }
+        // The conversation became active again (`acceptConversationActiveEvent`, a user back
+        // after going idle) while a question waits: it is asked again, not answered with
+        // nothing, and no attempt is counted.
+        if input.kind == .conversationState, let waiting = session.waiting, let (_, node) = lookup(waiting.position),
+           case .question(let question) = node.kind {
+            path.append(node.id)
+            return ask(question, text: question.text)
+        }
         // A valid answer to the waiting question wins ("real.estate.agent@corp.com" is an
         // email address, not a request for an agent); otherwise interrupts come first.
         if let waiting = session.waiting, let (_, node) = lookup(waiting.position), case .question(let question) = node.kind,
@@ -52,7 +60,7 @@ struct FlowInterpreter {
 
     /// The input answers the waiting question: store it and go on, or reprompt, or escalate.
     private mutating func answer(_ waiting: WaitingQuestion) throws(FlowRuntimeError) {
-        guard let (flow, node) = lookup(waiting.position), case .question(let question) = node.kind else {
+        guard library.contains(waiting.position), let (flow, node) = lookup(waiting.position), case .question(let question) = node.kind else {
             session.waiting = nil  // the flow changed under the session: start over
             return try run(from: FlowPosition(flow: library.main.source, node: library.main.start, stack: []))
         }
@@ -210,12 +218,10 @@ struct FlowInterpreter {
         let scope = self.scope
         for (path, value) in change.set { setContext(path, value.render(scope)) }
         for (path, by) in change.increment {
-            let current: Double = switch getContext(path) {
-            case .number(let number)?: number
-            case .string(let text)?: Double(text) ?? 0
-            default: 0
-            }
-            setContext(path, .number(current + by))
+            let current = Self.number(getContext(path)) ?? 0
+            let next = current + by
+            // A counter past what a double holds stays where it was (infinity is no JSON number).
+            setContext(path, .number(next.isFinite ? next : current))
         }
         for path in change.unset { setContext(path, nil) }
     }
@@ -286,11 +292,19 @@ struct FlowInterpreter {
         return value.stringValue != nil && value.stringValue?.lowercased() == expected.stringValue?.lowercased()
     }
 
-    private static func number(_ value: JSONValue?) -> Double? {
+    /// A stored number, or a text that is one in decimal notation ("12", "-0.5", "1e3"):
+    /// not "nan", "inf", a hexadecimal float or a number too large for a double.
+    static func number(_ value: JSONValue?) -> Double? {
         switch value {
-        case .number(let number)?: number
-        case .string(let text)?: Double(text)
-        default: nil
+        case .number(let number)?: return number.isFinite ? number : nil
+        case .string(let text)?:
+            var trimmed = Substring(text)
+            while trimmed.first?.isWhitespace == true { trimmed.removeFirst() }
+            while trimmed.last?.isWhitespace == true { trimmed.removeLast() }
+            guard !trimmed.isEmpty, trimmed.utf8.allSatisfy({ (0x30...0x39).contains($0) || "+-.eE".utf8.contains($0) }),
+                  let number = Double(trimmed), number.isFinite else { return nil }
+            return number
+        default: return nil
         }
     }
 }

@@ -5,6 +5,16 @@ public struct FlowLibrary: Sendable {
     public let main: Flow
     public let flows: [String: Flow]
 
+    /// Whether a saved position still exists in these flows, the nodes its callers return to
+    /// included: a flow deployed meanwhile may have renamed or removed any of them.
+    public func contains(_ position: FlowPosition) -> Bool {
+        guard flows[position.flow]?.nodes[position.node] != nil else { return false }
+        return position.stack.allSatisfy { frame in
+            guard let flow = flows[frame.flow] else { return false }
+            return frame.node.map { flow.nodes[$0] != nil } ?? true
+        }
+    }
+
     public init(main: Flow, others: [Flow] = []) {
         self.main = main
         var flows = [main.source: main]

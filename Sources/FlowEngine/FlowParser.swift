@@ -515,6 +515,11 @@ public struct FlowParser {
             problem(node, "node '\(id)': a regular expression must be a text")
             return nil
         }
+        if Pattern.hasNestedRepetition(source) {
+            problem(node, "node '\(id)': regular expression '\(source)' repeats a group that repeats itself, as (a+)* does: "
+                + "matching it can take exponential time on a user's text; write it without the nesting (e.g. [\\d,]+ for (\\d+,)*)")
+            return nil
+        }
         do {
             return try Pattern(source)
         } catch {
@@ -539,7 +544,7 @@ public struct FlowParser {
     private mutating func choices(_ node: Node, id: String) -> [Say.Choice] {
         sequence(node, what: "node '\(id)': choices").compactMap { entry in
             if entry.scalar != nil, let title = entry.string {
-                return (try? Template(title)).map { Say.Choice(title: $0, payload: title) }
+                return template(entry, what: "node '\(id)': choice", required: true, at: entry).map { Say.Choice(title: $0, payload: title) }
             }
             guard let fields = fields(entry, known: ["title", "payload"], what: "a choice"),
                   let title = template(fields["title"], what: "node '\(id)': choice title", required: true, at: entry) else { return nil }

@@ -38,6 +38,12 @@ public struct TurnInput: Sendable {
         default:
             text = ""
         }
+        // A flow reads at most this much of a message: a pasted document costs every regex,
+        // intent and slot scan it passes, and stored as an answer it would weigh on every
+        // session record.
+        if text.unicodeScalars.count > Self.maxTextScalars {
+            text = String(String.UnicodeScalarView(text.unicodeScalars.prefix(Self.maxTextScalars)))
+        }
         kind = normalized.kind
         slots = AnswerValidation.slots(in: text)
         let conversation = event.conversationId ?? session.conversationId
@@ -63,6 +69,9 @@ public struct TurnInput: Sendable {
             "intentScore": .null,
         ]
     }
+
+    /// How much of a message's text a flow sees (`input.text`), in Unicode scalars.
+    public static let maxTextScalars = 16_384
 
     mutating func setIntent(_ score: IntentMatcher.Score?, ranking: [IntentMatcher.Score]) {
         intent = score

@@ -60,12 +60,12 @@ public struct IntentMatcher: Sendable {
     public func rank(_ text: String) -> [Score] {
         var query: [Int: Double] = [:]
         var unknownMass = 0.0
+        let maxIDF = idf.max() ?? 1
         for (feature, weight) in Self.features(text) {
             if let id = vocabulary[feature] {
                 query[id] = weight * idf[id]
             } else {
                 // Words no example has still make the text less like every example.
-                let maxIDF = idf.max() ?? 1
                 unknownMass += (weight * maxIDF) * (weight * maxIDF)
             }
         }

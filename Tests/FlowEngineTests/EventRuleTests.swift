@@ -65,6 +65,21 @@ struct EventRuleTests {
         #expect(try on.send(events.state("created")).outputs.isEmpty)
     }
 
+    @Test("a conversation active again while a question waits asks it again: no wrong answer, no attempt counted")
+    func activeAgainWhileAQuestionWaits() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: ask, type: question, text: "Your email?", answer: email, store: email, reprompt: "Not an email.", maxAttempts: 1, escalate: agent, next: done }
+              - { id: done, type: say, text: "Saved {{context.email}}" }
+              - { id: agent, type: say, text: "Escalated" }
+            """, policy: EndpointPolicy(name: "support", acceptConversationActiveEvent: true, sessionTTLMinutes: 30)))
+        var events = Events()
+        #expect(try chat.send(events.user("hi")).texts == ["Your email?"])
+        _ = try chat.send(events.state("idle"))
+        #expect(try chat.send(events.state("active")).texts == ["Your email?"])
+        #expect(try chat.send(events.user("jane@example.com")).texts == ["Saved jane@example.com"])
+    }
+
     @Test("handover: silent while queued (waiting text) and while an agent is assigned; TRANSFER keeps it; agent left hands back")
     func handoverLifecycle() throws {
         var chat = try chat()

@@ -51,6 +51,26 @@ struct FlowParserTests {
         #expect(problems[0].message.contains("target 'nowhere'"))
     }
 
+    @Test("a regular expression that repeats a repeating group is refused at load: its matching can take exponential time")
+    func nestedRepetitionIsRefused() {
+        let problems = parseProblems("""
+            nodes:
+              - id: a
+                type: if
+                condition: { textMatches: "^(\\\\w+\\\\s?)*$" }
+                then: b
+              - { id: b, type: say, text: ok }
+            """)
+        #expect(problems.count == 1)
+        #expect(problems.first?.message.contains("repeats a group that repeats itself") == true, "\(problems)")
+        for pattern in ["(a+)*", "((ab)*c)+", "(a*){2,}", "(?:x|y+){1,5}"] {
+            #expect(Pattern.hasNestedRepetition(pattern), "\(pattern)")
+        }
+        for pattern in ["^ORD-[0-9]{6}$", "(ab)+", "(a|b)*", "\\(a+\\)*", "[(a+)]*", "(?:a+)?", "^order \\d+$", "(a+){1}"] {
+            #expect(!Pattern.hasNestedRepetition(pattern), "\(pattern)")
+        }
+    }
+
     @Test("unreachable nodes are reported at their line")
     func unreachable() {
         let problems = parseProblems("""

@@ -1,3 +1,4 @@
+import Foundation
 import ChatEvents
 import Testing
 @testable import FlowEngine
@@ -282,6 +283,73 @@ struct NodeTests {
         try chat.send(events.user("four"))
         #expect(chat.session?.context["temp"] == nil)
         #expect(chat.session?.context["visits"] == .number(1))
+    }
+
+    @Test("numbers in texts are decimal and finite: nan, inf, 1e309 and hexadecimal floats compare as no number and count from 0")
+    func numbersAreDecimalAndFinite() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: store, type: set, set: { amount: "{{input.text}}" }, next: check }
+              - id: check
+                type: if
+                condition: { context: amount, greaterThan: 100 }
+                then: big
+                else: small
+              - { id: big, type: say, text: "big", next: count }
+              - { id: small, type: say, text: "small", next: count }
+              - { id: count, type: set, set: { n: "{{input.text}}" }, next: add }
+              - { id: add, type: set, increment: { n: 1 } }
+            """))
+        var events = Events()
+        #expect(try chat.send(events.user("250")).texts == ["big"])
+        #expect(chat.session?.context["n"] == .number(251))
+        for text in ["nan", "inf", "1e309", "0x1p10"] {
+            #expect(try chat.send(events.user(text)).texts == ["small"], "\(text)")
+            #expect(chat.session?.context["n"] == .number(1), "\(text)")
+        }
+    }
+
+    @Test("a question waiting in a called flow whose return node a new deployment removed starts the flow over instead of failing every answer")
+    func redeployRemovedTheReturnNode() throws {
+        let sub = """
+            nodes:
+              - { id: size, type: question, text: How many?, answer: number, store: size }
+            """
+        let deployed = FileManager.default.temporaryDirectory.appendingPathComponent("flows-\(UUID().uuidString)")
+        var before = Conversation(try engine("""
+            nodes:
+              - { id: call, type: execute, flow: sub.yaml, next: back }
+              - { id: back, type: say, text: "back with {{context.size}}" }
+            """, others: ["sub.yaml": sub], directory: deployed))
+        var events = Events()
+        #expect(try before.send(events.user("go")).texts == ["How many?"])
+        var after = Conversation(try engine("""
+            nodes:
+              - { id: call, type: execute, flow: sub.yaml, next: done }
+              - { id: done, type: say, text: "done with {{context.size}}" }
+            """, others: ["sub.yaml": sub], directory: deployed))
+        after.session = before.session
+        #expect(try after.send(events.user("3")).texts == ["How many?"], "started over")
+        #expect(try after.send(events.user("4")).texts == ["done with 4"])
+    }
+
+    @Test("a flow sees at most 16,384 characters of a message, and a regular expression the first 4,096")
+    func longMessagesAreCut() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - id: start
+                type: if
+                condition: { textMatches: "end$" }
+                then: matched
+                else: echo
+              - { id: matched, type: say, text: matched }
+              - { id: echo, type: say, text: "{{input.text}}" }
+            """))
+        var events = Events()
+        let long = String(repeating: "ab ", count: 10_000)
+        #expect(try chat.send(events.user(long)).texts.first?.unicodeScalars.count == TurnInput.maxTextScalars)
+        #expect(try chat.send(events.user("short end")).texts == ["matched"])
+        #expect(try chat.send(events.user(String(repeating: "a", count: 5_000) + " end")).texts.first?.hasPrefix("aaa") == true)
     }
 
     @Test("goto jumps; execute runs another flow and returns, also across a question")

@@ -8,10 +8,12 @@ import Foundation
 typealias Events = EventFactory
 
 /// A flow written to a temporary directory (with any flows it executes) and an engine for it.
+/// `directory` (default: a new one) is where the flows are written: a second engine in the
+/// same one is a new deployment of the same flow files.
 func engine(
-    _ yaml: String, others: [String: String] = [:], policy: EndpointPolicy = EndpointPolicy(name: "support")
+    _ yaml: String, others: [String: String] = [:], policy: EndpointPolicy = EndpointPolicy(name: "support"),
+    directory: URL = FileManager.default.temporaryDirectory.appendingPathComponent("flows-\(UUID().uuidString)")
 ) throws -> ConversationEngine {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flows-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     for (name, text) in others { try text.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8) }
     let main = directory.appendingPathComponent("main.yaml")
