@@ -19,6 +19,8 @@ public struct Flow: Sendable {
     public var interrupts: [Branch]
     /// Other flows `execute` nodes name (paths resolved relative to this file), with the line.
     public var executes: [(path: String, line: Int)]
+    /// The intents conditions name, where they name them.
+    public var intentReferences: [(name: String, line: Int, column: Int)] = []
 }
 
 public struct FlowNode: Sendable {

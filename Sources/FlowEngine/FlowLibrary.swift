@@ -42,6 +42,19 @@ public struct FlowLibrary: Sendable {
             flows[file] = flow
             for reference in flow.executes { pending.append((reference.path, (file, reference.line))) }
         }
+        // Intents are ranked by the main flow's examples: a condition naming another (a typo,
+        // an intent declared elsewhere) would never hold.
+        if let main = flows[path] {
+            let declared = Set(main.intents.intents.map(\.name))
+            for flow in flows.values.sorted(by: { $0.source < $1.source }) {
+                for reference in flow.intentReferences where !declared.contains(reference.name) {
+                    problems.append(FlowProblem(
+                        file: flow.source, line: reference.line, column: reference.column,
+                        message: "intent '\(reference.name)' is not one of the intents of \(main.source)"
+                            + (declared.isEmpty ? " (it declares none)" : ": \(declared.sorted().joined(separator: ", "))")))
+                }
+            }
+        }
         guard problems.isEmpty, let main = flows[path] else { throw FlowLoadError(problems: problems) }
         return FlowLibrary(main: main, others: Array(flows.values))
     }

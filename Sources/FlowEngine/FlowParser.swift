@@ -25,6 +25,9 @@ public struct FlowProblem: Error, Sendable, Hashable, CustomStringConvertible {
 public struct FlowParser {
     let file: String
     private(set) var problems: [FlowProblem] = []
+    /// The intent names conditions mention, with their position: checked against the main
+    /// flow's intents once every flow is read (`FlowLibrary.load`).
+    private var intentReferences: [(name: String, line: Int, column: Int)] = []
 
     public static func parse(yaml: String, file: String) -> (flow: Flow?, problems: [FlowProblem]) {
         var parser = FlowParser(file: file)
@@ -144,7 +147,8 @@ public struct FlowParser {
         guard nodes.count == declared.count else { return nil }
         return Flow(
             name: name, source: file, start: start, nodes: nodes, order: order,
-            intents: IntentMatcher(intents: intents, threshold: threshold), interrupts: interrupts, executes: executes)
+            intents: IntentMatcher(intents: intents, threshold: threshold), interrupts: interrupts, executes: executes,
+            intentReferences: intentReferences)
     }
 
     /// The declared ids that a node's YAML mentions anywhere below it, its own id aside.
@@ -398,7 +402,10 @@ public struct FlowParser {
         switch operand {
         case "textContains": return .textContains(strings(value, what: "textContains", at: node).map(TextNormalizer.words))
         case "textMatches": return regex(value, id: id).map(Condition.textMatches)
-        case "intent": return .intent(strings(value, what: "intent", at: node))
+        case "intent":
+            let names = strings(value, what: "intent", at: node)
+            intentReferences += names.map { ($0, value.mark?.line ?? 1, value.mark?.column ?? 1) }
+            return .intent(names)
         case "kind":
             let kinds = strings(value, what: "kind", at: node)
             for kind in kinds where NormalizedEvent.Kind(rawValue: kind) == nil {

@@ -71,6 +71,28 @@ struct FlowParserTests {
         }
     }
 
+    @Test("a condition naming an intent the main flow does not declare is reported where it is named, in an executed flow too")
+    func unknownIntent() {
+        #expect {
+            _ = try engine("""
+                intents:
+                  - { name: balance, examples: [what is my balance] }
+                nodes:
+                  - id: a
+                    type: if
+                    condition: { intent: balanse }
+                    then: b
+                    else: c
+                  - { id: b, type: execute, flow: sub.yaml }
+                  - { id: c, type: say, text: c }
+                """, others: ["sub.yaml": "nodes:\n  - id: s\n    type: if\n    condition: { intent: [balance, refund] }\n    then: t\n  - { id: t, type: say, text: t }\n"])
+        } throws: { error in
+            let problems = (error as? FlowLoadError)?.problems ?? []
+            return problems.count == 2 && problems.contains { $0.line == 6 && $0.message.contains("intent 'balanse' is not one of the intents") }
+                && problems.contains { $0.file.hasSuffix("sub.yaml") && $0.line == 4 && $0.message.contains("intent 'refund'") }
+        }
+    }
+
     @Test("unreachable nodes are reported at their line")
     func unreachable() {
         let problems = parseProblems("""
