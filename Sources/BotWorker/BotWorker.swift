@@ -915,13 +915,13 @@ final class MonotonicClock: Sendable {
     private let advanced = Atomic<Int64>(0)
 
     func milliseconds() -> Int64 {
-        let elapsed = (ContinuousClock.now - start).components
-        return elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000 + advanced.load(ordering: .relaxed)
+        Self.milliseconds(ContinuousClock.now - start) + advanced.load(ordering: .relaxed)
     }
 
     /// For tests: as if `duration` had passed.
     func advance(by duration: Duration) {
-        let parts = duration.components
-        advanced.add(parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000, ordering: .relaxed)
+        advanced.add(Self.milliseconds(duration), ordering: .relaxed)
     }
+
+    private static func milliseconds(_ duration: Duration) -> Int64 { Int64(duration / .milliseconds(1)) }
 }

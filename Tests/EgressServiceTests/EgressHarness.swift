@@ -148,6 +148,17 @@ struct RunningEgress: Sendable {
     let group: ServiceGroup
     let task: Task<Void, Never>
 
+    /// The egress's metrics in Prometheus text.
+    var metricsText: String { String(decoding: egress.metrics.render(), as: UTF8.self) }
+
+    /// The metrics once a delivery reached its outcome (the deliveries counter exists).
+    func metricsOnceDelivered() async throws -> String {
+        try await within(60, "the delivery's outcome") {
+            while !metricsText.contains("connector_egress_deliveries_total") { try await Task.sleep(for: .milliseconds(20)) }
+            return metricsText
+        }
+    }
+
     func stop() async {
         await group.triggerGracefulShutdown()
         await task.value

@@ -177,14 +177,10 @@ struct EgressTests {
             let producer = try h.producer()
             try await h.publish([command], with: producer)
             let egress = h.start()
-            try await within(60, "the delivery's outcome") {
-                while !String(decoding: egress.egress.metrics.render(), as: UTF8.self).contains("connector_egress_deliveries_total") {
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-            }
+            _ = try await egress.metricsOnceDelivered()
             // The late request itself is recorded once 8x8 took it (any resend came before).
             _ = try await h.waitForGateway(60, "the late message") { $0.contains(command.commandId) }
-            let metrics = String(decoding: egress.egress.metrics.render(), as: UTF8.self)
+            let metrics = egress.metricsText
             #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="delivered"} 1"#), "\(metrics)")
             #expect(metrics.contains("connector_egress_reconciled_total 1"), "\(metrics)")
             #expect(h.gateway.messages(of: conversation).count == 1, "8x8 shows the message once")
@@ -207,12 +203,7 @@ struct EgressTests {
             let producer = try h.producer()
             try await h.publish([command], with: producer)
             let egress = h.start()
-            try await within(60, "the delivery's outcome") {
-                while !String(decoding: egress.egress.metrics.render(), as: UTF8.self).contains("connector_egress_deliveries_total") {
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-            }
-            let metrics = String(decoding: egress.egress.metrics.render(), as: UTF8.self)
+            let metrics = try await egress.metricsOnceDelivered()
             #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="delivered"} 1"#), "\(metrics)")
             #expect(metrics.contains("connector_egress_reconciled_total 1"), "\(metrics)")
             #expect(h.gateway.messages(of: conversation).count == 1, "8x8 shows the message once")
