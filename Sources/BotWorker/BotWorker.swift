@@ -517,10 +517,12 @@ final class Generation: @unchecked Sendable {
         case .skip:
             pipeline.add(offset: message.offset, commands: 0, session: nil)
         case .deadLetter(let reason, let detail):
-            deadLetter(message, reason: reason, detail: detail) { _ in
-                pipeline.add(offset: message.offset, commands: 1, session: nil)
-                return { pipeline.commandDone(offset: message.offset, $0) }
-            } onError: { pipeline.fail($0) }
+            pipeline.add(offset: message.offset, commands: 1, session: nil)
+            do {
+                try await sendWaitingForRoom(deadLetterRecord(message, reason: reason, detail: detail)) { pipeline.commandDone(offset: message.offset, $0) }
+            } catch {
+                pipeline.fail(KafkaError.wrapping(error))
+            }
         case .emit(let key, let eventId, let commands, let session, let analytics):
             pipeline.add(
                 offset: message.offset, commands: commands.count + (analytics == nil ? 0 : 1), session: session.map { (key, $0.encoded()) },
@@ -772,9 +774,7 @@ final class Generation: @unchecked Sendable {
         case .skip:
             break
         case .deadLetter(let reason, let detail):
-            var sendError: KafkaError?
-            deadLetter(message, reason: reason, detail: detail) { _ in onDelivery } onError: { sendError = $0 }
-            if let sendError { throw sendError }
+            try producer.send(deadLetterRecord(message, reason: reason, detail: detail), onDelivery: onDelivery)
         case .emit(let key, _, let commands, let session, let analytics):
             for command in commands {
                 try producer.send(KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.encodedRecord), onDelivery: onDelivery)
@@ -811,13 +811,9 @@ final class Generation: @unchecked Sendable {
         }
     }
 
-    /// Sends the record as it is to the dead-letter topic with the reason in headers; the
-    /// partition goes on. `register` runs before the send and returns its delivery callback.
-    private func deadLetter(
-        _ message: KafkaMessage, reason: String, detail: String,
-        register: (KafkaMessage) -> @Sendable (Result<KafkaDelivery, KafkaError>) -> Void,
-        onError: (KafkaError) -> Void
-    ) {
+    /// The record as it is, for the dead-letter topic, with the reason in headers (the
+    /// partition goes on); counted and logged.
+    private func deadLetterRecord(_ message: KafkaMessage, reason: String, detail: String) -> KafkaProducerMessage<[UInt8], [UInt8]> {
         worker.metrics.deadLetter(reason: reason)
         logger.warning("inbound record dead-lettered", metadata: [
             "reason": "\(reason)", "detail": "\(detail)", "kafka.partition": "\(message.partition)", "kafka.offset": "\(message.offset)",
@@ -828,16 +824,8 @@ final class Generation: @unchecked Sendable {
             KafkaHeader(key: "x-dead-letter-source", value: Array("\(message.topic)/\(message.partition)/\(message.offset)".utf8)),
             KafkaHeader(key: "x-dead-letter-time", value: Array(String(Int64(Date().timeIntervalSince1970 * 1000)).utf8)),
         ]
-        let done = register(message)
-        do {
-            try producer.send(
-                KafkaProducerMessage(topic: worker.deadLetterTopic, key: message.key, value: message.value, headers: headers),
-                onDelivery: done)
-        } catch {
-            onError(KafkaError.wrapping(error))
-        }
+        return KafkaProducerMessage(topic: worker.deadLetterTopic, key: message.key, value: message.value, headers: headers)
     }
-
 }
 
 extension BotWorker {
@@ -850,7 +838,12 @@ extension BotWorker {
         // A handover ends with an event (idle, closed, the agent or the user leaving); one whose
         // end never came is given up after a week without the user writing.
         if session.handover != nil { return idle > Self.abandonedHandoverMillis }
-        guard let ttl = endpoints[session.endpoint]?.engine.policy.sessionTTLMinutes, ttl > 0 else { return false }
+        // An endpoint this worker does not know was renamed or removed, or is new and this
+        // worker's configuration older (a rolling deploy): its sessions are kept as long as an
+        // abandoned handover, not forever with their profiles, and not by a TTL it cannot know.
+        guard let endpoint = endpoints[session.endpoint] else { return idle > Self.abandonedHandoverMillis }
+        let ttl = endpoint.engine.policy.sessionTTLMinutes
+        guard ttl > 0 else { return false }
         return idle > Int64(ttl + 10) * 60_000
     }
 

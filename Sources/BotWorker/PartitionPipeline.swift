@@ -34,6 +34,21 @@ final class PartitionPipeline: Sendable {
         var sideWrites = 0
         /// The last offset given to `storeOffset` (stores happen under the lock: the highest).
         var storedNext: Int64?
+        /// How many entries from the front have their session record sent (or have none):
+        /// records leave in order, so they are a prefix, and `pump` starts after it.
+        var sentPrefix = 0
+        /// A `pump` is due after librdkafka's queue was full.
+        var retryScheduled = false
+
+        /// The position of the entry of `offset` (entries are in offset order).
+        func index(of offset: Int64) -> Int? {
+            var low = 0, high = entries.count
+            while low < high {
+                let middle = (low + high) / 2
+                if entries[middle].offset < offset { low = middle + 1 } else { high = middle }
+            }
+            return low < entries.count && entries[low].offset == offset ? low : nil
+        }
     }
 
     let partition: TopicPartition
@@ -101,7 +116,7 @@ final class PartitionPipeline: Sendable {
     func commandDone(offset: Int64, _ result: Result<KafkaDelivery, KafkaError>) {
         if case .failure(let error) = result { return fail(error) }
         let acknowledged = state.withLock { state -> AcknowledgedEvent? in
-            guard let index = state.entries.firstIndex(where: { $0.offset == offset }) else { return nil }
+            guard let index = state.index(of: offset) else { return nil }
             state.entries[index].pendingCommands -= 1
             return state.entries[index].pendingCommands == 0 ? state.entries[index].event : nil
         }
@@ -112,7 +127,7 @@ final class PartitionPipeline: Sendable {
     private func sessionDone(offset: Int64, _ result: Result<KafkaDelivery, KafkaError>) {
         if case .failure(let error) = result { return fail(error) }
         state.withLock { state in
-            if let index = state.entries.firstIndex(where: { $0.offset == offset }) {
+            if let index = state.index(of: offset) {
                 state.entries[index].sessionAcked = true
             }
         }
@@ -130,39 +145,54 @@ final class PartitionPipeline: Sendable {
     /// Sends the session records that may go now (in order) and stores the offset after the
     /// finished prefix. Sends and stores happen under the lock so records leave in event order
     /// and stored offsets only grow, whichever thread pumps.
+    ///
+    /// A full librdkafka queue is no failure: the records in it make room as they are
+    /// acknowledged, so the sending stops there and is tried again a millisecond later (a
+    /// worker catching up on a backlog fills the queue with commands; failing would restart
+    /// it into the same backlog, again and again).
     private func pump() {
         var sendError: KafkaError?
+        var retry = false
         state.withLock { state in
             guard state.failure == nil else { return }
-            var index = state.entries.startIndex
-            while index < state.entries.endIndex {
-                let entry = state.entries[index]
-                if !entry.sessionSent {
-                    guard entry.pendingCommands == 0 else { break }
-                    if let session = entry.session {
-                        let offset = entry.offset
-                        do {
-                            try sendSession(session.key, session.value) { [weak self] result in self?.sessionDone(offset: offset, result) }
-                        } catch {
-                            sendError = error as? KafkaError ?? KafkaError(kind: .delivery, code: .state, message: "\(error)", isRetriable: false)
-                            break
-                        }
-                        state.entries[index].sessionSent = true
-                    } else {
-                        state.entries[index].sessionSent = true
-                        state.entries[index].sessionAcked = true
+            var index = state.sentPrefix
+            while index < state.entries.count, state.entries[index].pendingCommands == 0 {
+                if let session = state.entries[index].session {
+                    let offset = state.entries[index].offset
+                    do {
+                        try sendSession(session.key, session.value) { [weak self] result in self?.sessionDone(offset: offset, result) }
+                    } catch let error as KafkaError where error.code == .queueFull {
+                        retry = !state.retryScheduled
+                        state.retryScheduled = true
+                        break
+                    } catch {
+                        sendError = error as? KafkaError ?? KafkaError(kind: .delivery, code: .state, message: "\(error)", isRetriable: false)
+                        break
                     }
+                    state.entries[index].sessionSent = true
+                } else {
+                    state.entries[index].sessionSent = true
+                    state.entries[index].sessionAcked = true
                 }
                 index += 1
+                state.sentPrefix = index
             }
             var last: Int64?
-            while let head = state.entries.first, head.sessionAcked {
-                last = head.offset
+            while !state.entries.isEmpty, state.entries[0].sessionAcked {
+                last = state.entries[0].offset
                 state.entries.removeFirst()
+                state.sentPrefix -= 1
             }
             // Under the lock, so stores never go backwards and `storedNext` is what was stored.
             if let last, storeOffset(last + 1) { state.storedNext = last + 1 }
         }
         if let sendError { return fail(sendError) }
+        if retry {
+            Task {
+                try? await Task.sleep(for: .milliseconds(1))
+                self.state.withLock { $0.retryScheduled = false }
+                self.pump()
+            }
+        }
     }
 }

@@ -151,20 +151,20 @@ struct TopicsCommand: AsyncParsableCommand {
 struct LagCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lag",
-        abstract: "Lag per consumer group, topic and partition: high watermark minus committed offset."
+        abstract: "Lag per consumer group, topic and partition (high watermark minus committed offset), with each group's status (OK, WARNING, STALL, STOP, REWIND) as Burrow evaluates it."
     )
 
     @OptionGroup var brokerOptions: BrokerOptions
     @Option(help: "Only this consumer group (default: every group the cluster lists, else the connector's own).")
     var group: [String] = []
     @Flag(help: "Print JSON instead of a table.") var json = false
-    @Flag(help: "Re-evaluate continuously with a status per group (OK, WARNING, STALL, STOP, REWIND), as Burrow does.") var watch = false
-    @Option(help: "With --watch: seconds between samples.") var interval: Double = 2
-    @Option(help: "With --watch: samples in the sliding window (a partition whose committed offset does not move over it while it has lag is STALL).") var window = 5
+    @Flag(help: "Re-evaluate continuously, printing each group's status after every sample.") var watch = false
+    @Option(help: "Seconds between samples (default: 1, with --watch 2).") var interval: Double?
+    @Option(help: "Samples in the sliding window (a partition whose committed offset does not move over it while it has lag is STALL); without --watch, the samples taken before printing.") var window = 5
     @Option(help: "With --watch: stop after this many samples (default: until Ctrl-C).") var count: Int?
 
     func validate() throws {
-        guard interval >= 0.1 else { throw ValidationError("--interval must be at least 0.1 seconds") }
+        guard (interval ?? 1) >= 0.1 else { throw ValidationError("--interval must be at least 0.1 seconds") }
         guard window >= 2 else { throw ValidationError("--window must be at least 2") }
     }
 
@@ -187,11 +187,20 @@ struct LagCommand: AsyncParsableCommand {
                 }
                 return lags
             }
+            var evaluator = LagEvaluator(window: window, stopAfter: window * 3)
             guard watch else {
-                print(json ? try LagReport.json(try await sample()) : LagReport.table(try await sample()))
+                // A status needs a window (Burrow judges a group by how its offsets move), so the
+                // one-shot report takes `window` samples and prints the last with its status.
+                var lags: [ConsumerGroupLag] = []
+                for taken in 1...window {
+                    lags = try await sample()
+                    for lag in lags { evaluator.add(lag) }
+                    if taken < window { try await Task.sleep(for: .milliseconds(Int((interval ?? 1) * 1000))) }
+                }
+                print(json ? try LagReport.json(lags, evaluator) : LagReport.table(lags, evaluator))
                 return
             }
-            var evaluator = LagEvaluator(window: window, stopAfter: window * 3)
+            let interval = interval ?? 2
             let live = isatty(STDOUT_FILENO) != 0 && !json
             var samples = 0
             while count.map({ samples < $0 }) ?? true {
@@ -214,31 +223,26 @@ struct LagCommand: AsyncParsableCommand {
 }
 
 enum LagReport {
-    struct GroupJSON: Encodable {
-        var group: String
-        var maxLag: Int64
-        var sumLag: Int64
-        var partitions: [PartitionLag]
-    }
-
-    static func json(_ lags: [ConsumerGroupLag]) throws -> String {
+    /// The report of one evaluation: each group's status and lag, and its partitions'.
+    static func json(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let groups = lags.map { GroupJSON(group: $0.group, maxLag: $0.maxLag, sumLag: $0.sumLag, partitions: $0.partitions) }
-        return String(decoding: try encoder.encode(["groups": groups]), as: UTF8.self)
+        return String(decoding: try encoder.encode(["groups": watchGroups(lags, evaluator)]), as: UTF8.self)
     }
 
-    static func table(_ lags: [ConsumerGroupLag]) -> String {
-        var lines = [pad("GROUP", 24) + pad("TOPIC", 32) + pad("PARTITION", 10) + pad("COMMITTED", 12) + pad("HIGH", 12) + "LAG"]
-        for group in lags {
+    /// Every partition with its committed offset, high watermark, lag and status, then each
+    /// group's status and totals.
+    static func table(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator) -> String {
+        var lines = [pad("GROUP", 24) + pad("TOPIC", 32) + pad("PARTITION", 10) + pad("COMMITTED", 12) + pad("HIGH", 12) + pad("LAG", 10) + "STATUS"]
+        for group in watchGroups(lags, evaluator) {
             if group.partitions.isEmpty {
                 lines.append(pad(group.group, 24) + "(no committed offsets)")
             }
             for p in group.partitions {
                 lines.append(pad(group.group, 24) + pad(p.topic, 32) + pad("\(p.partition)", 10)
-                    + pad(p.committedOffset.map(String.init) ?? "-", 12) + pad("\(p.highWatermark)", 12) + "\(p.lag)")
+                    + pad(p.committedOffset.map(String.init) ?? "-", 12) + pad("\(p.highWatermark)", 12) + pad("\(p.lag)", 10) + p.status.rawValue)
             }
-            lines.append(pad(group.group, 24) + "max \(group.maxLag), total \(group.sumLag)")
+            lines.append(pad(group.group, 24) + "\(group.status.rawValue): max \(group.maxLag), total \(group.sumLag)")
         }
         return lines.joined(separator: "\n")
     }

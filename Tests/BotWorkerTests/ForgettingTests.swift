@@ -149,7 +149,7 @@ struct ForgettingTests {
     /// Without transactions only: the embedded broker answers the offsets a transaction
     /// commits without keeping them, so a transactional worker there reads the partition again
     /// and goes by the records it was handed (as in `quietPartitionForgets`).
-    @Test("a worker given a partition that gets no event forgets its restored sessions once time passes: the group's committed offset is the high watermark")
+    @Test("a worker given a partition that gets no event forgets its restored sessions once time passes (the group's committed offset is the high watermark), also one of an endpoint no longer configured")
     func quietPartitionForgetsRestoredSessions() async throws {
         let harness = try WorkerHarness()
         let sessions = try harness.reader(.sessions)
@@ -162,20 +162,29 @@ struct ForgettingTests {
             records.contains { (try? SessionState.decode($0.value))?.processedEventIds.contains(event.eventId) == true }
         }
         await first.stop()
+        // A session of an endpoint the configuration no longer has (renamed since): it is kept
+        // a week, as an abandoned handover.
+        let retired = SessionState(conversationId: "conv-retired", endpoint: "retired", tenantId: "acme", now: event.receivedAt)
+        _ = try await producer.send(
+            KafkaProducerMessage(topic: harness.config.topicName(.sessions), partition: 0, key: retired.conversationId, value: retired.encoded()))
 
-        // The next worker restores the session and gets no event: 41 minutes on its host later
-        // the session has expired.
+        // The next worker restores the sessions and gets no event: 41 minutes on its host later
+        // conv-old has expired, a week later conv-retired.
         let second = try harness.start(tickInterval: .milliseconds(100))
         try await within(60, "the restore") {
-            while !String(decoding: second.worker.metrics.render(), as: UTF8.self).contains("connector_worker_sessions_restored_total 1") {
+            while !String(decoding: second.worker.metrics.render(), as: UTF8.self).contains("connector_worker_sessions_restored_total 2") {
                 try await Task.sleep(for: .milliseconds(20))
             }
         }
         second.worker.clock.advance(by: .seconds(41 * 60))
         let records = try await sessions.wait(60, "conv-old's tombstone") { $0.contains { $0.keyString == "conv-old" && $0.valueIsNull } }
         #expect(records.last { $0.keyString == "conv-old" }?.valueIsNull == true)
+        #expect(!records.contains { $0.keyString == "conv-retired" && $0.valueIsNull })
+        second.worker.clock.advance(by: .seconds(7 * 24 * 3600))
+        let later = try await sessions.wait(60, "conv-retired's tombstone") { $0.contains { $0.keyString == "conv-retired" && $0.valueIsNull } }
+        #expect(later.last { $0.keyString == "conv-retired" }?.valueIsNull == true)
         let metrics = String(decoding: second.worker.metrics.render(), as: UTF8.self)
-        #expect(metrics.contains("connector_worker_sessions_forgotten_total 1"), "\(metrics)")
+        #expect(metrics.contains("connector_worker_sessions_forgotten_total 2"), "\(metrics)")
         await second.stop()
         await sessions.close()
         await producer.shutdown()
@@ -203,6 +212,45 @@ struct ForgettingTests {
         #expect(pipeline.sessionKeysInFlight() == ["conv-a"])
         done[0](ack)
         #expect(pipeline.sessionKeysInFlight().isEmpty)
+        #expect(pipeline.inFlight == 0)
+    }
+
+    @Test("a full producer queue holds the session records back until there is room, in order, and fails nothing")
+    func fullQueueWaitsForRoom() async throws {
+        typealias Done = @Sendable (Result<KafkaDelivery, KafkaError>) -> Void
+        // librdkafka's queue refuses the first three sends, then takes them.
+        let refusals = Mutex(3)
+        let sent = Mutex<[(key: String, done: Done)]>([])
+        let failures = Mutex<[KafkaError]>([])
+        let stored = Mutex<[Int64]>([])
+        let pipeline = PartitionPipeline(
+            partition: TopicPartition(topic: "in", partition: 0),
+            sendSession: { key, _, done in
+                let refuse = refusals.withLock { left in
+                    defer { left = max(0, left - 1) }
+                    return left > 0
+                }
+                if refuse { throw KafkaError(kind: .delivery, code: .queueFull, message: "queue full") }
+                sent.withLock { $0.append((key, done)) }
+            },
+            storeOffset: { offset in stored.withLock { $0.append(offset) }; return true },
+            onFailure: { error in failures.withLock { $0.append(error) } })
+        let ack: Result<KafkaDelivery, KafkaError> = .success(KafkaDelivery(topicPartition: TopicPartition(topic: "out", partition: 0), offset: 0))
+        pipeline.add(offset: 20, commands: 0, session: ("conv-a", [1]))
+        pipeline.add(offset: 21, commands: 0, session: nil)
+        pipeline.add(offset: 22, commands: 1, session: ("conv-b", [1]))
+        // Two refusals so far; nothing else pumps: the pipeline tries again by itself.
+        try await within(30, "conv-a's record sent once the queue had room") {
+            while sent.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        #expect(refusals.withLock { $0 } == 0)
+        pipeline.commandDone(offset: 22, ack)
+        pipeline.add(offset: 23, commands: 0, session: ("conv-c", [1]))
+        #expect(failures.withLock { $0.isEmpty })
+        #expect(sent.withLock { $0.map(\.key) } == ["conv-a", "conv-b", "conv-c"])
+        #expect(stored.withLock { $0.isEmpty }, "nothing is finished before its session record is acknowledged")
+        for done in sent.withLock({ $0.map(\.done) }) { done(ack) }
+        #expect(stored.withLock { $0.last } == 24)
         #expect(pipeline.inFlight == 0)
     }
 }

@@ -20,9 +20,10 @@ struct WorkerHarness: Sendable {
 
     /// `jwkBaseURL`: where the ingress fetches signing keys (for pipeline tests with an ingress).
     /// `worker`: more lines for the `worker:` section (two-space indented keys).
+    /// `kafkaProperties`: more librdkafka properties (four-space indented).
     init(
         flow: String = repositoryRoot.appendingPathComponent("flows/demo.yaml").path, jwkBaseURL: String = "http://127.0.0.1:9",
-        worker: String = "", dataProtection: String = ""
+        worker: String = "", dataProtection: String = "", kafkaProperties: String = ""
     ) throws {
         cluster = try EmbeddedKafkaCluster(logger: quietLogger)
         config = try ConnectorConfig.parse("""
@@ -32,6 +33,7 @@ struct WorkerHarness: Sendable {
               properties:
                 session.timeout.ms: 6000
                 heartbeat.interval.ms: 500
+            \(kafkaProperties)
             ingress:
               listen: 127.0.0.1:0
               publishTimeoutMs: 15000

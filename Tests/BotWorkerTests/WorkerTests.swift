@@ -130,6 +130,40 @@ struct WorkerTests {
         try await producer.shutdown()
     }
 
+    @Test("a backlog larger than librdkafka's queue goes through without a restart: session records and dead letters wait for room")
+    func backlogLargerThanTheQueue() async throws {
+        // A queue of 8 messages: the commands of a few events fill it.
+        let harness = try WorkerHarness(kafkaProperties: "    queue.buffering.max.messages: 8")
+        let producer = try harness.producer()
+        let topic = harness.config.topicName(.inbound)
+        let hellos = (0..<60).map { n in
+            var chat = EventFactory(conversation: "conv-backlog-\(n)")
+            return chat.user("hello")
+        }
+        var records = hellos.map { KafkaProducerMessage(topic: topic, key: $0.recordKey, value: $0.encodedRecord(rawBody: Array("{}".utf8))) }
+        for n in 0..<6 { records.insert(KafkaProducerMessage(topic: topic, key: "conv-backlog-\(n)", value: Array("not json {".utf8)), at: n * 10) }
+        try await producer.sendBatch(records)
+        let outbound = try harness.reader(.outbound)
+        let sessions = try harness.reader(.sessions)
+        let deadLetters = try harness.reader(.inboundDeadLetters)
+        let log = LogCapture()
+        let running = try harness.start(logger: log.logger)
+        let commands = try await outbound.wait(90, "two replies to each hello") { $0.count >= 2 * hellos.count }
+        #expect(Set(commands.compactMap { try? OutboundCommand.decode($0.value).causationEventId }) == Set(hellos.map(\.eventId)))
+        #expect(commands.count == 2 * hellos.count, "each reply once")
+        let saved = try await sessions.wait(60, "every conversation's session") { $0.count >= hellos.count }
+        #expect(Set(saved.compactMap(\.keyString)).count == hellos.count)
+        #expect(try await deadLetters.wait(60, "the poison records") { $0.count >= 6 }.count == 6)
+        let metrics = String(decoding: running.worker.metrics.render(), as: UTF8.self)
+        let restarts = metrics.split(separator: "\n").first { $0.hasPrefix("connector_worker_restarts_total ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        #expect((restarts ?? 0) == 0, "\(log.text)")
+        await running.stop()
+        await outbound.close()
+        await sessions.close()
+        await deadLetters.close()
+        await producer.shutdown()
+    }
+
     @Test("a worker that takes over restores the sessions before it processes the partition")
     func sessionsSurviveHandOver() async throws {
         let harness = try WorkerHarness()
@@ -232,7 +266,7 @@ struct ProducerSettingsTests {
 
 @Suite("Session eviction")
 struct EvictionTests {
-    @Test("sessions are forgotten ten minutes past their TTL, a handover only after a week")
+    @Test("sessions are forgotten ten minutes past their TTL, a handover or a session of an unknown endpoint only after a week")
     func forgettable() throws {
         let harness = try WorkerHarness()
         let worker = try harness.makeWorker()
@@ -245,9 +279,13 @@ struct EvictionTests {
         // A handover whose end never came is given up after a week without the user writing.
         #expect(!worker.isForgettable(session, now: start + 7 * 24 * 3_600_000))
         #expect(worker.isForgettable(session, now: start + 7 * 24 * 3_600_000 + 1))
+        // A session of an endpoint this worker does not know (removed, renamed, or new in a
+        // rolling deploy) goes by no TTL but is given up after a week too.
         session.handover = nil
         session.endpoint = "unknown"
         #expect(!worker.isForgettable(session, now: start + 400 * 60_000))
+        #expect(!worker.isForgettable(session, now: start + 7 * 24 * 3_600_000))
+        #expect(worker.isForgettable(session, now: start + 7 * 24 * 3_600_000 + 1))
     }
 }
 

@@ -1,5 +1,7 @@
 import AsyncHTTPClient
 import Foundation
+import Kafka
+import Logging
 import Testing
 
 /// Drives the built `connector` executable as an operator would.
@@ -58,12 +60,36 @@ import Testing
         #expect(topics.output.split(separator: "\n").count == 7)
         #expect(topics.output.contains("eightbyeight.inbound.v1: exists"))
 
-        let lag = try run(["lag", "--bootstrap-file", file, "--group", "connector-worker", "--json"])
-        #expect(lag.status == 0, "\(lag.error)")
-        let json = try JSONSerialization.jsonObject(with: Data(lag.output.utf8)) as? [String: Any]
-        let groups = json?["groups"] as? [[String: Any]]
-        #expect(groups?.first?["group"] as? String == "connector-worker")
-        #expect(groups?.first?["sumLag"] as? Int == 0)
+        // Each report judges the group over a window of samples (here 3, 0.2 s apart).
+        func lag(json: Bool) throws -> (text: String, group: [String: Any]?) {
+            let lag = try run(["lag", "--bootstrap-file", file, "--group", "connector-worker", "--window", "3", "--interval", "0.2"] + (json ? ["--json"] : []))
+            #expect(lag.status == 0, "\(lag.error)")
+            guard json else { return (lag.output, nil) }
+            let parsed = try JSONSerialization.jsonObject(with: Data(lag.output.utf8)) as? [String: Any]
+            let groups = parsed?["groups"] as? [[String: Any]]
+            #expect(groups?.count == 1 && groups?.first?["group"] as? String == "connector-worker", "\(lag.output)")
+            return (lag.output, groups?.first)
+        }
+        let idle = try lag(json: true).group
+        #expect(idle?["sumLag"] as? Int == 0)
+        #expect(idle?["status"] as? String == "OK")
+
+        // Records nobody consumes: the worker's group has lag that does not move, so it stalls.
+        var producerConfig = KafkaProducerConfiguration(bootstrapServers: address)
+        producerConfig.clientID = "cli-test"
+        let producer = try KafkaProducer(configuration: producerConfig, logger: Logger(label: "cli-test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        for n in 0..<3 {
+            _ = try await producer.send(KafkaProducerMessage(topic: "eightbyeight.inbound.v1", partition: 0, key: "c-\(n)", value: "{}"))
+        }
+        await producer.shutdown()
+        let stalled = try lag(json: true).group
+        #expect(stalled?["sumLag"] as? Int == 3)
+        #expect(stalled?["status"] as? String == "STALL")
+        let partitions = stalled?["partitions"] as? [[String: Any]] ?? []
+        #expect(partitions.first { $0["partition"] as? Int == 0 && $0["topic"] as? String == "eightbyeight.inbound.v1" }?["status"] as? String == "STALL", "\(partitions)")
+        #expect(partitions.filter { $0["status"] as? String == "OK" }.count == partitions.count - 1, "the other partitions have no lag")
+        let table = try lag(json: false).text
+        #expect(table.contains("connector-worker        STALL: max 3, total 3"), "\(table)")
 
         broker.terminate()  // SIGTERM
         broker.waitUntilExit()

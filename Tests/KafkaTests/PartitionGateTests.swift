@@ -197,6 +197,56 @@ import Testing
         try cluster.setRoundTripTime(broker: 1, .zero)
     }
 
+    @Test func aHeldMessageKeepsItsRoomWhenAnotherTopicFillsTheQueue() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("room-held", partitions: 1)
+        try cluster.createTopic("room-other", partitions: 3)
+        let producer = try makeProducer(cluster) {
+            $0.batching = .adaptive
+            $0.properties["queue.buffering.max.messages"] = "10"
+        }
+        for topic in ["room-held", "room-other"] {
+            try await producer.send(KafkaProducerMessage(topic: topic, key: "k", value: "first"))
+            try await within(30, "the partition count of \(topic)") {
+                while (producer.gateStatistics(topic: topic)?.partitions ?? 0) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            }
+        }
+        try cluster.setRoundTripTime(broker: 1, .milliseconds(300))
+        let results = Mutex<[String: Result<KafkaDelivery, KafkaError>]>([:])
+        func send(_ topic: String, partition: Int32, _ value: String) throws {
+            try producer.send(KafkaProducerMessage(topic: topic, partition: partition, key: "k", value: value)) { result in
+                results.withLock { $0[value] = result }
+            }
+        }
+        // room-held's partition: 5 in flight, 3 held.
+        for i in 0..<8 { try send("room-held", partition: 0, "held-\(i)") }
+        #expect(producer.gateStatistics(topic: "room-held")?.held == 3)
+        // Another topic's partitions would each take 5 at once: only the room left (2) is given,
+        // the next message is refused when it is sent.
+        var accepted = 0
+        var refusal: KafkaError?
+        for i in 0..<15 {
+            do {
+                try send("room-other", partition: Int32(i % 3), "other-\(i)")
+                accepted += 1
+            } catch let error as KafkaError {
+                refusal = error
+                break
+            }
+        }
+        #expect(accepted == 2)
+        #expect(refusal?.code == .queueFull)
+        // The held messages are released with the first acknowledgement and find their room.
+        let expected = 8 + accepted
+        try await within(30, "every accepted message reported") {
+            while results.withLock({ $0.count }) < expected { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        let failed = results.withLock { $0.filter { $0.value.failure != nil }.keys.sorted() }
+        #expect(failed.isEmpty, "\(failed)")
+        try cluster.setRoundTripTime(broker: 1, .zero)
+        await producer.shutdown()
+    }
+
     @Test func lingerAndPartitionerFollowTheConfiguration() {
         var configuration = KafkaProducerConfiguration(bootstrapServers: "localhost:9092")
         #expect(configuration.librdkafkaProperties["linger.ms"] == "2")

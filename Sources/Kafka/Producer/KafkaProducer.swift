@@ -108,6 +108,8 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     private let gatesPartitioner: String?
     /// librdkafka's queue limits, which held messages count against.
     private let queueLimits: (messages: Int, bytes: Int)
+    /// The room in librdkafka's queue, shared by the topics' gates.
+    private let queueRoom: QueueRoom
     private let nextDetachedID = Atomic<UInt64>(0)
     private let lifecycle = Atomic<Int>(Lifecycle.running.rawValue)
     private let flushTimeout: Duration
@@ -142,6 +144,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         self.queueLimits = (
             properties["queue.buffering.max.messages"].flatMap(Int.init) ?? 100_000,
             (properties["queue.buffering.max.kbytes"].flatMap(Int.init) ?? 1_048_576) * 1024)
+        self.queueRoom = QueueRoom(limit: queueLimits.messages, producer: handle)
         self.deliveryReports = KafkaDeliveryReports(stream)
         switch configuration.callbacks {
         case .pollingThread:
@@ -287,6 +290,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
             return RD_KAFKA_RESP_ERR__QUEUE_FULL
         case .now(let partition):
             let err = produceMessage(handle, topic.pointer, partition: partition, value: value, key: key, headers: message.headers, opaque: tagged)
+            gate.room.release(1)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 // What waited behind it goes now.
                 gate.send(gate.finished(partition), partition: partition, context: context)
@@ -300,7 +304,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         try topics.withLock { topics in
             if let topic = topics[name] { return topic }
             let gate = gatesPartitioner.map {
-                PartitionGate(partitioner: $0, producer: handle, maxMessages: queueLimits.messages, maxBytes: queueLimits.bytes)
+                PartitionGate(partitioner: $0, producer: handle, room: queueRoom, maxBytes: queueLimits.bytes)
             }
             var conf: OpaquePointer?
             if let gate {

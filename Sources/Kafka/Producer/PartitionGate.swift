@@ -37,6 +37,44 @@ public struct KafkaGateStatistics: Sendable, Equatable {
     public var releasedMessages = 0
 }
 
+/// The room in librdkafka's queue (`queue.buffering.max.messages`) that the gates of one
+/// producer share. A held message, and a message on its way into librdkafka, holds a claim, and
+/// a claim is given only while the claims and librdkafka's queue together stay under the
+/// limit. So a full queue refuses a message when it is sent (its sender waits or retries, as
+/// with librdkafka's own queue), never when it is released: a message released from its hold
+/// always finds room, whichever topic's messages went to librdkafka meanwhile.
+final class QueueRoom: @unchecked Sendable {
+    private let claims = Atomic<Int>(0)
+    let limit: Int
+    private let producer: OpaquePointer
+
+    init(limit: Int, producer: OpaquePointer) {
+        self.limit = limit
+        self.producer = producer
+    }
+
+    /// Claims room for one message; false when there is none. With `always: false` (a
+    /// message that goes to librdkafka at once) and no claims outstanding, librdkafka's own
+    /// count is not asked: no held message can be kept from its room, and librdkafka refuses a
+    /// message over its limit by itself.
+    func claim(always: Bool) -> Bool {
+        var current = claims.load(ordering: .relaxed)
+        while true {
+            if always || current > 0, current + Int(rd_kafka_outq_len(producer)) >= limit { return false }
+            let (exchanged, original) = claims.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = original
+        }
+    }
+
+    /// `count` messages reached librdkafka (or were refused, or failed while held).
+    func release(_ count: Int) {
+        claims.subtract(count, ordering: .acquiringAndReleasing)
+    }
+
+    var claimed: Int { claims.load(ordering: .relaxed) }
+}
+
 /// The messages of one topic under `KafkaBatching.adaptive`: for each partition, how many of
 /// its messages librdkafka has and which wait until fewer than `window` are in flight.
 ///
@@ -132,18 +170,17 @@ final class PartitionGate: @unchecked Sendable {
 
     /// The producer's handle, for messages with headers (`rd_kafka_produce_batch` takes none).
     private let producer: OpaquePointer
-    /// librdkafka's queue limits (`queue.buffering.max.messages`, `.kbytes` in bytes): held
-    /// messages count against them as if librdkafka had them, so that a full queue refuses a
-    /// message when it is sent (the caller waits or retries, as with librdkafka's own queue)
-    /// instead of failing held messages when they are released.
-    private let maxMessages: Int
+    /// librdkafka's queue limits: the number of messages (`queue.buffering.max.messages`),
+    /// shared by the producer's gates, and the bytes this topic may hold
+    /// (`queue.buffering.max.kbytes`, in bytes).
+    let room: QueueRoom
     private let maxBytes: Int
 
-    init(partitioner: String, producer: OpaquePointer, maxMessages: Int = 100_000, maxBytes: Int = 1_073_741_824) {
+    init(partitioner: String, producer: OpaquePointer, room: QueueRoom, maxBytes: Int = 1_073_741_824) {
         self.partitioner = Self.partitioner(named: partitioner)
         self.emptyKeyIsRandom = partitioner.hasSuffix("_random")
         self.producer = producer
-        self.maxMessages = maxMessages
+        self.room = room
         self.maxBytes = maxBytes
     }
 
@@ -171,11 +208,13 @@ final class PartitionGate: @unchecked Sendable {
     enum Admission: Equatable {
         /// Not gated: straight to librdkafka, which partitions it.
         case ungated
-        /// To librdkafka now, for this partition; it counts as in flight.
+        /// To librdkafka now, for this partition; it counts as in flight, and its claim on
+        /// the queue's room is released (`room.release`) once librdkafka took or refused it.
         case now(Int32)
         /// Held until its partition's messages in flight are reported.
         case held
-        /// Refused: held messages and librdkafka's queue together reach the queue's limit.
+        /// Refused: claims (held messages, messages on their way) and librdkafka's queue
+        /// together reach the queue's limit.
         case full
     }
 
@@ -200,12 +239,13 @@ final class PartitionGate: @unchecked Sendable {
             // Field by field: a copy of the partition would share `held`, and the append below copy it.
             if !state.partitions[index].releasing && state.partitions[index].held.isEmpty
                 && (state.partitions[index].inFlight < Self.window || state.draining) {
+                guard room.claim(always: false) else { return .full }
                 state.partitions[index].inFlight += 1
                 state.statistics.sentAtOnce += 1
                 return .now(partition)
             }
             let message = hold()
-            guard state.heldCount + Int(rd_kafka_outq_len(producer)) < maxMessages, state.heldBytes + message.size <= maxBytes else {
+            guard state.heldBytes + message.size <= maxBytes, room.claim(always: true) else {
                 message.deallocate()
                 return .full
             }
@@ -236,6 +276,7 @@ final class PartitionGate: @unchecked Sendable {
         var batch = held
         while !batch.isEmpty {
             let refused = enqueue(batch, partition: partition, topic: topic, context: context)
+            room.release(batch.count)
             for message in batch { message.deallocate() }
             batch = state.withLock { state in
                 let index = Int(partition)
@@ -307,6 +348,7 @@ final class PartitionGate: @unchecked Sendable {
                 result.append((Int32(index), state.partitions[index].held))
                 state.partitions[index].held = []
             }
+            room.release(state.heldCount)
             state.heldCount = 0
             state.heldBytes = 0
             return result
