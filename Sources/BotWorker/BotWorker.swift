@@ -249,7 +249,9 @@ final class Generation: @unchecked Sendable {
     func consume() async throws {
         var events = consumer.events.makeAsyncIterator()
         while let event = await events.next() {
-            if let error = state.failure { throw error }
+            // A failure ends the generation through `finish`, which drops what the producer
+            // still has: no record of this generation may land after the next one started.
+            if state.failure != nil { break }
             switch event {
             case .partitionsAssigned(let partitions):
                 handingOver.subtract(partitions.map(\.partition))

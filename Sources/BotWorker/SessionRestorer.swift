@@ -24,9 +24,13 @@ struct SessionRestorer {
         let reader = PartitionReader(
             bootstrapServers: bootstrapServers, properties: properties, clientID: "connector-worker-restore", logger: logger)
         var corrupt = 0
-        // Offsets below the high watermark that never arrive (transaction markers, records the
-        // broker deleted meanwhile) must not hold the partition up: stop after a quiet spell.
-        let incomplete = try await reader.read(ranges, quietLimit: transactional ? .seconds(2) : .seconds(15)) { message in
+        // Offsets below the high watermark that never arrive must not hold the partition up:
+        // the read stops after a quiet spell. Transaction markers and aborted records do not
+        // (the consumer's position passes them); what is left in transactional mode is an open
+        // transaction of a crashed owner, which read_committed cannot pass until it is aborted.
+        // The spell is as long as without transactions: a slow fetch ending the read early
+        // would restore old sessions.
+        let incomplete = try await reader.read(ranges, quietLimit: .seconds(15)) { message in
             let partition = message.partition
             if message.value.isEmpty {
                 if let key = message.keyString { result[partition]?[key] = nil }

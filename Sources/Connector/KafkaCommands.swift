@@ -8,7 +8,7 @@ import ServiceLifecycle
 
 /// Where to find the brokers: `--brokers`, then `--bootstrap-file`, then the configuration.
 struct BrokerOptions: ParsableArguments {
-    @Option(help: "Configuration file (kafka.* is used).") var config: String?
+    @Option(help: "Configuration file (kafka.* is used; default: ./connector.yaml when there is one).") var config: String?
     @Option(help: "Bootstrap servers, host:port,... (overrides the configuration).") var brokers: String?
     @Option(help: "A file holding the bootstrap servers, as written by `connector broker --bootstrap-file`.")
     var bootstrapFile: String?
@@ -18,8 +18,13 @@ struct BrokerOptions: ParsableArguments {
         do { return try load() } catch { throw fail("\(error)") }
     }
 
+    /// The configuration read when `--config` is not given and the working directory has one
+    /// (as in the container image): `connector lag` there finds the brokers it names.
+    static let defaultConfigPath = "connector.yaml"
+
     func load() throws -> (ConnectorConfig, bootstrap: String) {
-        let config = try config.map { try ConnectorConfig.load(path: $0) } ?? ConnectorConfig()
+        let path = config ?? (FileManager.default.fileExists(atPath: Self.defaultConfigPath) ? Self.defaultConfigPath : nil)
+        let config = try path.map { try ConnectorConfig.load(path: $0) } ?? ConnectorConfig()
         if let brokers, !brokers.isEmpty { return (config, brokers) }
         if let bootstrapFile {
             guard let text = try? String(contentsOfFile: bootstrapFile, encoding: .utf8),

@@ -199,7 +199,9 @@ final class EgressGeneration: @unchecked Sendable {
 
     func consume() async throws {
         for await event in consumer.events {
-            if let error = state.failure { throw error }
+            // A failure ends the generation through `finish`, which drops what the producer
+            // still has: no record of this generation may land after the next one started.
+            if state.failure != nil { break }
             switch event {
             case .partitionsAssigned(let partitions):
                 handingOver.subtract(partitions.map(\.partition))

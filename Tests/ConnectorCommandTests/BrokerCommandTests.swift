@@ -24,10 +24,12 @@ import Testing
         return (process, out, err)
     }
 
-    func run(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+    func run(_ arguments: [String], in directory: URL? = nil, environment: [String: String] = [:]) throws -> (status: Int32, output: String, error: String) {
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -90,6 +92,16 @@ import Testing
         #expect(partitions.filter { $0["status"] as? String == "OK" }.count == partitions.count - 1, "the other partitions have no lag")
         let table = try lag(json: false).text
         #expect(table.contains("connector-worker        STALL: max 3, total 3"), "\(table)")
+
+        // Without broker options, the working directory's connector.yaml names the brokers (as
+        // in the container image, where KAFKA_BROKERS is set).
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lag-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "kafka:\n  brokers: ${KAFKA_BROKERS:-embedded}\n".write(to: directory.appendingPathComponent("connector.yaml"), atomically: true, encoding: .utf8)
+        let bare = try run(["lag", "--json", "--window", "2", "--interval", "0.1"], in: directory, environment: ["KAFKA_BROKERS": address])
+        #expect(bare.status == 0, "\(bare.error)")
+        #expect(bare.output.contains(#""status" : "STALL""#), "\(bare.output)")
 
         broker.terminate()  // SIGTERM
         broker.waitUntilExit()
