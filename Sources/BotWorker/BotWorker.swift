@@ -39,6 +39,8 @@ public final class BotWorker: Service, Sendable {
     let sessionsTopic: String
     let deadLetterTopic: String
     let analyticsTopic: String
+    /// The largest record the worker writes (`kafka.maxRecordBytes`).
+    let maxRecordBytes: Int
     /// Per endpoint, the logger its turns log through: with `maskLogging`, behind a
     /// `MaskingLogHandler`.
     private let endpointLoggers: [String: Logger]
@@ -83,6 +85,7 @@ public final class BotWorker: Service, Sendable {
         sessionsTopic = config.topicName(.sessions)
         deadLetterTopic = config.topicName(.inboundDeadLetters)
         analyticsTopic = config.topicName(.analytics)
+        maxRecordBytes = config.kafka.maxRecordBytes
         endpointLoggers = endpoints.mapValues { endpoint in
             var endpointLogger = logger  // the handler as given: each endpoint masks with its own policy
             endpointLogger[metadataKey: "endpoint"] = "\(endpoint.settings.name)"
@@ -200,10 +203,11 @@ public final class BotWorker: Service, Sendable {
             producerConfig.transactionalID = config.worker.transactionalId
                 ?? "connector-worker-\(ProcessInfo.processInfo.hostName)"
         }
-        let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
+        // The consumer last: one made before a later step failed would be left in the group.
         let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
         if config.worker.transactional { try await producer.initTransactions() }
         let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: config.kafka.properties, logger: logger)
+        let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
         let current = Generation(worker: self, consumer: consumer, producer: producer, admin: admin)
         generation.withLock { $0 = current }
         readiness.store(true, ordering: .releasing)
@@ -215,7 +219,12 @@ public final class BotWorker: Service, Sendable {
             await current.stop(drainTimeout: .zero)
             return
         }
-        try await current.consume()
+        do {
+            try await current.consume()
+        } catch {
+            await current.closeAfterFailure()
+            throw error
+        }
     }
 }
 
@@ -368,6 +377,12 @@ final class Generation: @unchecked Sendable {
     }
 
     private func failed(_ error: KafkaError) {
+        // After a stop began, a write refused by the producer it shut down is no failure to
+        // restart for (a session record whose retry came late, say).
+        guard !state.isEnded else {
+            logger.debug("a write to Kafka failed while stopping", metadata: ["kafka.error": "\(error)"])
+            return
+        }
         guard state.fail(error) else { return }
         logger.error("a write to Kafka failed; the worker restarts from the committed offsets", metadata: ["kafka.error": "\(error)"])
         // Ends `consume` (its loop sees the end of the events and rethrows the failure). The
@@ -409,6 +424,16 @@ final class Generation: @unchecked Sendable {
         await consumer.simulateCrash()
     }
 
+    /// After a failure or an error: the consumer leaves the group at once, without waiting for
+    /// the events nobody will handle (its partitions go to the next generation or member now,
+    /// not after `max.poll.interval.ms`), and the producer drops what it still has.
+    func closeAfterFailure() async {
+        _ = state.end()
+        consumer.stopTakingEvents()
+        await consumer.shutdown()
+        await producer.simulateCrash()
+    }
+
     private let pipelineList = Mutex<[PartitionPipeline]>([])
     private func pipelinesSnapshot() -> [PartitionPipeline] { pipelineList.withLock { $0 } }
 
@@ -419,7 +444,9 @@ final class Generation: @unchecked Sendable {
         /// Nothing to write (a handover event of an unknown conversation).
         case skip
         case deadLetter(reason: String, detail: String)
-        case emit(key: String, eventId: String, commands: [OutboundCommand], session: SessionState?, analytics: AnalyticsRecord?)
+        /// The event's records, encoded: its commands (with their action), the analytics record
+        /// and the conversation's session.
+        case emit(key: String, eventId: String, commands: [(record: [UInt8], action: String)], session: [UInt8]?, analytics: [UInt8]?)
     }
 
     /// Decodes, routes and runs one record through its endpoint's engine, updating the
@@ -453,6 +480,16 @@ final class Generation: @unchecked Sendable {
         } catch {
             return .deadLetter(reason: "flow-error", detail: "\(error)")
         }
+        // A record Kafka refuses for its size would fail every retry of the event and stop the
+        // partition: such an event is dead-lettered, and its conversation keeps the session it had.
+        let commandRecords = commands.map { (record: $0.encodedRecord, action: $0.action.rawValue) }
+        let sessionRecord = result.session?.encoded()
+        let largest = max(commandRecords.map(\.record.count).max() ?? 0, sessionRecord?.count ?? 0)
+        guard largest <= worker.maxRecordBytes else {
+            return .deadLetter(
+                reason: "too-large",
+                detail: "a record of this event would be \(largest) bytes, over the \(worker.maxRecordBytes) Kafka takes (message.max.bytes)")
+        }
         worker.metrics.event(kind: event.normalized.kind.rawValue, outcome: result.outcome.rawValue)
         if let session = result.session {
             sessions[message.partition, default: [:]][key] = session
@@ -477,20 +514,32 @@ final class Generation: @unchecked Sendable {
             "intent": "\(result.intent?.intent ?? "-")", "path": "\(result.path.joined(separator: ">"))",
             ])
         }
-        var analytics: AnalyticsRecord?
+        var analytics: [UInt8]?
         let protection = endpoint.protection
         if protection.collectAnalytics, result.outcome == .executed {
             let data = event.normalized.cardSubmit?.data
+            // The text as far as the flow saw it, cut after masking (a cut first could leave
+            // part of a card number unrecognized).
+            let masked = protection.analyticsText(text)
             analytics = AnalyticsRecord(
                 recordId: event.eventId, endpoint: endpoint.settings.name, conversationId: key, tenantId: event.tenantId,
                 time: event.receivedAt, kind: event.normalized.kind.rawValue, userId: userId,
-                text: protection.analyticsText(text), data: data.map(protection.analyticsData),
+                text: masked.unicodeScalars.count > TurnInput.maxTextScalars
+                    ? String(String.UnicodeScalarView(masked.unicodeScalars.prefix(TurnInput.maxTextScalars))) : masked,
+                data: data.map(protection.analyticsData),
                 ip: protection.maskIP(session?.ipAddress), intent: result.intent?.intent,
                 intentScore: result.intent.map { ($0.score * 1000).rounded() / 1000 }, path: result.path,
                 handover: session?.handover != nil || result.outputs.contains { if case .handover = $0 { true } else { false } },
-                processingMicros: Int64(elapsed / .microseconds(1)), masked: protection.maskAnalytics)
+                processingMicros: Int64(elapsed / .microseconds(1)), masked: protection.maskAnalytics).encodedRecord
+            if let size = analytics?.count, size > worker.maxRecordBytes {
+                // Card data can still be large; the turn goes on without its analytics record.
+                logger.warning("analytics record left out: too large for Kafka", metadata: [
+                    "eventId": "\(LogSafe.text(event.eventId, maxBytes: 80))", "bytes": "\(size)", "limit": "\(worker.maxRecordBytes)",
+                ])
+                analytics = nil
+            }
         }
-        return .emit(key: key, eventId: event.eventId, commands: commands, session: result.session, analytics: analytics)
+        return .emit(key: key, eventId: event.eventId, commands: commandRecords, session: sessionRecord, analytics: analytics)
     }
 
     /// The text the flow saw for this event (a postback's payload, a card's `payload` value).
@@ -505,7 +554,7 @@ final class Generation: @unchecked Sendable {
 
     private func process(_ message: KafkaMessage) async {
         guard let pipeline = pipelines[message.partition] else { return }
-        while pipeline.inFlight >= worker.config.worker.maxInFlightPerPartition, pipeline.failure == nil {
+        while pipeline.inFlight >= worker.config.worker.maxInFlightPerPartition, pipeline.failure == nil, state.failure == nil {
             if state.isEnded { return }
             if consumer.isBeingRevoked(message.topicPartition) {
                 // The revoke waits behind this message: drop it and the partition's later ones
@@ -527,12 +576,12 @@ final class Generation: @unchecked Sendable {
             }
         case .emit(let key, let eventId, let commands, let session, let analytics):
             pipeline.add(
-                offset: message.offset, commands: commands.count + (analytics == nil ? 0 : 1), session: session.map { (key, $0.encoded()) },
+                offset: message.offset, commands: commands.count + (analytics == nil ? 0 : 1), session: session.map { (key, $0) },
                 event: AcknowledgedEvent(eventId: eventId, inboundTimestamp: message.timestamp))
             let offset = message.offset
-            var records = commands.map { (KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: $0.encodedRecord), $0.action.rawValue) }
+            var records = commands.map { (KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: $0.record), $0.action) }
             if let analytics {
-                records.append((KafkaProducerMessage(topic: worker.analyticsTopic, key: key, value: analytics.encodedRecord), "analytics"))
+                records.append((KafkaProducerMessage(topic: worker.analyticsTopic, key: key, value: analytics), "analytics"))
             }
             for (record, action) in records {
                 do {
@@ -750,7 +799,7 @@ final class Generation: @unchecked Sendable {
             do {
                 try producer.send(message, onDelivery: onDelivery)
                 return
-            } catch let error as KafkaError where error.code == .queueFull && !state.isEnded {
+            } catch let error as KafkaError where error.code == .queueFull && !state.isEnded && state.failure == nil {
                 try? await Task.sleep(for: .milliseconds(1))
             }
         }
@@ -779,15 +828,15 @@ final class Generation: @unchecked Sendable {
             try producer.send(deadLetterRecord(message, reason: reason, detail: detail), onDelivery: onDelivery)
         case .emit(let key, _, let commands, let session, let analytics):
             for command in commands {
-                try producer.send(KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.encodedRecord), onDelivery: onDelivery)
-                worker.metrics.command(command.action.rawValue)
+                try producer.send(KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.record), onDelivery: onDelivery)
+                worker.metrics.command(command.action)
             }
             if let analytics {
-                try producer.send(KafkaProducerMessage(topic: worker.analyticsTopic, key: key, value: analytics.encodedRecord), onDelivery: onDelivery)
+                try producer.send(KafkaProducerMessage(topic: worker.analyticsTopic, key: key, value: analytics), onDelivery: onDelivery)
             }
             if let session {
                 try producer.send(
-                    KafkaProducerMessage(topic: worker.sessionsTopic, partition: message.partition, key: key, value: session.encoded()),
+                    KafkaProducerMessage(topic: worker.sessionsTopic, partition: message.partition, key: key, value: session),
                     onDelivery: onDelivery)
             }
         }
@@ -816,16 +865,23 @@ final class Generation: @unchecked Sendable {
     /// The record as it is, for the dead-letter topic, with the reason in headers (the
     /// partition goes on); counted and logged.
     private func deadLetterRecord(_ message: KafkaMessage, reason: String, detail: String) -> KafkaProducerMessage<[UInt8], [UInt8]> {
+        let detail = LogSafe.text(detail, maxBytes: 512)
         worker.metrics.deadLetter(reason: reason)
         logger.warning("inbound record dead-lettered", metadata: [
             "reason": "\(reason)", "detail": "\(detail)", "kafka.partition": "\(message.partition)", "kafka.offset": "\(message.offset)",
         ])
-        let headers = [
+        var headers = [
             KafkaHeader(key: "x-dead-letter-reason", value: Array(reason.utf8)),
             KafkaHeader(key: "x-dead-letter-detail", value: Array(detail.utf8)),
             KafkaHeader(key: "x-dead-letter-source", value: Array("\(message.topic)/\(message.partition)/\(message.offset)".utf8)),
             KafkaHeader(key: "x-dead-letter-time", value: Array(String(Int64(Date().timeIntervalSince1970 * 1000)).utf8)),
         ]
+        // A record written under a larger message.max.bytes than this worker's: its copy would
+        // be refused, so the dead letter points at it in the inbound topic instead.
+        guard message.value.count + (message.key?.count ?? 0) <= worker.maxRecordBytes else {
+            headers.append(KafkaHeader(key: "x-dead-letter-omitted-bytes", value: Array(String(message.value.count).utf8)))
+            return KafkaProducerMessage(topic: worker.deadLetterTopic, key: message.key, value: [], headers: headers)
+        }
         return KafkaProducerMessage(topic: worker.deadLetterTopic, key: message.key, value: message.value, headers: headers)
     }
 }

@@ -107,8 +107,15 @@ final class PartitionPipeline: Sendable {
     /// Registers an event before its records are sent; `event` is reported once they are all
     /// acknowledged (an event without records is not reported).
     func add(offset: Int64, commands: Int, session: (key: String, value: [UInt8])?, event: AcknowledgedEvent? = nil) {
-        state.withLock {
-            $0.entries.append(Entry(offset: offset, pendingCommands: commands, event: commands > 0 ? event : nil, session: session))
+        let inOrder = state.withLock { state in
+            // Entries are found by offset: one that does not follow the last (the consumer's
+            // position reset) fails the pipeline, and the worker starts over from its commits.
+            if !state.entries.isEmpty, offset <= state.entries[state.entries.count - 1].offset { return false }
+            state.entries.append(Entry(offset: offset, pendingCommands: commands, event: commands > 0 ? event : nil, session: session))
+            return true
+        }
+        guard inOrder else {
+            return fail(KafkaError(kind: .consumer, code: .state, message: "offset \(offset) of \(partition) came after a later one", isRetriable: true))
         }
         if commands == 0 { pump() }
     }

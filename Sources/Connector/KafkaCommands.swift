@@ -18,12 +18,15 @@ struct BrokerOptions: ParsableArguments {
         do { return try load() } catch { throw fail("\(error)") }
     }
 
-    /// The configuration read when `--config` is not given and the working directory has one
-    /// (as in the container image): `connector lag` there finds the brokers it names.
+    /// The configuration read when no option names the brokers and the working directory has
+    /// one (as in the container image): `connector lag` there finds the brokers it names.
     static let defaultConfigPath = "connector.yaml"
 
     func load() throws -> (ConnectorConfig, bootstrap: String) {
-        let path = config ?? (FileManager.default.fileExists(atPath: Self.defaultConfigPath) ? Self.defaultConfigPath : nil)
+        var path = config
+        if path == nil, brokers == nil, bootstrapFile == nil, FileManager.default.fileExists(atPath: Self.defaultConfigPath) {
+            path = Self.defaultConfigPath
+        }
         let config = try path.map { try ConnectorConfig.load(path: $0) } ?? ConnectorConfig()
         if let brokers, !brokers.isEmpty { return (config, brokers) }
         if let bootstrapFile {
@@ -34,7 +37,8 @@ struct BrokerOptions: ParsableArguments {
             return (config, text.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         if config.kafka.isEmbedded {
-            throw ConfigurationError("kafka.brokers is 'embedded', which lives inside one process; pass --brokers HOST:PORT or --bootstrap-file F (written by `connector broker`)")
+            let source = self.config == nil && path != nil ? " (./\(Self.defaultConfigPath))" : ""
+            throw ConfigurationError("kafka.brokers is 'embedded'\(source), which lives inside one process; pass --brokers HOST:PORT or --bootstrap-file F (written by `connector broker`)")
         }
         return (config, config.kafka.brokers)
     }
@@ -164,12 +168,12 @@ struct LagCommand: AsyncParsableCommand {
     var group: [String] = []
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Flag(help: "Re-evaluate continuously, printing each group's status after every sample.") var watch = false
-    @Option(help: "Seconds between samples (default: 1, with --watch 2).") var interval: Double?
+    @Option(help: "Seconds between samples.") var interval: Double = 2
     @Option(help: "Samples in the sliding window (a partition whose committed offset does not move over it while it has lag is STALL); without --watch, the samples taken before printing.") var window = 5
     @Option(help: "With --watch: stop after this many samples (default: until Ctrl-C).") var count: Int?
 
     func validate() throws {
-        guard (interval ?? 1) >= 0.1 else { throw ValidationError("--interval must be at least 0.1 seconds") }
+        guard interval >= 0.1 else { throw ValidationError("--interval must be at least 0.1 seconds") }
         guard window >= 2 else { throw ValidationError("--window must be at least 2") }
     }
 
@@ -200,12 +204,11 @@ struct LagCommand: AsyncParsableCommand {
                 for taken in 1...window {
                     lags = try await sample()
                     for lag in lags { evaluator.add(lag) }
-                    if taken < window { try await Task.sleep(for: .milliseconds(Int((interval ?? 1) * 1000))) }
+                    if taken < window { try await Task.sleep(for: .milliseconds(Int(interval * 1000))) }
                 }
                 print(json ? try LagReport.json(lags, evaluator) : LagReport.table(lags, evaluator))
                 return
             }
-            let interval = interval ?? 2
             let live = isatty(STDOUT_FILENO) != 0 && !json
             var samples = 0
             while count.map({ samples < $0 }) ?? true {

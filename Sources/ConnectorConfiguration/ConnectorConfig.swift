@@ -34,6 +34,10 @@ public struct ConnectorConfig: Sendable, Decodable {
 
         public var isEmbedded: Bool { brokers == "embedded" }
 
+        /// The largest record the services write: librdkafka's `message.max.bytes` (1,000,000
+        /// unless set), less room for the key, headers and the request's framing.
+        public var maxRecordBytes: Int { (properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000) - 1_024 }
+
         enum CodingKeys: String, CodingKey, CaseIterable { case brokers, partitions, replicationFactor, topicPrefix, properties, lagIntervalMs }
 
         public init() {}

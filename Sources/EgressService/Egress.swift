@@ -144,9 +144,10 @@ public final class Egress: Service, Sendable {
             config, bootstrapServers: bootstrapServers, group: .egress, drain: revokeDrain)
         let producerConfig = ConsumingService.producerConfiguration(
             config, bootstrapServers: bootstrapServers, clientID: "connector-egress", lingerMilliseconds: 0)
-        let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
+        // The consumer last: one made before a later step failed would be left in the group.
         let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
         let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: config.kafka.properties, logger: logger)
+        let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
         let current = EgressGeneration(egress: self, consumer: consumer, producer: producer, admin: admin)
         generation.withLock { $0 = current }
         readiness.store(true, ordering: .releasing)
@@ -158,7 +159,12 @@ public final class Egress: Service, Sendable {
             await current.stop(drainTimeout: .zero)
             return
         }
-        try await current.consume()
+        do {
+            try await current.consume()
+        } catch {
+            await current.closeAfterFailure()
+            throw error
+        }
     }
 }
 
@@ -620,6 +626,19 @@ final class EgressGeneration: @unchecked Sendable {
         for task in runners.withLock({ Array($0.tasks.values) }) { task.cancel() }
         await consumer.shutdown()
         await producer.shutdown()
+    }
+
+    /// After a failure or an error: no more calls to 8x8, the consumer leaves the group at once
+    /// without waiting for the events nobody will handle (its partitions move now, not after
+    /// `max.poll.interval.ms`), and the producer drops what it still has.
+    func closeAfterFailure() async {
+        if state.end() {
+            closeLanes()
+            for task in runners.withLock({ Array($0.tasks.values) }) { task.cancel() }
+        }
+        consumer.stopTakingEvents()
+        await consumer.shutdown()
+        await producer.simulateCrash()
     }
 
     func crash() async {

@@ -81,7 +81,7 @@ public final class WebhookIngress: Service, Sendable {
         everyEndpointHasTenant = config.endpoints.allSatisfy { $0.eightByEight.tenant != nil }
         topic = config.topicName(.inbound)
         maxBodyBytes = config.ingress.maxBodyBytes
-        maxRecordBytes = (config.kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000) - 1_024
+        maxRecordBytes = config.kafka.maxRecordBytes
         signatureRequired = config.ingress.signature.required
         verifier = SignatureVerifier(keys: keys, maxClockSkewSeconds: config.ingress.signature.maxClockSkewSeconds)
         self.producer = producer

@@ -130,6 +130,49 @@ struct WorkerTests {
         try await producer.shutdown()
     }
 
+    @Test("an event whose reply Kafka would refuse for its size is dead-lettered, one whose analytics record would be is answered without it; the partition goes on")
+    func recordsTooLargeForKafka() async throws {
+        let flow = FileManager.default.temporaryDirectory.appendingPathComponent("echo-\(UUID().uuidString).yaml")
+        try """
+            nodes:
+              - { id: start, type: if, condition: { textContains: long }, then: short, else: echo }
+              - { id: short, type: say, text: "ok" }
+              - { id: echo, type: say, text: "{{input.text}} {{input.text}}" }
+            """.write(to: flow, atomically: true, encoding: .utf8)
+        // Records up to 4,976 bytes (message.max.bytes 6,000 less the margin).
+        let harness = try WorkerHarness(flow: flow.path, kafkaProperties: "    message.max.bytes: 6000")
+        let outbound = try harness.reader(.outbound)
+        let analytics = try harness.reader(.analytics)
+        let deadLetters = try harness.reader(.inboundDeadLetters)
+        let log = LogCapture()
+        let running = try harness.start(logger: log.logger)
+        let producer = try harness.producer()
+        var chat = EventFactory(conversation: "conv-large")
+        let first = chat.user("first")
+        let echoed = chat.user(String(repeating: "y", count: 3_000))  // its reply: 6,001 characters
+        let long = chat.user("long " + String(repeating: "z", count: 4_900))  // "ok", and an analytics record over the limit
+        let last = chat.user("last")
+        try await harness.publish([first, echoed, long, last], with: producer)
+        let commands = try await outbound.wait(60, "the replies") { $0.count >= 3 }
+        #expect(try commands.map { try OutboundCommand.decode($0.value).body["text"]?.stringValue } == ["first first", "ok", "last last"])
+        let dead = try await deadLetters.wait(60, "the dead letter") { !$0.isEmpty }
+        #expect(dead.count == 1)
+        #expect(dead.first.map { String(decoding: $0.headers.first { $0.key == "x-dead-letter-reason" }?.value ?? [], as: UTF8.self) } == "too-large")
+        #expect(dead.first?.value == echoed.encodedRecord(rawBody: Array("{}".utf8)), "the inbound record as it was")
+        let records = try await analytics.wait(60, "the last event's analytics") { records in
+            records.contains { String(decoding: $0.value, as: UTF8.self).contains(last.eventId) }
+        }
+        #expect(records.count == 2)
+        #expect(records.first.map { String(decoding: $0.value, as: UTF8.self).contains(first.eventId) } == true)
+        #expect(log.text.contains("analytics record left out: too large for Kafka"))
+        #expect(!log.text.contains("restarts from the committed offsets"), "\(log.text)")
+        await running.stop()
+        await outbound.close()
+        await analytics.close()
+        await deadLetters.close()
+        await producer.shutdown()
+    }
+
     @Test("a backlog larger than librdkafka's queue goes through without a restart: session records and dead letters wait for room")
     func backlogLargerThanTheQueue() async throws {
         // A queue of 8 messages: the commands of a few events fill it.

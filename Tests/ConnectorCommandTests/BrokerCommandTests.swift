@@ -110,10 +110,19 @@ import Testing
     }
 
     @Test func embeddedBrokersInTheConfigurationGetAClearLine() throws {
-        let result = try run(["lag"])
+        // Where there is no connector.yaml, and where there is one that says "embedded".
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("lag-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let result = try run(["lag"], in: empty)
         #expect(result.status == 1)
-        #expect(result.error.hasPrefix("connector: kafka.brokers is 'embedded'"))
+        #expect(result.error.hasPrefix("connector: kafka.brokers is 'embedded', which"), "\(result.error)")
         #expect(result.error.split(separator: "\n").count == 1)
+        try "kafka:\n  brokers: embedded\n".write(to: empty.appendingPathComponent("connector.yaml"), atomically: true, encoding: .utf8)
+        let configured = try run(["lag"], in: empty)
+        #expect(configured.status == 1)
+        #expect(configured.error.hasPrefix("connector: kafka.brokers is 'embedded' (./connector.yaml), which"), "\(configured.error)")
+        #expect(configured.error.split(separator: "\n").count == 1)
     }
 
     @Test func simulatorServesItsConsoleAndKeysUntilSIGTERM() async throws {

@@ -145,6 +145,44 @@ struct ProducerConsumerTests {
         await producer.shutdown()
     }
 
+    @Test("a caller busy longer than max.poll.interval.ms keeps its partitions: fetching pauses while the buffer is full, polling goes on, and every message comes once, in order")
+    func aBusyCallerStaysInTheGroup() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("busy", partitions: 2)
+        let producer = try makeProducer(cluster)
+        // More than the caller's batch and the buffer take: the rest waits in librdkafka.
+        let count = 4_000
+        try await producer.sendBatch((0..<count).map { KafkaProducerMessage(topic: "busy", partition: Int32($0 % 2), value: "m\($0)") })
+        let log = LogCapture()
+        var configuration = KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "busy", subscription: .topics(["busy"]))
+        configuration.maxBufferedMessages = 2
+        configuration.sessionTimeoutMilliseconds = 6_000
+        configuration.heartbeatIntervalMilliseconds = 500
+        configuration.properties["max.poll.interval.ms"] = "7000"
+        let consumer = try KafkaConsumer(configuration: configuration, logger: log.logger)
+        let values = try await within(120, "every message") {
+            var values: [String] = []
+            var events = consumer.events.makeAsyncIterator()
+            while values.count < count, let event = await events.next() {
+                guard case .message(let message) = event else { continue }
+                values.append(message.valueString)
+                try consumer.storeOffset(message)
+                // Busy with the first message past max.poll.interval.ms.
+                if values.count == 1 { try await Task.sleep(for: .seconds(9)) }
+            }
+            return values
+        }
+        #expect(values.count == count && Set(values).count == count, "each once")
+        for partition in 0..<2 {
+            let numbers = values.compactMap { Int($0.dropFirst()) }.filter { $0 % 2 == partition }
+            #expect(numbers == numbers.sorted(), "in order in partition \(partition)")
+        }
+        #expect(log.text.contains("fetching paused"))
+        #expect(!log.text.contains("partitions revoked") && !log.text.contains("partitions lost"), "\(log.text)")
+        await consumer.shutdown()
+        await producer.shutdown()
+    }
+
     @Test func twoConsumersSplitPartitionsAndTakeOverWithoutLossOrRedelivery() async throws {
         let cluster = try EmbeddedKafkaCluster()
         try cluster.createTopic("shared", partitions: 4)

@@ -13,6 +13,9 @@ final class ConsumerEventBuffer: @unchecked Sendable {
     private var events: [KafkaConsumerEvent] = []
     private var waiter: CheckedContinuation<[KafkaConsumerEvent]?, Never>?
     private var finished = false
+    /// The caller takes no more events (its work ended by an error): what comes is dropped
+    /// and nothing waits for it.
+    private var abandoned = false
     private var revokeAcknowledged = true
     private var appenderWaiting = false
     private let capacity: Int
@@ -27,12 +30,12 @@ final class ConsumerEventBuffer: @unchecked Sendable {
     func append(_ batch: [KafkaConsumerEvent]) {
         guard !batch.isEmpty else { return }
         condition.lock()
-        while events.count >= capacity && !finished {
+        while events.count >= capacity && !finished && !abandoned {
             appenderWaiting = true
             condition.wait()
         }
         appenderWaiting = false
-        if finished {
+        if finished || abandoned {
             condition.unlock()
             return
         }
@@ -45,6 +48,42 @@ final class ConsumerEventBuffer: @unchecked Sendable {
         }
         if events.isEmpty { events = batch } else { events.append(contentsOf: batch) }
         condition.unlock()
+    }
+
+    /// Appends events in order when there is room (or the buffer ended: they are dropped);
+    /// false, keeping nothing, when the buffer is full.
+    func tryAppend(_ batch: [KafkaConsumerEvent]) -> Bool {
+        guard !batch.isEmpty else { return true }
+        condition.lock()
+        if finished || abandoned {
+            condition.unlock()
+            return true
+        }
+        guard events.count < capacity else {
+            condition.unlock()
+            return false
+        }
+        if let waiter {
+            self.waiter = nil
+            condition.unlock()
+            waiter.resume(returning: batch)
+            return true
+        }
+        if events.isEmpty { events = batch } else { events.append(contentsOf: batch) }
+        condition.unlock()
+        return true
+    }
+
+    /// Waits until the buffer has room, it ended, or `timeout` passed.
+    func waitForRoom(timeout: Duration) {
+        let deadline = Date().addingTimeInterval(Double(timeout.milliseconds) / 1000)
+        condition.lock()
+        defer { condition.unlock() }
+        while events.count >= capacity && !finished && !abandoned {
+            appenderWaiting = true
+            if !condition.wait(until: deadline) { break }
+        }
+        appenderWaiting = false
     }
 
     /// Drops buffered (not yet handed out) messages of these partitions and returns the lowest
@@ -73,10 +112,21 @@ final class ConsumerEventBuffer: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(Double(timeout.milliseconds) / 1000)
         condition.lock()
         defer { condition.unlock() }
-        while !revokeAcknowledged && !finished {
+        while !revokeAcknowledged && !finished && !abandoned {
             if !condition.wait(until: deadline) { break }
         }
-        return revokeAcknowledged
+        return revokeAcknowledged || abandoned
+    }
+
+    /// The caller takes no more events: the buffered ones are dropped, and the polling thread
+    /// neither waits for room nor for a revoke's acknowledgement, so a close is not held up by
+    /// events nobody will handle (their offsets were not stored: they are read again).
+    func abandon() {
+        condition.lock()
+        abandoned = true
+        events = []
+        condition.broadcast()
+        condition.unlock()
     }
 
     /// No more events will come; a waiting caller gets `nil` once the buffer is empty, and a

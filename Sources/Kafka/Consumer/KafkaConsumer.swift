@@ -20,6 +20,14 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
     let everAssigned = Atomic<Bool>(false)
     var pending: [KafkaConsumerEvent] = []
     var topicNames: [OpaquePointer: String] = [:]
+    /// Since when `pending` waits for room in the full buffer.
+    private var heldSince: ContinuousClock.Instant?
+    /// Partitions paused because the buffer stayed full (not the caller's `pause`).
+    private var heldBack: Set<TopicPartition> = []
+    /// Partitions the caller paused.
+    var pausedByCaller: Set<TopicPartition> = []
+    /// How long polled events may wait for room before fetching pauses.
+    static let holdBackAfter = Duration.seconds(1)
     /// `KafkaConsumerConfiguration.tickInterval`, and when the next tick is due.
     let tickInterval: Duration?
     private var nextTick: ContinuousClock.Instant?
@@ -50,6 +58,56 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
         batch.reserveCapacity(pending.count)
         swap(&batch, &pending)
         buffer.append(batch)
+    }
+
+    /// Whether polled events wait for room in the buffer.
+    var isHeld: Bool { heldSince != nil }
+
+    /// Hands what was polled to the buffer without waiting for room. Backpressure without
+    /// blocking the polling thread: events the full buffer cannot take wait here, and after
+    /// `holdBackAfter` fetching pauses while the thread goes on polling, so rebalances are
+    /// served and the member stays in the group however long the caller is busy (a thread
+    /// blocked until the caller takes more would let `max.poll.interval.ms` pass, and the group
+    /// would hand its partitions to another member while the caller still works on them).
+    /// Fetching resumes once the buffer took everything; librdkafka resumes a partition after
+    /// the last message it returned, so nothing is skipped.
+    func flushOrHoldBack(_ rk: OpaquePointer) {
+        if !pending.isEmpty, buffer.tryAppend(pending) { pending.removeAll(keepingCapacity: true) }
+        guard !pending.isEmpty else {
+            heldSince = nil
+            let resume = heldBack.subtracting(pausedByCaller)
+            heldBack = []
+            if !resume.isEmpty {
+                let list = TopicPartitionList(Array(resume))
+                rd_kafka_resume_partitions(rk, list.pointer)
+                logger.debug("fetching resumed", metadata: ["kafka.partitions": "\(resume.sorted())"])
+            }
+            return
+        }
+        let now = ContinuousClock.now
+        guard let since = heldSince else {
+            heldSince = now
+            return
+        }
+        guard now - since >= Self.holdBackAfter else { return }
+        let pause = assignment.withLock { $0 }.subtracting(heldBack).subtracting(pausedByCaller)
+        guard !pause.isEmpty else { return }
+        let list = TopicPartitionList(Array(pause))
+        rd_kafka_pause_partitions(rk, list.pointer)
+        heldBack.formUnion(pause)
+        logger.debug("fetching paused: the caller has not taken the buffered events", metadata: ["kafka.partitions": "\(pause.sorted())"])
+    }
+
+    func isHeldBack(_ partition: TopicPartition) -> Bool { heldBack.contains(partition) }
+
+    /// Partitions leaving the assignment are resumed first when held back: librdkafka keeps a
+    /// pause across a rebalance, and a partition that came back later would never fetch.
+    func releaseHeldBack(_ rk: OpaquePointer, _ partitions: some Sequence<TopicPartition>) {
+        let release = heldBack.intersection(partitions)
+        guard !release.isEmpty else { return }
+        heldBack.subtract(release)
+        let list = TopicPartitionList(Array(release))
+        rd_kafka_resume_partitions(rk, list.pointer)
     }
 
     /// Converts and destroys a message returned by `rd_kafka_consumer_poll`.
@@ -99,6 +157,18 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
     func rebalance(_ rk: OpaquePointer, _ err: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
         let partitions = TopicPartitionList.entries(list).map(\.partition)
         let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+        if err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+            // The revoke is visible before anything waits for room in the buffer: a caller held
+            // up by its own read-ahead sees it and gives the partitions up instead of waiting.
+            // Their polled messages are dropped (their offsets were not stored).
+            revoking.withLock { $0.formUnion(partitions) }
+            let revoked = Set(partitions)
+            pending.removeAll { event in
+                if case .message(let message) = event { return revoked.contains(message.topicPartition) }
+                return false
+            }
+            buffer.purge(revoked)
+        }
         flushPending()
         switch err {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
@@ -119,7 +189,6 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
 
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let lost = rd_kafka_assignment_lost(rk) != 0
-            revoking.withLock { $0.formUnion(partitions) }
             defer { revoking.withLock { $0.subtract(partitions) } }
             buffer.purge(Set(partitions))
             if closing.load(ordering: .acquiring) {
@@ -136,6 +205,7 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
                     logger.warning("commit on revoke failed", metadata: ["kafka.error": "\(KafkaErrorCode(err).name)"])
                 }
             }
+            releaseHeldBack(rk, partitions)
             if cooperative {
                 if let error = rd_kafka_incremental_unassign(rk, list) {
                     logger.error("incremental unassign failed: \(KafkaError(kind: .consumer, consuming: error))")
@@ -148,6 +218,7 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
 
         default:
             logger.error("rebalance error", metadata: ["kafka.error": "\(KafkaErrorCode(err).name)"])
+            releaseHeldBack(rk, assignment.withLock { $0 })
             rd_kafka_assign(rk, nil)
             assignment.withLock { $0.removeAll() }
         }
@@ -230,9 +301,18 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
         self.pollingThread = PollingThread(name: "kafka-consumer-poll", step: {
             let rk = pollHandle.pointer
             context.runRequests(rk)
+            if context.isHeld {
+                // The buffer is full: wait for the caller to take (briefly, to serve requests and
+                // rebalances), then poll without waiting, which keeps the member in the group.
+                context.buffer.waitForRoom(timeout: .milliseconds(100))
+                if let message = rd_kafka_consumer_poll(rk, 0) { context.take(message) }
+                context.tickIfDue()
+                context.flushOrHoldBack(rk)
+                return
+            }
             guard let first = rd_kafka_consumer_poll(rk, 100) else {
                 context.tickIfDue()
-                context.flushPending()
+                context.flushOrHoldBack(rk)
                 return
             }
             context.take(first)
@@ -241,7 +321,7 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
                 context.take(next)
             }
             context.tickIfDue()
-            context.flushPending()
+            context.flushOrHoldBack(rk)
         }, onExit: {
             if context.crashing.load(ordering: .acquiring) {
                 context.buffer.finish()
@@ -264,7 +344,9 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             pollingThread.requestStop()
             context.buffer.finish()
             // The handle is leaked on purpose: destroying it while the polling thread may still
-            // be closing would be a use-after-free. `shutdown()` is the orderly path.
+            // be closing would be a use-after-free. `shutdown()` is the orderly path. librdkafka's
+            // threads live on and call back into the context (logging): it is kept too.
+            _ = Unmanaged.passRetained(context)
             return
         }
         // librdkafka before 2.3.0 aborts the process when a group consumer using the
@@ -345,7 +427,15 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             let list = TopicPartitionList(partitions)
             let err = rd_kafka_pause_partitions(rk, list.pointer)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(kind: .consumer, err, context: "pause") }
-            let rewind = context.buffer.purge(Set(partitions))
+            context.pausedByCaller.formUnion(partitions)
+            let paused = Set(partitions)
+            var rewind = context.buffer.purge(paused)
+            // Polled events waiting for room in the buffer go the same way.
+            context.pending.removeAll { event in
+                guard case .message(let message) = event, paused.contains(message.topicPartition) else { return false }
+                rewind[message.topicPartition] = min(rewind[message.topicPartition] ?? .max, message.offset)
+                return true
+            }
             if !rewind.isEmpty {
                 let seekList = TopicPartitionList(rewind)
                 if let error = rd_kafka_seek_partitions(rk, seekList.pointer, 5000) {
@@ -357,8 +447,10 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
 
     /// Resumes fetching paused partitions.
     public func resume(_ partitions: [TopicPartition]) async throws {
-        try await onPollingThread { rk in
-            let list = TopicPartitionList(partitions)
+        try await onPollingThread { [context] rk in
+            context.pausedByCaller.subtract(partitions)
+            // Held back for a full buffer, they resume with the others once it has room.
+            let list = TopicPartitionList(partitions.filter { !context.isHeldBack($0) })
             let err = rd_kafka_resume_partitions(rk, list.pointer)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(kind: .consumer, err, context: "resume") }
         }
@@ -411,6 +503,13 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             closed.store(false, ordering: .releasing)
         }
         context.buffer.finish()
+    }
+
+    /// The caller takes no more events (its work ended by an error): buffered and later events
+    /// are dropped, and neither a full buffer nor a revoke waits for the caller, so a
+    /// `shutdown()` after it leaves the group at once (committing the offsets stored so far).
+    public func stopTakingEvents() {
+        context.buffer.abandon()
     }
 
     /// Commits stored offsets, leaves the group and ends `events`. Safe to call more than once.

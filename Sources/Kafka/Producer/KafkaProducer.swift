@@ -276,14 +276,22 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         _ message: KafkaProducerMessage<Key, Value>, value: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer?,
         topic: ProducerTopic, opaque: UnsafeMutableRawPointer?
     ) -> rd_kafka_resp_err_t {
-        guard let gate = topic.gate, let opaque else {
+        guard let gate = topic.gate else {
             return produceMessage(handle, topic.pointer, partition: message.partition ?? -1, value: value, key: key, headers: message.headers, opaque: opaque)
         }
+        /// A message the gate lets pass still takes its room while it goes: a held message was
+        /// promised that room.
+        func ungated() -> rd_kafka_resp_err_t {
+            guard gate.room.claim(always: false) else { return RD_KAFKA_RESP_ERR__QUEUE_FULL }
+            defer { gate.room.release(1) }
+            // RD_KAFKA_PARTITION_UA (-1): librdkafka's partitioner chooses.
+            return produceMessage(handle, topic.pointer, partition: message.partition ?? -1, value: value, key: key, headers: message.headers, opaque: opaque)
+        }
+        guard let opaque else { return ungated() }
         let tagged = DeliveryOpaque.gated(opaque)
         switch gate.admit(partition: message.partition, key: key, hold: { PartitionGate.Held(value: value, key: key, headers: message.headers, opaque: tagged) }) {
         case .ungated:
-            // RD_KAFKA_PARTITION_UA (-1): librdkafka's partitioner chooses.
-            return produceMessage(handle, topic.pointer, partition: message.partition ?? -1, value: value, key: key, headers: message.headers, opaque: opaque)
+            return ungated()
         case .held:
             return RD_KAFKA_RESP_ERR_NO_ERROR
         case .full:
@@ -472,7 +480,8 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     /// abandoned (their callbacks report a purge error), nothing is flushed. Requests already
     /// on the wire may still be written by the broker, as after a real crash.
     public func simulateCrash() async {
-        lifecycle.store(Lifecycle.shutDown.rawValue, ordering: .releasing)
+        // Once is enough (a failed generation's end may ask twice).
+        guard lifecycle.exchange(Lifecycle.shutDown.rawValue, ordering: .acquiringAndReleasing) != Lifecycle.shutDown.rawValue else { return }
         stopPartitionCountRefresh()
         failAllHeld()
         rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)

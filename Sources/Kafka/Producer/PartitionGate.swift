@@ -42,7 +42,9 @@ public struct KafkaGateStatistics: Sendable, Equatable {
 /// a claim is given only while the claims and librdkafka's queue together stay under the
 /// limit. So a full queue refuses a message when it is sent (its sender waits or retries, as
 /// with librdkafka's own queue), never when it is released: a message released from its hold
-/// always finds room, whichever topic's messages went to librdkafka meanwhile.
+/// always finds room, whichever topic's messages went to librdkafka meanwhile. (Bytes are
+/// counted per topic only, `queue.buffering.max.kbytes` against each gate's held bytes: the
+/// messages' limit is the one a chat connector meets first.)
 final class QueueRoom: @unchecked Sendable {
     private let claims = Atomic<Int>(0)
     let limit: Int
