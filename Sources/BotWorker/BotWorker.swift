@@ -379,11 +379,14 @@ final class Generation: @unchecked Sendable {
     private func failed(_ error: KafkaError) {
         // After a stop began, a write refused by the producer it shut down is no failure to
         // restart for (a session record whose retry came late, say).
-        guard !state.isEnded else {
+        let stopping = state.isEnded
+        guard state.fail(error) else { return }
+        if stopping {
+            // Recorded (the generation's end drops what the producer still has), not reported:
+            // no restart follows a stop.
             logger.debug("a write to Kafka failed while stopping", metadata: ["kafka.error": "\(error)"])
             return
         }
-        guard state.fail(error) else { return }
         logger.error("a write to Kafka failed; the worker restarts from the committed offsets", metadata: ["kafka.error": "\(error)"])
         // Ends `consume` (its loop sees the end of the events and rethrows the failure). The
         // stored offsets cover finished events only, so committing them on the way out is safe.
@@ -428,10 +431,13 @@ final class Generation: @unchecked Sendable {
     /// the events nobody will handle (its partitions go to the next generation or member now,
     /// not after `max.poll.interval.ms`), and the producer drops what it still has.
     func closeAfterFailure() async {
-        _ = state.end()
         consumer.stopTakingEvents()
-        await consumer.shutdown()
+        // A stop or a crash under way ends the generation its own way.
+        guard state.end() || state.failure != nil else { return }
+        // The producer first: no record of this generation may land after the consumer left
+        // and another member restored its partitions.
         await producer.simulateCrash()
+        await consumer.shutdown()
     }
 
     private let pipelineList = Mutex<[PartitionPipeline]>([])
@@ -568,16 +574,16 @@ final class Generation: @unchecked Sendable {
         case .skip:
             pipeline.add(offset: message.offset, commands: 0, session: nil)
         case .deadLetter(let reason, let detail):
-            pipeline.add(offset: message.offset, commands: 1, session: nil)
+            guard pipeline.add(offset: message.offset, commands: 1, session: nil) else { return }
             do {
                 try await sendWaitingForRoom(deadLetterRecord(message, reason: reason, detail: detail)) { pipeline.commandDone(offset: message.offset, $0) }
             } catch {
                 pipeline.fail(KafkaError.wrapping(error))
             }
         case .emit(let key, let eventId, let commands, let session, let analytics):
-            pipeline.add(
+            guard pipeline.add(
                 offset: message.offset, commands: commands.count + (analytics == nil ? 0 : 1), session: session.map { (key, $0) },
-                event: AcknowledgedEvent(eventId: eventId, inboundTimestamp: message.timestamp))
+                event: AcknowledgedEvent(eventId: eventId, inboundTimestamp: message.timestamp)) else { return }
             let offset = message.offset
             var records = commands.map { (KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: $0.record), $0.action) }
             if let analytics {

@@ -39,6 +39,8 @@ final class PartitionPipeline: Sendable {
         var sentPrefix = 0
         /// A `pump` is due after librdkafka's queue was full.
         var retryScheduled = false
+        /// The offset of the newest event added.
+        var lastAdded: Int64?
 
         /// The position of the entry of `offset` (entries are in offset order).
         func index(of offset: Int64) -> Int? {
@@ -106,18 +108,23 @@ final class PartitionPipeline: Sendable {
 
     /// Registers an event before its records are sent; `event` is reported once they are all
     /// acknowledged (an event without records is not reported).
-    func add(offset: Int64, commands: Int, session: (key: String, value: [UInt8])?, event: AcknowledgedEvent? = nil) {
+    /// False, failing the pipeline, for an offset that does not follow the last one added (the
+    /// consumer's position reset): entries are found by offset and offsets are stored in
+    /// order, so the worker starts over from its commits. The caller then sends nothing.
+    @discardableResult
+    func add(offset: Int64, commands: Int, session: (key: String, value: [UInt8])?, event: AcknowledgedEvent? = nil) -> Bool {
         let inOrder = state.withLock { state in
-            // Entries are found by offset: one that does not follow the last (the consumer's
-            // position reset) fails the pipeline, and the worker starts over from its commits.
-            if !state.entries.isEmpty, offset <= state.entries[state.entries.count - 1].offset { return false }
+            if let last = state.lastAdded, offset <= last { return false }
+            state.lastAdded = offset
             state.entries.append(Entry(offset: offset, pendingCommands: commands, event: commands > 0 ? event : nil, session: session))
             return true
         }
         guard inOrder else {
-            return fail(KafkaError(kind: .consumer, code: .state, message: "offset \(offset) of \(partition) came after a later one", isRetriable: true))
+            fail(KafkaError(kind: .consumer, code: .state, message: "offset \(offset) of \(partition) came after a later one", isRetriable: true))
+            return false
         }
         if commands == 0 { pump() }
+        return true
     }
 
     func commandDone(offset: Int64, _ result: Result<KafkaDelivery, KafkaError>) {

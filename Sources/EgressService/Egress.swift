@@ -617,7 +617,7 @@ final class EgressGeneration: @unchecked Sendable {
     func stop(drainTimeout: Duration) async {
         let deadline = ContinuousClock.now + drainTimeout
         for lane in laneList.withLock({ $0 }) {
-            while lane.buffered > 0, state.failure == nil, ContinuousClock.now < deadline {
+            while lane.buffered > 0, state.failure == nil, !state.isEnded, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(1))
             }
         }
@@ -632,13 +632,16 @@ final class EgressGeneration: @unchecked Sendable {
     /// without waiting for the events nobody will handle (its partitions move now, not after
     /// `max.poll.interval.ms`), and the producer drops what it still has.
     func closeAfterFailure() async {
+        consumer.stopTakingEvents()
         if state.end() {
             closeLanes()
             for task in runners.withLock({ Array($0.tasks.values) }) { task.cancel() }
+        } else if state.failure == nil {
+            return  // a stop or a crash under way ends the generation its own way
         }
-        consumer.stopTakingEvents()
-        await consumer.shutdown()
+        // The producer first: no result of this generation may land after the consumer left.
         await producer.simulateCrash()
+        await consumer.shutdown()
     }
 
     func crash() async {

@@ -253,4 +253,20 @@ struct ForgettingTests {
         #expect(stored.withLock { $0.last } == 24)
         #expect(pipeline.inFlight == 0)
     }
+
+    @Test("an offset that does not follow the last one added fails the pipeline, also once the earlier events are finished")
+    func offsetsMustFollow() {
+        let failures = Mutex<[KafkaError]>([])
+        let stored = Mutex<[Int64]>([])
+        let pipeline = PartitionPipeline(
+            partition: TopicPartition(topic: "in", partition: 0),
+            sendSession: { _, _, _ in },
+            storeOffset: { offset in stored.withLock { $0.append(offset) }; return true },
+            onFailure: { error in failures.withLock { $0.append(error) } })
+        #expect(pipeline.add(offset: 5, commands: 0, session: nil))
+        #expect(pipeline.inFlight == 0 && stored.withLock { $0 } == [6], "finished at once")
+        #expect(!pipeline.add(offset: 5, commands: 0, session: nil), "the consumer's position went back")
+        #expect(failures.withLock { $0.count } == 1)
+        #expect(stored.withLock { $0 } == [6], "nothing stored for it")
+    }
 }

@@ -26,11 +26,13 @@ final class ConsumerEventBuffer: @unchecked Sendable {
 
     // MARK: Polling thread
 
-    /// Appends events in order, waiting while the buffer is full.
-    func append(_ batch: [KafkaConsumerEvent]) {
+    /// Appends events in order, waiting while the buffer is full unless `waitingForRoom` is
+    /// false (rebalance events and what was polled before them: the polling thread must not
+    /// stop polling for them; they are few).
+    func append(_ batch: [KafkaConsumerEvent], waitingForRoom: Bool = true) {
         guard !batch.isEmpty else { return }
         condition.lock()
-        while events.count >= capacity && !finished && !abandoned {
+        while waitingForRoom && events.count >= capacity && !finished && !abandoned {
             appenderWaiting = true
             condition.wait()
         }
@@ -74,6 +76,16 @@ final class ConsumerEventBuffer: @unchecked Sendable {
         return true
     }
 
+    /// Events waiting to be taken.
+    var count: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return events.count
+    }
+
+    /// The room at which the polling thread resumes fetching: half the capacity.
+    var resumeBelow: Int { max(1, capacity / 2) }
+
     /// Waits until the buffer has room, it ended, or `timeout` passed.
     func waitForRoom(timeout: Duration) {
         let deadline = Date().addingTimeInterval(Double(timeout.milliseconds) / 1000)
@@ -108,7 +120,7 @@ final class ConsumerEventBuffer: @unchecked Sendable {
         condition.lock()
         revokeAcknowledged = false
         condition.unlock()
-        append([.partitionsRevoked(partitions)])
+        append([.partitionsRevoked(partitions)], waitingForRoom: false)
         let deadline = Date().addingTimeInterval(Double(timeout.milliseconds) / 1000)
         condition.lock()
         defer { condition.unlock() }

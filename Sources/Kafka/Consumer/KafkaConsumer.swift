@@ -52,12 +52,15 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
         nextTick = now + tickInterval
     }
 
+    /// Hands what was polled to the buffer whether or not it has room: before a rebalance
+    /// event (which must follow them) and on close. What was polled is at most a few hundred
+    /// events, and the polling thread never stops polling for them.
     func flushPending() {
         guard !pending.isEmpty else { return }
         var batch: [KafkaConsumerEvent] = []
         batch.reserveCapacity(pending.count)
         swap(&batch, &pending)
-        buffer.append(batch)
+        buffer.append(batch, waitingForRoom: false)
     }
 
     /// Whether polled events wait for room in the buffer.
@@ -75,6 +78,9 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
         if !pending.isEmpty, buffer.tryAppend(pending) { pending.removeAll(keepingCapacity: true) }
         guard !pending.isEmpty else {
             heldSince = nil
+            // Fetching resumes once the caller took half the buffer: resuming at the first free
+            // place would pause again at once, and each pause throws librdkafka's prefetch away.
+            guard !heldBack.isEmpty, buffer.count < buffer.resumeBelow else { return }
             let resume = heldBack.subtracting(pausedByCaller)
             heldBack = []
             if !resume.isEmpty {
@@ -185,14 +191,14 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
             assignment.withLock { $0.formUnion(partitions) }
             everAssigned.store(true, ordering: .releasing)
             logger.info("partitions assigned", metadata: ["kafka.partitions": "\(partitions.sorted())"])
-            buffer.append([.partitionsAssigned(partitions)])
+            buffer.append([.partitionsAssigned(partitions)], waitingForRoom: false)
 
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let lost = rd_kafka_assignment_lost(rk) != 0
             defer { revoking.withLock { $0.subtract(partitions) } }
             buffer.purge(Set(partitions))
             if closing.load(ordering: .acquiring) {
-                buffer.append([.partitionsRevoked(partitions)])
+                buffer.append([.partitionsRevoked(partitions)], waitingForRoom: false)
             } else if !buffer.appendRevokeAndWait(partitions, timeout: revokeTimeout) {
                 logger.warning("revoke not acknowledged in time; committing what was stored", metadata: [
                     "kafka.partitions": "\(partitions.sorted())",
