@@ -377,13 +377,12 @@ final class Generation: @unchecked Sendable {
     }
 
     private func failed(_ error: KafkaError) {
-        // After a stop began, a write refused by the producer it shut down is no failure to
-        // restart for (a session record whose retry came late, say).
         let stopping = state.isEnded
         guard state.fail(error) else { return }
         if stopping {
-            // Recorded (the generation's end drops what the producer still has), not reported:
-            // no restart follows a stop.
+            // After a stop began (a session record's late retry refused by the producer it shut
+            // down, say): recorded, so the generation's end drops what the producer still has,
+            // but not reported, since no restart follows a stop.
             logger.debug("a write to Kafka failed while stopping", metadata: ["kafka.error": "\(error)"])
             return
         }

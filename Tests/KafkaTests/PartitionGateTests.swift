@@ -148,6 +148,10 @@ import Testing
         #expect(held > 0)
         await crashing.simulateCrash()
         #expect(crashing.gateStatistics(topic: "gated-stop")?.partitions == 0, "no gating after the crash")
+        // The held ones' failures come on a task of their own (never inside a caller's call).
+        try await within(30, "every message reported") {
+            while errors.withLock({ $0.count }) < 40 { try await Task.sleep(for: .milliseconds(5)) }
+        }
         let reported = errors.withLock { $0 }
         #expect(reported.count == 40, "every message reported")
         #expect(reported.compactMap { $0 }.count >= held, "the held ones failed")

@@ -72,8 +72,8 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
     /// served and the member stays in the group however long the caller is busy (a thread
     /// blocked until the caller takes more would let `max.poll.interval.ms` pass, and the group
     /// would hand its partitions to another member while the caller still works on them).
-    /// Fetching resumes once the buffer took everything; librdkafka resumes a partition after
-    /// the last message it returned, so nothing is skipped.
+    /// Fetching resumes once the buffer took everything and the caller took half of it;
+    /// librdkafka resumes a partition after the last message it returned, so nothing is skipped.
     func flushOrHoldBack(_ rk: OpaquePointer) {
         if !pending.isEmpty, buffer.tryAppend(pending) { pending.removeAll(keepingCapacity: true) }
         guard !pending.isEmpty else {
