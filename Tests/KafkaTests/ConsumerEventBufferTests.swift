@@ -28,7 +28,7 @@ import Testing
         let buffer = ConsumerEventBuffer(capacity: 1)
         buffer.append([Self.message(0)])
         #expect(!buffer.tryAppend([Self.message(1)]), "full")
-        let appended = Self.onThread { buffer.append([Self.message(1)]) }
+        let appended = Self.onThread { buffer.waitForRoom(timeout: .seconds(3600)) }
         let revoked = Mutex<Bool?>(nil)
         let revoke = Self.onThread {
             let acknowledged = buffer.appendRevokeAndWait([TopicPartition(topic: "t", partition: 0)], timeout: .seconds(3600))

@@ -2,12 +2,14 @@ import Foundation
 
 /// The hand-over between the consumer's polling thread and its async caller.
 ///
-/// The polling thread appends batches; when `capacity` events are waiting it blocks
-/// (backpressure reaches librdkafka, which stops fetching once its own queue is full). The
-/// caller takes everything buffered at once and works through it locally, so the lock is taken
-/// once per batch, not once per message. When the caller reaches a `partitionsRevoked` event it
-/// has handled every earlier event; it acknowledges, and the polling thread, which waits for
-/// that, then commits and gives the partitions up.
+/// The polling thread appends batches. When `capacity` events are waiting, `tryAppend`
+/// refuses and the polling thread keeps what it polled, waits a little for room and, if the
+/// caller stays busy, pauses fetching while it goes on polling (see
+/// `ConsumerContext.flushOrHoldBack`). The caller takes everything buffered at once and works
+/// through it locally, so the lock is taken once per batch, not once per message. When the
+/// caller reaches a `partitionsRevoked` event it has handled every earlier event; it
+/// acknowledges, and the polling thread, which waits for that, then commits and gives the
+/// partitions up.
 final class ConsumerEventBuffer: @unchecked Sendable {
     private let condition = NSCondition()
     private var events: [KafkaConsumerEvent] = []
@@ -26,17 +28,30 @@ final class ConsumerEventBuffer: @unchecked Sendable {
 
     // MARK: Polling thread
 
-    /// Appends events in order, waiting while the buffer is full unless `waitingForRoom` is
-    /// false (rebalance events and what was polled before them: the polling thread must not
-    /// stop polling for them; they are few).
-    func append(_ batch: [KafkaConsumerEvent], waitingForRoom: Bool = true) {
+    /// Appends events in order whether or not there is room: rebalance events and what was
+    /// polled before them (the polling thread must not stop polling for them; they are few).
+    func append(_ batch: [KafkaConsumerEvent]) {
         guard !batch.isEmpty else { return }
         condition.lock()
-        while waitingForRoom && events.count >= capacity && !finished && !abandoned {
-            appenderWaiting = true
-            condition.wait()
+        handOverLocked(batch)
+    }
+
+    /// Appends events in order when there is room (or the buffer ended: they are dropped);
+    /// false, keeping nothing, when the buffer is full.
+    func tryAppend(_ batch: [KafkaConsumerEvent]) -> Bool {
+        guard !batch.isEmpty else { return true }
+        condition.lock()
+        guard events.count < capacity || finished || abandoned else {
+            condition.unlock()
+            return false
         }
-        appenderWaiting = false
+        handOverLocked(batch)
+        return true
+    }
+
+    /// With the lock held: gives `batch` to a waiting caller or buffers it (drops it once the
+    /// buffer ended), and unlocks.
+    private func handOverLocked(_ batch: [KafkaConsumerEvent]) {
         if finished || abandoned {
             condition.unlock()
             return
@@ -50,30 +65,6 @@ final class ConsumerEventBuffer: @unchecked Sendable {
         }
         if events.isEmpty { events = batch } else { events.append(contentsOf: batch) }
         condition.unlock()
-    }
-
-    /// Appends events in order when there is room (or the buffer ended: they are dropped);
-    /// false, keeping nothing, when the buffer is full.
-    func tryAppend(_ batch: [KafkaConsumerEvent]) -> Bool {
-        guard !batch.isEmpty else { return true }
-        condition.lock()
-        if finished || abandoned {
-            condition.unlock()
-            return true
-        }
-        guard events.count < capacity else {
-            condition.unlock()
-            return false
-        }
-        if let waiter {
-            self.waiter = nil
-            condition.unlock()
-            waiter.resume(returning: batch)
-            return true
-        }
-        if events.isEmpty { events = batch } else { events.append(contentsOf: batch) }
-        condition.unlock()
-        return true
     }
 
     /// Events waiting to be taken.
@@ -120,7 +111,7 @@ final class ConsumerEventBuffer: @unchecked Sendable {
         condition.lock()
         revokeAcknowledged = false
         condition.unlock()
-        append([.partitionsRevoked(partitions)], waitingForRoom: false)
+        append([.partitionsRevoked(partitions)])
         let deadline = Date().addingTimeInterval(Double(timeout.milliseconds) / 1000)
         condition.lock()
         defer { condition.unlock() }
@@ -142,7 +133,7 @@ final class ConsumerEventBuffer: @unchecked Sendable {
     }
 
     /// No more events will come; a waiting caller gets `nil` once the buffer is empty, and a
-    /// polling thread blocked on a full buffer is released.
+    /// polling thread waiting for room is released.
     func finish() {
         condition.lock()
         finished = true

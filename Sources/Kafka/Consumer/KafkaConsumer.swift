@@ -60,7 +60,7 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
         var batch: [KafkaConsumerEvent] = []
         batch.reserveCapacity(pending.count)
         swap(&batch, &pending)
-        buffer.append(batch, waitingForRoom: false)
+        buffer.append(batch)
     }
 
     /// Whether polled events wait for room in the buffer.
@@ -191,14 +191,14 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
             assignment.withLock { $0.formUnion(partitions) }
             everAssigned.store(true, ordering: .releasing)
             logger.info("partitions assigned", metadata: ["kafka.partitions": "\(partitions.sorted())"])
-            buffer.append([.partitionsAssigned(partitions)], waitingForRoom: false)
+            buffer.append([.partitionsAssigned(partitions)])
 
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let lost = rd_kafka_assignment_lost(rk) != 0
             defer { revoking.withLock { $0.subtract(partitions) } }
             buffer.purge(Set(partitions))
             if closing.load(ordering: .acquiring) {
-                buffer.append([.partitionsRevoked(partitions)], waitingForRoom: false)
+                buffer.append([.partitionsRevoked(partitions)])
             } else if !buffer.appendRevokeAndWait(partitions, timeout: revokeTimeout) {
                 logger.warning("revoke not acknowledged in time; committing what was stored", metadata: [
                     "kafka.partitions": "\(partitions.sorted())",

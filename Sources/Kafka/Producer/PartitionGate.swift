@@ -73,8 +73,6 @@ final class QueueRoom: @unchecked Sendable {
     func release(_ count: Int) {
         claims.subtract(count, ordering: .acquiringAndReleasing)
     }
-
-    var claimed: Int { claims.load(ordering: .relaxed) }
 }
 
 /// The messages of one topic under `KafkaBatching.adaptive`: for each partition, how many of
