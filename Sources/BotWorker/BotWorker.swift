@@ -99,6 +99,27 @@ public final class BotWorker: Service, Sendable {
 
     func logger(for endpoint: Endpoint) -> Logger { endpointLoggers[endpoint.settings.name] ?? logger }
 
+    /// Bounds the lines a refused analytics topic writes (one per event otherwise).
+    private let logBudget = LogBudget()
+
+    /// Whether an analytics record Kafka refused is left out (counted and logged) while its
+    /// turn goes on. Analytics is optional: a refusal after librdkafka's own retries (a topic
+    /// this worker may not write, one that is missing, a partition without a leader for
+    /// `message.timeout.ms`) would otherwise restart the worker at every try and hold up the
+    /// customers' replies. A purge (the producer closed or crashed) is no refusal: it still
+    /// fails the pipeline, as does a producer's fatal error, which fails the replies too.
+    /// Not in transactional mode, where a refused record aborts the transaction it is in.
+    func leavesOutAnalytics(after error: KafkaError) -> Bool {
+        guard ![.purgeQueue, .purgeInflight, .fatal, .destroyed].contains(error.code) else { return false }
+        metrics.analyticsDropped(reason: error.code.name)
+        if let held = logBudget.admit("analytics") {
+            logger.warning("analytics record left out: Kafka refused it", metadata: [
+                "kafka.error": "\(error)", "topic": "\(analyticsTopic)", "held_back": "\(held)",
+            ])
+        }
+        return true
+    }
+
     /// Reads every endpoint's flow (paths relative to `baseDirectory` when not found as given)
     /// and checks what the flows need from the configuration.
     public static func loadEndpoints(config: ConnectorConfig, baseDirectory: String? = nil) throws -> [String: Endpoint] {
@@ -191,6 +212,12 @@ public final class BotWorker: Service, Sendable {
         stopping.store(true, ordering: .releasing)
         let current = generation.withLock { $0 }
         await current?.crash()
+    }
+
+    /// Raises a fatal error on the running generation's consumer, as librdkafka would (for
+    /// tests of the restart that follows).
+    public func raiseFatalConsumerErrorForTesting() {
+        generation.withLock { $0 }?.consumer.raiseFatalErrorForTesting(reason: "test")
     }
 
     private func runGeneration() async throws {
@@ -312,6 +339,9 @@ final class Generation: @unchecked Sendable {
                 }
             }
         }
+        // A consumer librdkafka failed for good ends its events: the generation fails, and the
+        // next one starts with a new consumer.
+        if let fatal = consumer.fatalFailure { _ = state.fail(fatal) }
         try await state.finish(producer: producer)
     }
 
@@ -589,13 +619,20 @@ final class Generation: @unchecked Sendable {
                 records.append((KafkaProducerMessage(topic: worker.analyticsTopic, key: key, value: analytics), "analytics"))
             }
             for (record, action) in records {
+                let isAnalytics = action == "analytics"
                 do {
-                    try await sendWaitingForRoom(record) { result in pipeline.commandDone(offset: offset, result) }
+                    try await sendWaitingForRoom(record) { [worker] result in
+                        if isAnalytics, case .failure(let error) = result, worker.leavesOutAnalytics(after: error) {
+                            pipeline.commandDone(offset: offset)
+                        } else {
+                            pipeline.commandDone(offset: offset, result)
+                        }
+                    }
                 } catch {
                     pipeline.fail(KafkaError.wrapping(error))
                     return
                 }
-                if action != "analytics" { worker.metrics.command(action) }
+                if !isAnalytics { worker.metrics.command(action) }
             }
         }
     }

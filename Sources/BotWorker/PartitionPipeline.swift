@@ -129,6 +129,11 @@ final class PartitionPipeline: Sendable {
 
     func commandDone(offset: Int64, _ result: Result<KafkaDelivery, KafkaError>) {
         if case .failure(let error) = result { return fail(error) }
+        commandDone(offset: offset)
+    }
+
+    /// One of the entry's records is done with (acknowledged, or left out on purpose).
+    func commandDone(offset: Int64) {
         let acknowledged = state.withLock { state -> AcknowledgedEvent? in
             guard let index = state.index(of: offset) else { return nil }
             state.entries[index].pendingCommands -= 1

@@ -9,6 +9,7 @@ public final class WorkerMetrics: Sendable {
     private let events = Mutex<[String: CoreMetrics.Counter]>([:])
     private let commands = Mutex<[String: CoreMetrics.Counter]>([:])
     private let deadLetters = Mutex<[String: CoreMetrics.Counter]>([:])
+    private let droppedAnalytics = Mutex<[String: CoreMetrics.Counter]>([:])
     let turnDuration: CoreMetrics.Timer
     let eventLatency: CoreMetrics.Timer
     let restoredSessions: CoreMetrics.Counter
@@ -61,6 +62,13 @@ public final class WorkerMetrics: Sendable {
     func deadLetter(reason: String) {
         counter(deadLetters, reason) {
             CoreMetrics.Counter(label: "connector_worker_dead_letters_total", dimensions: [("reason", reason)], factory: factory)
+        }.increment()
+    }
+
+    /// An analytics record Kafka refused, left out (`reason`: librdkafka's error name).
+    func analyticsDropped(reason: String) {
+        counter(droppedAnalytics, reason) {
+            CoreMetrics.Counter(label: "connector_worker_analytics_dropped_total", dimensions: [("reason", reason)], factory: factory)
         }.increment()
     }
 

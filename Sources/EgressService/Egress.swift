@@ -139,6 +139,12 @@ public final class Egress: Service, Sendable {
         await current?.crash()
     }
 
+    /// Raises a fatal error on the running generation's consumer, as librdkafka would (for
+    /// tests of the restart that follows).
+    public func raiseFatalConsumerErrorForTesting() {
+        generation.withLock { $0 }?.consumer.raiseFatalErrorForTesting(reason: "test")
+    }
+
     private func runGeneration() async throws {
         let consumerConfig = ConsumingService.consumerConfiguration(
             config, bootstrapServers: bootstrapServers, group: .egress, drain: revokeDrain)
@@ -231,6 +237,9 @@ final class EgressGeneration: @unchecked Sendable {
                 continue  // not configured for the egress
             }
         }
+        // A consumer librdkafka failed for good ends its events: the generation fails, and the
+        // next one starts with a new consumer.
+        if let fatal = consumer.fatalFailure { _ = state.fail(fatal) }
         try await state.finish(producer: producer)
     }
 

@@ -173,6 +173,39 @@ struct WorkerTests {
         await producer.shutdown()
     }
 
+    @Test("an analytics topic Kafka refuses (no write access) costs the analytics records, not the replies: no restart, the sessions go on")
+    func analyticsRefusedByKafka() async throws {
+        // librdkafka 2.0 holds records of a topic it may not write until message.timeout.ms.
+        let harness = try WorkerHarness(kafkaProperties: "    message.timeout.ms: 4000")
+        harness.cluster.setTopicError(harness.config.topicName(.analytics), .topicAuthorizationFailed)
+        let outbound = try harness.reader(.outbound)
+        let sessions = try harness.reader(.sessions)
+        let log = LogCapture()
+        let running = try harness.start(logger: log.logger)
+        let producer = try harness.producer()
+        let events = (0..<3).map { n in
+            var chat = EventFactory(conversation: "conv-no-analytics-\(n)")
+            return chat.user("hi \(n)")
+        }
+        try await harness.publish(events, with: producer)
+        let commands = try await outbound.wait(60, "the replies") { $0.count >= 2 * events.count }
+        #expect(Set(commands.compactMap { try? OutboundCommand.decode($0.value).causationEventId }) == Set(events.map(\.eventId)))
+        // A session record waits for all of its event's records: its analytics one was given up.
+        let saved = try await sessions.wait(60, "each conversation's session") { Set($0.compactMap(\.keyString)).count >= events.count }
+        #expect(Set(saved.compactMap(\.keyString)) == Set(events.map { $0.conversationId ?? "" }))
+        let metrics = String(decoding: running.worker.metrics.render(), as: UTF8.self)
+        let lines = metrics.split(separator: "\n")
+        let dropped = lines.filter { $0.hasPrefix("connector_worker_analytics_dropped_total{reason=") }
+        #expect(dropped.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +) == Double(events.count), "\(metrics)")
+        let restarts = lines.first { $0.hasPrefix("connector_worker_restarts_total ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        #expect((restarts ?? 0) == 0, "\(log.text)")
+        #expect(log.text.contains("analytics record left out: Kafka refused it"))
+        await running.stop()
+        await outbound.close()
+        await sessions.close()
+        try await producer.shutdown()
+    }
+
     @Test("a backlog larger than librdkafka's queue goes through without a restart: session records and dead letters wait for room")
     func backlogLargerThanTheQueue() async throws {
         // A queue of 8 messages: the commands of a few events fill it.
@@ -205,6 +238,42 @@ struct WorkerTests {
         await sessions.close()
         await deadLetters.close()
         await producer.shutdown()
+    }
+
+    @Test("a consumer librdkafka failed for good (a fatal error) restarts the worker with a new one; every event is answered once")
+    func fatalConsumerErrorRestarts() async throws {
+        let harness = try WorkerHarness()
+        let outbound = try harness.reader(.outbound)
+        let sessions = try harness.reader(.sessions)
+        let running = try harness.start()
+        let producer = try harness.producer()
+        var chat = EventFactory(conversation: "conv-fatal")
+        let first = chat.user("before")
+        try await harness.publish([first], with: producer)
+        // Its session record follows its replies' acknowledgements: the event is finished.
+        _ = try await sessions.wait(60, "the first event's session") { !$0.isEmpty }
+        running.worker.raiseFatalConsumerErrorForTesting()
+        try await within(60, "a restart") {
+            while Self.counter("connector_worker_restarts_total", running.worker.metrics) < 1 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let second = chat.user("after")
+        try await harness.publish([second], with: producer)
+        let commands = try await outbound.wait(60, "the second reply") { records in
+            records.contains { (try? OutboundCommand.decode($0.value).causationEventId) == second.eventId }
+        }
+        let decoded = try commands.map { try OutboundCommand.decode($0.value) }
+        #expect(Set(decoded.map(\.causationEventId)) == [first.eventId, second.eventId])
+        #expect(Set(decoded.map(\.commandId)).count == decoded.count, "each reply once")
+        await running.stop()
+        await outbound.close()
+        await sessions.close()
+        try await producer.shutdown()
+    }
+
+    /// A counter's value in the worker's metrics (0 when not yet exported).
+    static func counter(_ name: String, _ metrics: WorkerMetrics) -> Double {
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) } ?? 0
     }
 
     @Test("a worker that takes over restores the sessions before it processes the partition")

@@ -93,6 +93,28 @@ struct EgressTests {
         }
     }
 
+    @Test("a consumer librdkafka failed for good (a fatal error) restarts the egress with a new one; every command is delivered once")
+    func fatalConsumerErrorRestarts() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-fatal"
+            let producer = try h.producer()
+            try await h.publish([EgressHarness.message(conversation, 0)], with: producer)
+            let egress = h.start()
+            _ = try await h.waitForGateway(60, "the first command") { $0.count >= 1 }
+            egress.egress.raiseFatalConsumerErrorForTesting()
+            try await within(60, "a restart") {
+                while !String(decoding: egress.egress.metrics.render(), as: UTF8.self).contains("connector_egress_restarts_total 1") {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            try await h.publish([EgressHarness.message(conversation, 1)], with: producer)
+            let accepted = try await h.waitForGateway(60, "the second command") { $0.count >= 2 }
+            #expect(accepted == [EgressHarness.message(conversation, 0).commandId, EgressHarness.message(conversation, 1).commandId], "each once, in order")
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
     @Test("a 400 is dead-lettered at once with status, error body and attempts; the conversation goes on; replay delivers a dead letter once")
     func deadLettersAndReplay() async throws {
         try await EgressHarness.run(egress: "  retry:\n    maxAttempts: 2\n    baseBackoffMs: 10\n    maxBackoffMs: 20") { h in

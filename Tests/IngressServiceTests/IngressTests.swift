@@ -318,6 +318,21 @@ struct IngressTests {
         }
     }
 
+    @Test("a Kafka producer failed for good (a fatal error) ends the ingress, so its supervisor starts a new one; no webhook is accepted after it")
+    func aFatalProducerErrorEndsTheIngress() async throws {
+        try await IngressHarness.run { h in
+            let body = try fixture("message-user")
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-before")) == 200)
+            h.service.producer.raiseFatalErrorForTesting(reason: "test")
+            // Right after: refused by the failed producer (503), or no answer once the ingress ended.
+            let after = try? await h.post(body, headers: h.signedHeaders(body, eventId: "evt-after"))
+            #expect(after != 200)
+            // Without the check the ingress would go on answering 503 for ever while live and ready.
+            try await waitUntil("the ingress to end") { (try? await h.get("/health/live")) == nil }
+            #expect(try await h.publishedCount() == 1)
+        }
+    }
+
     @Test func aFailingOrSlowJWKEndpointGives503NeverACrash() async throws {
         try await IngressHarness.run(configure: { $0.ingress.signature.jwkFetchTimeoutMs = 300 }) { h in
             let body = try fixture("message-user")

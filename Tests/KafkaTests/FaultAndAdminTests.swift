@@ -137,6 +137,44 @@ struct FaultAndAdminTests {
         await consumer.shutdown()
     }
 
+    @Test func aFatalProducerErrorEndsItsServiceWithTheError() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("fatal-producer", partitions: 1)
+        let producer = try makeProducer(cluster)
+        let group = ServiceGroup(services: [producer], logger: testLogger)
+        let running = Task { try await group.run() }
+        try await producer.send(KafkaProducerMessage(topic: "fatal-producer", key: "k", value: "before"))
+        #expect(producer.fatalFailure == nil)
+        producer.raiseFatalErrorForTesting(reason: "out of order")
+        let failure = try #require(producer.fatalFailure)
+        #expect(failure.isFatal && failure.message.contains("out of order"), "\(failure)")
+        // The service ends by itself with the error: its group (a process) stops.
+        let ended = try await within(30, "the producer's service to end") { await running.result }
+        #expect(throws: KafkaError.self) { try ended.get() }
+        await #expect(throws: KafkaError.self) { try await producer.send(KafkaProducerMessage(topic: "fatal-producer", key: "k", value: "after")) }
+    }
+
+    @Test func aFatalConsumerErrorEndsItsEvents() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("fatal-consumer", partitions: 1)
+        let producer = try makeProducer(cluster)
+        try await producer.send(KafkaProducerMessage(topic: "fatal-consumer", key: "k", value: "first"))
+        let consumer = try makeConsumer(cluster, group: "fatal", .topics(["fatal-consumer"]))
+        #expect(try await take(1, from: consumer).map(\.valueString) == ["first"])
+        #expect(consumer.fatalFailure == nil)
+        consumer.raiseFatalErrorForTesting(reason: "fenced")
+        // Without the fatal error the events would wait for ever for the next message.
+        let rest = try await within(30, "the events to end") {
+            var count = 0
+            for await _ in consumer.messages { count += 1 }
+            return count
+        }
+        #expect(rest == 0)
+        #expect(consumer.fatalFailure?.isFatal == true)
+        await consumer.shutdown()
+        await producer.shutdown()
+    }
+
     @Test func unknownOrInvalidPropertyFailsAtStartupWithLibrdkafkasMessage() throws {
         let cluster = try EmbeddedKafkaCluster()
         #expect {

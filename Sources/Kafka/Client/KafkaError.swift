@@ -22,6 +22,7 @@ public struct KafkaErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let notEnoughReplicasAfterAppend = KafkaErrorCode(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND)
     public static let networkException = KafkaErrorCode(RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION)
     public static let topicAlreadyExists = KafkaErrorCode(RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+    public static let topicAuthorizationFailed = KafkaErrorCode(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
     public static let invalidRequiredAcks = KafkaErrorCode(RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS)
     public static let messageTimedOut = KafkaErrorCode(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT)
     public static let timedOut = KafkaErrorCode(RD_KAFKA_RESP_ERR__TIMED_OUT)
@@ -36,6 +37,10 @@ public struct KafkaErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let invalidArgument = KafkaErrorCode(RD_KAFKA_RESP_ERR__INVALID_ARG)
     public static let fatal = KafkaErrorCode(RD_KAFKA_RESP_ERR__FATAL)
     public static let destroyed = KafkaErrorCode(RD_KAFKA_RESP_ERR__DESTROY)
+    /// A message purged from the producer's queue (a close that does not wait, a crash).
+    public static let purgeQueue = KafkaErrorCode(RD_KAFKA_RESP_ERR__PURGE_QUEUE)
+    /// A message purged while its request was on its way to the broker.
+    public static let purgeInflight = KafkaErrorCode(RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
 
     /// Codes that mean "the same request may succeed later". Kafka marks these retriable in its
     /// protocol; the underscore ones are librdkafka's local equivalents.
@@ -97,6 +102,14 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     init(kind: Kind, _ err: rd_kafka_resp_err_t, context: String? = nil) {
         let text = String(cString: rd_kafka_err2str(err))
         self.init(kind: kind, code: KafkaErrorCode(err), message: context.map { "\($0): \(text)" } ?? text)
+    }
+
+    /// The fatal error librdkafka raised for `handle`, nil while there is none (an atomic read).
+    static func fatal(of handle: OpaquePointer, kind: Kind) -> KafkaError? {
+        guard rd_kafka_fatal_error(handle, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        var reason = [CChar](repeating: 0, count: 512)
+        let err = rd_kafka_fatal_error(handle, &reason, reason.count)
+        return KafkaError(kind: kind, code: KafkaErrorCode(err), message: "fatal: \(String(errorBuffer: reason))", isRetriable: false, isFatal: true)
     }
 
     /// Takes ownership of an `rd_kafka_error_t` and destroys it.

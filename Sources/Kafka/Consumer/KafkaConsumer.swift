@@ -122,6 +122,18 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
         let m = pointer.pointee
         if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
             if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF { return }
+            if m.err == RD_KAFKA_RESP_ERR__FATAL {
+                // librdkafka failed this consumer for good (a static member fenced by another
+                // with its `group.instance.id`, say): it fetches nothing more. Its events end
+                // after what was polled before, and the caller, finding `fatalFailure`, starts
+                // over with a new consumer instead of waiting for ever.
+                logger.critical("kafka consumer failed for good; its events end", metadata: [
+                    "kafka.message": "\(rd_kafka_message_errstr(pointer).map { String(cString: $0) } ?? "")",
+                ])
+                flushPending()
+                buffer.finish()
+                return
+            }
             let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
             logger.warning("consumer error", metadata: [
                 "kafka.error": "\(KafkaErrorCode(m.err).name)",
@@ -336,7 +348,9 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             // Close on the thread that polled: it serves the final revoke and leaves the group.
             context.closing.store(true, ordering: .releasing)
             context.runRequests(pollHandle.pointer)
-            let err = rd_kafka_consumer_close(pollHandle.pointer)
+            // A consumer with a fatal error cannot leave its group: its close would only fail.
+            let fatal = rd_kafka_fatal_error(pollHandle.pointer, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR
+            let err = fatal ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_consumer_close(pollHandle.pointer)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 context.logger.warning("consumer close", metadata: ["kafka.error": "\(KafkaErrorCode(err).name)"])
             }
@@ -365,7 +379,9 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             _ = Unmanaged.passRetained(context)
             return
         }
-        if context.crashing.load(ordering: .acquiring) {
+        // A consumer with a fatal error cannot close (librdkafka 2.0's main thread spins for
+        // ever in the close `rd_kafka_destroy` would start).
+        if context.crashing.load(ordering: .acquiring) || KafkaError.fatal(of: handle, kind: .consumer) != nil {
             rd_kafka_destroy_flags(handle, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
         } else {
             rd_kafka_destroy(handle)
@@ -380,6 +396,17 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
 
     /// The partitions currently assigned to this consumer.
     public var assignment: Set<TopicPartition> { context.assignment.withLock { $0 } }
+
+    /// The fatal error librdkafka raised for this consumer, nil while there is none. Its
+    /// events end when one is raised; a caller whose events ended checks this to tell a
+    /// failure from a close.
+    public var fatalFailure: KafkaError? { KafkaError.fatal(of: handle, kind: .consumer) }
+
+    /// Raises a fatal error as librdkafka would (`rd_kafka_test_fatal_error`), for tests of
+    /// what follows one.
+    public func raiseFatalErrorForTesting(reason: String) {
+        _ = rd_kafka_test_fatal_error(handle, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID, reason)
+    }
 
     /// Whether `partition` is being revoked: its revoke event is on its way to the caller,
     /// and messages of it not yet handed out were dropped. A caller held up on a message of it

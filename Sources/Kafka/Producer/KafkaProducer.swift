@@ -418,9 +418,36 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     // MARK: Lifecycle
 
     /// Runs until graceful shutdown (or cancellation), then flushes everything queued.
+    ///
+    /// A fatal error ends it early, with that error: librdkafka raises one when an idempotent
+    /// producer can no longer keep its order (or a transactional one was fenced), and then
+    /// fails every later message. Only a new producer writes again, so the service group
+    /// ends and the process's supervisor starts a new one, instead of a process that answers
+    /// every request with a failure while it looks healthy.
     public func run() async throws {
-        try? await gracefulShutdown()
+        let fatal = try? await cancelWhenGracefulShutdown { () async throws -> KafkaError in
+            while true {
+                if let fatal = self.fatalFailure { return fatal }
+                try await Task.sleep(for: Self.fatalCheckInterval)
+            }
+        }
         await shutdown()
+        if let fatal {
+            logger.critical("kafka producer failed for good; stopping so that a new one can start", metadata: ["kafka.error": "\(fatal)"])
+            throw fatal
+        }
+    }
+
+    /// How often `run` looks for a fatal error.
+    static let fatalCheckInterval: Duration = .milliseconds(250)
+
+    /// The fatal error librdkafka raised for this producer, nil while there is none.
+    public var fatalFailure: KafkaError? { KafkaError.fatal(of: handle, kind: .delivery) }
+
+    /// Raises a fatal error as librdkafka would (`rd_kafka_test_fatal_error`), for tests of
+    /// what follows one: no real fatal error can be caused on purpose.
+    public func raiseFatalErrorForTesting(reason: String) {
+        _ = rd_kafka_test_fatal_error(handle, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason)
     }
 
     /// Keeps a gated topic's partition count (`KafkaBatching.adaptive`): asked when the topic
