@@ -103,14 +103,16 @@ public final class BotWorker: Service, Sendable {
     private let logBudget = LogBudget()
 
     /// Whether an analytics record Kafka refused is left out (counted and logged) while its
-    /// turn goes on. Analytics is optional: a refusal after librdkafka's own retries (a topic
-    /// this worker may not write, one that is missing, a partition without a leader for
-    /// `message.timeout.ms`) would otherwise restart the worker at every try and hold up the
-    /// customers' replies. A purge (the producer closed or crashed) is no refusal: it still
-    /// fails the pipeline, as does a producer's fatal error, which fails the replies too.
-    /// Not in transactional mode, where a refused record aborts the transaction it is in.
+    /// turn goes on. Analytics is optional: a refusal (a topic this worker may not write or
+    /// that is missing, a partition without a leader for `message.timeout.ms`) would otherwise
+    /// restart the worker at every try. A purge (the producer closed or crashed) is no
+    /// refusal: it still fails the pipeline, as does a fatal error, which fails the replies
+    /// too (the caller also checks its producer and pipeline: when the replies failed as
+    /// well, the event is processed again, its analytics record with it). Not in
+    /// transactional mode, where a refused record aborts the transaction it is in.
     func leavesOutAnalytics(after error: KafkaError) -> Bool {
-        guard ![.purgeQueue, .purgeInflight, .fatal, .destroyed].contains(error.code) else { return false }
+        // A full queue at the end of a generation is no refusal either.
+        guard !error.isFatal, ![.purgeQueue, .purgeInflight, .fatal, .destroyed, .queueFull].contains(error.code) else { return false }
         metrics.analyticsDropped(reason: error.code.name)
         if let held = logBudget.admit("analytics") {
             logger.warning("analytics record left out: Kafka refused it", metadata: [
@@ -287,7 +289,9 @@ final class Generation: @unchecked Sendable {
         while let event = await events.next() {
             // A failure ends the generation through `finish`, which drops what the producer
             // still has: no record of this generation may land after the next one started.
-            if state.failure != nil { break }
+            // So does a consumer librdkafka failed for good (fenced: another member has its
+            // partitions now).
+            if state.failure != nil || consumer.fatalFailure != nil { break }
             switch event {
             case .partitionsAssigned(let partitions):
                 handingOver.subtract(partitions.map(\.partition))
@@ -618,18 +622,28 @@ final class Generation: @unchecked Sendable {
             if let analytics {
                 records.append((KafkaProducerMessage(topic: worker.analyticsTopic, key: key, value: analytics), "analytics"))
             }
+            // A refused analytics record is left out while the event's other records stand
+            // (see `leavesOutAnalytics`), whether librdkafka refused it at once or after its retries.
+            let leaveOut: @Sendable (KafkaError) -> Bool = { [worker, producer] error in
+                pipeline.failure == nil && producer.fatalFailure == nil && worker.leavesOutAnalytics(after: error)
+            }
             for (record, action) in records {
                 let isAnalytics = action == "analytics"
                 do {
-                    try await sendWaitingForRoom(record) { [worker] result in
-                        if isAnalytics, case .failure(let error) = result, worker.leavesOutAnalytics(after: error) {
+                    try await sendWaitingForRoom(record) { result in
+                        if isAnalytics, case .failure(let error) = result, leaveOut(error) {
                             pipeline.commandDone(offset: offset)
                         } else {
                             pipeline.commandDone(offset: offset, result)
                         }
                     }
                 } catch {
-                    pipeline.fail(KafkaError.wrapping(error))
+                    let failure = KafkaError.wrapping(error)
+                    if isAnalytics, leaveOut(failure) {
+                        pipeline.commandDone(offset: offset)
+                        continue
+                    }
+                    pipeline.fail(failure)
                     return
                 }
                 if !isAnalytics { worker.metrics.command(action) }

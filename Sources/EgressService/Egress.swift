@@ -213,7 +213,9 @@ final class EgressGeneration: @unchecked Sendable {
         for await event in consumer.events {
             // A failure ends the generation through `finish`, which drops what the producer
             // still has: no record of this generation may land after the next one started.
-            if state.failure != nil { break }
+            // So does a consumer librdkafka failed for good (fenced: another member has its
+            // partitions now).
+            if state.failure != nil || consumer.fatalFailure != nil { break }
             switch event {
             case .partitionsAssigned(let partitions):
                 handingOver.subtract(partitions.map(\.partition))

@@ -206,6 +206,33 @@ struct WorkerTests {
         try await producer.shutdown()
     }
 
+    @Test("an analytics topic Kafka does not know costs the analytics records, refused after a wait or at once: no restart")
+    func analyticsTopicMissing() async throws {
+        // librdkafka waits topic.metadata.propagation.max.ms for a topic to appear, failing the
+        // first records after it, and refuses later ones at once.
+        let harness = try WorkerHarness(kafkaProperties: "    topic.metadata.propagation.max.ms: 1000")
+        harness.cluster.setTopicError(harness.config.topicName(.analytics), .unknownTopicOrPartition)
+        let sessions = try harness.reader(.sessions)
+        let log = LogCapture()
+        let running = try harness.start(logger: log.logger)
+        let producer = try harness.producer()
+        var chat = EventFactory(conversation: "conv-analytics-missing")
+        let events = (0..<3).map { chat.user("hi \($0)") }
+        for (n, event) in events.enumerated() {
+            try await harness.publish([event], with: producer)
+            // Each event in turn, once the one before it finished (its session record written).
+            _ = try await sessions.wait(60, "session \(n + 1)") { $0.count >= n + 1 }
+        }
+        let metrics = String(decoding: running.worker.metrics.render(), as: UTF8.self)
+        let dropped = metrics.split(separator: "\n").filter { $0.hasPrefix("connector_worker_analytics_dropped_total{reason=") }
+        #expect(dropped.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +) == Double(events.count), "\(metrics)")
+        #expect(dropped.contains { $0.contains("_UNKNOWN_TOPIC") }, "refused at once: \(dropped)")
+        #expect(Self.counter("connector_worker_restarts_total", running.worker.metrics) == 0, "\(log.text)")
+        await running.stop()
+        await sessions.close()
+        try await producer.shutdown()
+    }
+
     @Test("a backlog larger than librdkafka's queue goes through without a restart: session records and dead letters wait for room")
     func backlogLargerThanTheQueue() async throws {
         // A queue of 8 messages: the commands of a few events fill it.

@@ -62,7 +62,8 @@ struct LagTests {
                 // connector lag --json says the same.
                 let once = Process()
                 once.executableURL = Self.binary
-                once.arguments = ["lag", "--json", "--group", "connector-egress", "--brokers", h.cluster.bootstrapServers]
+                // Two samples, not the default five 2 s apart: the partition is stuck for 12 s only.
+                once.arguments = ["lag", "--json", "--interval", "0.3", "--window", "2", "--group", "connector-egress", "--brokers", h.cluster.bootstrapServers]
                 let onceOut = Pipe()
                 once.standardOutput = onceOut
                 try once.run()

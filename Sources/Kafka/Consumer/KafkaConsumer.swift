@@ -130,7 +130,10 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
                 logger.critical("kafka consumer failed for good; its events end", metadata: [
                     "kafka.message": "\(rd_kafka_message_errstr(pointer).map { String(cString: $0) } ?? "")",
                 ])
-                flushPending()
+                // What was polled is not handed over: a fenced member's partitions are another
+                // member's already, and both would process them.
+                pending = []
+                buffer.abandon()
                 buffer.finish()
                 return
             }
@@ -206,10 +209,14 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
             buffer.append([.partitionsAssigned(partitions)])
 
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-            let lost = rd_kafka_assignment_lost(rk) != 0
+            let fatal = rd_kafka_fatal_error(rk, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR
+            let lost = fatal || rd_kafka_assignment_lost(rk) != 0
             defer { revoking.withLock { $0.subtract(partitions) } }
             buffer.purge(Set(partitions))
-            if closing.load(ordering: .acquiring) {
+            if fatal {
+                // The events ended with the fatal error; nothing is committed (it would fail).
+                logger.debug("partitions revoked after a fatal error", metadata: ["kafka.partitions": "\(partitions.sorted())"])
+            } else if closing.load(ordering: .acquiring) {
                 buffer.append([.partitionsRevoked(partitions)])
             } else if !buffer.appendRevokeAndWait(partitions, timeout: revokeTimeout) {
                 logger.warning("revoke not acknowledged in time; committing what was stored", metadata: [
@@ -397,9 +404,10 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
     /// The partitions currently assigned to this consumer.
     public var assignment: Set<TopicPartition> { context.assignment.withLock { $0 } }
 
-    /// The fatal error librdkafka raised for this consumer, nil while there is none. Its
-    /// events end when one is raised; a caller whose events ended checks this to tell a
-    /// failure from a close.
+    /// The fatal error librdkafka raised for this consumer, nil while there is none (an atomic
+    /// read). Its events end when one is raised, without what was buffered; a caller stops at
+    /// the first event it finds this set (the batch it took may hold more) and, once its
+    /// events ended, checks it to tell a failure from a close.
     public var fatalFailure: KafkaError? { KafkaError.fatal(of: handle, kind: .consumer) }
 
     /// Raises a fatal error as librdkafka would (`rd_kafka_test_fatal_error`), for tests of
