@@ -124,9 +124,9 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
             if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF { return }
             if m.err == RD_KAFKA_RESP_ERR__FATAL {
                 // librdkafka failed this consumer for good (a static member fenced by another
-                // with its `group.instance.id`, say): it fetches nothing more. Its events end
-                // after what was polled before, and the caller, finding `fatalFailure`, starts
-                // over with a new consumer instead of waiting for ever.
+                // with its `group.instance.id`, say): it fetches nothing more. Its events end,
+                // and the caller, finding `fatalFailure`, starts over with a new consumer
+                // instead of waiting for ever.
                 logger.critical("kafka consumer failed for good; its events end", metadata: [
                     "kafka.message": "\(rd_kafka_message_errstr(pointer).map { String(cString: $0) } ?? "")",
                 ])
