@@ -104,9 +104,14 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         self.init(kind: kind, code: KafkaErrorCode(err), message: context.map { "\($0): \(text)" } ?? text)
     }
 
-    /// The fatal error librdkafka raised for `handle`, nil while there is none (an atomic read).
+    /// Whether librdkafka raised a fatal error for `handle` (an atomic read).
+    static func hasFatal(_ handle: OpaquePointer) -> Bool {
+        rd_kafka_fatal_error(handle, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+
+    /// The fatal error librdkafka raised for `handle`, nil while there is none.
     static func fatal(of handle: OpaquePointer, kind: Kind) -> KafkaError? {
-        guard rd_kafka_fatal_error(handle, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        guard hasFatal(handle) else { return nil }
         var reason = [CChar](repeating: 0, count: 512)
         let err = rd_kafka_fatal_error(handle, &reason, reason.count)
         return KafkaError(kind: kind, code: KafkaErrorCode(err), message: "fatal: \(String(errorBuffer: reason))", isRetriable: false, isFatal: true)

@@ -209,7 +209,7 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
             buffer.append([.partitionsAssigned(partitions)])
 
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-            let fatal = rd_kafka_fatal_error(rk, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR
+            let fatal = KafkaError.hasFatal(rk)
             let lost = fatal || rd_kafka_assignment_lost(rk) != 0
             defer { revoking.withLock { $0.subtract(partitions) } }
             buffer.purge(Set(partitions))
@@ -356,7 +356,7 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             context.closing.store(true, ordering: .releasing)
             context.runRequests(pollHandle.pointer)
             // A consumer with a fatal error cannot leave its group: its close would only fail.
-            let fatal = rd_kafka_fatal_error(pollHandle.pointer, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR
+            let fatal = KafkaError.hasFatal(pollHandle.pointer)
             let err = fatal ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_consumer_close(pollHandle.pointer)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 context.logger.warning("consumer close", metadata: ["kafka.error": "\(KafkaErrorCode(err).name)"])
@@ -388,7 +388,7 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
         }
         // A consumer with a fatal error cannot close (librdkafka 2.0's main thread spins for
         // ever in the close `rd_kafka_destroy` would start).
-        if context.crashing.load(ordering: .acquiring) || KafkaError.fatal(of: handle, kind: .consumer) != nil {
+        if context.crashing.load(ordering: .acquiring) || KafkaError.hasFatal(handle) {
             rd_kafka_destroy_flags(handle, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
         } else {
             rd_kafka_destroy(handle)
