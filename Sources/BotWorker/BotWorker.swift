@@ -405,7 +405,7 @@ final class Generation: @unchecked Sendable {
                 observer?(event)  // first: whoever sees the metric may expect the observer to have run
                 if let sent = event.inboundTimestamp {
                     let now = Int64(Date().timeIntervalSince1970 * 1000)
-                    metrics.eventLatency.recordMilliseconds(max(0, now - sent))  // clocks of two hosts
+                    metrics.eventLatency.recordMilliseconds(max(0, now.minusSaturating(sent)))  // clocks of two hosts; a record's own time
                 }
             })
     }

@@ -381,7 +381,12 @@ final class EgressGeneration: @unchecked Sendable {
                 return await complete(item, outcome: .delivered, status: nil, attempts: 1, error: "found at 8x8 after a restart", finished: finished)
             case .skip:
                 return await complete(item, outcome: .skipped, status: nil, attempts: 1, error: "an indicator whose fate a restart left unknown", finished: finished)
-            case .notDelivered, .unknown:
+            case .unknown where !DeliveryPolicy.isIdempotent(command.action):
+                // As after a broken connection: sending it again could send it twice.
+                return await deadLetter(
+                    item, reason: "a previous owner's request may have reached 8x8, and 8x8 could not tell whether it has it", status: nil,
+                    errorBody: nil, attempts: 0, firstAttempt: Self.now, finished: finished)
+            case .notDelivered, .unknown, .uncheckable:
                 break
             }
         }
@@ -435,11 +440,11 @@ final class EgressGeneration: @unchecked Sendable {
                     return await complete(item, outcome: .delivered, status: nil, attempts: attempt, error: "found at 8x8 after \(failure)", finished: finished)
                 case .notDelivered:
                     failure = .transport("\(failure), and 8x8 does not have it", reachedServer: false)
-                case .unknown, .skip:
+                case .unknown, .uncheckable, .skip:
                     break
                 }
             }
-            let age = Duration.milliseconds(max(0, Self.now - command.createdAt))
+            let age = Duration.milliseconds(max(0, Self.now.minusSaturating(command.createdAt)))
             switch egress.policy.decide(failure, attempt: attempt, age: age, action: command.action, using: &random) {
             case .retry(let wait):
                 egress.metrics.retries.increment()
@@ -469,8 +474,8 @@ final class EgressGeneration: @unchecked Sendable {
         let now = Self.now
         var endToEnd: Int64?
         if outcome == .delivered, error == nil {
-            endToEnd = now - command.receivedAt
-            egress.metrics.endToEnd.recordNanoseconds(max(0, endToEnd!) * 1_000_000)
+            endToEnd = now.minusSaturating(command.receivedAt)
+            egress.metrics.endToEnd.recordMilliseconds(max(0, endToEnd!))
         }
         let result = DeliveryResult(
             command: command, outcome: outcome, status: status, attempts: attempts, at: now, endToEndMillis: endToEnd, error: error,
@@ -504,24 +509,29 @@ final class EgressGeneration: @unchecked Sendable {
         return await complete(item, outcome: .deadLettered, status: status, attempts: attempts, error: reason, finished: finished)
     }
 
-    enum Reconciliation { case delivered, notDelivered, skip, unknown }
+    /// `unknown`: 8x8 could not tell (every read failed, or its answer cannot decide);
+    /// `uncheckable`: no read of 8x8 shows whether the call took effect.
+    enum Reconciliation { case delivered, notDelivered, skip, unknown, uncheckable }
 
     /// Whether 8x8 already has what the command asked for, for a command whose request may or
     /// may not have reached 8x8 (sent since `since`, milliseconds since 1970).
     private func reconcile(_ command: OutboundCommand, client: ChatGatewayClient, since: Int64, ledger: DeliveryLedger) async -> Reconciliation {
         switch command.action {
         case .sendMessage, .sendAttachment:
-            guard let fingerprint = MessageFingerprint(command: command) else { return .unknown }
-            let threshold = since - Egress.clockTolerance
+            guard let fingerprint = MessageFingerprint(command: command) else { return .uncheckable }
+            let threshold = since.minusSaturating(Egress.clockTolerance)
             guard let messages = await ask(command, { () throws(ChatGatewayError) in try await client.recentMessages(conversationId: command.conversationId, count: 50) }) else {
                 return .unknown
             }
-            let theirs = messages.count { $0.authorType == "bot" && $0.fingerprint == fingerprint && ($0.createdAt ?? .max) >= threshold }
+            let alike = messages.filter { $0.authorType == "bot" && $0.fingerprint == fingerprint }
+            // One without a readable time may be an older message with the same text, or this one.
+            if alike.contains(where: { $0.createdAt == nil }) { return .unknown }
+            let theirs = alike.count { $0.createdAt! >= threshold }
             let ours = ledger.deliveredCount(conversation: command.conversationId, digest: fingerprint.digest, since: threshold)
             return theirs > ours ? .delivered : .notDelivered
         case .patchConversation:
-            guard let queue = command.body["assignment"]?["id"]?.stringValue,
-                  let conversation = await ask(command, { () throws(ChatGatewayError) in try await client.conversation(command.conversationId) }) ?? nil else {
+            guard let queue = command.body["assignment"]?["id"]?.stringValue else { return .uncheckable }
+            guard let conversation = await ask(command, { () throws(ChatGatewayError) in try await client.conversation(command.conversationId) }) ?? nil else {
                 return .unknown
             }
             return conversation["assignment"]?["id"]?.stringValue == queue ? .delivered : .notDelivered
@@ -529,7 +539,7 @@ final class EgressGeneration: @unchecked Sendable {
             // A late indicator is worth nothing; sending it twice is worse.
             return .skip
         case .endConversation, .postAgentAssignment, .createConversation:
-            return .unknown
+            return .uncheckable
         }
     }
 

@@ -39,6 +39,9 @@ public final class ChatGatewaySimulator: Sendable {
         /// The connection is closed instead of an answer; with `afterProcessing` the request
         /// took effect first (the client cannot tell which).
         case drop(afterProcessing: Bool)
+        /// The request takes effect and the answer's head is sent, then its body is held back
+        /// for the duration (a connection gone half-open after the head).
+        case stallBody(Duration)
     }
 
     /// A message as the simulator keeps it, listed by `GET .../messages`.
@@ -58,6 +61,7 @@ public final class ChatGatewaySimulator: Sendable {
         var conversations: [String: String] = [:]  // id -> assignment queue
         var messages: [String: [Message]] = [:]
         var attachments = 0
+        var listsTimes = true
         var onBotMessage: (@Sendable (_ conversationId: String, _ message: Message) -> Void)?
         var observers: [@Sendable (_ request: Received, _ conversationId: String?) -> Void] = []
     }
@@ -70,6 +74,13 @@ public final class ChatGatewaySimulator: Sendable {
     }
 
     public var received: [Received] { state.withLock { $0.received } }
+
+    /// Whether `GET .../messages` gives each message its `createdAt` (optional in 8x8's
+    /// `MessageResult`).
+    public var listsMessageTimes: Bool {
+        get { state.withLock { $0.listsTimes } }
+        set { state.withLock { $0.listsTimes = newValue } }
+    }
 
     /// The command ids of the calls 8x8 accepted, in order (an attachment upload does not
     /// count: its message does). A command delivered twice appears twice.
@@ -138,6 +149,15 @@ public final class ChatGatewaySimulator: Sendable {
             // Recorded with status 0 unless it took effect: the client never sees an answer.
             record(request, path, headers, body, status: processed.map { Int($0.status.code) } ?? 0, dropped: true, conversationId: id)
             return Response(status: .ok, body: ResponseBody { _ in throw DroppedConnection() })
+        case .stallBody(let stall)?:
+            let processed = answer(kind: kind, id: id, headers: headers, body: body)
+            // Chunked, so that even an empty answer has a body still to come.
+            var head = processed.headers
+            head[.contentLength] = nil
+            response = Response(status: processed.status, headers: head, body: ResponseBody { writer in
+                try await Task.sleep(for: stall)
+                try await processed.body.write(writer)
+            })
         case nil:
             response = answer(kind: kind, id: id, headers: headers, body: body)
         }
@@ -188,7 +208,7 @@ public final class ChatGatewaySimulator: Sendable {
             if message.authorType == "bot" { onBotMessage?(conversation, message) }
             return Response(status: .accepted)
         case .listMessages:
-            let messages = state.withLock { $0.messages[id ?? ""] ?? [] }
+            let (messages, listsTimes) = state.withLock { ($0.messages[id ?? ""] ?? [], $0.listsTimes) }
             var writer = JSONWriter(capacity: 256)
             writer.beginObject()
             writer.key("_embedded")
@@ -199,9 +219,11 @@ public final class ChatGatewaySimulator: Sendable {
                 writer.beginObject()
                 writer.field("id", message.id)
                 writer.field("text", message.text)
-                writer.field("createdAt", ISO8601DateFormatter.string(
-                    from: Date(timeIntervalSince1970: Double(message.createdAt) / 1000), timeZone: .gmt,
-                    formatOptions: [.withInternetDateTime, .withFractionalSeconds]))
+                if listsTimes {
+                    writer.field("createdAt", ISO8601DateFormatter.string(
+                        from: Date(timeIntervalSince1970: Double(message.createdAt) / 1000), timeZone: .gmt,
+                        formatOptions: [.withInternetDateTime, .withFractionalSeconds]))
+                }
                 writer.key("author")
                 writer.beginObject()
                 writer.field("type", message.authorType)

@@ -212,6 +212,107 @@ struct EgressTests {
         }
     }
 
+    @Test("an answer whose body stalls after its head times out instead of holding the conversation: found at 8x8, delivered once, the next message follows")
+    func stalledAnswer() async throws {
+        try await EgressHarness.run(egress: "  requestTimeoutMs: 1000") { h in
+            let conversation = "conv-stall"
+            // 8x8 takes the first message and sends the answer's head; its body never comes
+            // while the test runs (a connection gone half-open after the head).
+            h.gateway.inject(.stallBody(.seconds(300)), forPathEndingWith: "\(conversation)/messages")
+            let commands = (0..<2).map { EgressHarness.message(conversation, $0) }
+            let producer = try h.producer()
+            try await h.publish(commands, with: producer)
+            let egress = h.start()
+            _ = try await h.waitForGateway(60, "the message after the stalled one") { $0.contains(commands[1].commandId) }
+            try await Task.sleep(for: .milliseconds(300))  // nothing more arrives
+            #expect(h.gateway.acceptedCommandIds == commands.map(\.commandId))
+            #expect(h.gateway.messages(of: conversation).count == 2, "8x8 shows each message once")
+            let metrics = egress.metricsText
+            #expect(metrics.contains("connector_egress_reconciled_total 1"), "\(metrics)")
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("commands with absurd times (a writer's mistake) do not stop the egress: delivered, or dead-lettered as too old when they fail, and the partition goes on")
+    func absurdTimes() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-times"
+            var commands = (0..<3).map { EgressHarness.message(conversation, $0) }
+            // The first fails (503) and is older than any retry may be; the second is delivered
+            // and its end-to-end time measured from the least time there is.
+            commands[0].createdAt = .min
+            commands[1].createdAt = .max
+            commands[1].receivedAt = .min
+            h.gateway.inject(.status(503), forPathEndingWith: "\(conversation)/messages")
+            let producer = try h.producer()
+            try await h.publish(commands, with: producer)
+            let egress = h.start()
+            let last = commands[2].commandId
+            _ = try await h.waitForGateway(60, "the last command") { $0.contains(last) }
+            let metrics = egress.metricsText
+            #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="delivered"} 2"#), "\(metrics)")
+            #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="deadLettered"} 1"#), "\(metrics)")
+            #expect(h.gateway.messages(of: conversation).map(\.commandId) == commands.dropFirst().map(\.commandId))
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("a message a previous owner left at attempting, when 8x8 cannot be asked whether it has it, is dead-lettered rather than sent again; the conversation goes on")
+    func uncheckedAfterRestart() async throws {
+        try await EgressHarness.run(egress: "  requestTimeoutMs: 1000") { h in
+            let conversation = "conv-unasked"
+            let commands = (0..<2).map { EgressHarness.message(conversation, $0) }
+            let producer = try h.producer()
+            // What a previous owner wrote before calling 8x8 with the first, in its partition.
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let attempting = DeliveryResult(
+                command: commands[0], outcome: .attempting, status: nil, attempts: 0, at: now, endToEndMillis: nil, error: nil,
+                source: "\(h.config.topicName(.outbound))/0/0")
+            _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.delivery), partition: 0, key: conversation, value: attempting.encodedRecord))
+            for command in commands {
+                _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.outbound), partition: 0, key: conversation, value: command.encodedRecord))
+            }
+            // Every read of the conversation's messages fails.
+            for _ in 0..<3 { h.gateway.inject(.status(503), forPathEndingWith: "\(conversation)/messages") }
+            let egress = h.start()
+            _ = try await h.waitForGateway(60, "the second message") { $0.contains(commands[1].commandId) }
+            let metrics = egress.metricsText
+            #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="deadLettered"} 1"#), "\(metrics)")
+            #expect(h.gateway.messages(of: conversation).map(\.commandId) == [commands[1].commandId], "the first is not sent again")
+            #expect(h.gateway.received.filter { $0.method == "GET" }.map(\.status) == [503, 503, 503])
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("a listed message without a time cannot settle a broken connection: an older one with the same text does not pass for it, the command is dead-lettered")
+    func listedWithoutTimes() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-untimed"
+            let first = EgressHarness.message(conversation, 0, text: "same text")
+            let producer = try h.producer()
+            try await h.publish([first], with: producer)
+            let egress = h.start()
+            _ = try await h.waitForGateway(60, "the first message") { $0.contains(first.commandId) }
+            // Past the window in which the egress counts its own deliveries, the same text again;
+            // its request never reaches 8x8, and 8x8 lists messages without their times.
+            try await Task.sleep(for: .milliseconds(2_500))  // the egress's clock tolerance is 2 s
+            h.gateway.listsMessageTimes = false
+            h.gateway.inject(.drop(afterProcessing: false), forPathEndingWith: "\(conversation)/messages")
+            let second = EgressHarness.message(conversation, 1, text: "same text")
+            try await h.publish([second], with: producer)
+            try await within(60, "the second command's outcome") {
+                while !egress.metricsText.contains(#"outcome="deadLettered"} 1"#) { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(!egress.metricsText.contains("connector_egress_reconciled_total 1"), "the older message passed for the second")
+            #expect(h.gateway.messages(of: conversation).count == 1)
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
     @Test("asking 8x8 after a dropped connection survives a failing and a throttled read: delivered, not dead-lettered or sent twice")
     func reconcilingReadsAreRetried() async throws {
         try await EgressHarness.run { h in

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import ChatEvents
-import EightByEight
+@testable import EightByEight
 import Foundation
 import Logging
 import Simulator
@@ -72,7 +72,7 @@ struct ChatGatewayClientTests {
         }
     }
 
-    @Test("8x8's errors are typed: 401, 403, 400 problem+json, 429 with Retry-After, 500, a delay past the timeout")
+    @Test("8x8's errors are typed: 401, 403, 400 problem+json, 429 with Retry-After, 500, a delay past the timeout, a body stalled after the head")
     func errors() async throws {
         try await withGateway { gateway, base in
             let text = command(.sendMessage, .object(["authorType": .string("bot"), "text": .string("Hi")]))
@@ -104,6 +104,9 @@ struct ChatGatewayClientTests {
             let impatient = ChatGatewayClient(baseURL: base, apiKey: "test-api-key", tenant: "acme", requestTimeout: .milliseconds(300))
             guard case .timedOut(let timeout)? = await failure(impatient, text) else { Issue.record("no timeout"); return }
             #expect(timeout == .milliseconds(300))
+            // The answer's head comes, its body does not: the timeout bounds the whole call.
+            gateway.inject(.stallBody(.seconds(300)))
+            guard case .timedOut? = await failure(impatient, text) else { Issue.record("a stalled body did not time out"); return }
             let delivered = try await client.deliver(text)
             #expect(delivered.status == 202, "faults are used once")
         }
@@ -119,6 +122,14 @@ struct ChatGatewayClientTests {
             guard case .transport(_, let reached) = error else { Issue.record("\(error)"); return }
             #expect(!reached)
         }
+    }
+
+    @Test("8x8's times are read as milliseconds or ISO 8601; a number out of range is no time rather than a crash")
+    func times() {
+        #expect(ChatGatewayClient.milliseconds(.number(1_700_000_000_000)) == 1_700_000_000_000)
+        #expect(ChatGatewayClient.milliseconds(.string("2026-12-02T00:00:00.250Z")) == 1_796_169_600_250)
+        #expect(ChatGatewayClient.milliseconds(.number(1e300)) == nil)
+        #expect(ChatGatewayClient.milliseconds(.number(-1e300)) == nil)
     }
 
     @Test("problems are read leniently: 8x8's shapes and the API gateway's fault")

@@ -152,11 +152,15 @@ public struct ChatGatewayClient: Sendable {
             request.headers.add(name: "Content-Type", value: call.contentType)
             request.body = .bytes(ByteBuffer(bytes: body))
         }
-        let response: HTTPClientResponse
-        let body: ByteBuffer
+        let answer: Answer
         do {
-            response = try await httpClient.execute(request, timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
-            body = try await response.body.collect(upTo: 4 << 20)
+            // The whole call, body included, within the request timeout: a connection that
+            // stalls after the answer's head must not hold the conversation for ever.
+            guard let read = try await withTimeLimit(requestTimeout, { [httpClient, requestTimeout, request] in
+                let response = try await httpClient.execute(request, timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
+                return Answer(status: response.status, headers: response.headers, body: try await response.body.collect(upTo: 4 << 20))
+            }) else { throw HTTPClientError.deadlineExceeded }
+            answer = read
         } catch let error as HTTPClientError where error == .connectTimeout {
             throw .transport("\(error)", reachedServer: false)
         } catch let error as HTTPClientError where error == .deadlineExceeded {
@@ -166,13 +170,20 @@ public struct ChatGatewayClient: Sendable {
             // after it was made may have.
             throw .transport("\(error)", reachedServer: !Self.isConnectFailure(error))
         }
-        let bytes = Array(buffer: body)
-        let status = Int(response.status.code)
+        let bytes = Array(buffer: answer.body)
+        let status = Int(answer.status.code)
         guard (200..<300).contains(status) else {
-            let retryAfter = response.headers.first(name: "retry-after").flatMap(Self.retryAfter)
+            let retryAfter = answer.headers.first(name: "retry-after").flatMap(Self.retryAfter)
             throw .status(status, problem: ChatGatewayError.Problem(body: bytes), retryAfter: retryAfter)
         }
         return ChatGatewayResponse(status: status, body: bytes)
+    }
+
+    /// An answer read whole.
+    struct Answer: Sendable {
+        var status: HTTPResponseStatus
+        var headers: HTTPHeaders
+        var body: ByteBuffer
     }
 
     static func isConnectFailure(_ error: any Error) -> Bool {
@@ -201,11 +212,14 @@ public struct ChatGatewayClient: Sendable {
         guard let url = command.body["url"]?.stringValue else { throw .status(400, problem: nil, retryAfter: nil) }
         let file: [UInt8]
         do {
-            let response = try await httpClient.execute(HTTPClientRequest(url: url), timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
-            guard (200..<300).contains(response.status.code) else {
-                throw ChatGatewayError.transport("downloading the attachment answered \(response.status.code)", reachedServer: false)
-            }
-            file = Array(buffer: try await response.body.collect(upTo: 25 << 20))
+            guard let download = try await withTimeLimit(requestTimeout, { [httpClient, requestTimeout] in
+                let response = try await httpClient.execute(HTTPClientRequest(url: url), timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
+                guard (200..<300).contains(response.status.code) else {
+                    throw ChatGatewayError.transport("downloading the attachment answered \(response.status.code)", reachedServer: false)
+                }
+                return try await response.body.collect(upTo: 25 << 20)
+            }) else { throw ChatGatewayError.transport("downloading the attachment took longer than \(requestTimeout)", reachedServer: false) }
+            file = Array(buffer: download)
         } catch let error as ChatGatewayError {
             throw error
         } catch {
@@ -260,7 +274,7 @@ public struct ChatGatewayClient: Sendable {
 
     /// A time as 8x8 writes it: milliseconds since 1970 or an ISO 8601 date.
     static func milliseconds(_ value: JSONValue) -> Int64? {
-        if case .number(let number) = value { return Int64(number) }
+        if case .number(let number) = value { return number.isFinite && abs(number) < 9.2e18 ? Int64(number) : nil }
         guard let text = value.stringValue else { return nil }
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]

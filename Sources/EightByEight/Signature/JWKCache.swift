@@ -138,23 +138,10 @@ public final class JWKCache: WebhookKeyProvider {
     }
 
     private func fetch(kid: String) async throws(SignatureError) -> _RSA.Signing.PublicKey {
-        let deadline = fetchTimeout
-        let result: Result<_RSA.Signing.PublicKey, SignatureError> = await withTaskGroup(of: Result<_RSA.Signing.PublicKey, SignatureError>?.self) { group in
-            group.addTask {
-                do throws(SignatureError) { return .success(try await self.fetchFromPaths(kid: kid)) } catch { return .failure(error) }
-            }
-            group.addTask {
-                try? await Task.sleep(for: deadline)
-                return Task.isCancelled ? nil : .failure(.keyServiceUnavailable("JWK endpoint did not answer within \(deadline)"))
-            }
-            while let next = await group.next() {
-                if let next {
-                    group.cancelAll()
-                    return next
-                }
-            }
-            return .failure(.keyServiceUnavailable("cancelled"))
+        let result = try? await withTimeLimit(fetchTimeout) { () async -> Result<_RSA.Signing.PublicKey, SignatureError> in
+            do throws(SignatureError) { return .success(try await self.fetchFromPaths(kid: kid)) } catch { return .failure(error) }
         }
+        guard let result else { throw .keyServiceUnavailable("JWK endpoint did not answer within \(fetchTimeout)") }
         return try result.get()
     }
 
