@@ -234,6 +234,7 @@ extension ConnectorConfig {
         if ingress.signature.jwkFetchTimeoutMs > 600_000 { throw fail("ingress.signature.jwkFetchTimeoutMs must be at most 600000") }
         if ingress.dedupeCapacity < 0 { throw fail("ingress.dedupeCapacity must not be negative") }
         if !(0...1_000).contains(ingress.lingerMs) { throw fail("ingress.lingerMs must be between 0 and 1000") }
+        if !(0...86_400).contains(ingress.idleTimeoutSeconds) { throw fail("ingress.idleTimeoutSeconds must be between 0 and 86400") }
         if ingress.signature.jwkCacheTTLSeconds < 0 { throw fail("ingress.signature.jwkCacheTTLSeconds must not be negative") }
         if ingress.signature.jwkFetchTimeoutMs < 1 { throw fail("ingress.signature.jwkFetchTimeoutMs must be positive") }
         if ingress.maxBodyBytes > 64 * 1_048_576 { throw fail("ingress.maxBodyBytes must be at most 67108864") }

@@ -67,8 +67,12 @@ public struct ConnectorConfig: Sendable, Decodable {
         /// (`KafkaBatching.adaptive`). A value above 0 is librdkafka's own `linger.ms` instead:
         /// every event waits that long for others (BENCHMARKS.md, "Ingress: session 13").
         public var lingerMs: Int = 0
+        /// How long a connection may stay silent, between requests or inside one (a request
+        /// whose headers or body stop coming), before the ingress closes it; 0: never. Longer
+        /// than a load balancer's idle timeout in front of it (often 60 s).
+        public var idleTimeoutSeconds: Int = 75
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxBodyBytes, signature, publishTimeoutMs, dedupeCapacity, lingerMs }
+        enum CodingKeys: String, CodingKey, CaseIterable { case listen, maxBodyBytes, signature, publishTimeoutMs, dedupeCapacity, lingerMs, idleTimeoutSeconds }
 
         public init() {}
 
@@ -80,6 +84,7 @@ public struct ConnectorConfig: Sendable, Decodable {
             publishTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .publishTimeoutMs) ?? publishTimeoutMs
             dedupeCapacity = try c.decodeIfPresent(Int.self, forKey: .dedupeCapacity) ?? dedupeCapacity
             lingerMs = try c.decodeIfPresent(Int.self, forKey: .lingerMs) ?? lingerMs
+            idleTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
         }
 
         /// `listen` split into host and port.

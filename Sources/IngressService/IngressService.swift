@@ -141,8 +141,12 @@ public struct IngressService: Sendable {
         let router = Router()
         addRoutes(to: router)
         extraRoutes(router)
+        // A connection silent past the idle timeout is closed, also in the middle of a request,
+        // so connections opened and left (or a body that stops coming) cannot pile up.
+        let idleTimeout = ingress.idleTimeout.map { TimeAmount.nanoseconds(Int64($0 / .nanoseconds(1))) }
         return Application(
             router: router,
+            server: .http1(configuration: .init(idleTimeout: idleTimeout)),
             configuration: .init(address: .hostname(host, port: port), serverName: "connector-ingress"),
             services: [producer, readiness, ingress],
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },

@@ -41,7 +41,9 @@ public final class WebhookIngress: Service, Sendable {
     }
 
     let endpointsByToken: [String: ConnectorConfig.EndpointSettings]
-    let handoverEndpoint: (tenant: [String: String], sole: String?)
+    /// Where a handover webhook goes: the endpoint of its tenant, nil for a tenant several
+    /// endpoints share (the worker goes by the conversation's session); else the sole endpoint.
+    let handoverEndpoint: (tenant: [String: String?], sole: String?)
     /// The 8x8 tenant each endpoint is configured for (`eightByEight.tenant`), by name.
     let tenantOfEndpoint: [String: String]
     /// Every endpoint names its tenant: a handover webhook of another tenant belongs to none.
@@ -55,6 +57,8 @@ public final class WebhookIngress: Service, Sendable {
     let verifier: SignatureVerifier
     let producer: KafkaProducer
     let publishTimeout: Duration
+    /// `ingress.idleTimeoutSeconds`; nil: never.
+    let idleTimeout: Duration?
     let recent: RecentEvents
     let sweeper = DeadlineSweeper()
     /// Where waiting requests are resumed: on the event loop they came in on.
@@ -70,10 +74,10 @@ public final class WebhookIngress: Service, Sendable {
         logger: Logger, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
     ) {
         var byToken: [String: ConnectorConfig.EndpointSettings] = [:]
-        var byTenant: [String: String] = [:]
+        var byTenant: [String: String?] = [:]
         for endpoint in config.endpoints {
             byToken[endpoint.urlToken] = endpoint
-            if let tenant = endpoint.eightByEight.tenant, byTenant[tenant] == nil { byTenant[tenant] = endpoint.name }
+            if let tenant = endpoint.eightByEight.tenant { byTenant[tenant] = byTenant[tenant] == nil ? .some(endpoint.name) : .some(nil) }
         }
         endpointsByToken = byToken
         handoverEndpoint = (byTenant, config.endpoints.count == 1 ? config.endpoints[0].name : nil)
@@ -86,6 +90,7 @@ public final class WebhookIngress: Service, Sendable {
         verifier = SignatureVerifier(keys: keys, maxClockSkewSeconds: config.ingress.signature.maxClockSkewSeconds)
         self.producer = producer
         publishTimeout = .milliseconds(config.ingress.publishTimeoutMs)
+        idleTimeout = config.ingress.idleTimeoutSeconds > 0 ? .seconds(config.ingress.idleTimeoutSeconds) : nil
         recent = RecentEvents(capacity: config.ingress.dedupeCapacity)
         self.metrics = metrics
         self.logger = logger
@@ -108,10 +113,10 @@ public final class WebhookIngress: Service, Sendable {
         }
     }
 
-    /// Whether a webhook of `tenant` may go to `endpoint` (nil: a handover webhook that no
-    /// endpoint's tenant claims).
+    /// Whether a webhook of `tenant` may go to `endpoint` (nil: a handover webhook of a tenant
+    /// several endpoints share, or that no endpoint's tenant claims).
     func isForThisConnector(tenant: String, endpoint: String?) -> Bool {
-        guard let endpoint else { return !everyEndpointHasTenant }
+        guard let endpoint else { return handoverEndpoint.tenant[tenant] != nil || !everyEndpointHasTenant }
         return tenantOfEndpoint[endpoint].map { $0 == tenant } ?? true
     }
 
@@ -120,7 +125,11 @@ public final class WebhookIngress: Service, Sendable {
         case .endpoint(let token):
             endpointsByToken[token].map { .endpoint($0.name) } ?? .unknownToken
         case .handover:
-            .endpoint(tenant.flatMap { handoverEndpoint.tenant[$0] } ?? handoverEndpoint.sole)
+            if let tenant, let claimed = handoverEndpoint.tenant[tenant] {
+                .endpoint(claimed)
+            } else {
+                .endpoint(handoverEndpoint.sole)
+            }
         }
     }
 
@@ -207,7 +216,8 @@ public final class WebhookIngress: Service, Sendable {
         }
         if event.kind == .webHookVerify {
             // 8x8 checks the URL; it is answered and goes no further (spec 4.8).
-            logger.info("webhook verification answered", metadata: context())
+            // Unsigned, anyone can send it: within the budget like every line a sender causes.
+            log("webhook verification answered", context(), level: .info)
             return .ok("verified")
         }
         guard verified || !signatureRequired else {

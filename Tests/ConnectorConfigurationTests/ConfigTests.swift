@@ -158,6 +158,9 @@ import Testing
         #expect(config.ingress.publishTimeoutMs == 5_000)
         #expect(config.ingress.dedupeCapacity == 100_000)
         #expect(config.ingress.lingerMs == 0)
+        #expect(config.ingress.idleTimeoutSeconds == 75)
+        #expect(try ConnectorConfig.parse("ingress:\n  idleTimeoutSeconds: 0\n").ingress.idleTimeoutSeconds == 0)
+        #expect(throws: (any Error).self) { try ConnectorConfig.parse("ingress:\n  idleTimeoutSeconds: -1\n") }
         #expect(try ConnectorConfig.parse("ingress:\n  lingerMs: 2\n").ingress.lingerMs == 2)
         #expect(config.worker.lingerMs == 0)
         #expect(config.ingress.signature.jwkCacheTTLSeconds == 86_400)

@@ -6,6 +6,7 @@ import Foundation
 import IngressService
 import Kafka
 import NIOCore
+import NIOPosix
 import Simulator
 import Testing
 
@@ -114,7 +115,7 @@ struct IngressTests {
         }
     }
 
-    @Test("a flood of webhooks with bad signatures or made-up key ids writes a few warnings per window; the metrics count every one")
+    @Test("a flood of webhooks with bad signatures, made-up key ids or unsigned verifications writes a few lines per window; the metrics count every one")
     func aFloodOfRejectedWebhooksStaysWithinTheLogBudget() async throws {
         let log = LogCapture()
         try await IngressHarness.run(logger: log.logger) { h in
@@ -126,7 +127,11 @@ struct IngressTests {
                 let madeUp = try WebhookSigner(kid: "made-up-\(index)", privateKey: IngressHarness.signer.privateKey)
                 #expect(try await h.post(body, headers: try h.signedHeaders(body, eventId: "evt-kid-\(index)", signer: madeUp)) == 401)
             }
+            // Unsigned verification webhooks (answered 200, as 8x8 may not sign them) likewise.
+            let verify = try fixture("web-hook-verify")
+            for _ in 0..<30 { #expect(try await h.post(verify, headers: [("content-type", "application/json")]) == 200) }
             let lines = log.text.split(separator: "\n")
+            #expect(lines.filter { $0.hasPrefix("webhook verification answered") }.count == 10)
             let rejected = lines.filter { $0.hasPrefix("webhook signature rejected") }
             #expect(rejected.count == 10, "\(rejected.count) lines")
             #expect(lines.filter { $0.hasPrefix("signing key fetch failed") }.count == 10)
@@ -253,6 +258,49 @@ struct IngressTests {
             #expect(event.route == .handover)
             #expect(event.endpoint == "support", "the endpoint of tenant acme")
             #expect(event.normalized.kind == .memberJoined)
+        }
+    }
+
+    @Test("a handover webhook of a tenant two endpoints share names no endpoint (the worker goes by the conversation's session); a tenant of one endpoint names it; another tenant gets 403")
+    func handoverWebhooksOfASharedTenant() async throws {
+        try await IngressHarness.run(configure: { config in
+            var sales = config.endpoints[0]
+            sales.name = "sales"
+            sales.urlToken = "sales-token"
+            var globex = config.endpoints[0]
+            globex.name = "globex-support"
+            globex.urlToken = "globex-token"
+            globex.eightByEight.tenant = "globex"
+            config.endpoints += [sales, globex]
+        }) { h in
+            let body = try fixture("members-changed-joined")
+            let handover = "\(h.baseURL)/handover/eightByEight"
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-acme"), to: handover) == 200)
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-globex", tenantId: "globex"), to: handover) == 200)
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-initech", tenantId: "initech"), to: handover) == 403)
+            let events = Dictionary(uniqueKeysWithValues: try await h.published(2).map { ($0.event.eventId, $0.event) })
+            #expect(events["evt-acme"]?.route == .handover)
+            #expect(events["evt-acme"].map { $0.endpoint == nil } == true, "support and sales share tenant acme: \(String(describing: events["evt-acme"]?.endpoint))")
+            #expect(events["evt-globex"]?.endpoint == "globex-support")
+            #expect(try await h.publishedCount() == 2)
+        }
+    }
+
+    @Test("a connection left silent, or a request whose body stops coming, is closed after ingress.idleTimeoutSeconds; the ingress goes on answering")
+    func silentConnectionsAreClosed() async throws {
+        try await IngressHarness.run(configure: { $0.ingress.idleTimeoutSeconds = 1 }) { h in
+            let url = try #require(URL(string: h.endpointURL))
+            let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            let silent = try await bootstrap.connect(host: "127.0.0.1", port: try #require(url.port)).get()
+            let stalled = try await bootstrap.connect(host: "127.0.0.1", port: try #require(url.port)).get()
+            let head = "POST \(url.path) HTTP/1.1\r\nhost: ingress\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n"
+            try await stalled.writeAndFlush(ByteBuffer(string: head + #"{"eventType":"#)).get()
+            // Polled: a wait on closeFuture could not be given up when the time is over.
+            try await within(30, "the silent connection closed") { while silent.isActive { try await Task.sleep(for: .milliseconds(20)) } }
+            try await within(30, "the stalled request's connection closed") { while stalled.isActive { try await Task.sleep(for: .milliseconds(20)) } }
+            let body = try fixture("message-user")
+            #expect(try await h.post(body, headers: h.signedHeaders(body)) == 200)
+            #expect(try await h.publishedCount() == 1)
         }
     }
 
