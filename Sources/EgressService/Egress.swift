@@ -382,7 +382,9 @@ final class EgressGeneration: @unchecked Sendable {
             case .skip:
                 return await complete(item, outcome: .skipped, status: nil, attempts: 1, error: "an indicator whose fate a restart left unknown", finished: finished)
             case .unknown where !DeliveryPolicy.isIdempotent(command.action):
-                // As after a broken connection: sending it again could send it twice.
+                // As after a broken connection: sending it again could send it twice. (A revoked
+                // partition's next owner decides.)
+                if stopped(item) { return false }
                 return await deadLetter(
                     item, reason: "a previous owner's request may have reached 8x8, and 8x8 could not tell whether it has it", status: nil,
                     errorBody: nil, attempts: 0, firstAttempt: Self.now, finished: finished)
@@ -409,7 +411,7 @@ final class EgressGeneration: @unchecked Sendable {
             let attemptStart = Self.now
             let result: Result<ChatGatewayResponse, ChatGatewayError>
             do {
-                result = .success(try await client.deliver(command))
+                result = .success(try await client.deliver(command, proceed: { [weak self] in self.map { !$0.stopped(item) } ?? false }))
             } catch {
                 result = .failure(error)
             }
@@ -559,7 +561,9 @@ final class EgressGeneration: @unchecked Sendable {
                 return result
             } catch {
                 egress.inFlight.signal()
-                if case .status(_, _, let retryAfter?) = error { wait = retryAfter } else { wait = egress.policy.backoff(attempt, using: &random) }
+                // A read that fails leaves the command to wait: 8x8's Retry-After is held to
+                // the policy's longest backoff (asking again too early costs one more read).
+                if case .status(_, _, let retryAfter?) = error { wait = min(retryAfter, egress.policy.maxBackoff) } else { wait = egress.policy.backoff(attempt, using: &random) }
             }
             if isEnded || attempt == 3 { break }
             try? await Task.sleep(for: wait)

@@ -336,6 +336,25 @@ struct EgressTests {
         }
     }
 
+    @Test("a Retry-After on a read of 8x8 is held to the retry policy's longest backoff: an hour's Retry-After does not hold the conversation for an hour")
+    func aLongRetryAfterOnAReadIsCapped() async throws {
+        try await EgressHarness.run(egress: "  retry:\n    maxBackoffMs: 1000") { h in
+            let conversation = "conv-ask-later"
+            h.gateway.inject(.drop(afterProcessing: true), forPathEndingWith: "\(conversation)/messages")
+            h.gateway.inject(.status(429, retryAfter: 3600), forPathEndingWith: "\(conversation)/messages")
+            let command = EgressHarness.message(conversation, 0)
+            let producer = try h.producer()
+            try await h.publish([command], with: producer)
+            let egress = h.start()
+            let metrics = try await egress.metricsOnceDelivered()
+            #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="delivered"} 1"#), "\(metrics)")
+            #expect(metrics.contains("connector_egress_reconciled_total 1"), "\(metrics)")
+            #expect(h.gateway.received.filter { $0.method == "GET" }.map(\.status) == [429, 200])
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
     @Test("an unreadable outbound record goes to the dead-letter topic and the partition goes on")
     func poisonRecord() async throws {
         try await EgressHarness.run { h in

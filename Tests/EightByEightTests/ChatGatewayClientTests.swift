@@ -4,6 +4,7 @@ import ChatEvents
 import Foundation
 import Logging
 import Simulator
+import Synchronization
 import Testing
 
 @Suite("Chat Gateway REST client against the simulator")
@@ -69,6 +70,29 @@ struct ChatGatewayClientTests {
             #expect(multipart.contains(#"name="attachment"; filename="invoice.pdf""#) && multipart.contains("simulated content of invoice.pdf"))
             let message = try #require(gateway.received.last)
             #expect(message.json?["attachments"]?.arrayValue?.first?["id"]?.stringValue == "att-1")
+        }
+    }
+
+    @Test("an attachment's delivery stops between its calls once its caller no longer has the command: nothing is uploaded or sent after that")
+    func attachmentStopsWhenTold() async throws {
+        try await withGateway { gateway, base in
+            let client = ChatGatewayClient(baseURL: base, apiKey: "test-api-key", tenant: "acme", requestTimeout: Self.patient)
+            let attachment = command(.sendAttachment, .object(["authorType": .string("bot"), "url": .string("\(base)/files/a.pdf")]))
+            func stopped(after calls: Int) async -> ChatGatewayError? {
+                let asked = Mutex(0)
+                do {
+                    _ = try await client.deliver(attachment, proceed: { asked.withLock { $0 += 1; return $0 <= calls } })
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            guard case .transport(_, reachedServer: false)? = await stopped(after: 0) else { Issue.record("not stopped after the download"); return }
+            #expect(gateway.received.isEmpty, "nothing uploaded")
+            guard case .transport(_, reachedServer: false)? = await stopped(after: 1) else { Issue.record("not stopped after the upload"); return }
+            #expect(gateway.received.map { $0.path.hasSuffix("/attachments") } == [true], "uploaded, no message")
+            let delivered = try await client.deliver(attachment)
+            #expect(delivered.status == 202)
         }
     }
 

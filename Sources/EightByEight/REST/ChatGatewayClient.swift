@@ -205,8 +205,10 @@ public struct ChatGatewayClient: Sendable {
     }
 
     /// Delivers one command: one call, or for `sendAttachment` the download, the upload and
-    /// the message with the attachment's id.
-    public func deliver(_ command: OutboundCommand) async throws(ChatGatewayError) -> ChatGatewayResponse {
+    /// the message with the attachment's id. `proceed` is asked before the upload and before
+    /// the message: a caller that lost the command (its partition was revoked) stops there
+    /// (`transport`, not reached), so a late copy cannot follow the next owner's.
+    public func deliver(_ command: OutboundCommand, proceed: @Sendable () -> Bool = { true }) async throws(ChatGatewayError) -> ChatGatewayResponse {
         if let call = ChatGatewayRequest(command: command) { return try await send(call, commandId: command.commandId) }
         // sendAttachment
         guard let url = command.body["url"]?.stringValue else { throw .status(400, problem: nil, retryAfter: nil) }
@@ -225,6 +227,7 @@ public struct ChatGatewayClient: Sendable {
         } catch {
             throw .transport("downloading the attachment: \(error)", reachedServer: false)
         }
+        guard proceed() else { throw .transport("stopped before the attachment's upload", reachedServer: false) }
         let name = command.body["fileName"]?.stringValue ?? URL(string: url)?.lastPathComponent ?? "attachment"
         let boundary = "connector-\(command.commandId.hashValue.magnitude)"
         var multipart = [UInt8]()
@@ -237,6 +240,7 @@ public struct ChatGatewayClient: Sendable {
             method: "POST", path: ChatGatewayRequest.conversationPath(command.conversationId, "/attachments"), body: multipart,
             contentType: "multipart/form-data; boundary=\(boundary)"), commandId: command.commandId)
         guard let id = upload.json?["id"]?.stringValue else { throw .status(502, problem: nil, retryAfter: nil) }
+        guard proceed() else { throw .transport("stopped before the attachment's message", reachedServer: false) }
         var message: [String: JSONValue] = ["authorType": .string("bot"), "attachments": .array([.object(["id": .string(id)])])]
         if let text = command.body["text"]?.stringValue, !text.isEmpty { message["text"] = .string(text) }
         return try await send(ChatGatewayRequest(
