@@ -296,7 +296,7 @@ final class Generation: @unchecked Sendable {
             case .partitionsAssigned(let partitions):
                 handingOver.subtract(partitions.map(\.partition))
                 try await assign(partitions)
-            case .partitionsRevoked(let partitions):
+            case .partitionsRevoked(let partitions, _):
                 handingOver.subtract(partitions.map(\.partition))
                 if transactional {
                     try await commitTransaction()

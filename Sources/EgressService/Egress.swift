@@ -220,9 +220,11 @@ final class EgressGeneration: @unchecked Sendable {
             case .partitionsAssigned(let partitions):
                 handingOver.subtract(partitions.map(\.partition))
                 try await assign(partitions)
-            case .partitionsRevoked(let partitions):
+            case .partitionsRevoked(let partitions, let lost):
                 handingOver.subtract(partitions.map(\.partition))
-                await drain(partitions, timeout: egress.revokeDrain)
+                // Lost: another egress owns them already; a retry of this one after its
+                // check could send a command twice.
+                await drain(partitions, timeout: lost ? .zero : egress.revokeDrain)
                 let revoked = Set(partitions)
                 for partition in partitions {
                     lanes[partition.partition] = nil

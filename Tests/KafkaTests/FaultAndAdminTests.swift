@@ -175,6 +175,34 @@ struct FaultAndAdminTests {
         await producer.shutdown()
     }
 
+    @Test("a member the group forgot (its heartbeat answered UNKNOWN_MEMBER_ID) gets its partitions revoked as lost, then assigned again")
+    func aForgottenMemberLosesItsPartitions() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("lost-partitions", partitions: 2)
+        let consumer = try makeConsumer(cluster, group: "lost", .topics(["lost-partitions"])) {
+            $0.properties["heartbeat.interval.ms"] = "200"
+        }
+        let revokes = try await within(60, "a lost revoke and the next assignment") {
+            var revokes: [Bool] = []
+            var assigned = 0
+            for await event in consumer.events {
+                switch event {
+                case .partitionsAssigned:
+                    assigned += 1
+                    if assigned == 1 { cluster.pushRequestErrors(.heartbeat, [.unknownMemberId]) }
+                    if assigned == 2 { return revokes }
+                case .partitionsRevoked(_, let lost):
+                    revokes.append(lost)
+                case .message, .tick:
+                    break
+                }
+            }
+            return revokes
+        }
+        #expect(revokes == [true])
+        await consumer.shutdown()
+    }
+
     @Test func unknownOrInvalidPropertyFailsAtStartupWithLibrdkafkasMessage() throws {
         let cluster = try EmbeddedKafkaCluster()
         #expect {

@@ -202,7 +202,7 @@ struct ProducerConsumerTests {
                         try? consumer.storeOffset(message)
                     case .partitionsAssigned(let partitions):
                         ledger.assigned(partitions, to: name)
-                    case .partitionsRevoked(let partitions):
+                    case .partitionsRevoked(let partitions, _):
                         ledger.revoked(partitions, from: name)
                     case .tick:
                         break

@@ -36,6 +36,7 @@ public struct KafkaErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let noOffset = KafkaErrorCode(RD_KAFKA_RESP_ERR__NO_OFFSET)
     public static let invalidArgument = KafkaErrorCode(RD_KAFKA_RESP_ERR__INVALID_ARG)
     public static let fatal = KafkaErrorCode(RD_KAFKA_RESP_ERR__FATAL)
+    public static let unknownMemberId = KafkaErrorCode(RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID)
     public static let destroyed = KafkaErrorCode(RD_KAFKA_RESP_ERR__DESTROY)
     /// A message purged from the producer's queue (a close that does not wait, a crash).
     public static let purgeQueue = KafkaErrorCode(RD_KAFKA_RESP_ERR__PURGE_QUEUE)

@@ -107,11 +107,11 @@ final class ConsumerEventBuffer: @unchecked Sendable {
 
     /// Appends a revoke event and waits until the caller reached it, or `timeout` passed.
     /// Returns whether the caller acknowledged in time.
-    func appendRevokeAndWait(_ partitions: [TopicPartition], timeout: Duration) -> Bool {
+    func appendRevokeAndWait(_ partitions: [TopicPartition], lost: Bool = false, timeout: Duration) -> Bool {
         condition.lock()
         revokeAcknowledged = false
         condition.unlock()
-        append([.partitionsRevoked(partitions)])
+        append([.partitionsRevoked(partitions, lost: lost)])
         let deadline = Date().addingTimeInterval(Double(timeout.milliseconds) / 1000)
         condition.lock()
         defer { condition.unlock() }

@@ -217,8 +217,8 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
                 // The events ended with the fatal error; nothing is committed (it would fail).
                 logger.debug("partitions revoked after a fatal error", metadata: ["kafka.partitions": "\(partitions.sorted())"])
             } else if closing.load(ordering: .acquiring) {
-                buffer.append([.partitionsRevoked(partitions)])
-            } else if !buffer.appendRevokeAndWait(partitions, timeout: revokeTimeout) {
+                buffer.append([.partitionsRevoked(partitions, lost: lost)])
+            } else if !buffer.appendRevokeAndWait(partitions, lost: lost, timeout: revokeTimeout) {
                 logger.warning("revoke not acknowledged in time; committing what was stored", metadata: [
                     "kafka.partitions": "\(partitions.sorted())",
                 ])

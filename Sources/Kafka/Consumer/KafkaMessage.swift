@@ -40,8 +40,10 @@ public enum KafkaConsumerEvent: Sendable, Hashable {
     /// These partitions were taken away. When the caller asks for the event after this one, it
     /// has finished every earlier message and whatever it does on the revoke (drain in-flight
     /// work, store final offsets); the consumer then commits the stored offsets and lets the
-    /// group move the partitions.
-    case partitionsRevoked([TopicPartition])
+    /// group move the partitions. `lost`: the group gave them to another member already (this
+    /// one missed its heartbeats, or was fenced): nothing is committed, and work still in
+    /// progress on them races the new owner's, so it should stop at once rather than finish.
+    case partitionsRevoked([TopicPartition], lost: Bool)
     /// Time passed (`KafkaConsumerConfiguration.tickInterval`): every event before it was
     /// handed out. Comes only when ticks are configured.
     case tick
