@@ -383,9 +383,9 @@ final class EgressGeneration: @unchecked Sendable {
                 return await complete(item, outcome: .delivered, status: nil, attempts: 1, error: "found at 8x8 after a restart", finished: finished)
             case .skip:
                 return await complete(item, outcome: .skipped, status: nil, attempts: 1, error: "an indicator whose fate a restart left unknown", finished: finished)
-            case .unknown where !DeliveryPolicy.isIdempotent(command.action):
-                // As after a broken connection: sending it again could send it twice. (A revoked
-                // partition's next owner decides.)
+            case .unknown where !DeliveryPolicy.isIdempotent(command.action), .uncheckable where !DeliveryPolicy.isIdempotent(command.action):
+                // As after a broken connection: sending it again could send it twice (a second
+                // message, a second conversation). A revoked partition's next owner decides.
                 if stopped(item) { return false }
                 return await deadLetter(
                     item, reason: "a previous owner's request may have reached 8x8, and 8x8 could not tell whether it has it", status: nil,
@@ -458,8 +458,9 @@ final class EgressGeneration: @unchecked Sendable {
                 try? await Task.sleep(for: wait)
                 if stopped(item) { return false }
             case .giveUp(let reason):
-                // The next owner of a revoked partition decides (it asks 8x8 first).
-                if item.ticket.isRevoked { return false }
+                // The next owner of a revoked partition, or the next generation after a stop,
+                // decides (it asks 8x8 first): a check a stop cut short is no reason to give up.
+                if stopped(item) { return false }
                 var body: String?
                 if case .status(_, let problem, _) = failure { body = problem.map { "\($0.code ?? "") \($0.message ?? "")" } }
                 return await deadLetter(

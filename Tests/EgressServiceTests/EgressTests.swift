@@ -259,20 +259,25 @@ struct EgressTests {
         }
     }
 
-    @Test("a message a previous owner left at attempting, when 8x8 cannot be asked whether it has it, is dead-lettered rather than sent again; the conversation goes on")
+    @Test("a message a previous owner left at attempting, when 8x8 cannot be asked whether it has it, and a create conversation, which 8x8 cannot be asked about, are dead-lettered rather than sent again; the conversation goes on")
     func uncheckedAfterRestart() async throws {
         try await EgressHarness.run(egress: "  requestTimeoutMs: 1000") { h in
             let conversation = "conv-unasked"
             let commands = (0..<2).map { EgressHarness.message(conversation, $0) }
+            // No read of 8x8 shows whether a conversation was created.
+            let create = EgressHarness.command("conv-create", 0, .createConversation, .object(["channelId": .string("ch-1"), "user": .object(["name": .string("Jane")])]))
             let producer = try h.producer()
-            // What a previous owner wrote before calling 8x8 with the first, in its partition.
+            // What a previous owner wrote before calling 8x8 with the first and the create, in
+            // their partition.
             let now = Int64(Date().timeIntervalSince1970 * 1000)
-            let attempting = DeliveryResult(
-                command: commands[0], outcome: .attempting, status: nil, attempts: 0, at: now, endToEndMillis: nil, error: nil,
-                source: "\(h.config.topicName(.outbound))/0/0")
-            _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.delivery), partition: 0, key: conversation, value: attempting.encodedRecord))
-            for command in commands {
-                _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.outbound), partition: 0, key: conversation, value: command.encodedRecord))
+            for command in [commands[0], create] {
+                let attempting = DeliveryResult(
+                    command: command, outcome: .attempting, status: nil, attempts: 0, at: now, endToEndMillis: nil, error: nil,
+                    source: "\(h.config.topicName(.outbound))/0/0")
+                _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.delivery), partition: 0, key: command.conversationId, value: attempting.encodedRecord))
+            }
+            for command in commands + [create] {
+                _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.outbound), partition: 0, key: command.conversationId, value: command.encodedRecord))
             }
             // Every read of the conversation's messages fails.
             for _ in 0..<3 { h.gateway.inject(.status(503), forPathEndingWith: "\(conversation)/messages") }
@@ -282,6 +287,12 @@ struct EgressTests {
             #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="deadLettered"} 1"#), "\(metrics)")
             #expect(h.gateway.messages(of: conversation).map(\.commandId) == [commands[1].commandId], "the first is not sent again")
             #expect(h.gateway.received.filter { $0.method == "GET" }.map(\.status) == [503, 503, 503])
+            try await within(60, "the create's outcome") {
+                while !egress.metricsText.contains(#"connector_egress_deliveries_total{command="createConversation",outcome="deadLettered"} 1"#) {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            #expect(!h.gateway.received.contains { $0.path == "/chat-gateway/v1/conversations" }, "no second conversation")
             await egress.stop()
             await producer.shutdown()
         }
