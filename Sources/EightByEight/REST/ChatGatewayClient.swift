@@ -154,13 +154,16 @@ public struct ChatGatewayClient: Sendable {
         }
         let answer: Answer
         do {
-            // The whole call, body included, within the request timeout: a connection that
-            // stalls after the answer's head must not hold the conversation for ever.
-            guard let read = try await withTimeLimit(requestTimeout, { [httpClient, requestTimeout, request] in
-                let response = try await httpClient.execute(request, timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
-                return Answer(status: response.status, headers: response.headers, body: try await response.body.collect(upTo: 4 << 20))
-            }) else { throw HTTPClientError.deadlineExceeded }
-            answer = read
+            // The whole call, body included, within the request timeout: AsyncHTTPClient's
+            // deadline bounds it up to the answer's head (and says what happened: a refused
+            // connection is not a timeout), the rest of it the body, so a connection that stalls
+            // after the head cannot hold the conversation for ever.
+            let deadline = ContinuousClock.now + requestTimeout
+            let response = try await httpClient.execute(request, timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
+            guard let body = try await withTimeLimit(Self.timeLeft(until: deadline), { try await response.body.collect(upTo: 4 << 20) }) else {
+                throw HTTPClientError.deadlineExceeded
+            }
+            answer = Answer(status: response.status, headers: response.headers, body: body)
         } catch let error as HTTPClientError where error == .connectTimeout {
             throw .transport("\(error)", reachedServer: false)
         } catch let error as HTTPClientError where error == .deadlineExceeded {
@@ -177,6 +180,12 @@ public struct ChatGatewayClient: Sendable {
             throw .status(status, problem: ChatGatewayError.Problem(body: bytes), retryAfter: retryAfter)
         }
         return ChatGatewayResponse(status: status, body: bytes)
+    }
+
+    /// What is left of a call's time for its body: at least a little, so that a body already
+    /// in the buffers when the head came at the last moment is still read.
+    static func timeLeft(until deadline: ContinuousClock.Instant) -> Duration {
+        max(deadline - .now, .milliseconds(100))
     }
 
     /// An answer read whole.
@@ -214,13 +223,14 @@ public struct ChatGatewayClient: Sendable {
         guard let url = command.body["url"]?.stringValue else { throw .status(400, problem: nil, retryAfter: nil) }
         let file: [UInt8]
         do {
-            guard let download = try await withTimeLimit(requestTimeout, { [httpClient, requestTimeout] in
-                let response = try await httpClient.execute(HTTPClientRequest(url: url), timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
-                guard (200..<300).contains(response.status.code) else {
-                    throw ChatGatewayError.transport("downloading the attachment answered \(response.status.code)", reachedServer: false)
-                }
-                return try await response.body.collect(upTo: 25 << 20)
-            }) else { throw ChatGatewayError.transport("downloading the attachment took longer than \(requestTimeout)", reachedServer: false) }
+            let deadline = ContinuousClock.now + requestTimeout
+            let response = try await httpClient.execute(HTTPClientRequest(url: url), timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
+            guard (200..<300).contains(response.status.code) else {
+                throw ChatGatewayError.transport("downloading the attachment answered \(response.status.code)", reachedServer: false)
+            }
+            guard let download = try await withTimeLimit(Self.timeLeft(until: deadline), { try await response.body.collect(upTo: 25 << 20) }) else {
+                throw ChatGatewayError.transport("downloading the attachment took longer than \(requestTimeout)", reachedServer: false)
+            }
             file = Array(buffer: download)
         } catch let error as ChatGatewayError {
             throw error
