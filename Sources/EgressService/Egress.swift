@@ -377,13 +377,14 @@ final class EgressGeneration: @unchecked Sendable {
             let wait = item.ledger.takenAt + Int64(egress.config.egress.requestTimeoutMs) - Self.now
             if wait > 0 { try? await Task.sleep(for: .milliseconds(wait)) }
             if stopped(item) { return false }
+            let repeatable = DeliveryPolicy.isIdempotent(command.action)
             switch await reconcile(command, client: client, since: attemptedAt, ledger: item.ledger) {
             case .delivered:
                 egress.metrics.reconciled.increment()
                 return await complete(item, outcome: .delivered, status: nil, attempts: 1, error: "found at 8x8 after a restart", finished: finished)
             case .skip:
                 return await complete(item, outcome: .skipped, status: nil, attempts: 1, error: "an indicator whose fate a restart left unknown", finished: finished)
-            case .unknown where !DeliveryPolicy.isIdempotent(command.action), .uncheckable where !DeliveryPolicy.isIdempotent(command.action):
+            case .unknown where !repeatable, .uncheckable where !repeatable:
                 // As after a broken connection: sending it again could send it twice (a second
                 // message, a second conversation). A revoked partition's next owner decides.
                 if stopped(item) { return false }

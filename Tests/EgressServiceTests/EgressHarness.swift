@@ -153,8 +153,13 @@ struct RunningEgress: Sendable {
 
     /// The metrics once a delivery reached its outcome (the deliveries counter exists).
     func metricsOnceDelivered() async throws -> String {
-        try await within(60, "the delivery's outcome") {
-            while !metricsText.contains("connector_egress_deliveries_total") { try await Task.sleep(for: .milliseconds(20)) }
+        try await metrics(containing: "connector_egress_deliveries_total", "the delivery's outcome")
+    }
+
+    /// The metrics once they contain `text`.
+    func metrics(containing text: String, _ what: String) async throws -> String {
+        try await within(60, what) {
+            while !metricsText.contains(text) { try await Task.sleep(for: .milliseconds(20)) }
             return metricsText
         }
     }

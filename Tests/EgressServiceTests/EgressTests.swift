@@ -102,11 +102,7 @@ struct EgressTests {
             let egress = h.start()
             _ = try await h.waitForGateway(60, "the first command") { $0.count >= 1 }
             egress.egress.raiseFatalConsumerErrorForTesting()
-            try await within(60, "a restart") {
-                while !String(decoding: egress.egress.metrics.render(), as: UTF8.self).contains("connector_egress_restarts_total 1") {
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-            }
+            _ = try await egress.metrics(containing: "connector_egress_restarts_total 1", "a restart")
             try await h.publish([EgressHarness.message(conversation, 1)], with: producer)
             let accepted = try await h.waitForGateway(60, "the second command") { $0.count >= 2 }
             #expect(accepted == [EgressHarness.message(conversation, 0).commandId, EgressHarness.message(conversation, 1).commandId], "each once, in order")
@@ -287,11 +283,8 @@ struct EgressTests {
             #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="deadLettered"} 1"#), "\(metrics)")
             #expect(h.gateway.messages(of: conversation).map(\.commandId) == [commands[1].commandId], "the first is not sent again")
             #expect(h.gateway.received.filter { $0.method == "GET" }.map(\.status) == [503, 503, 503])
-            try await within(60, "the create's outcome") {
-                while !egress.metricsText.contains(#"connector_egress_deliveries_total{command="createConversation",outcome="deadLettered"} 1"#) {
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-            }
+            _ = try await egress.metrics(
+                containing: #"connector_egress_deliveries_total{command="createConversation",outcome="deadLettered"} 1"#, "the create's outcome")
             #expect(!h.gateway.received.contains { $0.path == "/chat-gateway/v1/conversations" }, "no second conversation")
             await egress.stop()
             await producer.shutdown()
@@ -314,10 +307,8 @@ struct EgressTests {
             h.gateway.inject(.drop(afterProcessing: false), forPathEndingWith: "\(conversation)/messages")
             let second = EgressHarness.message(conversation, 1, text: "same text")
             try await h.publish([second], with: producer)
-            try await within(60, "the second command's outcome") {
-                while !egress.metricsText.contains(#"outcome="deadLettered"} 1"#) { try await Task.sleep(for: .milliseconds(20)) }
-            }
-            #expect(!egress.metricsText.contains("connector_egress_reconciled_total 1"), "the older message passed for the second")
+            let metrics = try await egress.metrics(containing: #"outcome="deadLettered"} 1"#, "the second command's outcome")
+            #expect(!metrics.contains("connector_egress_reconciled_total 1"), "the older message passed for the second")
             #expect(h.gateway.messages(of: conversation).count == 1)
             await egress.stop()
             await producer.shutdown()
