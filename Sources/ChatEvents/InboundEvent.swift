@@ -36,6 +36,9 @@ public struct InboundEvent: Sendable, Hashable, Codable {
         case endpoint
         /// `POST /handover/eightByEight`: 8x8 is the handover provider.
         case handover
+        /// Written by the egress, not by 8x8: a command it gave up on that the conversation's
+        /// flow must hear of (a handover 8x8 refused). No signature, no raw body.
+        case egress
     }
 
     public init(
@@ -64,12 +67,47 @@ public struct InboundEvent: Sendable, Hashable, Codable {
     /// Events without a conversation (unknown types) are keyed by their event id.
     public var recordKey: String { conversationId ?? eventId }
 
+    /// What the egress writes when it gives up on a handover's queue move (`command`, a
+    /// `patchConversation`): the conversation's flow learns that no agent is coming. The event
+    /// id comes from the command's, so writing it again (a restarted egress) is a duplicate the
+    /// worker drops.
+    public static func handoverFailed(_ command: OutboundCommand, status: Int?, reason: String, at: Int64) -> InboundEvent {
+        var normalized = NormalizedEvent(kind: .handoverFailed)
+        normalized.failure = NormalizedEvent.Failure(status: status, reason: reason)
+        if case .string(let queue)? = command.body["assignment"]?["id"] { normalized.queue = NormalizedEvent.Queue(id: queue, name: nil) }
+        return InboundEvent(
+            eventId: "handover-failed:\(command.commandId)", retry: 0, tenantId: command.tenantId, customerId: nil,
+            endpoint: command.endpoint, route: .egress, receivedAt: at, transmissionTime: nil, eventType: "HANDOVER_FAILED",
+            conversationId: command.conversationId, eventTimestamp: at, signatureVerified: false, normalized: normalized)
+    }
+
+    /// The record of an event without a raw body (the egress's own events): `raw` left out.
+    public var encodedRecord: [UInt8] {
+        var json = JSONWriter(capacity: 512)
+        writeFields(to: &json)
+        json.endObject()
+        return json.bytes
+    }
+
     /// The record value, with `rawBody` spliced in verbatim as `raw`: the body was parsed
     /// already, so it is valid JSON, and copying its bytes is cheaper and more faithful than
     /// re-encoding it. Written by hand (the ingress's hot path); `Codable` reads it back.
     public func encodedRecord(rawBody: some Collection<UInt8>) -> [UInt8] {
         // The fields, the normalized event (which repeats the body's text) and the body.
         var json = JSONWriter(capacity: 512 + 2 * rawBody.count)
+        writeFields(to: &json)
+        json.key("raw")
+        // Copied as one block when the bytes are contiguous (they are, from the ingress): a
+        // generic element-by-element copy across modules costs a witness call per byte.
+        if rawBody.withContiguousStorageIfAvailable({ json.raw(UnsafeRawBufferPointer($0)) }) == nil {
+            json.raw(Array(rawBody))
+        }
+        json.endObject()
+        return json.bytes
+    }
+
+    /// Opens the record's object and writes every field but `raw`.
+    private func writeFields(to json: inout JSONWriter) {
         json.beginObject()
         json.field("schema", schema)
         json.field("eventId", eventId)
@@ -86,14 +124,6 @@ public struct InboundEvent: Sendable, Hashable, Codable {
         json.field("signatureVerified", signatureVerified)
         json.key("normalized")
         normalized.write(to: &json)
-        json.key("raw")
-        // Copied as one block when the bytes are contiguous (they are, from the ingress): a
-        // generic element-by-element copy across modules costs a witness call per byte.
-        if rawBody.withContiguousStorageIfAvailable({ json.raw(UnsafeRawBufferPointer($0)) }) == nil {
-            json.raw(Array(rawBody))
-        }
-        json.endObject()
-        return json.bytes
     }
 
     /// Reads a record (strict JSON, then field by field), refusing one written under another
@@ -139,10 +169,14 @@ public struct NormalizedEvent: Sendable, Hashable, Codable {
     /// ACTIVITY's `data.name` (and `data.value` when the kind does not model it).
     public var activity: String?
     public var value: JSONValue?
+    /// Why a handover failed (`handoverFailed`).
+    public var failure: Failure?
 
     public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
         case userMessage, agentMessage, echo, postback, cardSubmit, typing, readReceipt
         case conversationState, queued, memberJoined, memberLeft, transfer, verify, unknown
+        /// The egress gave up on a handover's queue move (route `egress`).
+        case handoverFailed
     }
 
     public init(kind: Kind) { self.kind = kind }
@@ -215,6 +249,10 @@ public struct NormalizedEvent: Sendable, Hashable, Codable {
         json.object("member", member) { $1.writeMembers(to: &$0) }
         json.field("activity", activity)
         json.field("value", value)
+        json.object("failure", failure) { json, failure in
+            json.field("status", failure.status)
+            json.field("reason", failure.reason)
+        }
         json.endObject()
     }
 
@@ -323,6 +361,17 @@ public struct NormalizedEvent: Sendable, Hashable, Codable {
                 self.value = value
                 self.id = id
             }
+        }
+    }
+
+    public struct Failure: Sendable, Hashable, Codable {
+        /// 8x8's last status, when it answered.
+        public var status: Int?
+        /// The egress's reason for giving up (no user text: a status, a timeout, a policy).
+        public var reason: String?
+        public init(status: Int?, reason: String?) {
+            self.status = status
+            self.reason = reason
         }
     }
 

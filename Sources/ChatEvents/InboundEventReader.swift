@@ -78,6 +78,9 @@ extension NormalizedEvent {
         member = try object.optionalObject("member").map(Participant.init(record:))
         activity = try object.optionalString("activity")
         value = object.value("value")
+        failure = try object.optionalObject("failure").map { (item) throws(DecodingError) in
+            Failure(status: try item.optionalInt64("status").map { Int(clamping: $0) }, reason: try item.optionalString("reason"))
+        }
     }
 }
 

@@ -32,6 +32,8 @@ public final class Egress: Service, Sendable {
     let logger: Logger
     let outboundTopic: String
     let deliveryTopic: String
+    /// Where a handover the egress gives up on is reported to the conversation's flow.
+    let inboundTopic: String
     let deadLetterTopic: String
     let clients: [String: ChatGatewayClient]
     let httpClient: HTTPClient
@@ -66,6 +68,7 @@ public final class Egress: Service, Sendable {
         metrics = EgressMetrics()
         outboundTopic = config.topicName(.outbound)
         deliveryTopic = config.topicName(.delivery)
+        inboundTopic = config.topicName(.inbound)
         deadLetterTopic = config.topicName(.deadLetters)
         let settings = config.egress
         if let httpClient {
@@ -466,7 +469,7 @@ final class EgressGeneration: @unchecked Sendable {
                 if case .status(_, let problem, _) = failure { body = problem.map { "\($0.code ?? "") \($0.message ?? "")" } }
                 return await deadLetter(
                     item, reason: "\(reason): \(failure)", status: failure.statusCode, errorBody: body ?? "\(failure)", attempts: attempt,
-                    firstAttempt: firstAttempt, finished: finished)
+                    firstAttempt: firstAttempt, summary: "\(reason): \(failure.summary)", finished: finished)
             }
         }
     }
@@ -495,9 +498,11 @@ final class EgressGeneration: @unchecked Sendable {
         return !isEnded
     }
 
+    /// Dead-letters a command, and tells the flow of a handover it gives up on (`summary`: the
+    /// reason without 8x8's problem message, which may quote what was sent).
     private func deadLetter(
         _ item: LaneItem, reason: String, status: Int?, errorBody: String?, attempts: Int, firstAttempt: Int64,
-        finished: @escaping @Sendable () -> Void
+        summary: String? = nil, finished: @escaping @Sendable () -> Void
     ) async -> Bool {
         let command = item.command
         egress.metrics.deadLetters.increment()
@@ -512,6 +517,14 @@ final class EgressGeneration: @unchecked Sendable {
         let written = await write(
             KafkaProducerMessage(topic: egress.deadLetterTopic, key: command.conversationId, value: letter.encodedRecord))
         guard written else { return false }
+        if command.action == .patchConversation {
+            // A queue move that never happened: without word, the conversation would wait for an
+            // agent for ever, the bot silent. The flow hears of it in the conversation's order.
+            let failure = InboundEvent.handoverFailed(command, status: status, reason: summary ?? reason, at: Self.now)
+            let reported = await write(
+                KafkaProducerMessage(topic: egress.inboundTopic, key: command.conversationId, value: failure.encodedRecord))
+            guard reported else { return false }
+        }
         return await complete(item, outcome: .deadLettered, status: status, attempts: attempts, error: reason, finished: finished)
     }
 

@@ -135,6 +135,17 @@ public struct ConversationEngine: Sendable {
             session.handover = handover
             return changed(.stateUpdated)
 
+        case .handoverFailed:
+            // The egress gave up on the handover's queue move (8x8 refused it, or did not accept
+            // it within the retry policy): no agent is coming, and no 8x8 event would end the
+            // wait. The flow goes on after the handover node, `input.handover.status` error.
+            guard let handover = session.handover, handover.requestedByBot, handover.phase == .requested else {
+                return ignored(.ignored)
+            }
+            session.handover = nil
+            let after = (handover.resume ?? handover.node.flatMap(library.position(after:))).flatMap { library.contains($0) ? $0 : nil }
+            return try runTurn(event, &session, from: after, handoverStatus: "error", handoverFailure: normalized.failure ?? .init(status: nil, reason: nil), now: now)
+
         case .memberLeft:
             switch normalized.member?.type?.lowercased() {
             case "agent":
@@ -181,7 +192,8 @@ public struct ConversationEngine: Sendable {
     }
 
     private func runTurn(
-        _ event: InboundEvent, _ session: inout SessionState, from resume: FlowPosition?, handoverStatus: String? = nil, now: Int64
+        _ event: InboundEvent, _ session: inout SessionState, from resume: FlowPosition?, handoverStatus: String? = nil,
+        handoverFailure: NormalizedEvent.Failure? = nil, now: Int64
     ) throws(FlowRuntimeError) -> TurnResult {
         if session.isExpired(now: now, ttlMinutes: policy.sessionTTLMinutes) {
             session.restart(now: now)
@@ -190,7 +202,7 @@ public struct ConversationEngine: Sendable {
         session.lastActivity = now
         var input = TurnInput(event: event, session: session, maskIP: policy.maskIPAddress, now: now)
         input.setExecution(session.executionCount)
-        if let handoverStatus { input.setHandoverStatus(handoverStatus) }
+        if let handoverStatus { input.setHandoverStatus(handoverStatus, failure: handoverFailure) }
         if !input.text.isEmpty, !library.main.intents.intents.isEmpty {
             let ranking = library.main.intents.rank(input.text)
             let best = ranking.first.flatMap { $0.score >= library.main.intents.threshold ? $0 : nil }

@@ -119,7 +119,7 @@ struct FlowInterpreter {
                 } else if let otherwise {
                     position = FlowPosition(flow: flow.source, node: otherwise, stack: current.stack)
                 } else {
-                    position = unwind(current.stack)
+                    position = FlowLibrary.unwind(current.stack)
                 }
             case .set(let change):
                 apply(change)
@@ -162,16 +162,7 @@ struct FlowInterpreter {
 
     private func next(after node: FlowNode, in flow: Flow, stack: [FlowPosition.ReturnFrame]) -> FlowPosition? {
         if let next = node.next { return FlowPosition(flow: flow.source, node: next, stack: stack) }
-        return unwind(stack)
-    }
-
-    /// The flow ran out: return to the innermost caller that has a next node.
-    private func unwind(_ stack: [FlowPosition.ReturnFrame]) -> FlowPosition? {
-        var stack = stack
-        while let frame = stack.popLast() {
-            if let node = frame.node { return FlowPosition(flow: frame.flow, node: node, stack: stack) }
-        }
-        return nil
+        return FlowLibrary.unwind(stack)
     }
 
     // MARK: - Say

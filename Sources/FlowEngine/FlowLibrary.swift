@@ -15,6 +15,24 @@ public struct FlowLibrary: Sendable {
         }
     }
 
+    /// Where the flows continue after the node at `position`: its `next`, or else the nearest
+    /// caller's node to return to; nil when the flows run out.
+    public func position(after position: FlowPosition) -> FlowPosition? {
+        if let next = flows[position.flow]?.nodes[position.node]?.next {
+            return FlowPosition(flow: position.flow, node: next, stack: position.stack)
+        }
+        return Self.unwind(position.stack)
+    }
+
+    /// A flow ran out: return to the innermost caller that has a next node.
+    static func unwind(_ stack: [FlowPosition.ReturnFrame]) -> FlowPosition? {
+        var stack = stack
+        while let frame = stack.popLast() {
+            if let node = frame.node { return FlowPosition(flow: frame.flow, node: node, stack: stack) }
+        }
+        return nil
+    }
+
     public init(main: Flow, others: [Flow] = []) {
         self.main = main
         var flows = [main.source: main]

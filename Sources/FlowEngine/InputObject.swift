@@ -84,9 +84,17 @@ public struct TurnInput: Sendable {
         }
     }
 
-    mutating func setHandoverStatus(_ status: String) {
+    /// `input.handover`: `status` (`completed` or `error`) and, for an error, Cognigy's
+    /// `error: {reason, message}` with 8x8's `status` when it answered.
+    mutating func setHandoverStatus(_ status: String, failure: NormalizedEvent.Failure? = nil) {
         handoverStatus = status
-        object["handover"] = .object(["status": .string(status)])
+        var handover: [String: JSONValue] = ["status": .string(status)]
+        if let failure {
+            var error: [String: JSONValue] = ["reason": .string("error"), "message": .string(failure.reason ?? "")]
+            if let code = failure.status { error["status"] = .number(Double(code)) }
+            handover["error"] = .object(error)
+        }
+        object["handover"] = .object(handover)
     }
 
     mutating func setExecution(_ count: Int) {

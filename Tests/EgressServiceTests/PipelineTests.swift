@@ -86,4 +86,54 @@ struct WholePipelineTests {
             await inbound.close()
         }
     }
+
+    @Test("a handover 8x8 refuses is dead-lettered, the flow tells the user (input.handover.status error) and the bot answers again")
+    func refusedHandover() async throws {
+        try await EgressHarness.run { h in
+            let worker = BotWorker(
+                config: h.config, bootstrapServers: h.cluster.bootstrapServers, endpoints: try BotWorker.loadEndpoints(config: h.config),
+                logger: quietLogger)
+            let egress = h.start()
+            let workerGroup = ServiceGroup(configuration: .init(services: [.init(service: worker)], logger: quietLogger))
+            let workerTask = Task { _ = try? await workerGroup.run() }
+            let deadLetters = try h.reader(.deadLetters)
+            let ingress = try IngressService.make(config: h.config, bootstrapServers: h.cluster.bootstrapServers, logger: quietLogger)
+            // 8x8 refuses the queue move (a queue id it does not know); a 400 is not retried.
+            h.gateway.inject(.status(400), forPathEndingWith: "/conversations/conv-refused")
+            try await withRunningApplication({ ingress.application(host: "127.0.0.1", port: 0, onRunning: $0) }) { port in
+                let url = "http://127.0.0.1:\(port)/endpoint/support-token-1"
+                var sender = h.simulator.webhookSender(logger: quietLogger)
+                sender.tenantId = "acme"
+                let gateway = h.gateway
+                @Sendable func botTexts() -> [String] {
+                    gateway.received.filter { $0.path.hasSuffix("/messages") && $0.method == "POST" && (200..<300).contains($0.status) }
+                        .map { $0.json?["text"]?.stringValue ?? "<card>" }
+                }
+                func send(_ type: String, _ data: String) async throws {
+                    let result = try await sender.send(body: Self.webhook(type, data, conversation: "conv-refused"), to: url)
+                    #expect(result.status == 200, "\(result.body)")
+                }
+                try await send("MESSAGE", #"{"isEcho":false,"sender":{"id":"crm-2","type":"user"},"text":"let me talk to a human"}"#)
+                let sorry = "Sorry, I could not reach a colleague just now. Please try again a little later."
+                try await within(120, "the flow hearing of the refused handover") {
+                    while !botTexts().contains("Anything else?") { try await Task.sleep(for: .milliseconds(20)) }
+                }
+                #expect(botTexts() == ["I'm connecting you with a colleague. Please wait a moment.", sorry, "Anything else?"])
+                let patches = gateway.received.filter { $0.method == "PATCH" }
+                #expect(patches.map(\.status) == [400], "refused once, not retried")
+                let letters = try await deadLetters.wait(30, "the dead letter") { !$0.isEmpty }
+                #expect(try DeadLetter.decode(letters[0].value).command?.action == .patchConversation)
+
+                // The bot is not left silent: the next message runs the flow.
+                try await send("MESSAGE", #"{"isEcho":false,"sender":{"id":"crm-2","type":"user"},"text":"what is my balance"}"#)
+                try await within(60, "the answer after the refused handover") {
+                    while !botTexts().contains("Your balance is 1,234.56 EUR.") { try await Task.sleep(for: .milliseconds(20)) }
+                }
+            }
+            await workerGroup.triggerGracefulShutdown()
+            await workerTask.value
+            await egress.stop()
+            await deadLetters.close()
+        }
+    }
 }

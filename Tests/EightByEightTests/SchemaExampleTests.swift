@@ -33,7 +33,7 @@ import Testing
             }
         }
         let examples = try FileManager.default.contentsOfDirectory(atPath: Self.folder.path)
-            .filter { $0.hasPrefix("inbound-event.v1.") && $0.hasSuffix(".json") }
+            .filter { $0.hasPrefix("inbound-event.v1.") && $0.hasSuffix(".json") && $0 != Self.egressExample }
         #expect(examples.count == fixtures.count, "one example per published webhook fixture")
         for file in examples {
             let data = try Data(contentsOf: Self.folder.appendingPathComponent(file))
@@ -42,6 +42,27 @@ import Testing
             let normalized = try JSONDecoder().decode(WebhookEvent.self, from: raw).normalized
             #expect(event.normalized == normalized, "\(file) is out of date: WRITE_SCHEMA_EXAMPLES=1 rewrites it")
         }
+    }
+
+    /// The one event the egress writes (no webhook behind it, so no raw body).
+    static let egressExample = "inbound-event.v1.egress-handover-failed.json"
+
+    @Test func theEgressExampleIsWhatTheEgressWrites() throws {
+        let command = OutboundCommand(
+            commandId: "evt-agent/1", conversationId: "ID-0", endpoint: "support", tenantId: "acme", causationEventId: "evt-agent",
+            sequence: 1, createdAt: 1_713_100_000_200, receivedAt: 1_713_100_000_120, action: .patchConversation,
+            body: .object(["assignment": .object(["type": .string("queue"), "id": .string("112")])]))
+        let event = InboundEvent.handoverFailed(command, status: 400, reason: "8x8 refuses the call: 8x8 answered 400 (invalid_queue)", at: 1_713_100_003_000)
+        let file = Self.folder.appendingPathComponent(Self.egressExample)
+        if ProcessInfo.processInfo.environment["WRITE_SCHEMA_EXAMPLES"] == "1" {
+            let record = try JSONSerialization.jsonObject(with: Data(event.encodedRecord))
+            let pretty = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            try (pretty + Data("\n".utf8)).write(to: file)
+        }
+        let example = try InboundEvent.decode(Array(try Data(contentsOf: file)))
+        #expect(example == event, "\(Self.egressExample) is out of date: WRITE_SCHEMA_EXAMPLES=1 rewrites it")
+        #expect(example.route == .egress && example.raw == nil && example.normalized.queue?.id == "112")
+        #expect(try InboundEvent.decode(event.encodedRecord) == event, "the record reads back")
     }
 
     @Test func theFieldReaderAgreesWithCodable() throws {

@@ -144,6 +144,74 @@ struct EventRuleTests {
         #expect(try chat.send(events.member(.memberLeft, type: "agent")).texts == ["n=1"])
     }
 
+    /// What the egress writes when it gives up on the handover's queue move.
+    static func handoverFailed(_ events: inout Events, status: Int? = 400) -> InboundEvent {
+        events.make(.handoverFailed, eventType: "HANDOVER_FAILED") { $0.failure = .init(status: status, reason: "8x8 answered 400 (invalid_queue)") }
+    }
+
+    @Test("a handover 8x8 refused continues the flow below the node with status error, once; the bot answers again")
+    func refusedHandover() throws {
+        var chat = try chat()
+        var events = Events()
+        try chat.send(events.user("agent please"))
+        #expect(try chat.send(events.user("hello?")).texts == ["Still waiting."])
+        let failed = Self.handoverFailed(&events)
+        let result = try chat.send(failed)
+        #expect(result.outcome == .executed)
+        #expect(result.texts == ["Bot again (error)"])
+        #expect(chat.session?.handover == nil)
+        #expect(try chat.send(failed).outcome == .duplicate, "the egress writing it again changes nothing")
+        #expect(try chat.send(events.user("hi bot")).texts.first?.hasPrefix("You said hi bot") == true)
+    }
+
+    @Test("the flow sees why the handover failed in input.handover.error")
+    func refusedHandoverError() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: h, type: handover, queueId: q1, handback: true, next: why }
+              - { id: why, type: say, text: "{{input.handover.status}} {{input.handover.error.reason}} {{input.handover.error.status}}: {{input.handover.error.message}}" }
+            """))
+        var events = Events()
+        try chat.send(events.user("help"))
+        #expect(try chat.send(Self.handoverFailed(&events)).texts == ["error error 400: 8x8 answered 400 (invalid_queue)"])
+    }
+
+    @Test("a failure report once the conversation is queued, with an agent, or without a handover changes nothing")
+    func lateHandoverFailure() throws {
+        var chat = try chat()
+        var events = Events()
+        #expect(try chat.send(Self.handoverFailed(&events)).outcome == .ignored, "no handover")
+        try chat.send(events.user("agent please"))
+        try chat.send(events.make(.queued, eventType: "QUEUED") { $0.queue = .init(id: "q1", name: nil) })
+        #expect(try chat.send(Self.handoverFailed(&events)).outcome == .ignored, "8x8 queued it after all")
+        #expect(chat.session?.handover?.phase == .queued)
+        try chat.send(events.member(.memberJoined, type: "agent", id: "a1"))
+        #expect(try chat.send(Self.handoverFailed(&events)).outcome == .ignored)
+        #expect(chat.session?.handover?.phase == .agent)
+    }
+
+    @Test("without handback a refused handover goes on at the node's next, or starts the flow over; it does not end the conversation")
+    func refusedHandoverWithoutHandback() throws {
+        var withNext = Conversation(try engine("""
+            nodes:
+              - { id: h, type: handover, queueId: q1, handback: false, next: sorry }
+              - { id: sorry, type: say, text: "No agent ({{input.handover.status}})" }
+            """))
+        var events = Events()
+        try withNext.send(events.user("help"))
+        #expect(try withNext.send(Self.handoverFailed(&events)).outputs == [.text("No agent (error)")])
+
+        var without = Conversation(try engine("""
+            nodes:
+              - { id: start, type: if, condition: { input: handover.status, equals: error }, then: sorry, else: h }
+              - { id: h, type: handover, queueId: q1, handback: false }
+              - { id: sorry, type: say, text: "Nobody is there, sorry." }
+            """))
+        try without.send(events.user("help"))
+        #expect(try without.send(Self.handoverFailed(&events)).outputs == [.text("Nobody is there, sorry.")])
+        #expect(without.session?.handover == nil)
+    }
+
     @Test("without handback the agent leaving ends the conversation")
     func handoverWithoutHandback() throws {
         var chat = Conversation(try engine("""
