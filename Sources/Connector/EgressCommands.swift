@@ -70,6 +70,6 @@ struct ReplayCommand: AsyncParsableCommand {
             let reason = protection.map { $0.mask(entry.reason) } ?? entry.reason
             print("\(verb) \(entry.command.action.rawValue) \(LogSafe.text(entry.command.commandId, maxBytes: 120)) of conversation \(LogSafe.text(entry.command.conversationId, maxBytes: 120)) (dead letter \(entry.place), \(when): \(LogSafe.text(reason, maxBytes: 200))) as \(LogSafe.text(entry.replayedAs, maxBytes: 160))")
         }
-        print("\(report.entries.count) \(verb), \(report.alreadyReplayed) replayed before, \(report.filteredOut) filtered out, \(report.notReplayable) not replayable")
+        print("\(report.entries.count) \(verb), \(report.alreadyReplayed) replayed before, \(report.sameCommand.count) duplicate dead letters, \(report.filteredOut) filtered out, \(report.notReplayable) not replayable")
     }
 }

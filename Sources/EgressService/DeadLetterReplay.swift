@@ -7,10 +7,16 @@ public import Logging
 ///
 /// A replayed command keeps its conversation and body, is created anew (the retry policy's
 /// maximum age counts from the replay), and gets the id
-/// `{commandId}/replay/{partition}-{offset}` (the dead letter's place), so a replay that is
-/// interrupted and run again publishes the same id and the egress delivers it once. After
-/// publishing, the replay writes a mark (`replayOf`) to the dead-letter topic; the next replay
-/// skips marked dead letters.
+/// `{commandId}/replay/{partition}/{offset}` (the dead letter's place; `{commandId}` is the
+/// original command's, also when a replay failed again), so a replay that is interrupted and
+/// run again publishes the same id and the egress delivers it once. After publishing, the
+/// replay writes a mark (`replayOf`) to the dead-letter topic; the next replay skips marked
+/// dead letters.
+///
+/// One command can have two dead letters (an egress that stopped between writing a dead letter
+/// and its result, whose successor gave up on the command again): a run replays it once, from
+/// its newest dead letter, and marks the others. Typing and thinking indicators are not
+/// replayed: by then they would announce nothing.
 public struct DeadLetterReplay: Sendable {
     public let bootstrapServers: String
     public let properties: [String: String]
@@ -28,6 +34,12 @@ public struct DeadLetterReplay: Sendable {
 
     /// One dead letter the replay chose, and what it did with it.
     public struct Entry: Sendable, Hashable {
+        /// The id of the command the dead letter's command replays or is: the first part of
+        /// `{commandId}/replay/{partition}/{offset}`.
+        public static func originalId(of commandId: String) -> Substring {
+            commandId.range(of: "/replay/").map { commandId[..<$0.lowerBound] } ?? commandId[...]
+        }
+
         /// `partition/offset` in the dead-letter topic.
         public var place: String
         public var command: OutboundCommand
@@ -41,8 +53,10 @@ public struct DeadLetterReplay: Sendable {
         public var entries: [Entry] = []
         /// Dead letters replayed by an earlier run.
         public var alreadyReplayed = 0
-        /// Dead letters left out by the filters.
+        /// Dead letters left out by the filters, and typing indicators.
         public var filteredOut = 0
+        /// Dead letters of a command another dead letter of this run stands for (marked too).
+        public var sameCommand: [(place: String, replayedAs: String)] = []
         /// Records that hold no command (unreadable outbound records): nothing to replay.
         public var notReplayable = 0
     }
@@ -73,6 +87,7 @@ public struct DeadLetterReplay: Sendable {
         }
         var report = Report()
         report.notReplayable = unreadable
+        var earlierPlaces: [String: [String]] = [:]
         for (place, letter) in letters {
             guard let command = letter.command else {
                 report.notReplayable += 1
@@ -90,11 +105,27 @@ public struct DeadLetterReplay: Sendable {
                 report.filteredOut += 1
                 continue
             }
-            report.entries.append(Entry(
-                place: place, command: command, replayedAs: "\(command.commandId)/replay/\(place.replacingOccurrences(of: "/", with: "-"))",
-                reason: letter.reason ?? "", deadLetteredAt: letter.deadLetteredAt))
+            if command.action == .typing || command.action == .thinking {
+                report.filteredOut += 1
+                continue
+            }
+            // Dead letters are keyed by conversation: a command's are in one partition, in order,
+            // and the newest stands for the others.
+            let entry = Entry(
+                place: place, command: command, replayedAs: "\(Entry.originalId(of: command.commandId))/replay/\(place)",
+                reason: letter.reason ?? "", deadLetteredAt: letter.deadLetteredAt)
+            if let earlier = report.entries.firstIndex(where: { $0.command.commandId == command.commandId }) {
+                earlierPlaces[command.commandId, default: []].append(report.entries[earlier].place)
+                report.entries[earlier] = entry
+            } else {
+                report.entries.append(entry)
+            }
+        }
+        for entry in report.entries {
+            for place in earlierPlaces[entry.command.commandId] ?? [] { report.sameCommand.append((place, entry.replayedAs)) }
         }
         guard !dryRun, !report.entries.isEmpty else { return report }
+        let now = { Int64(Date().timeIntervalSince1970 * 1000) }
         var producerConfig = KafkaProducerConfiguration(bootstrapServers: bootstrapServers)
         producerConfig.clientID = "connector-replay"
         producerConfig.properties = properties.filter { !$0.key.hasPrefix("session.") && !$0.key.hasPrefix("heartbeat.") }
@@ -104,11 +135,15 @@ public struct DeadLetterReplay: Sendable {
                 var command = entry.command
                 command.commandId = entry.replayedAs
                 // A new chance: the retry policy's maximum age counts from the replay.
-                command.createdAt = Int64(Date().timeIntervalSince1970 * 1000)
-                // The command first, then the mark: an interruption between them replays the same id again.
+                command.createdAt = now()
+                // The command first, then the marks: an interruption between them replays the same id again.
                 _ = try await producer.send(KafkaProducerMessage(topic: outboundTopic, key: command.conversationId, value: command.encodedRecord))
-                let mark = DeadLetter(replayOf: entry.place, replayedAs: entry.replayedAs, at: Int64(Date().timeIntervalSince1970 * 1000))
+                let mark = DeadLetter(replayOf: entry.place, replayedAs: entry.replayedAs, at: now())
                 _ = try await producer.send(KafkaProducerMessage(topic: deadLetterTopic, key: command.conversationId, value: mark.encodedRecord))
+                for other in report.sameCommand where other.replayedAs == entry.replayedAs {
+                    let mark = DeadLetter(replayOf: other.place, replayedAs: entry.replayedAs, at: now())
+                    _ = try await producer.send(KafkaProducerMessage(topic: deadLetterTopic, key: command.conversationId, value: mark.encodedRecord))
+                }
             }
         } catch {
             await producer.shutdown()

@@ -164,6 +164,54 @@ struct EgressTests {
         }
     }
 
+    @Test("replay sends a command with two dead letters once, leaves typing out, and names the replay after the original command")
+    func replayOncePerCommand() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-twice"
+            let message = EgressHarness.message(conversation, 0, text: "once")
+            let typing = EgressHarness.command(conversation, 1, .typing, .object(["authorType": .string("bot")]))
+            let producer = try h.producer()
+            // An egress stopped between the dead letter and its result: its successor gave up on
+            // the same command again. And a typing indicator, stale by the time anyone replays.
+            for (n, command) in [message, typing, message].enumerated() {
+                let letter = DeadLetter(
+                    command: command, reason: "8x8 answered 503", status: 503, errorBody: nil, attempts: 5, firstAttemptAt: 1,
+                    deadLetteredAt: 1_000 + Int64(n), source: "outbound/0/\(n)")
+                _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.deadLetters), key: conversation, value: letter.encodedRecord))
+            }
+            let replay = DeadLetterReplay(
+                bootstrapServers: h.cluster.bootstrapServers, properties: [:], deadLetterTopic: h.config.topicName(.deadLetters),
+                outboundTopic: h.config.topicName(.outbound), logger: quietLogger)
+            let report = try await replay.run(conversation: nil, since: nil, dryRun: false)
+            #expect(report.entries.map(\.command.commandId) == [message.commandId])
+            #expect(report.sameCommand.count == 1 && report.filteredOut == 1)
+            let replayedId = try #require(report.entries.first?.replayedAs)
+            #expect(replayedId.hasPrefix("\(message.commandId)/replay/"))
+            #expect(replayedId.range(of: "^.+/[0-9]+$", options: .regularExpression) != nil, "the outbound schema's commandId pattern")
+            let again = try await replay.run(conversation: nil, since: nil, dryRun: false)
+            #expect(again.entries.isEmpty && again.alreadyReplayed == 2, "both dead letters are marked")
+
+            // The replay fails again: its own dead letter replays under the original command's name.
+            var failedReplay = message
+            failedReplay.commandId = replayedId
+            let letter = DeadLetter(
+                command: failedReplay, reason: "8x8 answered 503", status: 503, errorBody: nil, attempts: 5, firstAttemptAt: 1,
+                deadLetteredAt: 2_000, source: "outbound/0/9")
+            _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.deadLetters), key: conversation, value: letter.encodedRecord))
+            let third = try await replay.run(conversation: nil, since: 2_000, dryRun: true)
+            #expect(third.entries.count == 1 && third.entries[0].replayedAs.hasPrefix("\(message.commandId)/replay/"))
+            #expect(third.entries[0].replayedAs.components(separatedBy: "/replay/").count == 2, "\(third.entries[0].replayedAs)")
+
+            let egress = h.start()
+            try await h.waitForGateway(60, "the replayed message") { $0.contains(replayedId) }
+            try await Task.sleep(for: .milliseconds(500))  // nothing more arrives
+            #expect(h.gateway.messages(of: conversation).map(\.text) == ["once"])
+            #expect(h.gateway.received.allSatisfy { !$0.path.hasSuffix("/typing") })
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
     @Test("a dropped connection is settled by asking 8x8: delivered once whether or not the request took effect")
     func droppedConnections() async throws {
         try await EgressHarness.run { h in
