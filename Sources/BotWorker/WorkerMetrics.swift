@@ -36,7 +36,13 @@ public final class WorkerMetrics: Sendable {
         restoredSessions = CoreMetrics.Counter(label: "connector_worker_sessions_restored_total", dimensions: [], factory: factory)
         forgottenSessions = CoreMetrics.Counter(label: "connector_worker_sessions_forgotten_total", dimensions: [], factory: factory)
         restarts = CoreMetrics.Counter(label: "connector_worker_restarts_total", dimensions: [], factory: factory)
+        // At 0 from the start: a counter that appears with its first dead letter shows no
+        // increase to Prometheus, and the alert on it would miss that first one.
+        for reason in Self.deadLetterReasons { deadLetter(reason: reason, by: 0) }
     }
+
+    /// Why the worker dead-letters an inbound record.
+    static let deadLetterReasons = ["undecodable", "unknown-endpoint", "flow-error", "too-large"]
 
     private func counter(_ table: borrowing Mutex<[String: CoreMetrics.Counter]>, _ key: String, _ make: () -> CoreMetrics.Counter) -> CoreMetrics.Counter {
         table.withLock { counters in
@@ -59,10 +65,10 @@ public final class WorkerMetrics: Sendable {
         }.increment(by: count)
     }
 
-    func deadLetter(reason: String) {
+    func deadLetter(reason: String, by count: Int = 1) {
         counter(deadLetters, reason) {
             CoreMetrics.Counter(label: "connector_worker_dead_letters_total", dimensions: [("reason", reason)], factory: factory)
-        }.increment()
+        }.increment(by: count)
     }
 
     /// An analytics record Kafka refused, left out (`reason`: librdkafka's error name).

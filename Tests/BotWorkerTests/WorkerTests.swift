@@ -118,6 +118,14 @@ struct WorkerTests {
             String(decoding: message.headers.first { $0.key == "x-dead-letter-reason" }?.value ?? [], as: UTF8.self)
         }
         #expect(reasons == ["undecodable", "undecodable", "unknown-endpoint", "flow-error"])
+        // One counter per reason, there from the start (the alert on them sees the first one).
+        let counted = Self.counterLines("connector_worker_dead_letters_total", running.worker.metrics).sorted()
+        #expect(counted == [
+            #"connector_worker_dead_letters_total{reason="flow-error"} 1"#, #"connector_worker_dead_letters_total{reason="too-large"} 0"#,
+            #"connector_worker_dead_letters_total{reason="undecodable"} 2"#, #"connector_worker_dead_letters_total{reason="unknown-endpoint"} 1"#,
+        ], "\(counted)")
+        let fresh = Self.counterLines("connector_worker_dead_letters_total", WorkerMetrics())
+        #expect(fresh.count == 4 && fresh.allSatisfy { $0.hasSuffix(" 0") }, "\(fresh)")
         #expect(dead[0].value == Array("not json {".utf8))
         #expect(dead.allSatisfy { $0.headers.contains { $0.key == "x-dead-letter-source" } })
         let detail = String(decoding: dead[3].headers.first { $0.key == "x-dead-letter-detail" }?.value ?? [], as: UTF8.self)
