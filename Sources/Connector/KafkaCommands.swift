@@ -121,9 +121,24 @@ struct TopicsCommand: AsyncParsableCommand {
                         name: config.topicName($0), partitions: Int32(config.kafka.partitions),
                         replicationFactor: Int32(config.kafka.replicationFactor), config: $0.config)
                 }
-                let outcome: [String: KafkaTopicCreation]
+                var failed = false
+                var created = Set<String>()
                 do {
-                    outcome = try await admin.createTopics(specifications)
+                    let outcome = try await admin.createTopics(specifications)
+                    for spec in specifications {
+                        switch outcome[spec.name] {
+                        case .created:
+                            created.insert(spec.name)
+                            print("\(spec.name): created with \(spec.partitions) partitions")
+                        case .alreadyExists: break
+                        case .failed(let code, let message):
+                            failed = true
+                            print("\(spec.name): failed: \(code.name): \(message)")
+                        case nil:
+                            failed = true
+                            print("\(spec.name): no answer")
+                        }
+                    }
                 } catch {
                     // A broker without CreateTopics (the embedded one) may still have the topics.
                     let existing = Set(try await admin.listTopics().map(\.name))
@@ -131,28 +146,39 @@ struct TopicsCommand: AsyncParsableCommand {
                     guard missing.isEmpty else {
                         throw fail("could not create topics (\(error)); missing: \(missing.joined(separator: ", "))")
                     }
-                    for spec in specifications { print("\(spec.name): exists") }
-                    return
                 }
-                var failed = false
-                for spec in specifications {
-                    switch outcome[spec.name] {
-                    case .created: print("\(spec.name): created with \(spec.partitions) partitions")
-                    case .alreadyExists: print("\(spec.name): exists")
-                    case .failed(let code, let message):
-                        failed = true
-                        print("\(spec.name): failed: \(code.name): \(message)")
-                    case nil:
-                        failed = true
-                        print("\(spec.name): no answer")
-                    }
+                // Topics that were there already (made by hand, or by a broker's auto-creation
+                // with its own defaults) are checked, not trusted.
+                var counts = Dictionary(try await admin.listTopics().map { ($0.name, $0.partitions.count) }) { first, _ in first }
+                for name in created { counts[name] = Int(config.kafka.partitions) }  // metadata may lag behind
+                for spec in specifications where !created.contains(spec.name) {
+                    guard let count = counts[spec.name] else { continue }
+                    print("\(spec.name): exists" + (count == spec.partitions ? "" : " with \(count) partitions, not \(spec.partitions) (kafka.partitions)"))
                 }
-                if failed { throw ExitCode.failure }
+                let problems = Self.partitionProblems(config: config, counts: counts)
+                for problem in problems { print(problem) }
+                if failed || !problems.isEmpty { throw ExitCode.failure }
             } catch let error as ExitCode {
                 throw error
             } catch {
                 throw fail("\(error)")
             }
+        }
+
+        /// Topics the services write by partition number, each with the topic whose partition
+        /// it follows: the worker writes a session to its event's partition, the egress a
+        /// delivery result to its command's. Fewer partitions there refuse those writes.
+        static let followers: [(follower: ConnectorTopic, leader: ConnectorTopic)] = [(.sessions, .inbound), (.delivery, .outbound)]
+
+        static func partitionProblems(config: ConnectorConfig, counts: [String: Int]) -> [String] {
+            var errors: [String] = []
+            for (follower, leader) in followers {
+                guard let have = counts[config.topicName(follower)], let need = counts[config.topicName(leader)], have < need else { continue }
+                errors.append(
+                    "\(config.topicName(follower)) has \(have) partition\(have == 1 ? "" : "s"), fewer than the \(need) of \(config.topicName(leader)), "
+                        + "whose partition numbers it follows: recreate it with \(need)")
+            }
+            return errors
         }
     }
 }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import ChatEvents
 import Foundation
 import Kafka
 import Logging
@@ -107,6 +108,24 @@ import Testing
         broker.waitUntilExit()
         #expect(broker.terminationStatus == 0)
         #expect(!FileManager.default.fileExists(atPath: file), "bootstrap file removed on shutdown")
+    }
+
+    @Test("topics create checks topics that exist already: one with fewer partitions than the topic it follows fails the command")
+    func topicsCreateChecksExistingTopics() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the connector first")
+        let cluster = try EmbeddedKafkaCluster(logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        // A sessions topic a broker auto-created with its default of 1 partition.
+        for topic in ChatEvents.ConnectorTopic.allCases {
+            try cluster.createTopic(topic.rawValue, partitions: topic == .sessions ? 1 : 2)
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bootstrap-\(UUID().uuidString)").path
+        try cluster.bootstrapServers.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let topics = try run(["topics", "create", "--bootstrap-file", file])
+        #expect(topics.status != 0)
+        #expect(topics.output.contains("bot.sessions.v1: exists with 1 partitions, not 6 (kafka.partitions)"), "\(topics.output)")
+        #expect(topics.output.contains("bot.sessions.v1 has 1 partition, fewer than the 2 of eightbyeight.inbound.v1, whose partition numbers it follows: recreate it with 2"), "\(topics.output)")
+        #expect(!topics.output.contains("eightbyeight.delivery.v1 has"), "the egress's pair is fine")
     }
 
     @Test func embeddedBrokersInTheConfigurationGetAClearLine() throws {
