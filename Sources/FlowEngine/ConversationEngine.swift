@@ -123,9 +123,7 @@ public struct ConversationEngine: Sendable {
         case .memberJoined:
             guard normalized.member?.type?.lowercased() == "agent" else { return ignored(.ignored) }
             var handover = session.handover ?? HandoverState(phase: .agent, transferring: false, requestedByBot: false)
-            handover.phase = .agent
-            handover.agentId = normalized.member?.id
-            handover.transferring = false
+            handover.agentJoined(normalized.member?.id)
             session.handover = handover
             return changed(.stateUpdated)
 
@@ -150,8 +148,15 @@ public struct ConversationEngine: Sendable {
             switch normalized.member?.type?.lowercased() {
             case "agent":
                 guard var handover = session.handover else { return ignored(.ignored) }
-                if handover.transferring || (handover.agentId != nil && normalized.member?.id != nil && handover.agentId != normalized.member?.id) {
+                let left = normalized.member?.id
+                if handover.agentLeft(left) {
+                    // Another agent (one who joined before, or the one who joined last) is still there.
+                    session.handover = handover
+                    return changed(.stateUpdated)
+                }
+                if handover.transferring || (handover.agentId != nil && left != nil && handover.agentId != left) {
                     // Part of a transfer (or another agent than the one holding it): keep the handover.
+                    if left == handover.agentId { handover.agentId = nil }
                     handover.transferring = false
                     session.handover = handover
                     return changed(.stateUpdated)
@@ -175,6 +180,9 @@ public struct ConversationEngine: Sendable {
         let handover = session.handover
         session.handover = nil
         guard let handover, handover.requestedByBot else {
+            // An agent took the conversation over from the bot: a question the bot asked before
+            // is stale, and the user's next message is no answer to it.
+            session.waiting = nil
             session.markProcessed(event.eventId)
             return TurnResult(outcome: .stateUpdated, outputs: [], session: session, path: [])
         }

@@ -93,6 +93,7 @@ public struct SessionState: Sendable, Hashable, Codable, VersionedRecord {
             json.field("phase", handover.phase.rawValue)
             json.field("queueId", handover.queueId)
             json.field("agentId", handover.agentId)
+            json.array("otherAgents", handover.otherAgents) { json, id in json.string(id) }
             json.field("transferring", handover.transferring)
             json.object("resume", handover.resume, FlowPosition.write)
             json.field("requestedByBot", handover.requestedByBot)
@@ -155,7 +156,11 @@ public struct HandoverState: Sendable, Hashable, Codable {
 
     public var phase: Phase
     public var queueId: String?
+    /// The agent who joined last.
     public var agentId: String?
+    /// Agents who joined before `agentId` and have not left (a colleague or supervisor joining
+    /// an agent's chat): the handover ends when the last agent leaves, not the last to join.
+    public var otherAgents: [String]?
     /// A transfer between agents is under way: the next agent leaving is part of it.
     public var transferring: Bool
     /// Where the flow continues when the agent leaves (handback), nil to end the conversation
@@ -165,6 +170,32 @@ public struct HandoverState: Sendable, Hashable, Codable {
     public var requestedByBot: Bool
     /// The handover node, for its waiting text.
     public var node: FlowPosition?
+
+    /// An agent joined (`MEMBERS_CHANGED`): the one there before stays present until it leaves.
+    mutating func agentJoined(_ id: String?) {
+        var others = otherAgents ?? []
+        if phase == .agent, let present = agentId, present != id, !others.contains(present) { others.append(present) }
+        others.removeAll { $0 == id }
+        otherAgents = others.isEmpty ? nil : others
+        phase = .agent
+        agentId = id
+        transferring = false
+    }
+
+    /// An agent left; true when another agent who joined is still there (then it holds the
+    /// conversation if the one who left did).
+    mutating func agentLeft(_ id: String?) -> Bool {
+        guard var others = otherAgents, !others.isEmpty else { return false }
+        if let id, let index = others.firstIndex(of: id) {
+            others.remove(at: index)
+        } else if id == nil || id == agentId {
+            agentId = others.removeLast()
+        } else {
+            return false
+        }
+        otherAgents = others.isEmpty ? nil : others
+        return true
+    }
 
     public init(
         phase: Phase, queueId: String? = nil, agentId: String? = nil, transferring: Bool, resume: FlowPosition? = nil,

@@ -234,6 +234,57 @@ struct EventRuleTests {
         #expect(try chat.send(events.user("hello")).texts.first?.hasPrefix("You said hello") == true)
     }
 
+    @Test("a second agent joining (a colleague, a supervisor) and leaving does not end the handover; the last agent leaving does")
+    func severalAgents() throws {
+        var chat = try chat()
+        var events = Events()
+        try chat.send(events.user("agent please"))
+        try chat.send(events.member(.memberJoined, type: "agent", id: "a1"))
+        try chat.send(events.member(.memberJoined, type: "agent", id: "supervisor"))
+        #expect(try chat.send(events.member(.memberLeft, type: "agent", id: "supervisor")).outputs.isEmpty)
+        #expect(chat.session?.handover?.agentId == "a1", "the first agent holds the conversation again")
+        #expect(try chat.send(events.user("still there?")).outcome == .silent)
+        // The other order: the first agent leaves while the second stays.
+        try chat.send(events.member(.memberJoined, type: "agent", id: "a2"))
+        #expect(try chat.send(events.member(.memberLeft, type: "agent", id: "a1")).outputs.isEmpty)
+        #expect(chat.session?.handover?.agentId == "a2" && chat.session?.handover?.otherAgents == nil)
+        #expect(try chat.send(events.user("and now?")).outcome == .silent)
+        // A transfer whose old agent leaves after the new one joined.
+        try chat.send(events.make(.transfer, eventType: "TRANSFER"))
+        try chat.send(events.member(.memberJoined, type: "agent", id: "a3"))
+        #expect(try chat.send(events.member(.memberLeft, type: "agent", id: "a2")).outputs.isEmpty)
+        #expect(chat.session?.handover != nil)
+        let back = try chat.send(events.member(.memberLeft, type: "agent", id: "a3"))
+        #expect(back.texts == ["Bot again (completed)"])
+        #expect(chat.session?.handover == nil)
+    }
+
+    @Test("the agents present survive a session record written and read back")
+    func severalAgentsAreKept() throws {
+        var chat = try chat()
+        var events = Events()
+        try chat.send(events.member(.memberJoined, type: "agent", id: "a1"))
+        try chat.send(events.member(.memberJoined, type: "agent", id: "a2"))
+        let session = try #require(chat.session)
+        let restored = try SessionState.decode(session.encoded())
+        #expect(restored == session && restored.handover?.otherAgents == ["a1"])
+    }
+
+    @Test("a question the bot asked before an agent took over is not answered by the user's first message after the agent left")
+    func staleQuestionAfterTakeover() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: ask, type: question, text: "Your email?", answer: email, store: email, reprompt: "That is no email.", next: thanks }
+              - { id: thanks, type: say, text: "Saved {{context.email}}." }
+            """))
+        var events = Events()
+        #expect(try chat.send(events.user("hi")).texts == ["Your email?"])
+        try chat.send(events.state("active", assignment: .init(type: "agent", id: "a1", resourceId: nil)))
+        #expect(try chat.send(events.user("can you help me with my order")).outcome == .silent)
+        try chat.send(events.member(.memberLeft, type: "agent", id: "a1"))
+        #expect(try chat.send(events.user("thanks")).texts == ["Your email?"], "the flow starts over: no reprompt for 'thanks'")
+    }
+
     @Test("the same event id is processed once")
     func duplicates() throws {
         var chat = try chat()
