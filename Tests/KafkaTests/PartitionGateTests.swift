@@ -160,6 +160,64 @@ import Testing
         try cluster.setRoundTripTime(broker: 1, .zero)
     }
 
+    /// Runs `body` on a thread of its own (not Swift's pool, which a loop would hold).
+    static func onThread(_ body: @escaping @Sendable () -> Void) -> Task<Void, Never> {
+        Task {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                Thread {
+                    body()
+                    continuation.resume()
+                }.start()
+            }
+        }
+    }
+
+    @Test("sends racing a crash or a stop: every message a send accepted is reported, none is left in librdkafka unreported")
+    func sendsRacingTheEnd() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("gated-race", partitions: 2)
+        try cluster.setRoundTripTime(broker: 1, .milliseconds(20))
+        for round in 0..<12 {
+            let (producer, group, running) = try await startGated(cluster, topic: "gated-race", partitions: 2)
+            let accepted = Atomic<Int>(0)
+            let reported = Atomic<Int>(0)
+            // Senders on threads of their own, as the worker's and the ingress's callbacks are.
+            let senders = (0..<4).map { sender in
+                Self.onThread {
+                    var n = 0
+                    while true {
+                        do {
+                            try producer.send(KafkaProducerMessage(topic: "gated-race", key: "k\(n % 3)", value: "\(sender)-\(n)")) { _ in
+                                reported.add(1, ordering: .relaxed)
+                            }
+                            accepted.add(1, ordering: .relaxed)
+                        } catch let error as KafkaError where error.code == .queueFull {
+                            Thread.sleep(forTimeInterval: 0.001)
+                        } catch {
+                            return
+                        }
+                        n += 1
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(30))
+            if round % 2 == 0 {
+                await producer.simulateCrash()
+            } else {
+                await group.triggerGracefulShutdown()
+                try await running.value
+            }
+            for sender in senders { await sender.value }
+            try await within(30, "every accepted message reported (round \(round))") {
+                while reported.load(ordering: .relaxed) < accepted.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            #expect(reported.load(ordering: .relaxed) == accepted.load(ordering: .relaxed), "round \(round)")
+            #expect(producer.outstandingMessages == 0, "round \(round)")
+            await group.triggerGracefulShutdown()
+            try? await running.value
+        }
+    }
+
     @Test func heldMessagesCountAgainstTheQueueLimitAndADroppedProducerFailsThem() async throws {
         let cluster = try EmbeddedKafkaCluster()
         try cluster.createTopic("gated-full", partitions: 1)

@@ -112,6 +112,10 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     private let queueRoom: QueueRoom
     private let nextDetachedID = Atomic<UInt64>(0)
     private let lifecycle = Atomic<Int>(Lifecycle.running.rawValue)
+    /// Enqueues under way. A stop or crash waits for them after leaving `running`, and an
+    /// enqueue that starts later sees that and refuses: no message reaches librdkafka behind
+    /// the purge or flush that ends the producer (sequentially consistent on both sides).
+    private let enqueuesInProgress = Atomic<Int>(0)
     private let flushTimeout: Duration
     private let logger: Logger
     public let isTransactional: Bool
@@ -266,7 +270,10 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     private func enqueue<Key, Value>(
         _ message: KafkaProducerMessage<Key, Value>, topic: ProducerTopic, opaque: UnsafeMutableRawPointer?
     ) -> rd_kafka_resp_err_t {
-        message.value.withUnsafeKafkaBytes { value in
+        enqueuesInProgress.add(1, ordering: .sequentiallyConsistent)
+        defer { enqueuesInProgress.subtract(1, ordering: .sequentiallyConsistent) }
+        guard lifecycle.load(ordering: .sequentiallyConsistent) == Lifecycle.running.rawValue else { return RD_KAFKA_RESP_ERR__DESTROY }
+        return message.value.withUnsafeKafkaBytes { value in
             guard let key = message.key else { return enqueue(message, value: value, key: nil, topic: topic, opaque: opaque) }
             return key.withUnsafeKafkaBytes { key in enqueue(message, value: value, key: key, topic: topic, opaque: opaque) }
         }
@@ -508,11 +515,15 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     /// on the wire may still be written by the broker, as after a real crash.
     public func simulateCrash() async {
         // Once is enough (a failed generation's end may ask twice).
-        guard lifecycle.exchange(Lifecycle.shutDown.rawValue, ordering: .acquiringAndReleasing) != Lifecycle.shutDown.rawValue else { return }
+        guard lifecycle.exchange(Lifecycle.shutDown.rawValue, ordering: .sequentiallyConsistent) != Lifecycle.shutDown.rawValue else { return }
         stopPartitionCountRefresh()
+        await enqueuesFinished()
         failAllHeld()
         rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         await stopPolling()
+        // Again: the polling thread may have released held messages (a report for their
+        // partition came) between the first purge and its stop.
+        rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
         rd_kafka_poll(handle, 0)  // the purged messages' callbacks, so no waiter is left hanging
         context.flushReports()
         context.reports.finish()
@@ -522,9 +533,10 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     /// acknowledged, and stops the polling thread. Safe to call more than once.
     public func shutdown() async {
         guard lifecycle.compareExchange(
-            expected: Lifecycle.running.rawValue, desired: Lifecycle.shuttingDown.rawValue, ordering: .acquiringAndReleasing
+            expected: Lifecycle.running.rawValue, desired: Lifecycle.shuttingDown.rawValue, ordering: .sequentiallyConsistent
         ).exchanged else { return }
         stopPartitionCountRefresh()
+        await enqueuesFinished()
         // What the gates hold goes to librdkafka now, and whatever still comes without waiting.
         for gate in topics.withLock({ $0.values.compactMap(\.gate) }) {
             for (partition, held) in gate.drain() { gate.send(held, partition: partition, context: context) }
@@ -544,9 +556,21 @@ public final class KafkaProducer: Service, @unchecked Sendable {
             logger.debug("producer flushed", metadata: ["kafka.flushed": "\(queued)"])
         }
         await stopPolling()
+        if outstandingMessages > 0 {
+            // Released by the polling thread after the flush had found the queue empty, or not
+            // acknowledged in time: failed now rather than never reported.
+            rd_kafka_purge(handle.pointer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+            rd_kafka_poll(handle.pointer, 0)
+        }
         context.flushReports()
         context.reports.finish()
         lifecycle.store(Lifecycle.shutDown.rawValue, ordering: .releasing)
+    }
+
+    /// Waits for the enqueues that started before the producer left `running` (each is a few
+    /// microseconds of work; none waits for anything).
+    private func enqueuesFinished() async {
+        while enqueuesInProgress.load(ordering: .sequentiallyConsistent) > 0 { await Task.yield() }
     }
 
     /// Stops serving callbacks from the polling thread or the scheduler; whoever calls
