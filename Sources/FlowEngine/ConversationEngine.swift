@@ -72,6 +72,9 @@ public struct ConversationEngine: Sendable {
         func ignored(_ outcome: TurnResult.Outcome) -> TurnResult {
             TurnResult(outcome: outcome, outputs: [], session: nil, path: [])
         }
+        // An event that would start a handover, sent by 8x8 before the last handover ended
+        // (a retry the ingress refused then, delivered after the events that followed it).
+        let late = session.handover == nil && event.eventTimestamp.map { at in session.handoverEndedAt.map { at < $0 } ?? false } ?? false
 
         switch normalized.kind {
         case .echo: return ignored(.echo)
@@ -101,6 +104,7 @@ public struct ConversationEngine: Sendable {
                 return changed(.stateUpdated)
             }
             if normalized.assignment?.type?.lowercased() == "agent" {
+                if late { return profileChanged ? changed(.stateUpdated) : ignored(.ignored) }
                 var handover = session.handover ?? HandoverState(phase: .agent, transferring: false, requestedByBot: false)
                 handover.phase = .agent
                 handover.agentId = normalized.assignment?.id ?? handover.agentId
@@ -114,6 +118,7 @@ public struct ConversationEngine: Sendable {
             return profileChanged ? changed(.stateUpdated) : ignored(.ignored)
 
         case .queued:
+            if late { return ignored(.ignored) }
             var handover = session.handover ?? HandoverState(phase: .queued, transferring: false, requestedByBot: false)
             if handover.phase == .requested { handover.phase = .queued }
             handover.queueId = normalized.queue?.id ?? handover.queueId
@@ -121,13 +126,14 @@ public struct ConversationEngine: Sendable {
             return changed(.stateUpdated)
 
         case .memberJoined:
-            guard normalized.member?.type?.lowercased() == "agent" else { return ignored(.ignored) }
+            guard normalized.member?.type?.lowercased() == "agent", !late else { return ignored(.ignored) }
             var handover = session.handover ?? HandoverState(phase: .agent, transferring: false, requestedByBot: false)
             handover.agentJoined(normalized.member?.id)
             session.handover = handover
             return changed(.stateUpdated)
 
         case .transfer:
+            if late { return ignored(.ignored) }
             var handover = session.handover ?? HandoverState(phase: .agent, transferring: true, requestedByBot: false)
             handover.transferring = true
             session.handover = handover
@@ -164,6 +170,7 @@ public struct ConversationEngine: Sendable {
                 return try agentFinished(event, &session, now: now)
             case "user", "customer":
                 // The user left: the conversation is over; its flow state goes with it.
+                if session.handover != nil { session.handoverEndedAt = event.eventTimestamp ?? session.handoverEndedAt }
                 session.handover = nil
                 session.restart(now: now)
                 return changed(.stateUpdated)
@@ -179,6 +186,7 @@ public struct ConversationEngine: Sendable {
     private func agentFinished(_ event: InboundEvent, _ session: inout SessionState, now: Int64) throws(FlowRuntimeError) -> TurnResult {
         let handover = session.handover
         session.handover = nil
+        session.handoverEndedAt = event.eventTimestamp ?? session.handoverEndedAt
         guard let handover, handover.requestedByBot else {
             // An agent took the conversation over from the bot: a question the bot asked before
             // is stale, and the user's next message is no answer to it.

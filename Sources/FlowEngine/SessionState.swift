@@ -26,6 +26,9 @@ public struct SessionState: Sendable, Hashable, Codable, VersionedRecord {
     /// The question waiting for the next input, if any.
     public var waiting: WaitingQuestion?
     public var handover: HandoverState?
+    /// 8x8's time (`timestamp`) of the event that ended the last handover: an event 8x8 sent
+    /// before it (a retry delivered late, out of order) does not start that handover again.
+    public var handoverEndedAt: Int64?
     /// An accepted `CONVERSATION_UPDATE active` started the flow in this activation.
     public var activationHandled: Bool
     /// The newest processed inbound event ids, oldest first.
@@ -43,6 +46,7 @@ public struct SessionState: Sendable, Hashable, Codable, VersionedRecord {
         profile = [:]
         waiting = nil
         handover = nil
+        handoverEndedAt = nil
         activationHandled = false
         processedEventIds = []
     }
@@ -99,6 +103,7 @@ public struct SessionState: Sendable, Hashable, Codable, VersionedRecord {
             json.field("requestedByBot", handover.requestedByBot)
             json.object("node", handover.node, FlowPosition.write)
         }
+        json.field("handoverEndedAt", handoverEndedAt)
         json.field("activationHandled", activationHandled)
         json.key("processedEventIds")
         json.beginArray()

@@ -285,6 +285,31 @@ struct EventRuleTests {
         #expect(try chat.send(events.user("thanks")).texts == ["Your email?"], "the flow starts over: no reprompt for 'thanks'")
     }
 
+    @Test("handover events 8x8 sent before the handover ended, delivered late (retries), do not silence the bot again; newer ones do")
+    func lateHandoverEvents() throws {
+        var chat = try chat()
+        var events = Events()
+        try chat.send(events.user("agent please"))
+        let queued = events.make(.queued, eventType: "QUEUED") { $0.queue = .init(id: "q1", name: nil) }
+        let assigned = events.state("active", assignment: .init(type: "agent", id: "a1", resourceId: nil))
+        let rejoined = events.member(.memberJoined, type: "agent", id: "a1")  // the ingress refused it then
+        let joined = events.member(.memberJoined, type: "agent", id: "a1")
+        try chat.send(joined)
+        #expect(try chat.send(events.member(.memberLeft, type: "agent", id: "a1")).texts == ["Bot again (completed)"])
+        // 8x8's retries of what it sent before the agent left, arriving now.
+        for late in [queued, assigned, rejoined, events.make(.transfer, eventType: "TRANSFER") { _ in }] {
+            var late = late
+            if late.normalized.kind == .transfer { late.eventTimestamp = joined.eventTimestamp }
+            #expect(try chat.send(late).outcome == .ignored, "\(late.normalized.kind)")
+            #expect(chat.session?.handover == nil)
+        }
+        #expect(try chat.send(events.user("yes thanks")).texts.first?.hasPrefix("You said yes thanks") == true)
+        // A new assignment, sent after the handover ended, starts one.
+        try chat.send(events.state("active", assignment: .init(type: "agent", id: "a2", resourceId: nil)))
+        #expect(chat.session?.handover?.phase == .agent)
+        #expect(try chat.send(events.user("hello?")).outcome == .silent)
+    }
+
     @Test("the same event id is processed once")
     func duplicates() throws {
         var chat = try chat()
