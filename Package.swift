@@ -378,6 +378,7 @@ let package = Package(
             name: "EgressServiceTests",
             dependencies: [
                 "EgressService",
+                "ServiceSupport",
                 "ChatEvents",
                 "EightByEight",
                 "Kafka",

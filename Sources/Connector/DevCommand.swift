@@ -175,13 +175,14 @@ final class LiveStats: Sendable {
         }
         var groups: [JSONValue] = []
         for group in ConnectorConsumerGroup.allCases {
-            guard let lag = try? await admin.lag(group: group.rawValue, topics: group.topics.map(config.topicName)) else { continue }
+            let name = config.groupName(group)
+            guard let lag = try? await admin.lag(group: name, topics: group.topics.map(config.topicName)) else { continue }
             let status = evaluator.withLock { evaluator in
                 evaluator.add(lag)
-                return evaluator.status(of: group.rawValue)
+                return evaluator.status(of: name)
             }
             groups.append(.object([
-                "group": .string(group.rawValue), "status": .string(status.rawValue),
+                "group": .string(name), "status": .string(status.rawValue),
                 "maxLag": .number(Double(lag.maxLag)), "sumLag": .number(Double(lag.sumLag)),
             ]))
         }

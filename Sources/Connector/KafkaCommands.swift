@@ -211,13 +211,13 @@ struct LagCommand: AsyncParsableCommand {
             if groups.isEmpty {
                 // The embedded broker cannot list groups; fall back to the connector's own.
                 groups = (try? await admin.listConsumerGroups()) ?? []
-                if groups.isEmpty { groups = ConnectorConsumerGroup.allCases.map(\.rawValue) }
+                if groups.isEmpty { groups = ConnectorConsumerGroup.allCases.map(config.groupName) }
             }
             func sample() async throws -> [ConsumerGroupLag] {
                 var lags: [ConsumerGroupLag] = []
                 for name in groups {
                     // The connector's groups are measured on their topics even before a first commit.
-                    let topics = ConnectorConsumerGroup(rawValue: name).map { $0.topics.map(config.topicName) }
+                    let topics = ConnectorConsumerGroup.allCases.first { config.groupName($0) == name }.map { $0.topics.map(config.topicName) }
                     lags.append(try await admin.lag(group: name, topics: topics))
                 }
                 return lags

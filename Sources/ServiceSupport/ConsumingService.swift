@@ -22,8 +22,8 @@ public enum ConsumingService {
         _ config: ConnectorConfig, bootstrapServers: String, group: ConnectorConsumerGroup, drain: Duration
     ) -> KafkaConsumerConfiguration {
         var configuration = KafkaConsumerConfiguration(
-            bootstrapServers: bootstrapServers, groupID: group.rawValue, subscription: .topics(group.topics.map(config.topicName)))
-        configuration.clientID = group.rawValue
+            bootstrapServers: bootstrapServers, groupID: config.groupName(group), subscription: .topics(group.topics.map(config.topicName)))
+        configuration.clientID = config.groupName(group)
         configuration.partitionAssignmentStrategy = "roundrobin"
         configuration.revokeTimeout = drain + .seconds(5)
         if config.kafka.isEmbedded { configuration.properties["fetch.wait.max.ms"] = "1" }

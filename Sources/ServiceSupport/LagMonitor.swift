@@ -61,7 +61,7 @@ public struct LagMonitor: Service {
     ) {
         let gauges = LagGauges(registry: registry)
         self.init(
-            bootstrapServers: bootstrapServers, properties: config.kafka.properties, group: group.rawValue,
+            bootstrapServers: bootstrapServers, properties: config.kafka.properties, group: config.groupName(group),
             topics: group.topics.map(config.topicName), interval: .milliseconds(config.kafka.lagIntervalMs), logger: logger,
             update: gauges.update)
     }

@@ -140,6 +140,9 @@ import Testing
     @Test func topicPrefixAppliesToEveryTopic() throws {
         let config = try ConnectorConfig.parse("kafka:\n  topicPrefix: staging.\n")
         #expect(ConnectorTopic.allCases.map { config.topicName($0) }.allSatisfy { $0.hasPrefix("staging.") })
+        // And to the consumer groups: two deployments on one cluster do not share (and rebalance) groups.
+        #expect(ConnectorConsumerGroup.allCases.map { config.groupName($0) } == ["staging.connector-worker", "staging.connector-egress"])
+        #expect(try ConnectorConfig.parse("kafka:\n  partitions: 2\n").groupName(.worker) == "connector-worker", "no prefix, the contract's names")
     }
 
     @Test func theShippedConfigurationIsValid() throws {

@@ -1,8 +1,10 @@
 import AsyncHTTPClient
 import ChatEvents
 import EgressService
+import ConnectorConfiguration
 import Foundation
 import Kafka
+import ServiceSupport
 import Simulator
 import Testing
 
@@ -11,6 +13,16 @@ struct LagTests {
     static let binary = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent(".build/debug/connector")
+
+    @Test("the services' consumers join the group of their deployment's prefix")
+    func groupsFollowThePrefix() throws {
+        let config = try ConnectorConfig.parse("kafka:\n  topicPrefix: staging.\n")
+        let worker = ConsumingService.consumerConfiguration(config, bootstrapServers: "127.0.0.1:1", group: .worker, drain: .seconds(1))
+        let egress = ConsumingService.consumerConfiguration(config, bootstrapServers: "127.0.0.1:1", group: .egress, drain: .seconds(1))
+        #expect(worker.groupID == "staging.connector-worker" && egress.groupID == "staging.connector-egress")
+        guard case .topics(let topics) = worker.subscription else { Issue.record("a group subscription"); return }
+        #expect(topics == ["staging.eightbyeight.inbound.v1"])
+    }
 
     @Test("a stuck partition: /metrics and connector lag --json report produced minus committed; lag --watch goes to STALL and back to OK")
     func stallAndRecovery() async throws {
