@@ -107,7 +107,7 @@ public struct ConversationEngine: Sendable {
                 if late { return profileChanged ? changed(.stateUpdated) : ignored(.ignored) }
                 var handover = session.handover ?? HandoverState(phase: .agent, transferring: false, requestedByBot: false)
                 handover.phase = .agent
-                handover.agentId = normalized.assignment?.id ?? handover.agentId
+                if let id = normalized.assignment?.id { handover.agentAssigned(id) }
                 session.handover = handover
                 return changed(.stateUpdated)
             }

@@ -187,6 +187,19 @@ public struct HandoverState: Sendable, Hashable, Codable {
         transferring = false
     }
 
+    /// A `CONVERSATION_UPDATE` names the agent the conversation is assigned to: that agent
+    /// holds it now; one of the others present stays so.
+    mutating func agentAssigned(_ id: String) {
+        phase = .agent
+        guard id != agentId else { return }
+        if var others = otherAgents, let index = others.firstIndex(of: id) {
+            others.remove(at: index)
+            if let present = agentId { others.append(present) }
+            otherAgents = others
+        }
+        agentId = id
+    }
+
     /// An agent left; true when another agent who joined is still there (then it holds the
     /// conversation if the one who left did).
     mutating func agentLeft(_ id: String?) -> Bool {

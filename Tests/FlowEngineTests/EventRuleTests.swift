@@ -259,6 +259,23 @@ struct EventRuleTests {
         #expect(chat.session?.handover == nil)
     }
 
+    @Test("an assignment naming an agent who is present does not list that agent twice: the last agent leaving still ends the handover, in either order")
+    func assignmentWithSeveralAgents() throws {
+        for supervisorLeavesFirst in [true, false] {
+            var chat = try chat()
+            var events = Events()
+            try chat.send(events.user("agent please"))
+            try chat.send(events.member(.memberJoined, type: "agent", id: "a1"))
+            try chat.send(events.member(.memberJoined, type: "agent", id: "supervisor"))
+            try chat.send(events.state("active", assignment: .init(type: "agent", id: "a1", resourceId: nil)))
+            #expect(chat.session?.handover?.agentId == "a1" && chat.session?.handover?.otherAgents == ["supervisor"])
+            let order = supervisorLeavesFirst ? ["supervisor", "a1"] : ["a1", "supervisor"]
+            #expect(try chat.send(events.member(.memberLeft, type: "agent", id: order[0])).outputs.isEmpty)
+            #expect(try chat.send(events.member(.memberLeft, type: "agent", id: order[1])).texts == ["Bot again (completed)"], "\(order)")
+            #expect(chat.session?.handover == nil)
+        }
+    }
+
     @Test("the agents present survive a session record written and read back")
     func severalAgentsAreKept() throws {
         var chat = try chat()
