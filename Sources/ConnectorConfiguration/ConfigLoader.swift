@@ -253,6 +253,12 @@ extension ConnectorConfig {
             }
             if !tokens.insert(endpoint.urlToken).inserted { throw fail("\(label): urlToken is used by another endpoint") }
             if endpoint.eightByEight.apiKey.isEmpty { throw fail("\(label): eightByEight.apiKey is empty") }
+            // Header values: a control character (a YAML block's line break) would make the HTTP
+            // client refuse every call, with the value in its error.
+            for (key, value) in [("apiKey", endpoint.eightByEight.apiKey.value), ("tenant", endpoint.eightByEight.tenant ?? "")]
+            where value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                throw fail("\(label): eightByEight.\(key) contains a control character (a line break from a YAML block scalar?)")
+            }
             if URL(string: endpoint.eightByEight.baseURL)?.scheme == nil { throw fail("\(label): eightByEight.baseURL is not a URL") }
             if let ttl = endpoint.session?.ttlMinutes, !(0...525_600).contains(ttl) {
                 throw fail("\(label): session.ttlMinutes must be between 0 (never) and 525600 (a year)")

@@ -467,9 +467,11 @@ final class EgressGeneration: @unchecked Sendable {
                 if stopped(item) { return false }
                 var body: String?
                 if case .status(_, let problem, _) = failure { body = problem.map { "\($0.code ?? "") \($0.message ?? "")" } }
+                // The reason names the status and 8x8's error code; 8x8's message, which may quote
+                // what was sent, stays in the error body (`connector replay` prints reasons).
                 return await deadLetter(
-                    item, reason: "\(reason): \(failure)", status: failure.statusCode, errorBody: body ?? "\(failure)", attempts: attempt,
-                    firstAttempt: firstAttempt, summary: "\(reason): \(failure.summary)", finished: finished)
+                    item, reason: "\(reason): \(failure.summary)", status: failure.statusCode, errorBody: body ?? "\(failure)", attempts: attempt,
+                    firstAttempt: firstAttempt, finished: finished)
             }
         }
     }
@@ -498,11 +500,10 @@ final class EgressGeneration: @unchecked Sendable {
         return !isEnded
     }
 
-    /// Dead-letters a command, and tells the flow of a handover it gives up on (`summary`: the
-    /// reason without 8x8's problem message, which may quote what was sent).
+    /// Dead-letters a command, and tells the flow of a handover it gives up on.
     private func deadLetter(
         _ item: LaneItem, reason: String, status: Int?, errorBody: String?, attempts: Int, firstAttempt: Int64,
-        summary: String? = nil, finished: @escaping @Sendable () -> Void
+        finished: @escaping @Sendable () -> Void
     ) async -> Bool {
         let command = item.command
         egress.metrics.deadLetters.increment()
@@ -520,7 +521,7 @@ final class EgressGeneration: @unchecked Sendable {
         if command.action == .patchConversation {
             // A queue move that never happened: without word, the conversation would wait for an
             // agent for ever, the bot silent. The flow hears of it in the conversation's order.
-            let failure = InboundEvent.handoverFailed(command, status: status, reason: summary ?? reason, at: Self.now)
+            let failure = InboundEvent.handoverFailed(command, status: status, reason: reason, at: Self.now)
             let reported = await write(
                 KafkaProducerMessage(topic: egress.inboundTopic, key: command.conversationId, value: failure.encodedRecord))
             guard reported else { return false }

@@ -33,7 +33,7 @@ public final class LagGauges: Sendable {
 /// Measures a consumer group's lag every `interval` (high watermarks and the group's committed
 /// offsets, from the brokers) and hands it to `update`, until shutdown. Every replica of a
 /// service reports the same group lag; dashboards take the maximum over instances.
-public struct LagMonitor: Service {
+public struct LagMonitor: Service, CustomStringConvertible {
     public let bootstrapServers: String
     public let properties: [String: String]
     public let group: String
@@ -41,6 +41,10 @@ public struct LagMonitor: Service {
     public let interval: Duration
     public let logger: Logger
     public let update: @Sendable (ConsumerGroupLag) -> Void
+
+    /// What swift-service-lifecycle logs for this service: not its properties, which may hold
+    /// SASL and TLS secrets.
+    public var description: String { "LagMonitor(\(group))" }
 
     public init(
         bootstrapServers: String, properties: [String: String], group: String, topics: [String], interval: Duration, logger: Logger,

@@ -65,6 +65,10 @@ import Testing
          "c.yaml: endpoint 'a': urlToken must have at least 8 characters (it is the webhook's secret path)"),
         ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: ''}\n",
          "c.yaml: endpoint 'a': eightByEight.apiKey is empty"),
+        ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight:\n      baseURL: 'https://x'\n      apiKey: |\n        k-secret-1\n",
+         "c.yaml: endpoint 'a': eightByEight.apiKey contains a control character (a line break from a YAML block scalar?)"),
+        ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: k, tenant: \"acme\\t\"}\n",
+         "c.yaml: endpoint 'a': eightByEight.tenant contains a control character (a line break from a YAML block scalar?)"),
         ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: k}\n    session: {ttlMinutes: 9223372036854775807}\n",
          "c.yaml: endpoint 'a': session.ttlMinutes must be between 0 (never) and 525600 (a year)"),
     ])

@@ -130,6 +130,9 @@ struct EgressTests {
             let deadLetters = try await letters.wait(30, "two dead letters") { $0.count == 2 }.map { try DeadLetter.decode($0.value) }
             #expect(deadLetters[0].command == invalid && deadLetters[0].status == 400 && deadLetters[0].attempts == 1)
             #expect(deadLetters[0].errorBody?.contains("invalid_json_object") == true, "\(deadLetters[0].errorBody ?? "")")
+            // 8x8's message (which may quote what was sent) is in the error body, not in the reason replay prints.
+            #expect(deadLetters[0].errorBody?.contains("Invalid authorType") == true)
+            #expect(deadLetters[0].reason?.contains("invalid_json_object") == true && deadLetters[0].reason?.contains("Invalid authorType") == false, "\(deadLetters[0].reason ?? "")")
             #expect(deadLetters[1].command == unavailable && deadLetters[1].status == 503 && deadLetters[1].attempts == 2)
             #expect(!h.gateway.acceptedCommandIds.contains(unavailable.commandId))
             await egress.stop()

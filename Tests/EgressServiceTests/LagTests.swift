@@ -24,6 +24,16 @@ struct LagTests {
         #expect(topics == ["staging.eightbyeight.inbound.v1"])
     }
 
+    @Test("the lag monitor's description, which the service group logs, holds no Kafka secret")
+    func lagMonitorHidesSecrets() throws {
+        var config = try ConnectorConfig.parse("kafka:\n  brokers: broker:9093\n")
+        config.kafka.properties = ["sasl.password": "s3cret-pw", "ssl.key.password": "key-pw"]
+        let monitor = LagMonitor(config: config, bootstrapServers: "broker:9093", group: .egress, registry: .init(), logger: quietLogger)
+        #expect(monitor.properties["sasl.password"] == "s3cret-pw", "it still uses them")
+        let described = "\(monitor)"
+        #expect(!described.contains("s3cret-pw") && !described.contains("key-pw"), "\(described)")
+    }
+
     @Test("a stuck partition: /metrics and connector lag --json report produced minus committed; lag --watch goes to STALL and back to OK")
     func stallAndRecovery() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the connector first")

@@ -136,6 +136,19 @@ struct ChatGatewayClientTests {
         }
     }
 
+    @Test("a header value the HTTP client refuses (an API key with a line break) does not put the key into the error")
+    func refusedHeaderValue() async throws {
+        try await withGateway { _, base in
+            let client = ChatGatewayClient(baseURL: base, apiKey: "k-secret-9\n", tenant: "acme", requestTimeout: Self.patient)
+            do {
+                _ = try await client.deliver(command(.typing, .object(["authorType": .string("bot")])))
+                Issue.record("delivered with a broken header")
+            } catch {
+                #expect(!"\(error)".contains("k-secret-9") && (error as? ChatGatewayError)?.summary.contains("k-secret-9") == false, "\(error)")
+            }
+        }
+    }
+
     @Test("a connection refused is a transport error that never reached 8x8")
     func refused() async throws {
         let client = ChatGatewayClient(baseURL: "http://127.0.0.1:9", apiKey: "k", tenant: nil, requestTimeout: .seconds(5))

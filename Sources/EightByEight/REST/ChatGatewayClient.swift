@@ -165,13 +165,13 @@ public struct ChatGatewayClient: Sendable {
             }
             answer = Answer(status: response.status, headers: response.headers, body: body)
         } catch let error as HTTPClientError where error == .connectTimeout {
-            throw .transport("\(error)", reachedServer: false)
+            throw .transport(Self.describe(error), reachedServer: false)
         } catch let error as HTTPClientError where error == .deadlineExceeded {
             throw .timedOut(after: requestTimeout)
         } catch {
             // A connection that was never made never carried the request; a reset or close
             // after it was made may have.
-            throw .transport("\(error)", reachedServer: !Self.isConnectFailure(error))
+            throw .transport(Self.describe(error), reachedServer: !Self.isConnectFailure(error))
         }
         let bytes = Array(buffer: answer.body)
         let status = Int(answer.status.code)
@@ -193,6 +193,12 @@ public struct ChatGatewayClient: Sendable {
         var status: HTTPResponseStatus
         var headers: HTTPHeaders
         var body: ByteBuffer
+    }
+
+    /// An error for logs and dead letters. AsyncHTTPClient's own description carries its
+    /// associated values, such as a header value it refused (the API key); its short one does not.
+    public static func describe(_ error: any Error) -> String {
+        (error as? HTTPClientError)?.shortDescription ?? "\(error)"
     }
 
     static func isConnectFailure(_ error: any Error) -> Bool {
@@ -235,7 +241,7 @@ public struct ChatGatewayClient: Sendable {
         } catch let error as ChatGatewayError {
             throw error
         } catch {
-            throw .transport("downloading the attachment: \(error)", reachedServer: false)
+            throw .transport("downloading the attachment: \(Self.describe(error))", reachedServer: false)
         }
         guard proceed() else { throw .transport("stopped before the attachment's upload", reachedServer: false) }
         let name = command.body["fileName"]?.stringValue ?? URL(string: url)?.lastPathComponent ?? "attachment"

@@ -156,7 +156,7 @@ public final class JWKCache: WebhookKeyProvider {
                 response = try await httpClient.execute(request, timeout: .nanoseconds(Int64(fetchTimeout / .nanoseconds(1))))
                 body = try await response.body.collect(upTo: 64 * 1024)
             } catch {
-                throw .keyServiceUnavailable("JWK request failed: \(error)")
+                throw .keyServiceUnavailable("JWK request failed: \(ChatGatewayClient.describe(error))")
             }
             switch response.status.code {
             case 200:
