@@ -112,7 +112,7 @@ public final class BotWorker: Service, Sendable {
     /// transactional mode, where a refused record aborts the transaction it is in.
     func leavesOutAnalytics(after error: KafkaError) -> Bool {
         // A full queue at the end of a generation is no refusal either.
-        guard !error.isFatal, ![.purgeQueue, .purgeInflight, .fatal, .destroyed, .queueFull].contains(error.code) else { return false }
+        guard error.isRefusal else { return false }
         metrics.analyticsDropped(reason: error.code.name)
         if let held = logBudget.admit("analytics") {
             logger.warning("analytics record left out: Kafka refused it", metadata: [

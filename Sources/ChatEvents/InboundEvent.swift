@@ -73,7 +73,7 @@ public struct InboundEvent: Sendable, Hashable, Codable {
     /// worker drops.
     public static func handoverFailed(_ command: OutboundCommand, status: Int?, reason: String, at: Int64) -> InboundEvent {
         var normalized = NormalizedEvent(kind: .handoverFailed)
-        normalized.failure = NormalizedEvent.Failure(status: status, reason: reason)
+        normalized.failure = NormalizedEvent.Failure(status: status, reason: reason, causationEventId: command.causationEventId)
         if case .string(let queue)? = command.body["assignment"]?["id"] { normalized.queue = NormalizedEvent.Queue(id: queue, name: nil) }
         return InboundEvent(
             eventId: "handover-failed:\(command.commandId)", retry: 0, tenantId: command.tenantId, customerId: nil,
@@ -252,6 +252,7 @@ public struct NormalizedEvent: Sendable, Hashable, Codable {
         json.object("failure", failure) { json, failure in
             json.field("status", failure.status)
             json.field("reason", failure.reason)
+            json.field("causationEventId", failure.causationEventId)
         }
         json.endObject()
     }
@@ -369,9 +370,12 @@ public struct NormalizedEvent: Sendable, Hashable, Codable {
         public var status: Int?
         /// The egress's reason for giving up (no user text: a status, a timeout, a policy).
         public var reason: String?
-        public init(status: Int?, reason: String?) {
+        /// The inbound event whose turn asked for the handover (the command's).
+        public var causationEventId: String?
+        public init(status: Int?, reason: String?, causationEventId: String? = nil) {
             self.status = status
             self.reason = reason
+            self.causationEventId = causationEventId
         }
     }
 

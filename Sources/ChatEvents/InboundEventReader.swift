@@ -79,7 +79,9 @@ extension NormalizedEvent {
         activity = try object.optionalString("activity")
         value = object.value("value")
         failure = try object.optionalObject("failure").map { (item) throws(DecodingError) in
-            Failure(status: try item.optionalInt64("status").map { Int(clamping: $0) }, reason: try item.optionalString("reason"))
+            Failure(
+                status: try item.optionalInt64("status").map { Int(clamping: $0) }, reason: try item.optionalString("reason"),
+                causationEventId: try item.optionalString("causationEventId"))
         }
     }
 }

@@ -16,7 +16,8 @@ public import Logging
 /// One command can have two dead letters (an egress that stopped between writing a dead letter
 /// and its result, whose successor gave up on the command again): a run replays it once, from
 /// its newest dead letter, and marks the others. Typing and thinking indicators are not
-/// replayed: by then they would announce nothing.
+/// replayed: by then they would announce nothing. Nor is a queue move (a handover), unless
+/// its conversation is named: its flow heard that the handover failed and went on.
 public struct DeadLetterReplay: Sendable {
     public let bootstrapServers: String
     public let properties: [String: String]
@@ -87,42 +88,48 @@ public struct DeadLetterReplay: Sendable {
         }
         var report = Report()
         report.notReplayable = unreadable
-        var earlierPlaces: [String: [String]] = [:]
+        // A command's dead letters together (more than one when an egress stopped between a
+        // dead letter and its result), in the order read, the order they were written in.
+        var order: [String] = []
+        var byCommand: [String: [(place: String, letter: DeadLetter, command: OutboundCommand)]] = [:]
         for (place, letter) in letters {
             guard let command = letter.command else {
                 report.notReplayable += 1
                 continue
             }
-            if replayed.contains(place) {
-                report.alreadyReplayed += 1
-                continue
-            }
-            if let conversation, command.conversationId != conversation {
-                report.filteredOut += 1
-                continue
-            }
-            if let since, letter.deadLetteredAt < since {
-                report.filteredOut += 1
-                continue
-            }
-            if command.action == .typing || command.action == .thinking {
-                report.filteredOut += 1
-                continue
-            }
-            // Dead letters are keyed by conversation: a command's are in one partition, in order,
-            // and the newest stands for the others.
-            let entry = Entry(
-                place: place, command: command, replayedAs: "\(Entry.originalId(of: command.commandId))/replay/\(place)",
-                reason: letter.reason ?? "", deadLetteredAt: letter.deadLetteredAt)
-            if let earlier = report.entries.firstIndex(where: { $0.command.commandId == command.commandId }) {
-                earlierPlaces[command.commandId, default: []].append(report.entries[earlier].place)
-                report.entries[earlier] = entry
-            } else {
-                report.entries.append(entry)
-            }
+            if byCommand[command.commandId] == nil { order.append(command.commandId) }
+            byCommand[command.commandId, default: []].append((place, letter, command))
         }
-        for entry in report.entries {
-            for place in earlierPlaces[entry.command.commandId] ?? [] { report.sameCommand.append((place, entry.replayedAs)) }
+        for commandId in order {
+            let all = byCommand[commandId] ?? []
+            // Replayed once, whichever of its dead letters a run marked.
+            if all.contains(where: { replayed.contains($0.place) }) {
+                report.alreadyReplayed += all.count
+                continue
+            }
+            // The newest stands for the others; the filters judge it.
+            guard let newest = all.enumerated().max(by: { ($0.element.letter.deadLetteredAt, $0.offset) < ($1.element.letter.deadLetteredAt, $1.offset) })?.element
+            else { continue }
+            let command = newest.command
+            if let conversation, command.conversationId != conversation {
+                report.filteredOut += all.count
+                continue
+            }
+            if let since, newest.letter.deadLetteredAt < since {
+                report.filteredOut += all.count
+                continue
+            }
+            // Stale by now: an indicator announces nothing; a refused queue move was reported to
+            // its flow, which went on (replayed only for a conversation named on purpose).
+            if command.action == .typing || command.action == .thinking || (command.action == .patchConversation && conversation == nil) {
+                report.filteredOut += all.count
+                continue
+            }
+            let entry = Entry(
+                place: newest.place, command: command, replayedAs: "\(Entry.originalId(of: command.commandId))/replay/\(newest.place)",
+                reason: newest.letter.reason ?? "", deadLetteredAt: newest.letter.deadLetteredAt)
+            report.entries.append(entry)
+            for other in all where other.place != newest.place { report.sameCommand.append((other.place, entry.replayedAs)) }
         }
         guard !dryRun, !report.entries.isEmpty else { return report }
         let now = { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -136,12 +143,12 @@ public struct DeadLetterReplay: Sendable {
                 command.commandId = entry.replayedAs
                 // A new chance: the retry policy's maximum age counts from the replay.
                 command.createdAt = now()
-                // The command first, then the marks: an interruption between them replays the same id again.
+                // The command first, then the marks (one mark stands for all the command's dead
+                // letters): an interruption before the first mark replays the same id again.
                 _ = try await producer.send(KafkaProducerMessage(topic: outboundTopic, key: command.conversationId, value: command.encodedRecord))
-                let mark = DeadLetter(replayOf: entry.place, replayedAs: entry.replayedAs, at: now())
-                _ = try await producer.send(KafkaProducerMessage(topic: deadLetterTopic, key: command.conversationId, value: mark.encodedRecord))
-                for other in report.sameCommand where other.replayedAs == entry.replayedAs {
-                    let mark = DeadLetter(replayOf: other.place, replayedAs: entry.replayedAs, at: now())
+                let places = [entry.place] + report.sameCommand.filter { $0.replayedAs == entry.replayedAs }.map(\.place)
+                for place in places {
+                    let mark = DeadLetter(replayOf: place, replayedAs: entry.replayedAs, at: now())
                     _ = try await producer.send(KafkaProducerMessage(topic: deadLetterTopic, key: command.conversationId, value: mark.encodedRecord))
                 }
             }

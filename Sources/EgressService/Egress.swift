@@ -522,9 +522,21 @@ final class EgressGeneration: @unchecked Sendable {
             // A queue move that never happened: without word, the conversation would wait for an
             // agent for ever, the bot silent. The flow hears of it in the conversation's order.
             let failure = InboundEvent.handoverFailed(command, status: status, reason: reason, at: Self.now)
-            let reported = await write(
-                KafkaProducerMessage(topic: egress.inboundTopic, key: command.conversationId, value: failure.encodedRecord))
-            guard reported else { return false }
+            do {
+                _ = try await producer.send(KafkaProducerMessage(topic: egress.inboundTopic, key: command.conversationId, value: failure.encodedRecord))
+            } catch {
+                // Refused (no write access to the inbound topic, say): a restart would refuse it
+                // again, after sending the queue move again, for ever. Counted and logged instead.
+                let error = KafkaError.wrapping(error)
+                guard error.isRefusal else {
+                    failed(error)
+                    return false
+                }
+                egress.metrics.handoverReportsLost.increment()
+                logger.error("a refused handover could not be reported to its flow: Kafka refused the record", metadata: [
+                    "commandId": "\(LogSafe.text(command.commandId, maxBytes: 120))", "topic": "\(egress.inboundTopic)", "kafka.error": "\(error.code.name)",
+                ])
+            }
         }
         return await complete(item, outcome: .deadLettered, status: status, attempts: attempts, error: reason, finished: finished)
     }

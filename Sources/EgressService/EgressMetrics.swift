@@ -13,6 +13,8 @@ public final class EgressMetrics: Sendable {
     let requestDuration: CoreMetrics.Timer
     let restarts: CoreMetrics.Counter
     let reconciled: CoreMetrics.Counter
+    /// Refused handovers Kafka would not let the egress report to their flows.
+    let handoverReportsLost: CoreMetrics.Counter
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -28,6 +30,7 @@ public final class EgressMetrics: Sendable {
         requestDuration = CoreMetrics.Timer(label: "connector_egress_request_duration_seconds", dimensions: [], factory: factory)
         restarts = CoreMetrics.Counter(label: "connector_egress_restarts_total", dimensions: [], factory: factory)
         reconciled = CoreMetrics.Counter(label: "connector_egress_reconciled_total", dimensions: [], factory: factory)
+        handoverReportsLost = CoreMetrics.Counter(label: "connector_egress_handover_reports_lost_total", dimensions: [], factory: factory)
     }
 
     /// `outcome`: delivered, deadLettered, skipped, duplicate.

@@ -143,7 +143,9 @@ public struct ConversationEngine: Sendable {
             // The egress gave up on the handover's queue move (8x8 refused it, or did not accept
             // it within the retry policy): no agent is coming, and no 8x8 event would end the
             // wait. The flow goes on after the handover node, `input.handover.status` error.
-            guard let handover = session.handover, handover.requestedByBot, handover.phase == .requested else {
+            guard let handover = session.handover, handover.requestedByBot, handover.phase == .requested,
+                  handover.requestedBy == nil || normalized.failure?.causationEventId == nil || handover.requestedBy == normalized.failure?.causationEventId
+            else {
                 return ignored(.ignored)
             }
             session.handover = nil
@@ -227,6 +229,9 @@ public struct ConversationEngine: Sendable {
         var interpreter = FlowInterpreter(library: library, input: input, session: session)
         try interpreter.turn(resume: resume)
         session = interpreter.session
+        if session.handover?.requestedByBot == true, session.handover?.phase == .requested, session.handover?.requestedBy == nil {
+            session.handover?.requestedBy = event.eventId
+        }
         session.markProcessed(event.eventId)
         return TurnResult(outcome: .executed, outputs: interpreter.outputs, session: session, path: interpreter.path, intent: input.intent)
     }

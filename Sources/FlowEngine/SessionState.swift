@@ -102,6 +102,7 @@ public struct SessionState: Sendable, Hashable, Codable, VersionedRecord {
             json.object("resume", handover.resume, FlowPosition.write)
             json.field("requestedByBot", handover.requestedByBot)
             json.object("node", handover.node, FlowPosition.write)
+            json.field("requestedBy", handover.requestedBy)
         }
         json.field("handoverEndedAt", handoverEndedAt)
         json.field("activationHandled", activationHandled)
@@ -175,6 +176,9 @@ public struct HandoverState: Sendable, Hashable, Codable {
     public var requestedByBot: Bool
     /// The handover node, for its waiting text.
     public var node: FlowPosition?
+    /// The inbound event whose turn asked for this handover: a report that 8x8 refused a
+    /// handover names it, so a report about another (an older one, replayed) is told apart.
+    public var requestedBy: String?
 
     /// An agent joined (`MEMBERS_CHANGED`): the one there before stays present until it leaves.
     mutating func agentJoined(_ id: String?) {

@@ -173,10 +173,12 @@ struct EgressTests {
             let conversation = "conv-twice"
             let message = EgressHarness.message(conversation, 0, text: "once")
             let typing = EgressHarness.command(conversation, 1, .typing, .object(["authorType": .string("bot")]))
+            let queueMove = EgressHarness.command(conversation, 2, .patchConversation, .object(["assignment": .object(["type": .string("queue"), "id": .string("9")])]))
             let producer = try h.producer()
             // An egress stopped between the dead letter and its result: its successor gave up on
-            // the same command again. And a typing indicator, stale by the time anyone replays.
-            for (n, command) in [message, typing, message].enumerated() {
+            // the same command again. A typing indicator, stale by the time anyone replays, and a
+            // queue move whose flow heard it failed.
+            for (n, command) in [message, typing, queueMove, message].enumerated() {
                 let letter = DeadLetter(
                     command: command, reason: "8x8 answered 503", status: 503, errorBody: nil, attempts: 5, firstAttemptAt: 1,
                     deadLetteredAt: 1_000 + Int64(n), source: "outbound/0/\(n)")
@@ -187,12 +189,28 @@ struct EgressTests {
                 outboundTopic: h.config.topicName(.outbound), logger: quietLogger)
             let report = try await replay.run(conversation: nil, since: nil, dryRun: false)
             #expect(report.entries.map(\.command.commandId) == [message.commandId])
-            #expect(report.sameCommand.count == 1 && report.filteredOut == 1)
+            #expect(report.sameCommand.count == 1 && report.filteredOut == 2)
             let replayedId = try #require(report.entries.first?.replayedAs)
             #expect(replayedId.hasPrefix("\(message.commandId)/replay/"))
             #expect(replayedId.range(of: "^.+/[0-9]+$", options: .regularExpression) != nil, "the outbound schema's commandId pattern")
             let again = try await replay.run(conversation: nil, since: nil, dryRun: false)
             #expect(again.entries.isEmpty && again.alreadyReplayed == 2, "both dead letters are marked")
+            // A run interrupted after marking one of a command's dead letters: the command counts as replayed.
+            let other = EgressHarness.message(conversation, 3, text: "other")
+            var places: [String] = []
+            for n in 0..<2 {
+                let letter = DeadLetter(
+                    command: other, reason: "8x8 answered 503", status: 503, errorBody: nil, attempts: 5, firstAttemptAt: 1,
+                    deadLetteredAt: 1_500 + Int64(n), source: "outbound/0/\(5 + n)")
+                let delivery = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.deadLetters), key: conversation, value: letter.encodedRecord))
+                places.append("\(delivery.topicPartition.partition)/\(delivery.offset)")
+            }
+            let mark = DeadLetter(replayOf: places[0], replayedAs: "\(other.commandId)/replay/\(places[1])", at: 1_600)
+            _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.deadLetters), key: conversation, value: mark.encodedRecord))
+            let afterInterruption = try await replay.run(conversation: nil, since: nil, dryRun: true)
+            #expect(afterInterruption.entries.isEmpty && afterInterruption.alreadyReplayed == 4, "\(afterInterruption.entries.map(\.command.commandId))")
+            let named = try await replay.run(conversation: conversation, since: nil, dryRun: true)
+            #expect(named.entries.map(\.command.commandId) == [queueMove.commandId], "a queue move only for a conversation named")
 
             // The replay fails again: its own dead letter replays under the original command's name.
             var failedReplay = message

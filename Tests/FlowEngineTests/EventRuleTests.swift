@@ -145,8 +145,22 @@ struct EventRuleTests {
     }
 
     /// What the egress writes when it gives up on the handover's queue move.
-    static func handoverFailed(_ events: inout Events, status: Int? = 400) -> InboundEvent {
-        events.make(.handoverFailed, eventType: "HANDOVER_FAILED") { $0.failure = .init(status: status, reason: "8x8 answered 400 (invalid_queue)") }
+    static func handoverFailed(_ events: inout Events, status: Int? = 400, causation: String? = nil) -> InboundEvent {
+        events.make(.handoverFailed, eventType: "HANDOVER_FAILED") {
+            $0.failure = .init(status: status, reason: "8x8 answered 400 (invalid_queue)", causationEventId: causation)
+        }
+    }
+
+    @Test("a report about another handover (an older one's queue move, replayed and refused again) leaves the waiting one alone")
+    func failureOfAnotherHandover() throws {
+        var chat = try chat()
+        var events = Events()
+        let request = events.user("agent please")
+        try chat.send(request)
+        #expect(chat.session?.handover?.requestedBy == request.eventId)
+        #expect(try chat.send(Self.handoverFailed(&events, causation: "an-older-event")).outcome == .ignored)
+        #expect(chat.session?.handover?.phase == .requested)
+        #expect(try chat.send(Self.handoverFailed(&events, causation: request.eventId)).texts == ["Bot again (error)"])
     }
 
     @Test("a handover 8x8 refused continues the flow below the node with status error, once; the bot answers again")

@@ -92,6 +92,13 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     /// The client instance is unusable and must be recreated.
     public var isFatal: Bool
 
+    /// Kafka refused this record (a topic the client may not write or that is missing, a
+    /// partition without a leader for `message.timeout.ms`): other records can still go. Not a
+    /// refusal: the producer ending (a purge, a destroyed handle), a fatal error, a full queue.
+    public var isRefusal: Bool {
+        !isFatal && ![.purgeQueue, .purgeInflight, .fatal, .destroyed, .queueFull].contains(code)
+    }
+
     public init(kind: Kind, code: KafkaErrorCode, message: String, isRetriable: Bool? = nil, isFatal: Bool = false) {
         self.kind = kind
         self.code = code
