@@ -122,6 +122,7 @@ struct IngressTests {
             let body = try fixture("message-user")
             var changedBody = body
             changedBody[changedBody.count / 2] ^= 0x20
+            let started = ContinuousClock.now
             for index in 0..<30 {
                 #expect(try await h.post(changedBody, headers: try h.signedHeaders(body, eventId: "evt-flood-\(index)")) == 401)
                 let madeUp = try WebhookSigner(kid: "made-up-\(index)", privateKey: IngressHarness.signer.privateKey)
@@ -131,10 +132,14 @@ struct IngressTests {
             let verify = try fixture("web-hook-verify")
             for _ in 0..<30 { #expect(try await h.post(verify, headers: [("content-type", "application/json")]) == 200) }
             let lines = log.text.split(separator: "\n")
-            #expect(lines.filter { $0.hasPrefix("webhook verification answered") }.count == 10)
+            // 10 lines of each kind per 10-second window: one window, unless this machine was
+            // slow enough for the flood to reach the next.
+            let windows = Int(((ContinuousClock.now - started) / .seconds(10)).rounded(.up))
+            let budget = 10...(10 * max(1, windows))
+            #expect(budget.contains(lines.filter { $0.hasPrefix("webhook verification answered") }.count))
             let rejected = lines.filter { $0.hasPrefix("webhook signature rejected") }
-            #expect(rejected.count == 10, "\(rejected.count) lines")
-            #expect(lines.filter { $0.hasPrefix("signing key fetch failed") }.count == 10)
+            #expect(budget.contains(rejected.count), "\(rejected.count) lines in \(windows) windows")
+            #expect(budget.contains(lines.filter { $0.hasPrefix("signing key fetch failed") }.count))
             let metrics = try await h.get("/metrics").body
             #expect(metrics.contains(#"connector_ingress_requests_total{endpoint="support",status="401"} 60"#), "\(metrics)")
             #expect(metrics.contains(#"connector_ingress_signature_failures_total{reason="unknown_key"} 30"#), "\(metrics)")
