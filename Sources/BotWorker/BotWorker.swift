@@ -230,7 +230,7 @@ public final class BotWorker: Service, Sendable {
             config, bootstrapServers: bootstrapServers, clientID: "connector-worker", lingerMilliseconds: config.worker.lingerMs)
         if config.worker.transactional {
             producerConfig.transactionalID = config.worker.transactionalId
-                ?? "connector-worker-\(ProcessInfo.processInfo.hostName)"
+                ?? "\(config.kafka.groupPrefix)connector-worker-\(ProcessInfo.processInfo.hostName)"
         }
         // The consumer last: one made before a later step failed would be left in the group.
         let producer = try KafkaProducer(configuration: producerConfig, logger: logger)

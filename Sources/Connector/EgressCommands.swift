@@ -70,6 +70,10 @@ struct ReplayCommand: AsyncParsableCommand {
             let reason = protection.map { $0.mask(entry.reason) } ?? entry.reason
             print("\(verb) \(entry.command.action.rawValue) \(LogSafe.text(entry.command.commandId, maxBytes: 120)) of conversation \(LogSafe.text(entry.command.conversationId, maxBytes: 120)) (dead letter \(entry.place), \(when): \(LogSafe.text(reason, maxBytes: 200))) as \(LogSafe.text(entry.replayedAs, maxBytes: 160))")
         }
+        for command in report.queueMovesLeftOut {
+            let conversation = LogSafe.text(command.conversationId, maxBytes: 120)
+            print("left out patchConversation \(LogSafe.text(command.commandId, maxBytes: 120)) of conversation \(conversation): its flow heard that the handover failed; --conversation \(conversation) replays it")
+        }
         print("\(report.entries.count) \(verb), \(report.alreadyReplayed) replayed before, \(report.sameCommand.count) duplicate dead letters, \(report.filteredOut) filtered out, \(report.notReplayable) not replayable")
     }
 }

@@ -287,9 +287,9 @@ extension ConnectorConfig {
     /// The topic name with this deployment's prefix.
     public func topicName(_ topic: ConnectorTopic) -> String { topic.name(prefix: kafka.topicPrefix) }
 
-    /// The consumer group with the same prefix: deployments that share a cluster under
-    /// different prefixes keep their groups (and rebalances) apart.
-    public func groupName(_ group: ConnectorConsumerGroup) -> String { kafka.topicPrefix + group.rawValue }
+    /// The consumer group with this deployment's `kafka.groupPrefix`: deployments that share a
+    /// cluster keep their groups (and rebalances) apart.
+    public func groupName(_ group: ConnectorConsumerGroup) -> String { kafka.groupPrefix + group.rawValue }
 }
 
 

@@ -27,6 +27,10 @@ public struct ConnectorConfig: Sendable, Decodable {
         public var partitions: Int = 6
         public var replicationFactor: Int = 1
         public var topicPrefix: String = ""
+        /// In front of the consumer groups and the worker's transactional id. Empty by default:
+        /// a deployment that already ran keeps its groups' committed offsets. Deployments that
+        /// share a cluster each set their own.
+        public var groupPrefix: String = ""
         /// Passed to librdkafka as is (TLS/SASL: security.protocol, sasl.*). Values may be secrets.
         public var properties: [String: String] = [:]
         /// How often each consuming service measures its group's lag for `/metrics`.
@@ -38,7 +42,7 @@ public struct ConnectorConfig: Sendable, Decodable {
         /// unless set), less room for the key, headers and the request's framing.
         public var maxRecordBytes: Int { (properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000) - 1_024 }
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case brokers, partitions, replicationFactor, topicPrefix, properties, lagIntervalMs }
+        enum CodingKeys: String, CodingKey, CaseIterable { case brokers, partitions, replicationFactor, topicPrefix, groupPrefix, properties, lagIntervalMs }
 
         public init() {}
 
@@ -48,6 +52,7 @@ public struct ConnectorConfig: Sendable, Decodable {
             partitions = try c.decodeIfPresent(Int.self, forKey: .partitions) ?? partitions
             replicationFactor = try c.decodeIfPresent(Int.self, forKey: .replicationFactor) ?? replicationFactor
             topicPrefix = try c.decodeIfPresent(String.self, forKey: .topicPrefix) ?? topicPrefix
+            groupPrefix = try c.decodeIfPresent(String.self, forKey: .groupPrefix) ?? groupPrefix
             properties = try c.decodeIfPresent([String: ScalarString].self, forKey: .properties)?.mapValues(\.value) ?? [:]
             lagIntervalMs = try c.decodeIfPresent(Int.self, forKey: .lagIntervalMs) ?? lagIntervalMs
         }

@@ -56,6 +56,9 @@ public struct DeadLetterReplay: Sendable {
         public var alreadyReplayed = 0
         /// Dead letters left out by the filters, and typing indicators.
         public var filteredOut = 0
+        /// Queue moves left out (their flows heard the handover failed): replayed only when
+        /// `conversation` names theirs.
+        public var queueMovesLeftOut: [OutboundCommand] = []
         /// Dead letters of a command another dead letter of this run stands for (marked too).
         public var sameCommand: [(place: String, replayedAs: String)] = []
         /// Records that hold no command (unreadable outbound records): nothing to replay.
@@ -122,6 +125,7 @@ public struct DeadLetterReplay: Sendable {
             // Stale by now: an indicator announces nothing; a refused queue move was reported to
             // its flow, which went on (replayed only for a conversation named on purpose).
             if command.action == .typing || command.action == .thinking || (command.action == .patchConversation && conversation == nil) {
+                if command.action == .patchConversation { report.queueMovesLeftOut.append(command) }
                 report.filteredOut += all.count
                 continue
             }

@@ -525,16 +525,18 @@ final class EgressGeneration: @unchecked Sendable {
             do {
                 _ = try await producer.send(KafkaProducerMessage(topic: egress.inboundTopic, key: command.conversationId, value: failure.encodedRecord))
             } catch {
-                // Refused (no write access to the inbound topic, say): a restart would refuse it
-                // again, after sending the queue move again, for ever. Counted and logged instead.
+                // Refused for good (no write access to the inbound topic, say): a restart would
+                // refuse it again, after sending the queue move again, for ever. Counted and logged
+                // instead. What may pass later (a partition without a leader) restarts, as any write.
                 let error = KafkaError.wrapping(error)
-                guard error.isRefusal else {
+                guard error.isRefusal, !error.isRetriable else {
                     failed(error)
                     return false
                 }
                 egress.metrics.handoverReportsLost.increment()
                 logger.error("a refused handover could not be reported to its flow: Kafka refused the record", metadata: [
-                    "commandId": "\(LogSafe.text(command.commandId, maxBytes: 120))", "topic": "\(egress.inboundTopic)", "kafka.error": "\(error.code.name)",
+                    "commandId": "\(LogSafe.text(command.commandId, maxBytes: 120))", "conversationId": "\(LogSafe.text(command.conversationId, maxBytes: 120))",
+                    "topic": "\(egress.inboundTopic)", "kafka.error": "\(error.code.name)",
                 ])
             }
         }

@@ -72,9 +72,10 @@ public struct ConversationEngine: Sendable {
         func ignored(_ outcome: TurnResult.Outcome) -> TurnResult {
             TurnResult(outcome: outcome, outputs: [], session: nil, path: [])
         }
-        // An event that would start a handover, sent by 8x8 before the last handover ended
-        // (a retry the ingress refused then, delivered after the events that followed it).
-        let late = session.handover == nil && event.eventTimestamp.map { at in session.handoverEndedAt.map { at < $0 } ?? false } ?? false
+        // A handover event 8x8 sent before the last handover ended (a retry the ingress refused
+        // then, delivered after the events that followed it): it belongs to that handover, not
+        // to none or to a newer one.
+        let late = event.eventTimestamp.map { at in session.handoverEndedAt.map { at < $0 } ?? false } ?? false
 
         switch normalized.kind {
         case .echo: return ignored(.echo)
@@ -96,6 +97,7 @@ public struct ConversationEngine: Sendable {
 
         case .conversationState:
             let profileChanged = absorbProfile(normalized, into: &session)
+            if late { return profileChanged ? changed(.stateUpdated) : ignored(.ignored) }
             let state = normalized.state ?? ""
             // Idle ends the interaction (and a handover), whatever assignment it still names.
             if state == "idle" || state == "closed" {
@@ -104,7 +106,6 @@ public struct ConversationEngine: Sendable {
                 return changed(.stateUpdated)
             }
             if normalized.assignment?.type?.lowercased() == "agent" {
-                if late { return profileChanged ? changed(.stateUpdated) : ignored(.ignored) }
                 var handover = session.handover ?? HandoverState(phase: .agent, transferring: false, requestedByBot: false)
                 handover.phase = .agent
                 if let id = normalized.assignment?.id { handover.agentAssigned(id) }
@@ -155,7 +156,7 @@ public struct ConversationEngine: Sendable {
         case .memberLeft:
             switch normalized.member?.type?.lowercased() {
             case "agent":
-                guard var handover = session.handover else { return ignored(.ignored) }
+                guard var handover = session.handover, !late else { return ignored(.ignored) }
                 let left = normalized.member?.id
                 if handover.agentLeft(left) {
                     // Another agent (one who joined before, or the one who joined last) is still there.

@@ -144,9 +144,11 @@ import Testing
     @Test func topicPrefixAppliesToEveryTopic() throws {
         let config = try ConnectorConfig.parse("kafka:\n  topicPrefix: staging.\n")
         #expect(ConnectorTopic.allCases.map { config.topicName($0) }.allSatisfy { $0.hasPrefix("staging.") })
-        // And to the consumer groups: two deployments on one cluster do not share (and rebalance) groups.
-        #expect(ConnectorConsumerGroup.allCases.map { config.groupName($0) } == ["staging.connector-worker", "staging.connector-egress"])
-        #expect(try ConnectorConfig.parse("kafka:\n  partitions: 2\n").groupName(.worker) == "connector-worker", "no prefix, the contract's names")
+        // Not to the consumer groups: a deployment that already ran keeps its committed offsets.
+        #expect(config.groupName(.worker) == "connector-worker")
+        // Those take their own prefix: two deployments on one cluster do not share (and rebalance) groups.
+        let shared = try ConnectorConfig.parse("kafka:\n  topicPrefix: staging.\n  groupPrefix: staging.\n")
+        #expect(ConnectorConsumerGroup.allCases.map { shared.groupName($0) } == ["staging.connector-worker", "staging.connector-egress"])
     }
 
     @Test func theShippedConfigurationIsValid() throws {

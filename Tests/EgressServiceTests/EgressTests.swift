@@ -189,7 +189,7 @@ struct EgressTests {
                 outboundTopic: h.config.topicName(.outbound), logger: quietLogger)
             let report = try await replay.run(conversation: nil, since: nil, dryRun: false)
             #expect(report.entries.map(\.command.commandId) == [message.commandId])
-            #expect(report.sameCommand.count == 1 && report.filteredOut == 2)
+            #expect(report.sameCommand.count == 1 && report.filteredOut == 2 && report.queueMovesLeftOut == [queueMove])
             let replayedId = try #require(report.entries.first?.replayedAs)
             #expect(replayedId.hasPrefix("\(message.commandId)/replay/"))
             #expect(replayedId.range(of: "^.+/[0-9]+$", options: .regularExpression) != nil, "the outbound schema's commandId pattern")

@@ -14,9 +14,9 @@ struct LagTests {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent(".build/debug/connector")
 
-    @Test("the services' consumers join the group of their deployment's prefix")
+    @Test("the services' consumers join the groups of their deployment's kafka.groupPrefix")
     func groupsFollowThePrefix() throws {
-        let config = try ConnectorConfig.parse("kafka:\n  topicPrefix: staging.\n")
+        let config = try ConnectorConfig.parse("kafka:\n  topicPrefix: staging.\n  groupPrefix: staging.\n")
         let worker = ConsumingService.consumerConfiguration(config, bootstrapServers: "127.0.0.1:1", group: .worker, drain: .seconds(1))
         let egress = ConsumingService.consumerConfiguration(config, bootstrapServers: "127.0.0.1:1", group: .egress, drain: .seconds(1))
         #expect(worker.groupID == "staging.connector-worker" && egress.groupID == "staging.connector-egress")

@@ -335,6 +335,17 @@ struct EventRuleTests {
             #expect(chat.session?.handover == nil)
         }
         #expect(try chat.send(events.user("yes thanks")).texts.first?.hasPrefix("You said yes thanks") == true)
+        // Nor do they touch a newer handover: not the agent's, not its end.
+        let lateLeft = events.member(.memberLeft, type: "agent", id: "a2")
+        try chat.send(events.user("agent again please"))
+        for late in [rejoined, lateLeft, events.state("idle")] {
+            var late = late
+            late.eventId += "-retry"
+            late.eventTimestamp = joined.eventTimestamp
+            #expect(try chat.send(late).outcome == .ignored, "\(late.normalized.kind)")
+            #expect(chat.session?.handover?.phase == .requested && chat.session?.handover?.otherAgents == nil)
+        }
+        #expect(try chat.send(Self.handoverFailed(&events)).texts == ["Bot again (error)"], "the refused queue move still reaches the flow")
         // A new assignment, sent after the handover ended, starts one.
         try chat.send(events.state("active", assignment: .init(type: "agent", id: "a2", resourceId: nil)))
         #expect(chat.session?.handover?.phase == .agent)
