@@ -465,6 +465,15 @@ final class EgressGeneration: @unchecked Sendable {
                 // The next owner of a revoked partition, or the next generation after a stop,
                 // decides (it asks 8x8 first): a check a stop cut short is no reason to give up.
                 if stopped(item) { return false }
+                // A queue move is repeated, not checked, while attempts remain; the last one may
+                // have reached 8x8 all the same. Its failure would tell the flow no agent is
+                // coming (and it goes on), so 8x8 is asked first.
+                if command.action == .patchConversation, failure.mayHaveReachedServer,
+                   await reconcile(command, client: client, since: attemptStart, ledger: item.ledger) == .delivered {
+                    egress.metrics.reconciled.increment()
+                    return await complete(item, outcome: .delivered, status: nil, attempts: attempt, error: "found at 8x8 after \(failure.summary)", finished: finished)
+                }
+                if stopped(item) { return false }
                 var body: String?
                 if case .status(_, let problem, _) = failure { body = problem.map { "\($0.code ?? "") \($0.message ?? "")" } }
                 // The reason names the status and 8x8's error code; 8x8's message, which may quote

@@ -233,6 +233,31 @@ struct EgressTests {
         }
     }
 
+    @Test("a queue move whose last attempt reached 8x8 although no answer came is found at 8x8: delivered, not reported to the flow as refused")
+    func queueMoveFoundAfterTheLastAttempt() async throws {
+        try await EgressHarness.run(egress: "  retry:\n    maxAttempts: 2\n    baseBackoffMs: 10\n    maxBackoffMs: 20") { h in
+            let conversation = "conv-queued-anyway"
+            // Both attempts take effect at 8x8, and both connections drop before the answer.
+            h.gateway.inject(.drop(afterProcessing: true), forPathEndingWith: "/conversations/\(conversation)")
+            h.gateway.inject(.drop(afterProcessing: true), forPathEndingWith: "/conversations/\(conversation)")
+            let move = EgressHarness.command(conversation, 0, .patchConversation, .object(["assignment": .object(["type": .string("queue"), "id": .string("101")])]))
+            let after = EgressHarness.message(conversation, 1, text: "after the move")
+            let inbound = try h.reader(.inbound)
+            let producer = try h.producer()
+            try await h.publish([move, after], with: producer)
+            let egress = h.start()
+            try await h.waitForGateway(60, "the next command delivered") { $0.contains(after.commandId) }
+            let metrics = try await egress.metrics(containing: "connector_egress_reconciled_total 1", "the queue move found at 8x8")
+            #expect(metrics.contains("connector_dlq_records_total 0"), "\(metrics)")
+            #expect(h.gateway.received.filter { $0.method == "PATCH" }.count == 2)
+            try await Task.sleep(for: .milliseconds(500))  // nothing more arrives
+            #expect(inbound.messages.isEmpty, "no handover failure reported to the flow")
+            await egress.stop()
+            await inbound.close()
+            await producer.shutdown()
+        }
+    }
+
     @Test("a dropped connection is settled by asking 8x8: delivered once whether or not the request took effect")
     func droppedConnections() async throws {
         try await EgressHarness.run { h in
