@@ -123,6 +123,7 @@ struct TopicsCommand: AsyncParsableCommand {
                 }
                 var failed = false
                 var created = Set<String>()
+                var creationError: (any Error)?
                 do {
                     let outcome = try await admin.createTopics(specifications)
                     for spec in specifications {
@@ -140,16 +141,18 @@ struct TopicsCommand: AsyncParsableCommand {
                         }
                     }
                 } catch {
-                    // A broker without CreateTopics (the embedded one) may still have the topics.
-                    let existing = Set(try await admin.listTopics().map(\.name))
-                    let missing = specifications.map(\.name).filter { !existing.contains($0) }
-                    guard missing.isEmpty else {
-                        throw fail("could not create topics (\(error)); missing: \(missing.joined(separator: ", "))")
-                    }
+                    creationError = error
                 }
                 // Topics that were there already (made by hand, or by a broker's auto-creation
                 // with its own defaults) are checked, not trusted.
                 var counts = Dictionary(try await admin.listTopics().map { ($0.name, $0.partitions.count) }) { first, _ in first }
+                if let creationError {
+                    // A broker without CreateTopics (the embedded one) may still have the topics.
+                    let missing = specifications.map(\.name).filter { counts[$0] == nil }
+                    guard missing.isEmpty else {
+                        throw fail("could not create topics (\(creationError)); missing: \(missing.joined(separator: ", "))")
+                    }
+                }
                 for name in created { counts[name] = Int(config.kafka.partitions) }  // metadata may lag behind
                 for spec in specifications where !created.contains(spec.name) {
                     guard let count = counts[spec.name] else { continue }

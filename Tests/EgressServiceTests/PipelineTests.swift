@@ -13,19 +13,29 @@ struct WholePipelineTests {
         Array(#"{"eventType":"\#(type)","conversationId":"\#(conversation)","timestamp":1713100000000,"data":\#(data)}"#.utf8)
     }
 
+    /// Runs the worker, the egress and the ingress on the harness's cluster, then `body` with
+    /// the endpoint's webhook URL; stops the worker and the egress after it.
+    static func withPipeline(_ h: EgressHarness, _ body: (_ url: String, _ egress: RunningEgress) async throws -> Void) async throws {
+        let worker = BotWorker(
+            config: h.config, bootstrapServers: h.cluster.bootstrapServers, endpoints: try BotWorker.loadEndpoints(config: h.config),
+            logger: quietLogger)
+        let egress = h.start()
+        let workerGroup = ServiceGroup(configuration: .init(services: [.init(service: worker)], logger: quietLogger))
+        let workerTask = Task { _ = try? await workerGroup.run() }
+        let ingress = try IngressService.make(config: h.config, bootstrapServers: h.cluster.bootstrapServers, logger: quietLogger)
+        try await withRunningApplication({ ingress.application(host: "127.0.0.1", port: 0, onRunning: $0) }) { port in
+            try await body("http://127.0.0.1:\(port)/endpoint/support-token-1", egress)
+        }
+        await workerGroup.triggerGracefulShutdown()
+        await workerTask.value
+        await egress.stop()
+    }
+
     @Test("the demo conversation from greeting through handover and back to the end reaches 8x8, and 8x8's echoes are dropped")
     func demoConversation() async throws {
         try await EgressHarness.run { h in
-            let worker = BotWorker(
-                config: h.config, bootstrapServers: h.cluster.bootstrapServers, endpoints: try BotWorker.loadEndpoints(config: h.config),
-                logger: quietLogger)
-            let egress = h.start()
-            let workerGroup = ServiceGroup(configuration: .init(services: [.init(service: worker)], logger: quietLogger))
-            let workerTask = Task { _ = try? await workerGroup.run() }
             let inbound = try h.reader(.inbound)
-            let ingress = try IngressService.make(config: h.config, bootstrapServers: h.cluster.bootstrapServers, logger: quietLogger)
-            try await withRunningApplication({ ingress.application(host: "127.0.0.1", port: 0, onRunning: $0) }) { port in
-                let url = "http://127.0.0.1:\(port)/endpoint/support-token-1"
+            try await Self.withPipeline(h) { url, egress in
                 h.simulator.sendEchoes(to: url, logger: quietLogger)
                 var sender = h.simulator.webhookSender(logger: quietLogger)
                 sender.tenantId = "acme"
@@ -80,9 +90,6 @@ struct WholePipelineTests {
                 let metrics = String(decoding: egress.egress.metrics.render(), as: UTF8.self)
                 #expect(metrics.contains("connector_end_to_end_seconds_count \(expected.count)"))
             }
-            await workerGroup.triggerGracefulShutdown()
-            await workerTask.value
-            await egress.stop()
             await inbound.close()
         }
     }
@@ -90,18 +97,10 @@ struct WholePipelineTests {
     @Test("a handover 8x8 refuses is dead-lettered, the flow tells the user (input.handover.status error) and the bot answers again")
     func refusedHandover() async throws {
         try await EgressHarness.run { h in
-            let worker = BotWorker(
-                config: h.config, bootstrapServers: h.cluster.bootstrapServers, endpoints: try BotWorker.loadEndpoints(config: h.config),
-                logger: quietLogger)
-            let egress = h.start()
-            let workerGroup = ServiceGroup(configuration: .init(services: [.init(service: worker)], logger: quietLogger))
-            let workerTask = Task { _ = try? await workerGroup.run() }
             let deadLetters = try h.reader(.deadLetters)
-            let ingress = try IngressService.make(config: h.config, bootstrapServers: h.cluster.bootstrapServers, logger: quietLogger)
             // 8x8 refuses the queue move (a queue id it does not know); a 400 is not retried.
             h.gateway.inject(.status(400), forPathEndingWith: "/conversations/conv-refused")
-            try await withRunningApplication({ ingress.application(host: "127.0.0.1", port: 0, onRunning: $0) }) { port in
-                let url = "http://127.0.0.1:\(port)/endpoint/support-token-1"
+            try await Self.withPipeline(h) { url, _ in
                 var sender = h.simulator.webhookSender(logger: quietLogger)
                 sender.tenantId = "acme"
                 let gateway = h.gateway
@@ -130,9 +129,6 @@ struct WholePipelineTests {
                     while !botTexts().contains("Your balance is 1,234.56 EUR.") { try await Task.sleep(for: .milliseconds(20)) }
                 }
             }
-            await workerGroup.triggerGracefulShutdown()
-            await workerTask.value
-            await egress.stop()
             await deadLetters.close()
         }
     }
