@@ -433,21 +433,23 @@ final class EgressGeneration: @unchecked Sendable {
             case .failure(let error):
                 failure = error
             }
-            // The request may have reached 8x8: ask 8x8 before repeating a call that must not be
-            // repeated. A message that timed out may still be in progress there: 8x8 is asked
+            // The request may have taken effect at 8x8 (no answer, or a 500 or 504): ask 8x8
+            // before repeating a call that must not be repeated, or giving it up. A message that
+            // timed out (here or at 8x8's gateway) may still be in progress there: 8x8 is asked
             // once it had another request timeout to finish it (only this conversation waits;
             // the calls `reconcile` cannot check are not worth the wait).
-            if !DeliveryPolicy.isIdempotent(command.action), failure.mayHaveReachedServer {
-                if case .timedOut(let timeout) = failure, command.action == .sendMessage || command.action == .sendAttachment {
-                    try? await Task.sleep(for: timeout)
+            if !DeliveryPolicy.isIdempotent(command.action), failure.mayHaveTakenEffect {
+                if let unfinished = failure.mayStillBeRunning(requestTimeout: .milliseconds(egress.config.egress.requestTimeoutMs)),
+                   command.action == .sendMessage || command.action == .sendAttachment {
+                    try? await Task.sleep(for: unfinished)
                     if stopped(item) { return false }
                 }
                 switch await reconcile(command, client: client, since: attemptStart, ledger: item.ledger) {
                 case .delivered:
                     egress.metrics.reconciled.increment()
-                    return await complete(item, outcome: .delivered, status: nil, attempts: attempt, error: "found at 8x8 after \(failure)", finished: finished)
+                    return await complete(item, outcome: .delivered, status: nil, attempts: attempt, error: "found at 8x8 after \(failure.summary)", finished: finished)
                 case .notDelivered:
-                    failure = .transport("\(failure), and 8x8 does not have it", reachedServer: false)
+                    failure = .transport("\(failure.summary), and 8x8 does not have it", reachedServer: false)
                 case .unknown, .uncheckable, .skip:
                     break
                 }
@@ -468,7 +470,7 @@ final class EgressGeneration: @unchecked Sendable {
                 // A queue move is repeated, not checked, while attempts remain; the last one may
                 // have reached 8x8 all the same. Its failure would tell the flow no agent is
                 // coming (and it goes on), so 8x8 is asked first.
-                if command.action == .patchConversation, failure.mayHaveReachedServer,
+                if command.action == .patchConversation, failure.mayHaveTakenEffect,
                    await reconcile(command, client: client, since: attemptStart, ledger: item.ledger) == .delivered {
                     egress.metrics.reconciled.increment()
                     return await complete(item, outcome: .delivered, status: nil, attempts: attempt, error: "found at 8x8 after \(failure.summary)", finished: finished)

@@ -35,6 +35,9 @@ public final class ChatGatewaySimulator: Sendable {
     /// A scripted misbehavior for the next matching request.
     public enum Fault: Sendable {
         case status(Int, retryAfter: Int? = nil)
+        /// The request takes effect, and the answer is an error status all the same (a server
+        /// failing after it wrote, a gateway timing out while 8x8 went on).
+        case statusAfterProcessing(Int)
         case delay(Duration)
         /// The connection is closed instead of an answer; with `afterProcessing` the request
         /// took effect first (the client cannot tell which).
@@ -144,6 +147,9 @@ public final class ChatGatewaySimulator: Sendable {
         case .status(let status, let retryAfter)?:
             response = Self.problem(status: status, message: "Simulated failure", code: status == 429 ? "too_many_requests" : "internal_error")
             if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+        case .statusAfterProcessing(let status)?:
+            _ = answer(kind: kind, id: id, headers: headers, body: body)
+            response = Self.problem(status: status, message: "Simulated failure after processing", code: "internal_error")
         case .drop(let afterProcessing)?:
             let processed = afterProcessing ? answer(kind: kind, id: id, headers: headers, body: body) : nil
             // Recorded with status 0 unless it took effect: the client never sees an answer.

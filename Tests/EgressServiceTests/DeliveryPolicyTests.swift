@@ -64,6 +64,23 @@ struct DeliveryPolicyTests {
         #expect(decide(.timedOut(after: .seconds(10)), .typing) == .retry(after: .milliseconds(500)))
     }
 
+    @Test("which failures may have taken effect at 8x8 (checked there before a resend or giving up), and which may still be running")
+    func mayHaveTakenEffect() {
+        let taken: [ChatGatewayError] = [
+            .status(500, problem: nil, retryAfter: nil), .status(504, problem: nil, retryAfter: nil), .status(501, problem: nil, retryAfter: nil),
+            .transport("reset", reachedServer: true), .timedOut(after: .seconds(10)),
+        ]
+        let notTaken: [ChatGatewayError] = [
+            .status(502, problem: nil, retryAfter: nil), .status(503, problem: nil, retryAfter: nil), .status(429, problem: nil, retryAfter: nil),
+            .status(400, problem: nil, retryAfter: nil), .transport("refused", reachedServer: false),
+        ]
+        #expect(taken.allSatisfy { $0.mayHaveTakenEffect })
+        #expect(!notTaken.contains { $0.mayHaveTakenEffect })
+        #expect(ChatGatewayError.status(504, problem: nil, retryAfter: nil).mayStillBeRunning(requestTimeout: .seconds(7)) == .seconds(7))
+        #expect(ChatGatewayError.timedOut(after: .seconds(3)).mayStillBeRunning(requestTimeout: .seconds(7)) == .seconds(3))
+        #expect(ChatGatewayError.status(500, problem: nil, retryAfter: nil).mayStillBeRunning(requestTimeout: .seconds(7)) == nil)
+    }
+
     @Test("a command older than the maximum age is given up")
     func maxAge() {
         guard case .giveUp(let reason) = decide(.status(503, problem: nil, retryAfter: .seconds(10)), age: .seconds(55)) else { Issue.record("retried"); return }

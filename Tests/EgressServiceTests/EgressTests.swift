@@ -258,6 +258,37 @@ struct EgressTests {
         }
     }
 
+    @Test("a 500 is settled by asking 8x8: a message or queue move 8x8 took is delivered once, a message it did not take is sent again, nothing dead-lettered")
+    func serverErrorsAreChecked() async throws {
+        try await EgressHarness.run(egress: "  retry:\n    maxAttempts: 2\n    baseBackoffMs: 10\n    maxBackoffMs: 20") { h in
+            // 8x8 stored the message, then failed; it failed before storing the other; both of a
+            // queue move's attempts took effect and answered 500.
+            h.gateway.inject(.statusAfterProcessing(500), forPathEndingWith: "conv-500-taken/messages")
+            h.gateway.inject(.status(500), forPathEndingWith: "conv-500-lost/messages")
+            h.gateway.inject(.statusAfterProcessing(500), forPathEndingWith: "/conversations/conv-500-queued")
+            h.gateway.inject(.statusAfterProcessing(500), forPathEndingWith: "/conversations/conv-500-queued")
+            let taken = EgressHarness.message("conv-500-taken", 0, text: "stored before the failure")
+            let lost = EgressHarness.message("conv-500-lost", 0, text: "failed before it was stored")
+            let move = EgressHarness.command("conv-500-queued", 0, .patchConversation, .object(["assignment": .object(["type": .string("queue"), "id": .string("101")])]))
+            let inbound = try h.reader(.inbound)
+            let producer = try h.producer()
+            try await h.publish([taken, lost, move], with: producer)
+            let egress = h.start()
+            let metrics = try await egress.metrics(containing: "connector_egress_reconciled_total 2", "the message and the queue move found at 8x8")
+            try await h.waitForGateway(60, "the lost message sent again") { $0.contains(lost.commandId) }
+            try await Task.sleep(for: .milliseconds(500))  // nothing more arrives
+            #expect(metrics.contains("connector_dlq_records_total 0"), "\(metrics)")
+            #expect(h.gateway.messages(of: "conv-500-taken").map(\.text) == ["stored before the failure"], "not sent twice")
+            #expect(h.gateway.messages(of: "conv-500-lost").map(\.text) == ["failed before it was stored"])
+            #expect(h.gateway.received.filter { $0.path.hasSuffix("conv-500-lost/messages") && $0.method == "POST" }.count == 2)
+            #expect(h.gateway.received.filter { $0.method == "PATCH" }.count == 2)
+            #expect(inbound.messages.isEmpty, "no handover failure reported to the flow")
+            await egress.stop()
+            await inbound.close()
+            await producer.shutdown()
+        }
+    }
+
     @Test("a dropped connection is settled by asking 8x8: delivered once whether or not the request took effect")
     func droppedConnections() async throws {
         try await EgressHarness.run { h in

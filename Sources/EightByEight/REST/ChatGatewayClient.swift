@@ -88,12 +88,25 @@ public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The request may have reached 8x8 and taken effect there, without an answer.
-    public var mayHaveReachedServer: Bool {
+    /// The request may have taken effect at 8x8 although the call failed: no answer after it
+    /// was sent, or a 5xx other than 502 and 503 (a server failing after it wrote, a gateway
+    /// timing out while 8x8 went on). A 502 or 503 says the request was not handled (spec 5.5).
+    public var mayHaveTakenEffect: Bool {
         switch self {
-        case .status: false
+        case .status(let status, _, _): (500...599).contains(status) && status != 502 && status != 503
         case .transport(_, let reachedServer): reachedServer
         case .timedOut: true
+        }
+    }
+
+    /// How long a request that may have taken effect may still be running at 8x8: the timeout
+    /// it ran into (ours, or for a 504 the gateway's, taken as `requestTimeout`); nil when it
+    /// ended there.
+    public func mayStillBeRunning(requestTimeout: Duration) -> Duration? {
+        switch self {
+        case .timedOut(let timeout): timeout
+        case .status(504, _, _): requestTimeout
+        case .status, .transport: nil
         }
     }
 
