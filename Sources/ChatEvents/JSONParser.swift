@@ -167,17 +167,25 @@ public struct JSONParser {
                 case UInt8(ascii: "r"): bytes.append(0x0D)
                 case UInt8(ascii: "t"): bytes.append(0x09)
                 case UInt8(ascii: "u"):
+                    // A surrogate without its other half (a JavaScript string cut inside an
+                    // emoji: JSON.stringify writes it as an escape) becomes U+FFFD, as a
+                    // JavaScript or Python reader would keep it rather than refuse the event.
                     var scalar = try parseHex4()
                     if (0xD800...0xDBFF).contains(scalar) {
-                        guard buffer.count - index >= 6, buffer[index] == UInt8(ascii: "\\"), buffer[index + 1] == UInt8(ascii: "u") else {
-                            throw error("lone surrogate")
+                        if buffer.count - index >= 6, buffer[index] == UInt8(ascii: "\\"), buffer[index + 1] == UInt8(ascii: "u") {
+                            index += 2
+                            let low = try parseHex4()
+                            if (0xDC00...0xDFFF).contains(low) {
+                                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                            } else {
+                                index -= 6  // the next escape is read on its own
+                                scalar = 0xFFFD
+                            }
+                        } else {
+                            scalar = 0xFFFD
                         }
-                        index += 2
-                        let low = try parseHex4()
-                        guard (0xDC00...0xDFFF).contains(low) else { throw error("lone surrogate") }
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                     } else if (0xDC00...0xDFFF).contains(scalar) {
-                        throw error("lone surrogate")
+                        scalar = 0xFFFD
                     }
                     guard let unicode = Unicode.Scalar(scalar) else { throw error("invalid escape") }
                     bytes.append(contentsOf: String(Character(unicode)).utf8)

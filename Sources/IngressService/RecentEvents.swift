@@ -187,13 +187,17 @@ final class RecentEvents: Sendable {
         let high: UInt64
         let low: UInt64
 
-        init(tenant: String?, eventId: String) {
+        /// `route`: the webhook's path, so one event id sent to two webhooks (an endpoint's and
+        /// the handover webhook) is published for each; a retry goes to the same path.
+        init(tenant: String?, route: WebhookIngress.Route? = nil, eventId: String) {
             var first = Hasher(), second = Hasher()
             first.combine(UInt8(1))
             second.combine(UInt8(2))
             // String hashing ends each string with a terminator: ("ab", "c") and ("a", "bc") differ.
             first.combine(tenant ?? "")
             second.combine(tenant ?? "")
+            first.combine(route)
+            second.combine(route)
             first.combine(eventId)
             second.combine(eventId)
             high = UInt64(UInt(bitPattern: first.finalize()))

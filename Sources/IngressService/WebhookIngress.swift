@@ -225,11 +225,13 @@ public final class WebhookIngress: Service, Sendable {
             return .unauthorized("missing header \(WebhookHeaders.signature)")
         }
 
-        let eventId = webhookHeaders.eventId ?? UUID().uuidString
+        // Without an event id (or an empty one) the event gets its own and is not de-duplicated;
+        // an unsigned webhook's negative retry count or time is not written down.
+        let eventId = webhookHeaders.eventId.flatMap { $0.isEmpty ? nil : $0 } ?? UUID().uuidString
         var inbound = InboundEvent(
-            eventId: eventId, retry: webhookHeaders.retryCount ?? 0, tenantId: webhookHeaders.tenantId,
+            eventId: eventId, retry: max(0, webhookHeaders.retryCount ?? 0), tenantId: webhookHeaders.tenantId,
             customerId: webhookHeaders.customerId, endpoint: endpoint, route: route == .handover ? .handover : .endpoint,
-            receivedAt: now(), transmissionTime: webhookHeaders.transmissionTimeMilliseconds, eventType: event.eventType,
+            receivedAt: now(), transmissionTime: webhookHeaders.transmissionTimeMilliseconds.flatMap { $0 >= 0 ? $0 : nil }, eventType: event.eventType,
             conversationId: event.conversationId, eventTimestamp: event.timestamp, signatureVerified: verified,
             normalized: event.normalized
         )
@@ -244,7 +246,7 @@ public final class WebhookIngress: Service, Sendable {
             return .tooLarge("event too large for a Kafka record (\(record.count) bytes)")
         }
 
-        let dedupeKey = RecentEvents.Key(tenant: webhookHeaders.tenantId, eventId: eventId)
+        let dedupeKey = RecentEvents.Key(tenant: webhookHeaders.tenantId, route: route, eventId: eventId)
         let pending: PendingPublish
         switch recent.claim(dedupeKey) {
         case .published:

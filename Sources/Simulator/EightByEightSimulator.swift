@@ -24,6 +24,10 @@ public final class EightByEightSimulator: Sendable {
         case slow(Duration)
         /// Answers with this status and no key.
         case failing(status: Int)
+        /// The gateway path answers this status (an API gateway that does not route it); the
+        /// legacy path (`/vcc/us/chat/v2/jwk/{kid}/public`) serves the keys. Otherwise the
+        /// legacy path is not served.
+        case legacyPathOnly(gatewayStatus: Int)
     }
 
     /// The Chat Gateway REST paths, when the simulator stands in for 8x8's API too.
@@ -91,6 +95,10 @@ public final class EightByEightSimulator: Sendable {
         router.get("/chat-gateway/v1/jwk/:kid/public") { _, context in
             try await self.jwk(kid: context.parameters.require("kid"))
         }
+        router.get("/vcc/us/chat/v2/jwk/:kid/public") { _, context in
+            guard case .legacyPathOnly = self.jwkBehavior else { throw HTTPError(.notFound) }
+            return try await self.jwk(kid: context.parameters.require("kid"), legacyPath: true)
+        }
         // Files the bot may send as attachments (a stand-in for any HTTPS URL).
         router.get("/files/:name") { _, context in
             let name = context.parameters.get("name") ?? "file"
@@ -101,7 +109,7 @@ public final class EightByEightSimulator: Sendable {
         gateway?.addRoutes(to: router)
     }
 
-    func jwk(kid: String) async throws -> Response {
+    func jwk(kid: String, legacyPath: Bool = false) async throws -> Response {
         let (behavior, jwk) = state.withLock { state in
             state.jwkRequests += 1
             return (state.jwkBehavior, kid == signer.kid ? signer.publicJWK : state.extraKeys[kid])
@@ -111,6 +119,8 @@ public final class EightByEightSimulator: Sendable {
         case .slow(let delay): try await Task.sleep(for: delay)
         case .failing(let status):
             return Self.json(#"{"status":\#(status),"title":"Simulated failure"}"#, status: HTTPResponse.Status(code: status))
+        case .legacyPathOnly(let status):
+            if !legacyPath { return Self.json(#"{"message":"Forbidden"}"#, status: HTTPResponse.Status(code: status)) }
         }
         guard let jwk else {
             return Self.json(#"{"status":404,"title":"Not Found","detail":"no such key"}"#, status: .notFound)

@@ -21,6 +21,15 @@ import Testing
         #expect(try parse(#""caf\u00e9 \ud83d\ude00""#) == .string("café 😀"))
     }
 
+    @Test("a surrogate without its other half (a JavaScript string cut inside an emoji) reads as U+FFFD, the rest of the string kept")
+    func loneSurrogates() throws {
+        #expect(try parse(#""cut \ud83d""#) == .string("cut \u{FFFD}"))
+        #expect(try parse(#""\ude00 low first""#) == .string("\u{FFFD} low first"))
+        #expect(try parse(#""\ud83d\u0041 then A""#) == .string("\u{FFFD}A then A"))
+        #expect(try parse(#""\ud83d\ud83d\ude00""#) == .string("\u{FFFD}😀"))
+        #expect(try parse(#"{"text":"hi \ud83d","n":1}"#)["n"] == .number(1))
+    }
+
     @Test func hugeWholeNumbersReadAsStringsWithoutTrapping() throws {
         #expect(try parse("1e19").stringValue == "1e+19")
         #expect(try parse("-1e300").stringValue == "-1e+300")
@@ -30,8 +39,8 @@ import Testing
     @Test func rejectsWhatIsNotJSON() {
         let invalid = [
             "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "'x'", "01", "1.", ".5", "1e", "+1", "--1",
-            "tru", "nul", "[1 2]", "{\"a\":1}x", "\"unterminated", "\"bad \\x escape\"", "\"\\u12\"", "\"\\ud83d\"",
-            "\"\\ude00\"", "\"tab\there\"", "{\"a\":1,\"a\":2}", "1e999", "NaN", "[" + String(repeating: "[", count: 100) + String(repeating: "]", count: 101),
+            "tru", "nul", "[1 2]", "{\"a\":1}x", "\"unterminated", "\"bad \\x escape\"", "\"\\u12\"", "\"\\ud83d\\u12\"",
+            "\"tab\there\"", "{\"a\":1,\"a\":2}", "1e999", "NaN", "[" + String(repeating: "[", count: 100) + String(repeating: "]", count: 101),
         ]
         for text in invalid {
             #expect(throws: JSONParser.Error.self, "\(text.prefix(30))") { try parse(text) }

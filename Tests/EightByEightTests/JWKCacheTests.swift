@@ -66,6 +66,19 @@ import Testing
         }
     }
 
+    @Test("a gateway path that answers 403 or 400 (an API gateway not routing it) falls back to the legacy path; a key neither has is unavailable (503), not unknown")
+    func legacyPathAfterARefusal() async throws {
+        try await withSimulator { simulator, url in
+            for status in [403, 400] {
+                simulator.jwkBehavior = .legacyPathOnly(gatewayStatus: status)
+                let key = try await cache(url).publicKey(kid: "key-a")
+                #expect(key.derRepresentation == Self.signer.privateKey.publicKey.derRepresentation)
+                await #expect(throws: SignatureError.keyServiceUnavailable("JWK endpoint answered \(status)")) { try await cache(url).publicKey(kid: "nope") }
+            }
+            #expect(simulator.jwkRequestCount == 8, "both paths asked for each key")
+        }
+    }
+
     @Test func failuresAreNotCachedAndRecover() async throws {
         try await withSimulator { simulator, url in
             let cache = cache(url)

@@ -101,6 +101,20 @@ import Testing
         #expect(other.value == .object(["lat": .number(1.5), "lon": .number(2.25)]))
     }
 
+    @Test("8x8's own notices (sender type system) and delivery statuses are nobody's answer: unknown, kept with their text and value; a flag sent as 1 counts")
+    func systemMessagesAndStatusesAreNotUserInput() throws {
+        func normalize(_ json: String) throws -> NormalizedEvent { try JSONDecoder().decode(WebhookEvent.self, from: Data(json.utf8)).normalized }
+        let notice = try normalize(#"{"eventType":"MESSAGE","conversationId":"c1","data":{"sender":{"id":"sys","type":"SYSTEM"},"text":"Agent John joined"}}"#)
+        #expect(notice.kind == .unknown && notice.text == "Agent John joined" && notice.sender == .init(id: "sys", type: "system"))
+        let status = try normalize(#"{"eventType":"ACTIVITY","conversationId":"c1","data":{"name":"message/status","value":{"id":"wamid.X","status":"delivered"}}}"#)
+        #expect(status.kind == .unknown && status.activity == "message/status")
+        let reply = try normalize(#"{"eventType":"ACTIVITY","conversationId":"c1","data":{"name":"interactive/reply","value":{"id":"btn-2","title":"No"}}}"#)
+        #expect(reply.kind == .postback && reply.postback == .init(title: "No", payload: "btn-2"))
+        let echo = try normalize(#"{"eventType":"MESSAGE","conversationId":"c1","data":{"isEcho":1,"sender":{"id":"u","type":"user"},"text":"mirrored"}}"#)
+        #expect(echo.kind == .echo)
+        #expect(try normalize(#"{"eventType":"MESSAGE","conversationId":"c1","data":{"isEcho":0,"sender":{"type":"user"},"text":"hi"}}"#).kind == .userMessage)
+    }
+
     @Test func legacyShapesMapToTheCurrentModel() throws {
         let joined = try decode("legacy-agent-joined").normalized
         #expect(joined.member == .init(id: "agent-7", type: "agent", name: "Alice"))

@@ -255,6 +255,34 @@ struct IngressTests {
         }
     }
 
+    @Test("an unsigned webhook without an event id, or with an empty one, is published each time under an id of its own; its negative retry count or time is not written down")
+    func emptyEventIdsAreNotDeduplicated() async throws {
+        try await IngressHarness.run(configure: { $0.ingress.signature.required = false }) { h in
+            let first = try fixture("message-user"), second = try fixture("message-agent")
+            let headers = [("content-type", "application/json"), (WebhookHeaders.eventID, ""), (WebhookHeaders.retry, "-3"), (WebhookHeaders.transmissionTime, "-5")]
+            #expect(try await h.post(first, headers: headers) == 200)
+            #expect(try await h.post(second, headers: headers) == 200)
+            #expect(try await h.post(second, headers: [("content-type", "application/json")]) == 200)
+            let events = try await h.published(3).map(\.event)
+            #expect(events.count == 3)
+            #expect(Set(events.map(\.eventId)).count == 3 && events.allSatisfy { !$0.eventId.isEmpty })
+            #expect(events.allSatisfy { $0.retry == 0 && $0.transmissionTime == nil })
+        }
+    }
+
+    @Test("one event id sent to an endpoint's webhook and to the handover webhook is published for each; a retry to either is not")
+    func deduplicationIsPerWebhook() async throws {
+        try await IngressHarness.run { h in
+            let body = try fixture("members-changed-joined")
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-both", retry: 0)) == 200)
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-both", retry: 0), to: "\(h.baseURL)/handover/eightByEight") == 200)
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-both", retry: 1)) == 200)
+            #expect(try await h.post(body, headers: h.signedHeaders(body, eventId: "evt-both", retry: 1), to: "\(h.baseURL)/handover/eightByEight") == 200)
+            #expect(try await h.publishedCount() == 2)
+            #expect(try await h.published(2).map(\.event.route).sorted { "\($0)" < "\($1)" } == [.endpoint, .handover])
+        }
+    }
+
     @Test func handoverWebhooksAreAcceptedAndAttributed() async throws {
         try await IngressHarness.run { h in
             let body = try fixture("members-changed-joined")

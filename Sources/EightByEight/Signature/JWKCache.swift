@@ -145,7 +145,11 @@ public final class JWKCache: WebhookKeyProvider {
         return try result.get()
     }
 
+    /// The gateway path first, the legacy path when the gateway path does not have the key: a
+    /// 404, or another 4xx (an API gateway answers 403 or 400 for a path it does not route).
+    /// The key is unknown only when every path answered 404.
     private func fetchFromPaths(kid: String) async throws(SignatureError) -> _RSA.Signing.PublicKey {
+        var refused: UInt?
         for path in Self.paths {
             let url = baseURL + path.replacingOccurrences(of: "{kid}", with: kid)
             var request = HTTPClientRequest(url: url)
@@ -163,10 +167,13 @@ public final class JWKCache: WebhookKeyProvider {
                 return try Self.publicKey(fromJWK: body, kid: kid)
             case 404:
                 continue
+            case 400..<500:
+                refused = refused ?? response.status.code
             default:
                 throw .keyServiceUnavailable("JWK endpoint answered \(response.status.code)")
             }
         }
+        if let refused { throw .keyServiceUnavailable("JWK endpoint answered \(refused)") }
         throw .unknownKey(kid: kid)
     }
 

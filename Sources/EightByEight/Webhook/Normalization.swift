@@ -58,6 +58,10 @@ extension WebhookEvent {
             kind = .echo
         } else if senderType == "agent" {
             kind = .agentMessage
+        } else if senderType == "system" {
+            // 8x8's own notices ("agent joined", "chat transferred"): nobody for the bot to
+            // answer. Kept with their text and sender as `unknown`.
+            kind = .unknown
         } else {
             // `user`, and the empty or missing type some 8x8 samples send: a bot's webhook only
             // sees the customer's, the agent's and its own messages.

@@ -196,6 +196,8 @@ extension JSONValue {
         switch self {
         case .bool(let value): value
         case .string(let value): value.lowercased() == "true" ? true : value.lowercased() == "false" ? false : nil
+        // 1 and 0, as some serializers write flags.
+        case .number(let value): value == 1 ? true : value == 0 ? false : nil
         default: nil
         }
     }
@@ -444,7 +446,9 @@ public struct Activity: Sendable, Hashable, Codable {
     }
 
     /// A channel button or list reply (WhatsApp, RCS, Viber `interactive/reply` and the like):
-    /// the first object among the value's members carrying an id or title.
+    /// the first object among the value's members carrying an id or title. An id or title of
+    /// the value itself counts only for a subtype named as a reply (`…reply…`, `…postback…`,
+    /// `…button…`): a delivery status (`message/status` with the message's id) is no answer.
     public var channelReply: (id: String?, title: String?)? {
         guard let object = value?.objectValue else { return nil }
         for key in ["button_reply", "list_reply", "reply", "postback"] {
@@ -452,6 +456,8 @@ public struct Activity: Sendable, Hashable, Codable {
                 return (reply["id"]?.lenientString ?? reply["payload"]?.lenientString, reply["title"]?.lenientString)
             }
         }
+        let subtype = name?.lowercased() ?? ""
+        guard ["reply", "postback", "button"].contains(where: { subtype.contains($0) }) else { return nil }
         if object["id"] != nil || object["title"] != nil {
             return (object["id"]?.lenientString, object["title"]?.lenientString)
         }
