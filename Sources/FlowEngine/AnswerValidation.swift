@@ -15,8 +15,7 @@ public enum AnswerValidation {
         case .phone: return phone(trimmed).map(JSONValue.string)
         case .iban: return iban(trimmed).map(JSONValue.string)
         case .options:
-            let folded = fold(trimmed)
-            return options.first { fold($0.payload) == folded || fold($0.title.source) == folded }.map { .string($0.payload) }
+            return option(trimmed, in: options).map { .string($0.payload) }
         case .regex:
             guard let pattern, !trimmed.isEmpty, pattern.matches(trimmed) else { return nil }
             return .string(trimmed)
@@ -31,6 +30,21 @@ public enum AnswerValidation {
         return Substring(scalars[first...last])
     }
 
+    /// The option `text` picks: its payload or title as sent (a button's postback), else in any
+    /// case, else by folded words ("track  my ORDER!"). Folding keeps letters and digits only,
+    /// so a text with none ("👎", "?", an attachment's empty text) picks only by the first two,
+    /// and a folded text that two options share ("C++", "C#") picks none.
+    static func option(_ text: String, in options: [Say.Choice]) -> Say.Choice? {
+        guard !text.isEmpty else { return nil }
+        if let exact = options.first(where: { $0.payload == text || $0.title.source == text }) { return exact }
+        let lowered = text.lowercased()
+        if let caseless = options.first(where: { $0.payload.lowercased() == lowered || $0.title.source.lowercased() == lowered }) { return caseless }
+        let folded = fold(text)
+        guard !folded.isEmpty else { return nil }
+        let matching = options.filter { fold($0.payload) == folded || fold($0.title.source) == folded }
+        return matching.count == 1 ? matching[0] : nil
+    }
+
     static func fold(_ text: String) -> String {
         TextNormalizer.words(text).joined(separator: " ")
     }
@@ -42,9 +56,10 @@ public enum AnswerValidation {
         let folded = fold(text)
         if yesWords.contains(folded) { return true }
         if noWords.contains(folded) { return false }
+        // "yes please", "no thanks"; but "not sure" is neither.
         let first = TextNormalizer.words(text).first ?? ""
         if yesWords.contains(first) { return true }
-        if noWords.contains(first) { return false }
+        if noWords.contains(first), first != "not" { return false }
         return nil
     }
 

@@ -214,7 +214,10 @@ public struct ConversationEngine: Sendable {
         _ event: InboundEvent, _ session: inout SessionState, from resume: FlowPosition?, handoverStatus: String? = nil,
         handoverFailure: NormalizedEvent.Failure? = nil, now: Int64
     ) throws(FlowRuntimeError) -> TurnResult {
-        if session.isExpired(now: now, ttlMinutes: policy.sessionTTLMinutes) {
+        // A flow resumed after a handover (the agent left, or 8x8 refused it) goes on with its
+        // context: the conversation was alive meanwhile, with the agent talking and the user
+        // maybe silent, so the time since the user's last input does not expire it.
+        if handoverStatus == nil, session.isExpired(now: now, ttlMinutes: policy.sessionTTLMinutes) {
             session.restart(now: now)
         }
         session.executionCount += 1

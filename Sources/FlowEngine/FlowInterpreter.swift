@@ -42,9 +42,12 @@ struct FlowInterpreter {
             path.append(node.id)
             return ask(question, text: question.text)
         }
-        // A valid answer to the waiting question wins ("real.estate.agent@corp.com" is an
-        // email address, not a request for an agent); otherwise interrupts come first.
+        // A valid answer to a question that expects a shape wins ("real.estate.agent@corp.com"
+        // is an email address, not a request for an agent); otherwise interrupts come first. A
+        // free-text or yes/no question takes almost anything ("no, get me an agent"), so there
+        // the interrupts are checked first.
         if let waiting = session.waiting, let (_, node) = lookup(waiting.position), case .question(let question) = node.kind,
+           question.type != .text, question.type != .yesNo,
            AnswerValidation.accept(input.text, as: question.type, options: question.options, pattern: question.pattern) != nil {
             return try answer(waiting)
         }

@@ -144,6 +144,24 @@ struct EventRuleTests {
         #expect(try chat.send(events.member(.memberLeft, type: "agent")).texts == ["n=1"])
     }
 
+    @Test("the flow resumed after an agent chat the user was silent in keeps its context, however long the agent talked")
+    func handbackAfterASilentAgentChat() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: name, type: set, set: { name: Ada }, next: h }
+              - { id: h, type: if, condition: { context: name, exists: true }, then: check, else: say }
+              - { id: check, type: if, condition: { input: execution, equals: 1 }, then: handover, else: say }
+              - { id: handover, type: handover, queueId: q, handback: true, next: say }
+              - { id: say, type: say, text: "back, {{context.name}}" }
+            """, policy: EndpointPolicy(name: "support", sessionTTLMinutes: 1)))
+        var events = Events()
+        try chat.send(events.user("help"))
+        try chat.send(events.member(.memberJoined, type: "agent"))
+        events.clock += 5 * 60_000  // the agent talks for five minutes, the user reads
+        #expect(try chat.send(events.member(.memberLeft, type: "agent")).texts == ["back, Ada"])
+        #expect(chat.session?.context["name"] == .string("Ada"))
+    }
+
     /// What the egress writes when it gives up on the handover's queue move.
     static func handoverFailed(_ events: inout Events, status: Int? = 400, causation: String? = nil) -> InboundEvent {
         events.make(.handoverFailed, eventType: "HANDOVER_FAILED") {

@@ -122,6 +122,55 @@ struct NodeTests {
         #expect(try chat.send(events.user("an agent please")).texts == ["human"])
     }
 
+    @Test("during a free-text or yes/no question the interrupts come first: 'agent' is a request, not the answer")
+    func interruptsDuringFreeTextQuestions() throws {
+        var chat = Conversation(try engine("""
+            interrupts:
+              - { when: { textContains: [agent] }, next: human }
+            nodes:
+              - { id: ask, type: question, text: What happened?, store: issue, next: sure }
+              - { id: sure, type: question, text: Shall I file it?, answer: yesNo, store: file, next: ok }
+              - { id: ok, type: say, text: "filed {{context.issue}} {{context.file}}" }
+              - { id: human, type: say, text: human }
+            """))
+        var events = Events()
+        try chat.send(events.user("hi"))
+        #expect(try chat.send(events.user("agent")).texts == ["human"])
+        #expect(chat.session?.waiting == nil)
+        try chat.send(events.user("hi"))
+        #expect(try chat.send(events.user("my parcel is lost")).texts == ["Shall I file it?"])
+        #expect(try chat.send(events.user("no, get me an agent")).texts == ["human"])
+        try chat.send(events.user("hi"))
+        try chat.send(events.user("lost again"))
+        #expect(try chat.send(events.user("not sure")).texts == ["Shall I file it?"], "neither yes nor no: asked again")
+        #expect(try chat.send(events.user("yes please")).texts == ["filed lost again true"])
+    }
+
+    @Test("options: a button's payload or title as sent picks it; emoji, empty text or a folded text two options share pick none")
+    func optionsWithoutLetters() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - id: rate
+                type: question
+                text: How was it?
+                answer: options
+                options: ["👍", "👎", "C++", "C#", { title: Track my order, payload: track }]
+                store: rating
+                maxAttempts: 9
+                next: ok
+              - { id: ok, type: say, text: "got {{context.rating}}" }
+            """))
+        var events = Events()
+        try chat.send(events.user("hi"))
+        #expect(try chat.send(events.user("👎")).texts == ["got 👎"])
+        try chat.send(events.user("hi"))
+        #expect(try chat.send(events.user("?")).texts == ["How was it?"])
+        #expect(try chat.send(events.user("c")).texts == ["How was it?"], "C++ and C# fold alike")
+        #expect(try chat.send(events.user("c#")).texts == ["got C#"])
+        try chat.send(events.user("hi"))
+        #expect(try chat.send(events.user("track  MY order!")).texts == ["got track"])
+    }
+
     @Test("question: escalates after the maximum failed answers; options come as quick replies and accept postbacks")
     func questionEscalation() throws {
         var chat = Conversation(try engine("""
