@@ -58,6 +58,9 @@ public struct DeliveryPolicy: Sendable {
                 return .giveUp(reason: "no answer after the request was sent (\(reason)); repeating it could send it twice")
             }
             wait = backoff(attempt, using: &random)
+        case .invalid:
+            // Its reason follows in the dead letter (the failure's summary).
+            return .giveUp(reason: "not deliverable")
         case .timedOut:
             guard Self.isIdempotent(action) else {
                 return .giveUp(reason: "no answer in time; repeating the call could send it twice")

@@ -239,11 +239,20 @@ public struct Template: Sendable {
     public let source: String
     let compiled: MustacheTemplate?
 
-    public init(_ source: String) throws {
+    /// What a rendered value is inserted into.
+    public enum Kind: Sendable {
+        /// Chat text, which is not HTML: nothing is escaped.
+        case text
+        /// A URL the egress downloads: `{{x}}` is percent-encoded as one component (a user's
+        /// `../admin?` cannot leave the path the author wrote), `{{{x}}}` goes in as it is (a
+        /// whole address the flow holds).
+        case url
+    }
+
+    public init(_ source: String, kind: Kind = .text) throws {
         self.source = source
         if source.contains("{{") {
-            // Chat text is not HTML: nothing is escaped.
-            compiled = try MustacheTemplate(string: Self.pragma + source)
+            compiled = try MustacheTemplate(string: (kind == .url ? Self.urlPragma : Self.pragma) + source)
         } else {
             compiled = nil
         }
@@ -255,6 +264,35 @@ public struct Template: Sendable {
     }
 
     static let pragma = "{{% CONTENT_TYPE: TEXT}}"
+    static let urlPragma: String = {
+        MustacheContentTypes.register(URLComponentContentType(), named: "CONNECTOR_URL_COMPONENT")
+        return "{{% CONTENT_TYPE: CONNECTOR_URL_COMPONENT}}"
+    }()
+
+    /// Percent-encodes all but RFC 3986's unreserved characters, and the dots of a value that
+    /// is only dots (a `..` path segment).
+    struct URLComponentContentType: MustacheContentType {
+        func escapeText(_ text: String) -> String {
+            var out = ""
+            out.reserveCapacity(text.utf8.count)
+            let onlyDots = text.utf8.allSatisfy { $0 == UInt8(ascii: ".") }
+            for byte in text.utf8 {
+                switch byte {
+                case UInt8(ascii: "."):
+                    out += onlyDots ? "%2E" : "."
+                case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                     UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                    out.unicodeScalars.append(Unicode.Scalar(byte))
+                default:
+                    let hex = Array("0123456789ABCDEF".utf8)
+                    out.unicodeScalars.append("%")
+                    out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte >> 4)]))
+                    out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte & 0x0F)]))
+                }
+            }
+            return out
+        }
+    }
 
     /// A template parse error in the author's terms (column within their text).
     static func describe(_ error: any Error) -> String {

@@ -351,7 +351,7 @@ public struct FlowParser {
         var attachment: Say.Attachment?
         if let node = raw["attachment"] {
             let fields = fields(node, known: ["url", "fileName"], what: "an attachment") ?? [:]
-            if let url = template(fields["url"], what: "node '\(id)': attachment url", required: true, at: node) {
+            if let url = template(fields["url"], what: "node '\(id)': attachment url", required: true, at: node, kind: .url) {
                 attachment = .init(url: url, fileName: fields["fileName"]?.string)
             }
         }
@@ -500,7 +500,7 @@ public struct FlowParser {
         return string(node, what: what, at: parent).map { [$0] } ?? []
     }
 
-    private mutating func template(_ node: Node?, what: String, required: Bool, at parent: Node) -> Template? {
+    private mutating func template(_ node: Node?, what: String, required: Bool, at parent: Node, kind: Template.Kind = .text) -> Template? {
         guard let node else {
             if required { problem(parent, "\(what) is missing") }
             return nil
@@ -510,7 +510,7 @@ public struct FlowParser {
             return nil
         }
         do {
-            return try Template(text)
+            return try Template(text, kind: kind)
         } catch {
             problem(node, "\(what): \(Template.describe(error))")
             return nil

@@ -289,6 +289,31 @@ struct EgressTests {
         }
     }
 
+    @Test("an attachment whose url is not an http or https address (a unix socket, a file) is dead-lettered at once, not fetched")
+    func attachmentURLsAreWebAddresses() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-attachment-url"
+            let urls = ["http+unix://%2Fvar%2Frun%2Fdocker.sock/info", "file:///etc/passwd", "https:///no-host"]
+            let commands = urls.enumerated().map { n, url in
+                EgressHarness.command(conversation, n, .sendAttachment, .object(["authorType": .string("bot"), "url": .string(url)]))
+            }
+            let after = EgressHarness.message(conversation, urls.count, text: "after the attachments")
+            let letters = try h.reader(.deadLetters)
+            let producer = try h.producer()
+            try await h.publish(commands + [after], with: producer)
+            let egress = h.start()
+            try await h.waitForGateway(60, "the message after the attachments") { $0.contains(after.commandId) }
+            let deadLetters = try await letters.wait(30, "three dead letters") { $0.count == 3 }.map { try DeadLetter.decode($0.value) }
+            #expect(deadLetters.map { $0.command?.commandId } == commands.map(\.commandId))
+            #expect(deadLetters.map(\.reason) == Array(repeating: "not deliverable: the attachment's url is not an http or https address", count: 3))
+            #expect(deadLetters.map(\.attempts) == [1, 1, 1])
+            #expect(!h.gateway.received.contains { $0.path.hasSuffix("/attachments") })
+            await egress.stop()
+            await letters.close()
+            await producer.shutdown()
+        }
+    }
+
     @Test("a dropped connection is settled by asking 8x8: delivered once whether or not the request took effect")
     func droppedConnections() async throws {
         try await EgressHarness.run { h in

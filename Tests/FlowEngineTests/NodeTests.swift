@@ -80,6 +80,27 @@ struct NodeTests {
         #expect(result.outputs[3] == .attachment(url: "https://files.example.com/x.pdf", fileName: "invoice.pdf"))
     }
 
+    @Test("an attachment url's {{values}} are percent-encoded (a user's text cannot leave the path the author wrote); {{{values}}} go in as they are")
+    func attachmentURLsEncodeValues() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: keep, type: set, set: { base: "https://cdn.example.com/a b.png" }, next: files }
+              - id: files
+                type: say
+                attachment: { url: "https://files.example.com/invoices/{{input.text}}.pdf?v={{input.execution}}" }
+                next: whole
+              - { id: whole, type: say, attachment: { url: "{{{context.base}}}" } }
+            """))
+        var events = Events()
+        let result = try chat.send(events.user("../admin/export?all=1#x"))
+        #expect(result.outputs == [
+            .attachment(url: "https://files.example.com/invoices/..%2Fadmin%2Fexport%3Fall%3D1%23x.pdf?v=1", fileName: nil),
+            .attachment(url: "https://cdn.example.com/a b.png", fileName: nil),
+        ])
+        #expect(try chat.send(events.user("..")).outputs.first == .attachment(url: "https://files.example.com/invoices/%2E%2E.pdf?v=2", fileName: nil))
+        #expect(try chat.send(events.user("Zoë")).outputs.first == .attachment(url: "https://files.example.com/invoices/Zo%C3%AB.pdf?v=3", fileName: nil))
+    }
+
     @Test("question: waits, reprompts on an invalid answer, stores a valid one and goes on")
     func questionFlow() throws {
         var chat = Conversation(try engine("""

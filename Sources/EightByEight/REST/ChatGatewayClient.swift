@@ -66,6 +66,9 @@ public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
     /// No answer within the request timeout: the request reached 8x8, which may still be
     /// working on it.
     case timedOut(after: Duration)
+    /// The command cannot be delivered as it is (an attachment without a URL, or one that is
+    /// not http or https): nothing was sent, and trying again changes nothing.
+    case invalid(String)
 
     public struct Problem: Sendable, Hashable {
         public var message: String?
@@ -96,6 +99,7 @@ public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
         case .status(let status, _, _): (500...599).contains(status) && status != 502 && status != 503
         case .transport(_, let reachedServer): reachedServer
         case .timedOut: true
+        case .invalid: false
         }
     }
 
@@ -106,7 +110,7 @@ public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .timedOut(let timeout): timeout
         case .status(504, _, _): requestTimeout
-        case .status, .transport: nil
+        case .status, .transport, .invalid: nil
         }
     }
 
@@ -114,7 +118,7 @@ public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
     public var summary: String {
         switch self {
         case .status(let status, let problem, _): "8x8 answered \(status)" + (problem?.code.map { " (\(LogSafe.text($0, maxBytes: 64)))" } ?? "")
-        case .transport, .timedOut: description
+        case .transport, .timedOut, .invalid: description
         }
     }
 
@@ -129,6 +133,7 @@ public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
             "8x8 answered \(status)" + (problem.map { ": \($0.code ?? "")\($0.message.map { " \($0)" } ?? "")" } ?? "")
         case .transport(let reason, _): "no answer from 8x8: \(reason)"
         case .timedOut(let timeout): "no answer from 8x8 within \(timeout)"
+        case .invalid(let reason): reason
         }
     }
 }
@@ -239,7 +244,13 @@ public struct ChatGatewayClient: Sendable {
     public func deliver(_ command: OutboundCommand, proceed: @Sendable () -> Bool = { true }) async throws(ChatGatewayError) -> ChatGatewayResponse {
         if let call = ChatGatewayRequest(command: command) { return try await send(call, commandId: command.commandId) }
         // sendAttachment
-        guard let url = command.body["url"]?.stringValue else { throw .status(400, problem: nil, retryAfter: nil) }
+        guard let url = command.body["url"]?.stringValue else { throw .invalid("an attachment command without a url") }
+        // Only web addresses: the client also speaks to unix sockets (`http+unix://`), which no
+        // flow's attachment has a reason to reach.
+        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), scheme == "http" || scheme == "https",
+              parsed.host?.isEmpty == false else {
+            throw .invalid("the attachment's url is not an http or https address")
+        }
         let file: [UInt8]
         do {
             let deadline = ContinuousClock.now + requestTimeout
