@@ -20,3 +20,11 @@ services = yaml.safe_load(sys.stdin)["services"]
 fixed = [name for name in ("worker", "egress") if "ports" in services[name] or "container_name" in services[name]]
 sys.exit(f"deploy: {fixed} would bind fixed host ports or names when scaled" if fixed else None)'
 echo "deploy: worker and egress scale (no fixed host ports or names)"
+# Kafka keeps its data on its volume (the image's default log directory is in /tmp).
+".build/deploy-tools/compose/bin/docker-compose" -f docker-compose.yml config | python3 -c '
+import sys, yaml
+kafka = yaml.safe_load(sys.stdin)["services"]["kafka"]
+mounts = [volume["target"] if isinstance(volume, dict) else volume.split(":")[1] for volume in kafka.get("volumes", [])]
+logs = kafka.get("environment", {}).get("KAFKA_LOG_DIRS")
+sys.exit(None if logs in mounts else f"deploy: kafka writes to {logs}, not to its volume {mounts}")'
+echo "deploy: kafka keeps its data on its volume"

@@ -51,7 +51,7 @@ struct DevCommand: AsyncParsableCommand {
         }
         let bootstrap = cluster.bootstrapServers
         let simulator = EightByEightSimulator(
-            signer: try WebhookSigner(kid: "connector-dev"),
+            signer: try WebhookSigner(kidPrefix: "connector-dev"),
             credentials: .init(apiKey: first.eightByEight.apiKey.value, tenant: first.eightByEight.tenant))
         let webhookURL = "http://127.0.0.1:\(ingressAddress.port)/endpoint/\(first.urlToken)"
         simulator.sendEchoes(to: webhookURL, logger: logger)
@@ -127,7 +127,7 @@ struct SimulatorCommand: AsyncParsableCommand {
         let bootstrap = try? brokerOptions.load().bootstrap
         let target = webhookURL ?? "http://127.0.0.1:\(config.ingress.listenAddress?.port ?? 8080)/endpoint/\(first.urlToken)"
         let simulator = EightByEightSimulator(
-            signer: try WebhookSigner(kid: "connector-simulator"),
+            signer: try WebhookSigner(kidPrefix: "connector-simulator"),
             credentials: .init(apiKey: first.eightByEight.apiKey.value, tenant: first.eightByEight.tenant))
         simulator.sendEchoes(to: target, logger: logger)
         let stats = bootstrap.map { LiveStats(bootstrapServers: $0, config: config, logger: logger) }

@@ -1,5 +1,6 @@
 public import Foundation
 public import _CryptoExtras
+import Crypto
 public import EightByEight
 
 /// Signs webhooks exactly as 8x8 does (spec 3.3): RS256 over the `b64:false` detached payload
@@ -11,6 +12,21 @@ public struct WebhookSigner: Sendable {
     public init(kid: String = "simulator-key-1", privateKey: _RSA.Signing.PrivateKey? = nil) throws {
         self.kid = kid
         self.privateKey = try privateKey ?? _RSA.Signing.PrivateKey(keySize: .bits2048)
+    }
+
+    /// A new key whose id is `prefix` and the key's RFC 7638 thumbprint (its first 16
+    /// characters): a restarted simulator signs under a new id, which an ingress that cached
+    /// the previous key (for `jwkCacheTTLSeconds`) fetches instead of refusing every webhook.
+    public init(kidPrefix prefix: String) throws {
+        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        try self.init(kid: "\(prefix)-\(Self.thumbprint(of: key.publicKey).prefix(16))", privateKey: key)
+    }
+
+    /// RFC 7638: SHA-256 over `{"e":…,"kty":"RSA","n":…}`, base64url.
+    public static func thumbprint(of key: _RSA.Signing.PublicKey) throws -> String {
+        let primitives = try key.getKeyPrimitives()
+        let json = #"{"e":""# + Base64URL.encode(primitives.publicExponent) + #"","kty":"RSA","n":""# + Base64URL.encode(primitives.modulus) + #""}"#
+        return Base64URL.encode(Array(SHA256.hash(data: Array(json.utf8))))
     }
 
     /// The public key as the JWK endpoint serves it.

@@ -92,6 +92,18 @@ struct FixedKeys: WebhookKeyProvider {
         #expect(String(decoding: escaped, as: UTF8.self) == #"{"checksum":4294967295,"cid":"a\"b\\c/d","eid":"e\n","retry":3,"tid":"t","tt":1}"#)
     }
 
+    @Test("the simulator's key id carries the key's RFC 7638 thumbprint (the RFC's own example), so a restarted simulator signs under a new id")
+    func simulatorKeyIdsFollowTheKey() throws {
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
+        let key = try _RSA.Signing.PublicKey(n: try #require(Base64URL.decode(Substring(n))), e: [1, 0, 1])
+        #expect(try WebhookSigner.thumbprint(of: key) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
+        let first = try WebhookSigner(kidPrefix: "connector-simulator"), second = try WebhookSigner(kidPrefix: "connector-simulator")
+        #expect(first.kid.hasPrefix("connector-simulator-") && first.kid.count == "connector-simulator-".count + 16)
+        #expect(first.kid != second.kid)
+        #expect(first.kid == "connector-simulator-" + (try WebhookSigner.thumbprint(of: first.privateKey.publicKey)).prefix(16))
+        #expect(SignatureVerifier.isSafeKeyID(first.kid))
+    }
+
     @Test func acceptsACorrectlySignedWebhook() async throws {
         let verified = try await verifier.verify(body: body, headers: headers(), nowMilliseconds: now)
         #expect(verified.kid == "key1")
