@@ -163,6 +163,24 @@ def main():
         docs.mkdir(exist_ok=True)
         import base64
         (docs / "console.png").write_bytes(base64.b64decode(shot["data"]))
+
+        # A card's link action opens web and phone addresses only: a javascript: one (user text
+        # in a flow's url) must not run in the console.
+        opened = page.evaluate("""(() => {
+            const calls = [];
+            window.open = (url) => { calls.push(url); };
+            const card = adaptiveCard({ body: [], actions: [
+                { type: "Action.OpenUrl", title: "script", url: "javascript:window.ran = 1" },
+                { type: "Action.OpenUrl", title: "web", url: "https://example.com/" },
+                { type: "Action.OpenUrl", title: "phone", url: "tel:+4930123" },
+            ] });
+            document.body.appendChild(card);
+            for (const button of card.querySelectorAll("button")) button.click();
+            card.remove();
+            return calls;
+        })()""")
+        if opened != ["https://example.com/", "tel:+4930123"]:
+            fail(f"a card's links opened {opened!r}, not the web and phone addresses only")
         print("browser test: passed; screenshot in docs/console.png")
     finally:
         if browser:

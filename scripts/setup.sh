@@ -32,6 +32,16 @@ if $testing; then
         echo "setup: promtool is missing (checks the alert rules); installing Debian's prometheus with apt-get" >&2
         apt_packages+=(prometheus)
     fi
+    # Debian's own Python refuses pip installs (PEP 668) and makes virtual environments only
+    # with python3-venv: there its packages come from apt; another Python's (pyenv) from pip.
+    if python3 -c 'import sys; sys.exit(0 if sys.prefix == "/usr" else 1)' 2>/dev/null; then
+        for module in jsonschema:python3-jsonschema yaml:python3-yaml websocket:python3-websocket ensurepip:python3-venv; do
+            if ! python3 -c "import ${module%%:*}" 2>/dev/null; then
+                echo "setup: Python's ${module%%:*} is missing; installing ${module#*:} with apt-get" >&2
+                apt_packages+=("${module#*:}")
+            fi
+        done
+    fi
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
     SUDO=""

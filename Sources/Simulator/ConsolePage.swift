@@ -148,7 +148,8 @@ function adaptiveCard(content) {
   const actions = (content.actions || []).map((a) => ({ title: a.title || "", kind: "card-action", action: a }));
   if (actions.length) card.appendChild(choices(actions, (o) => {
     const a = o.action;
-    if (a.type === "Action.OpenUrl") { window.open(a.url, "_blank", "noopener"); return; }
+    // Only web and phone links: a javascript: address from a flow (user text in a url) must not run here.
+    if (a.type === "Action.OpenUrl") { if (/^(https?|tel|mailto):/i.test(a.url || "")) window.open(a.url, "_blank", "noopener"); return; }
     add($("customer-messages"), "", "user", o.title);
     act("card", { data: a.data || {} });
   }));
