@@ -84,7 +84,7 @@ struct DevCommand: AsyncParsableCommand {
                 fflush(nil)
             }
         }
-        let group = ServiceGroup(configuration: .init(
+        let group = ServiceGroup(configuration: .connector(
             services: [
                 .init(service: simulator.application(host: "127.0.0.1", port: port, logger: logger, console: console) { _ in announce() }),
                 .init(service: ingress.application(host: ingressAddress.host, port: ingressAddress.port) { _ in announce() }),
@@ -93,7 +93,7 @@ struct DevCommand: AsyncParsableCommand {
                 // Last, so it stops first: it ends the console pages' event streams.
                 .init(service: console),
             ],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            logger: logger))
         do {
             try await group.run()
         } catch {
@@ -136,11 +136,10 @@ struct SimulatorCommand: AsyncParsableCommand {
         }
         console.setWebhookURL(target)
         let application = simulator.application(host: host, port: port, logger: logger, console: console) { port in
-            print("simulator serving 8x8's JWK and Chat Gateway paths and the console on http://\(host):\(port)/console (webhooks to \(target))")
+            print("simulator serving 8x8's JWK and Chat Gateway paths and the console on http://\(host):\(port)/console (webhooks to \(target), signed with key \(simulator.signer.kid))")
             fflush(nil)
         }
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: application), .init(service: console)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(configuration: .connector(services: [.init(service: application), .init(service: console)], logger: logger))
         do {
             try await group.run()
         } catch {

@@ -43,8 +43,7 @@ struct IngressCommand: AsyncParsableCommand {
 
 /// Runs a service's application until SIGTERM or SIGINT, then shuts it down gracefully.
 func runUntilSignal(_ application: some Service, logger: Logger, name: String) async throws {
-    let group = ServiceGroup(configuration: .init(
-        services: [.init(service: application)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    let group = ServiceGroup(configuration: .connector(services: [.init(service: application)], logger: logger))
     do {
         try await group.run()
     } catch {
@@ -57,4 +56,15 @@ func serviceLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)
     logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
     return logger
+}
+
+extension ServiceGroupConfiguration {
+    /// Stops gracefully on SIGTERM or SIGINT (which the group then ignores, so a second Ctrl-C
+    /// does nothing); a stop that takes longer than `gracefulStop` (something held up: a
+    /// connection that does not end) is turned into cancellation, so the process ends.
+    static func connector(services: [ServiceGroupConfiguration.ServiceConfiguration], logger: Logger, gracefulStop: Duration = .seconds(30)) -> Self {
+        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = gracefulStop
+        return configuration
+    }
 }

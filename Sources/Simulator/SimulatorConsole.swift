@@ -23,6 +23,8 @@ public final class SimulatorConsole: Service, Sendable {
         var sentAt: [String: ContinuousClock.Instant] = [:]
         var latencies: [Double] = []
         var conversations = 0
+        /// Shutting down: no new event stream (a page reconnecting would hold the server up).
+        var closed = false
     }
 
     private let simulator: EightByEightSimulator
@@ -49,6 +51,7 @@ public final class SimulatorConsole: Service, Sendable {
         try? await gracefulShutdown()
         let subscribers = state.withLock { state in
             defer { state.subscribers.removeAll() }
+            state.closed = true
             return Array(state.subscribers.values)
         }
         for subscriber in subscribers { subscriber.finish() }
@@ -64,9 +67,16 @@ public final class SimulatorConsole: Service, Sendable {
         router.get("/console/events") { [self] _, _ in
             let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(500))
             let id = UUID()
-            let backlog = state.withLock { state in
+            let backlog = state.withLock { state -> [String]? in
+                guard !state.closed else { return nil }
                 state.subscribers[id] = continuation
                 return state.log
+            }
+            // A page reconnects a few seconds after its stream ended; once the console stopped
+            // it gets 503, after which a browser stops trying.
+            guard let backlog else {
+                continuation.finish()
+                return Response(status: .serviceUnavailable, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "shutting down\n")))
             }
             // A comment now and then finds out when the page is gone (a write fails).
             let heartbeat = Task {

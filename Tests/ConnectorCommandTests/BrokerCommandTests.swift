@@ -163,7 +163,9 @@ import Testing
         }
         let page = try await get("/console")
         #expect(page.contains("<title>8x8 connector — dev console</title>"))
-        let key = try await get("/chat-gateway/v1/jwk/connector-simulator/public")
+        let kid = try #require(text.firstRange(of: "signed with key ").map { text[$0.upperBound...].prefix { $0 != ")" } }, "\(text)")
+        #expect(kid.hasPrefix("connector-simulator-"))
+        let key = try await get("/chat-gateway/v1/jwk/\(kid)/public")
         #expect(key.contains(#""kty":"RSA""#))
         process.terminate()
         process.waitUntilExit()

@@ -66,4 +66,24 @@ struct ConsoleTests {
             #expect(log.contains("QUEUED → bot: 404"), "8x8 answers a move to a queue with QUEUED: \(log)")
         }
     }
+
+    @Test("once the console stopped, its open event streams end and a page reconnecting gets 503 (a new stream would hold the server's shutdown up)")
+    func noEventStreamsAfterTheConsoleStopped() async throws {
+        let simulator = EightByEightSimulator(signer: try WebhookSigner(kid: "console"))
+        var logger = Logger(label: "console-tests")
+        logger.logLevel = .critical
+        let console = SimulatorConsole(simulator: simulator, tenantId: "acme", logger: logger)
+        try await withRunningApplication({ simulator.application(logger: logger, console: console, onRunning: $0) }) { port in
+            let url = "http://127.0.0.1:\(port)/console/events"
+            let open = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+            #expect(open.status.code == 200)
+            let running = Task { try await console.run() }
+            running.cancel()  // as a stop does; the console then closes
+            try await running.value
+            let rest = try await within(30, "the open stream's end") { try await open.body.collect(upTo: 1 << 20) }
+            #expect(String(buffer: rest).hasPrefix(": connected"))
+            let again = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+            #expect(again.status.code == 503)
+        }
+    }
 }
