@@ -70,6 +70,18 @@ struct AnswerValidationTests {
         #expect(AnswerValidation.accept("  ", as: .text) == nil)
     }
 
+    @Test("a search whose backtracking explodes (a shape the load-time check lets through) stops at its budget and counts as no match; ordinary ones still match")
+    func runawayPatternsStop() throws {
+        let alternation = try Pattern("^(a|a)*b$")
+        #expect(!Pattern.hasNestedRepetition(alternation.source), "the load-time check does not see this one")
+        #expect(!alternation.matches(String(repeating: "a", count: 4_096)))
+        #expect(alternation.matches("aaab"))
+        let cubic = try Pattern(".*refund.*order")
+        #expect(!cubic.matches(String(repeating: "refund please now ", count: 228)))
+        #expect(cubic.matches("a refund for my order"))
+        #expect(try Pattern("\\b(agent|human)\\b").matches(String(repeating: "x ", count: 2_000) + "human"))
+    }
+
     @Test("slots are found in free text")
     func slots() {
         let slots = AnswerValidation.slots(in: "my mail is jane@example.com and I need 3 tickets")
