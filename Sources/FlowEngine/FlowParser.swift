@@ -144,6 +144,24 @@ public struct FlowParser {
         for id in order where !reached.contains(id) {
             problems.append(FlowProblem(file: file, line: nodes[id]!.line, message: "node '\(id)' is unreachable"))
         }
+        // A loop of nodes that always go on to the next (say, set, typing, goto) never waits for
+        // the user: every turn that enters it runs into the step limit, and the bot says nothing.
+        var settled = Set<String>()
+        for id in order where !settled.contains(id) {
+            var path: [String] = []
+            var current: String? = id
+            while let node = current.flatMap({ nodes[$0] }), !settled.contains(node.id) {
+                if let index = path.firstIndex(of: node.id) {
+                    let loop = path[index...] + [node.id]
+                    problems.append(FlowProblem(file: file, line: nodes[loop.first!]!.line, message:
+                        "nodes \(loop.map { "'\($0)'" }.joined(separator: " > ")) loop without waiting for the user (no question, condition, handover or end on the way)"))
+                    break
+                }
+                path.append(node.id)
+                current = Self.alwaysNext(node)
+            }
+            settled.formUnion(path)
+        }
         guard nodes.count == declared.count else { return nil }
         return Flow(
             name: name, source: file, start: start, nodes: nodes, order: order,
@@ -158,6 +176,16 @@ public struct FlowParser {
         case .mapping(let mapping): return mapping.flatMap { $0.key.string == "id" ? [] : mentionedIDs($0.value, among: declared) }
         case .sequence(let sequence): return sequence.flatMap { mentionedIDs($0, among: declared) }
         default: return []
+        }
+    }
+
+    /// The node a node always goes on to in the same turn; nil when it waits, stops, branches
+    /// on a condition or runs another flow (which may wait).
+    static func alwaysNext(_ node: FlowNode) -> String? {
+        switch node.kind {
+        case .say, .set, .typing: node.next
+        case .goto(let target): target
+        case .question, .branch, .execute, .handover, .end: nil
         }
     }
 

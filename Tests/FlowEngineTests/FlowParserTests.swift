@@ -93,6 +93,29 @@ struct FlowParserTests {
         }
     }
 
+    @Test("a loop of nodes that never waits for the user is reported at its first node; a loop through a question or a condition is not")
+    func loopsWithoutWaiting() {
+        let problems = parseProblems("""
+            nodes:
+              - { id: hello, type: say, text: hi, next: again }
+              - { id: again, type: set, set: { n: 1 }, next: jump }
+              - { id: jump, type: goto, target: again }
+              - { id: counted, type: set, increment: { n: 1 }, next: check }
+              - { id: check, type: if, condition: { context: n, lessThan: 3 }, then: counted, else: ask }
+              - { id: ask, type: question, text: Again?, answer: yesNo, store: again, next: ask2 }
+              - { id: ask2, type: say, text: ok, next: ask }
+            start: hello
+            interrupts:
+              - { when: { textContains: [count] }, next: counted }
+            """)
+        #expect(problems.map(\.line) == [3])
+        #expect(problems.first?.message == "nodes 'again' > 'jump' > 'again' loop without waiting for the user (no question, condition, handover or end on the way)")
+        #expect(parseProblems("""
+            nodes:
+              - { id: me, type: goto, target: me }
+            """).map(\.message) == ["nodes 'me' > 'me' loop without waiting for the user (no question, condition, handover or end on the way)"])
+    }
+
     @Test("unreachable nodes are reported at their line")
     func unreachable() {
         let problems = parseProblems("""
