@@ -51,6 +51,13 @@ struct FlowInterpreter {
            AnswerValidation.accept(input.text, as: question.type, options: question.options, pattern: question.pattern) != nil {
             return try answer(waiting)
         }
+        // A flow run by `execute` has its own interrupts while one of its questions waits: they
+        // come first and go on in that flow (which returns to its caller); then the main flow's.
+        if let waiting = session.waiting, waiting.position.flow != library.main.source, let flow = library.flows[waiting.position.flow],
+           let interrupt = flow.interrupts.first(where: { evaluate($0.condition) }) {
+            session.waiting = nil
+            return try run(from: FlowPosition(flow: flow.source, node: interrupt.target, stack: waiting.position.stack))
+        }
         if let interrupt = library.main.interrupts.first(where: { evaluate($0.condition) }) {
             session.waiting = nil
             return try run(from: FlowPosition(flow: library.main.source, node: interrupt.target, stack: []))

@@ -441,6 +441,31 @@ struct NodeTests {
         #expect(try chat.send(events.user("3")).texts == ["back with 3"])
     }
 
+    @Test("an executed flow's interrupts count while its question waits, first, and go on in that flow (which returns to its caller); the main flow's count everywhere")
+    func interruptsOfExecutedFlows() throws {
+        var chat = Conversation(try engine("""
+            interrupts:
+              - { when: { textContains: [agent, skip] }, next: human }
+            nodes:
+              - { id: call, type: execute, flow: sub.yaml, next: back }
+              - { id: back, type: say, text: "back with {{context.answers.size}}" }
+              - { id: human, type: say, text: human }
+            """, others: ["sub.yaml": """
+            interrupts:
+              - { when: { textContains: [skip] }, next: skipped }
+            nodes:
+              - { id: size, type: question, text: How many?, answer: number, next: thanks }
+              - { id: thanks, type: say, text: thanks }
+              - { id: skipped, type: set, set: { answers: { size: none } }, next: thanks }
+            """]))
+        var events = Events()
+        #expect(try chat.send(events.user("go")).texts == ["How many?"])
+        #expect(try chat.send(events.user("skip it")).texts == ["thanks", "back with none"])
+        #expect(try chat.send(events.user("go")).texts == ["How many?"])
+        #expect(try chat.send(events.user("an agent")).texts == ["human"])
+        #expect(try chat.send(events.user("skip")).texts == ["human"], "outside the executed flow only the main flow's count")
+    }
+
     @Test("a loop without a waiting node (through a condition, which loading lets pass) is stopped with an error")
     func loopGuard() throws {
         var chat = Conversation(try engine("""
