@@ -576,13 +576,19 @@ public struct FlowParser {
         return parts.first == "context" && parts.count > 1 ? Array(parts.dropFirst()) : parts
     }
 
+    /// A choice's payload is what a tap sends and an answer is matched against; it is never
+    /// rendered, so a title with `{{…}}` needs one of its own (the tap would send the tags).
     private mutating func choices(_ node: Node, id: String) -> [Say.Choice] {
         sequence(node, what: "node '\(id)': choices").compactMap { entry in
             if entry.scalar != nil, let title = entry.string {
+                if title.contains("{{") { problem(entry, "node '\(id)': a choice whose title is a template needs a payload ({ title: …, payload: … })") }
                 return template(entry, what: "node '\(id)': choice", required: true, at: entry).map { Say.Choice(title: $0, payload: title) }
             }
             guard let fields = fields(entry, known: ["title", "payload"], what: "a choice"),
                   let title = template(fields["title"], what: "node '\(id)': choice title", required: true, at: entry) else { return nil }
+            if fields["payload"] == nil, title.source.contains("{{") {
+                problem(entry, "node '\(id)': a choice whose title is a template needs a payload ({ title: …, payload: … })")
+            }
             return Say.Choice(title: title, payload: fields["payload"]?.string ?? title.source)
         }
     }

@@ -87,7 +87,7 @@ struct WorkerTests {
         try """
             nodes:
               - { id: start, type: if, condition: { textContains: loop }, then: a, else: hello }
-              - { id: a, type: goto, target: b }
+              - { id: a, type: if, condition: { textContains: loop }, then: b, else: b }
               - { id: b, type: goto, target: a }
               - { id: hello, type: say, text: "hello {{input.text}}" }
             """.write(to: loopFlow, atomically: true, encoding: .utf8)

@@ -116,6 +116,19 @@ struct FlowParserTests {
             """).map(\.message) == ["nodes 'me' > 'me' loop without waiting for the user (no question, condition, handover or end on the way)"])
     }
 
+    @Test("a choice whose title is a template needs a payload: a tap sends the payload, and tags are not rendered there")
+    func templatedChoicesNeedPayloads() {
+        let problems = parseProblems("""
+            nodes:
+              - id: pay
+                type: say
+                text: Pay?
+                quickReplies: ["Pay {{context.amount}}", { title: "Pay {{context.amount}} later" }, { title: "Pay {{context.amount}} now", payload: now }, Cancel]
+            """)
+        #expect(problems.map(\.line) == [5, 5])
+        #expect(problems.allSatisfy { $0.message == "node 'pay': a choice whose title is a template needs a payload ({ title: …, payload: … })" })
+    }
+
     @Test("unreachable nodes are reported at their line")
     func unreachable() {
         let problems = parseProblems("""
