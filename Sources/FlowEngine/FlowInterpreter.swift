@@ -92,7 +92,8 @@ struct FlowInterpreter {
     private mutating func ask(_ question: Question, text: Template) {
         let rendered = text.render(scope)
         if question.options.isEmpty {
-            outputs.append(.text(rendered))
+            // A text that renders empty (an unset value) is not sent: 8x8 refuses an empty message.
+            if !rendered.isEmpty { outputs.append(.text(rendered)) }
         } else {
             outputs.append(.quickReplies(rendered, question.options.map { ($0.title.render(scope), $0.payload) }))
         }
@@ -146,7 +147,7 @@ struct FlowInterpreter {
                 let frame = FlowPosition.ReturnFrame(flow: flow.source, node: node.next)
                 position = FlowPosition(flow: callee.source, node: callee.start, stack: current.stack + [frame])
             case .handover(let handover):
-                if let text = handover.text { outputs.append(.text(text.render(scope))) }
+                if let text = handover.text?.render(scope), !text.isEmpty { outputs.append(.text(text)) }
                 outputs.append(.handover(queueId: handover.queueId))
                 if handover.handback { outputs.append(.handback) }
                 session.waiting = nil
@@ -155,8 +156,7 @@ struct FlowInterpreter {
                     resume: handover.handback ? next(after: node, in: flow, stack: current.stack) : nil,
                     requestedByBot: true, node: current)
             case .end(let text):
-                let message = text?.render(scope)
-                if let message { outputs.append(.text(message)) }
+                if let message = text?.render(scope), !message.isEmpty { outputs.append(.text(message)) }
                 outputs.append(.endConversation(displayMessage: nil))
                 session.restart(now: session.lastActivity)
             case .typing(let seconds):
@@ -280,7 +280,8 @@ struct FlowInterpreter {
         case .contains(let text):
             switch present {
             case .array(let items)?: return items.contains { $0.stringValue == text }
-            default: return present?.stringValue?.localizedCaseInsensitiveContains(text) ?? false
+            // Case-insensitive without the host's locale: every replica branches alike.
+            default: return present?.stringValue.map { $0.range(of: text, options: .caseInsensitive) != nil } ?? false
             }
         case .matches(let pattern): return present?.stringValue.map(pattern.matches) ?? false
         }

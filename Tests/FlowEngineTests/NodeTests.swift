@@ -466,6 +466,30 @@ struct NodeTests {
         #expect(try chat.send(events.user("skip")).texts == ["human"], "outside the executed flow only the main flow's count")
     }
 
+    @Test("a question, handover or end text that renders empty is not sent (8x8 refuses an empty message); a contains condition ignores case without the host's locale")
+    func emptyRenderedTexts() throws {
+        var chat = Conversation(try engine("""
+            nodes:
+              - { id: route, type: if, condition: { input: text, contains: "İSTANBUL" }, then: city, else: ask }
+              - { id: city, type: say, text: city }
+              - { id: ask, type: question, text: "{{context.prompt}}", store: x, next: move }
+              - { id: move, type: handover, text: "{{context.moving}}", queueId: q, handback: false }
+            """))
+        var events = Events()
+        let asked = try chat.send(events.user("hi"))
+        #expect(asked.outputs.isEmpty && chat.session?.waiting != nil, "the question waits without an empty message")
+        let moved = try chat.send(events.user("my answer"))
+        #expect(moved.outputs == [.handover(queueId: "q")])
+        var again = Conversation(try engine("""
+            nodes:
+              - { id: route, type: if, condition: { input: text, contains: "istanbul" }, then: city, else: bye }
+              - { id: city, type: say, text: city }
+              - { id: bye, type: end, text: "{{context.bye}}" }
+            """))
+        #expect(try again.send(events.user("to ISTANBUL please")).texts == ["city"])
+        #expect(try again.send(events.user("elsewhere")).outputs == [.endConversation(displayMessage: nil)])
+    }
+
     @Test("a loop without a waiting node (through a condition, which loading lets pass) is stopped with an error")
     func loopGuard() throws {
         var chat = Conversation(try engine("""
