@@ -56,7 +56,7 @@ struct DevCommand: AsyncParsableCommand {
         let webhookURL = "http://127.0.0.1:\(ingressAddress.port)/endpoint/\(first.urlToken)"
         simulator.sendEchoes(to: webhookURL, logger: logger)
         let stats = LiveStats(bootstrapServers: bootstrap, config: config, logger: logger)
-        let console = SimulatorConsole(simulator: simulator, tenantId: first.eightByEight.tenant ?? "dev-tenant", logger: logger) {
+        let console = SimulatorConsole(simulator: simulator, tenantId: first.eightByEight.tenant ?? "simulated-tenant", logger: logger) {
             await stats.json()
         }
         console.setWebhookURL(webhookURL)

@@ -82,10 +82,10 @@ public final class EightByEightSimulator: Sendable {
             writer.value(event)
             let body = writer.bytes
             Task {
-                do {
-                    _ = try await sender.send(body: body, to: url)
-                } catch {
-                    logger.debug("echo webhook not delivered", metadata: ["error": "\(error)"])
+                // Retried as 8x8 retries any webhook the bot did not take.
+                let eventId = UUID().uuidString
+                if await sender.sendRetrying(body: body, to: url, eventId: eventId) == nil {
+                    logger.debug("echo webhook not delivered", metadata: ["event_id": "\(eventId)"])
                 }
             }
         }

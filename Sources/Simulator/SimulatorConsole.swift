@@ -34,7 +34,14 @@ public final class SimulatorConsole: Service, Sendable {
     static let logLimit = 200
 
     /// `stats`: lag per group and the like, shown in the live panel (JSON object).
-    public init(simulator: EightByEightSimulator, tenantId: String, logger: Logger, stats: @escaping @Sendable () async -> JSONValue = { .object([:]) }) {
+    /// Waits before each retry of a webhook the bot did not take.
+    private let retryDelays: [Duration]
+
+    public init(
+        simulator: EightByEightSimulator, tenantId: String, logger: Logger, retryDelays: [Duration] = WebhookSender.retryDelays,
+        stats: @escaping @Sendable () async -> JSONValue = { .object([:]) }
+    ) {
+        self.retryDelays = retryDelays
         self.simulator = simulator
         var sender = simulator.webhookSender(logger: logger)
         sender.tenantId = tenantId
@@ -191,16 +198,25 @@ public final class SimulatorConsole: Service, Sendable {
             state.sentAt[eventId] = .now
             if state.sentAt.count > 10_000 { state.sentAt.removeAll() }
         }
-        let status: String
-        do {
-            status = String(try await sender.send(body: writer.bytes, to: url, eventId: eventId).status)
-        } catch {
-            status = "failed: \(error)"
+        // The first attempt is answered to the page; one the bot did not take is sent again
+        // meanwhile, as 8x8 does, each answer in the log.
+        let body = writer.bytes
+        let sender = self.sender
+        let delays = retryDelays
+        let logAnswer: @Sendable (Int, Result<WebhookSender.Result, any Error>) -> Void = { [weak self] retry, outcome in
+            let status = switch outcome {
+            case .success(let result): String(result.status)
+            case .failure(let error): "failed: \(error)"
+            }
+            self?.publish(.object([
+                "type": .string("log"), "direction": .string("webhook"), "conversationId": .string(conversation),
+                "line": .string("\(type) → bot: \(status)\(retry > 0 ? " (retry \(retry))" : "")"),
+            ]), keep: true)
         }
-        publish(.object([
-            "type": .string("log"), "direction": .string("webhook"), "conversationId": .string(conversation),
-            "line": .string("\(type) → bot: \(status)"),
-        ]), keep: true)
+        let taken = await sender.sendRetrying(body: body, to: url, eventId: eventId, delays: [], answered: logAnswer) != nil
+        if !taken, !delays.isEmpty {
+            Task { _ = await sender.sendRetrying(body: body, to: url, eventId: eventId, firstRetry: 1, delays: delays, answered: logAnswer) }
+        }
     }
 
     /// What the bot did, as 8x8 saw it.

@@ -1,4 +1,6 @@
 import AsyncHTTPClient
+import Hummingbird
+import Synchronization
 import ChatEvents
 import EightByEight
 import Foundation
@@ -84,6 +86,45 @@ struct ConsoleTests {
             #expect(String(buffer: rest).hasPrefix(": connected"))
             let again = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
             #expect(again.status.code == 503)
+        }
+    }
+
+    @Test("a webhook the bot does not take (503, twice) is sent again as 8x8 does: the same event id, x-8x8-retry counting up, a fresh signature; the log shows each answer")
+    func webhooksAreRetried() async throws {
+        let simulator = EightByEightSimulator(signer: try WebhookSigner(kid: "console"))
+        var logger = Logger(label: "console-tests")
+        logger.logLevel = .critical
+        let console = SimulatorConsole(simulator: simulator, tenantId: "acme", logger: logger, retryDelays: [.milliseconds(50), .milliseconds(50), .milliseconds(50)])
+        let seen = Mutex<[(eventId: String, retry: String, signature: String)]>([])
+        let router = Router()
+        router.post("/bot") { request, _ in
+            func header(_ name: String) -> String { request.headers.first { $0.name.canonicalName == name }?.value ?? "" }
+            let attempt = (header(WebhookHeaders.eventID), header(WebhookHeaders.retry), header(WebhookHeaders.signature))
+            let count = seen.withLock { seen in
+                seen.append(attempt)
+                return seen.count
+            }
+            return Response(status: count <= 2 ? .serviceUnavailable : .ok)
+        }
+        try await withRunningApplication({ reporter in
+            Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), onServerRunning: { await reporter($0.localAddress?.port ?? 0) }, logger: logger)
+        }) { botPort in
+            try await withRunningApplication({ simulator.application(logger: logger, console: console, onRunning: $0) }) { port in
+                console.setWebhookURL("http://127.0.0.1:\(botPort)/bot")
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/console/api/conversations/c-1/message")
+                request.method = .POST
+                request.body = .bytes(ByteBuffer(string: #"{"text":"hello"}"#))
+                let answer = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+                #expect(answer.status.code == 204, "the page is answered after the first attempt")
+                let attempts = try await within(30, "three attempts") { () -> [(eventId: String, retry: String, signature: String)] in
+                    while seen.withLock({ $0.count }) < 3 { try await Task.sleep(for: .milliseconds(20)) }
+                    return seen.withLock { $0 }
+                }
+                #expect(attempts.map(\.retry) == ["0", "1", "2"])
+                #expect(Set(attempts.map(\.eventId)).count == 1 && Set(attempts.map(\.signature)).count == 3)
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(seen.withLock { $0.count } == 3, "taken: no more retries")
+            }
         }
     }
 }
