@@ -35,6 +35,12 @@ struct DevCommand: AsyncParsableCommand {
         let ingressAddress = (host: "127.0.0.1", port: config.ingress.listenAddress!.port)
         let workerAddress = (host: "127.0.0.1", port: config.worker.listenAddress!.port)
         let egressAddress = (host: "127.0.0.1", port: config.egress.listenAddress!.port)
+        // Which port is taken, and where to change it: the servers' own error names neither.
+        for (port, owner) in [(port, "the simulator (--port)"), (ingressAddress.port, "the ingress (ingress.listen in \(self.config))"),
+                              (workerAddress.port, "the worker (worker.listen in \(self.config))"), (egressAddress.port, "the egress (egress.listen in \(self.config))")]
+        where PortCheck.isInUse(host: "127.0.0.1", port: port) {
+            throw fail("127.0.0.1:\(port), for \(owner), is in use by another program")
+        }
 
         let cluster: EmbeddedKafkaCluster
         let endpoints: [String: BotWorker.Endpoint]
@@ -186,5 +192,26 @@ final class LiveStats: Sendable {
             ]))
         }
         return .object(["groups": .array(groups)])
+    }
+}
+
+/// Whether a TCP port can be bound (a check before starting, to name the port that is taken).
+enum PortCheck {
+    static func isInUse(host: String, port: Int) -> Bool {
+        guard port > 0 else { return false }
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST
+        var found: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &found) == 0, let info = found else { return false }
+        defer { freeaddrinfo(found) }
+        let descriptor = socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        // As the servers bind: a port whose last connection lingers in TIME_WAIT is free.
+        var yes: Int32 = 1
+        setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        return bind(descriptor, info.pointee.ai_addr, info.pointee.ai_addrlen) != 0 && errno == EADDRINUSE
     }
 }

@@ -172,6 +172,25 @@ import Testing
         #expect(process.terminationStatus == 0)
     }
 
+    @Test("dev names the port another program holds, and where to change it")
+    func devNamesAPortInUse() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && listen(descriptor, 1) == 0 && getsockname(descriptor, $0, &length) == 0 }
+        }
+        try #require(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let result = try run(["dev", "--config", "connector.yaml", "--port", "\(port)"])
+        #expect(result.status != 0)
+        #expect(result.error.contains("127.0.0.1:\(port), for the simulator (--port), is in use by another program"), "\(result.error)")
+    }
+
     @Test func flowValidateAcceptsTheDemoFlow() throws {
         let result = try run(["flow", "validate", "flows/demo.yaml"])
         #expect(result.status == 0, "\(result.error)")
