@@ -160,6 +160,8 @@ extension ConnectorConfig {
         "endpoints[].dataProtection": Set(DataProtectionSettings.CodingKeys.allCases.map(\.rawValue)),
         "endpoints[]": Set(EndpointSettings.CodingKeys.allCases.map(\.rawValue)),
         "endpoints[].eightByEight": Set(EightByEightSettings.CodingKeys.allCases.map(\.rawValue)),
+        "endpoints[].session": ["ttlMinutes"],
+        "endpoints[].dataProtection.customRecognizers[]": ["type", "pattern", "validator", "contextWords"],
     ]
 
     /// Unknown keys are typos more often than not: reject them with their path.
@@ -173,8 +175,9 @@ extension ConnectorConfig {
                 throw ConfigurationError("\(source): unknown key '\(path.isEmpty ? key : path + "." + key)'")
             }
             let childPath = path.isEmpty ? key : "\(path).\(key)"
-            if key == "endpoints", let list = value as? [Any] {
-                for item in list { try checkKeys(item, path: "endpoints[]", source: source) }
+            // A list whose items are mappings with known keys (endpoints, custom recognizers).
+            if let list = value as? [Any], knownKeys[childPath + "[]"] != nil {
+                for item in list { try checkKeys(item, path: childPath + "[]", source: source) }
             } else {
                 try checkKeys(value, path: childPath, source: source)
             }
@@ -206,6 +209,12 @@ extension ConnectorConfig {
         func fail(_ message: String) -> ConfigurationError { ConfigurationError("\(source): \(message)") }
         if kafka.brokers.trimmingCharacters(in: .whitespaces).isEmpty { throw fail("kafka.brokers is empty (use \"embedded\" or host:port,...)") }
         if kafka.partitions < 1 { throw fail("kafka.partitions must be at least 1") }
+        // The properties the services' guarantees rest on are the connector's to set: a pasted
+        // `enable.auto.offset.store: true` would commit before processing, a `group.id` would
+        // put worker and egress in one group.
+        for (key, instead) in Self.reservedProperties where kafka.properties[key] != nil {
+            throw fail("kafka.properties.\(key) is set by the connector\(instead.map { " (use \($0))" } ?? "")")
+        }
         if kafka.replicationFactor < 1 { throw fail("kafka.replicationFactor must be at least 1") }
         if !(100...3_600_000).contains(kafka.lagIntervalMs) { throw fail("kafka.lagIntervalMs must be between 100 and 3600000") }
         if ingress.maxBodyBytes < 1 { throw fail("ingress.maxBodyBytes must be positive") }
@@ -220,14 +229,21 @@ extension ConnectorConfig {
         if !(1...100_000).contains(egress.maxBufferedPerPartition) { throw fail("egress.maxBufferedPerPartition must be between 1 and 100000") }
         if !(1...600_000).contains(egress.requestTimeoutMs) { throw fail("egress.requestTimeoutMs must be between 1 and 600000") }
         if !(1...600_000).contains(egress.connectTimeoutMs) { throw fail("egress.connectTimeoutMs must be between 1 and 600000") }
-        if !(egress.rateLimit.requestsPerSecond > 0) { throw fail("egress.rateLimit.requestsPerSecond must be positive") }
-        if !(egress.rateLimit.burst >= 1) { throw fail("egress.rateLimit.burst must be at least 1") }
+        if !(0.001...100_000).contains(egress.rateLimit.requestsPerSecond) { throw fail("egress.rateLimit.requestsPerSecond must be between 0.001 and 100000") }
+        if !(1...100_000).contains(egress.rateLimit.burst) { throw fail("egress.rateLimit.burst must be between 1 and 100000") }
         if !(1...100).contains(egress.retry.maxAttempts) { throw fail("egress.retry.maxAttempts must be between 1 and 100") }
-        if egress.retry.maxAgeSeconds < 1 { throw fail("egress.retry.maxAgeSeconds must be positive") }
+        if !(1...604_800).contains(egress.retry.maxAgeSeconds) { throw fail("egress.retry.maxAgeSeconds must be between 1 and 604800 (a week)") }
         if egress.retry.baseBackoffMs < 1 || egress.retry.maxBackoffMs < egress.retry.baseBackoffMs {
             throw fail("egress.retry.baseBackoffMs must be positive and at most egress.retry.maxBackoffMs")
         }
+        if egress.retry.maxBackoffMs > 3_600_000 { throw fail("egress.retry.maxBackoffMs must be at most 3600000 (an hour)") }
         if egress.dedupeWindow < 0 { throw fail("egress.dedupeWindow must not be negative") }
+        // A command writes two results (attempting, then its end), and a new owner starts from
+        // the committed offset, up to maxBufferedPerPartition commands back: a smaller window
+        // would not see every finished one, and send it again.
+        if egress.dedupeWindow > 0, egress.dedupeWindow < 2 * egress.maxBufferedPerPartition {
+            throw fail("egress.dedupeWindow must be 0 (off) or at least twice egress.maxBufferedPerPartition (\(2 * egress.maxBufferedPerPartition))")
+        }
         if !(1...600_000).contains(ingress.publishTimeoutMs) { throw fail("ingress.publishTimeoutMs must be between 1 and 600000") }
         if ingress.signature.maxClockSkewSeconds > 86_400 { throw fail("ingress.signature.maxClockSkewSeconds must be at most 86400") }
         if ingress.signature.jwkCacheTTLSeconds > 30 * 86_400 { throw fail("ingress.signature.jwkCacheTTLSeconds must be at most 2592000 (30 days)") }
@@ -238,8 +254,8 @@ extension ConnectorConfig {
         if ingress.signature.jwkCacheTTLSeconds < 0 { throw fail("ingress.signature.jwkCacheTTLSeconds must not be negative") }
         if ingress.signature.jwkFetchTimeoutMs < 1 { throw fail("ingress.signature.jwkFetchTimeoutMs must be positive") }
         if ingress.maxBodyBytes > 64 * 1_048_576 { throw fail("ingress.maxBodyBytes must be at most 67108864") }
-        if ingress.signature.required, URL(string: ingress.signature.jwkBaseURL)?.scheme == nil {
-            throw fail("ingress.signature.jwkBaseURL is not a URL")
+        if ingress.signature.required, !Self.isWebAddress(ingress.signature.jwkBaseURL) {
+            throw fail("ingress.signature.jwkBaseURL must be an http or https URL, e.g. https://api.8x8.com")
         }
         var names = Set<String>()
         var tokens = Set<String>()
@@ -248,8 +264,9 @@ extension ConnectorConfig {
             if endpoint.name.isEmpty { throw fail("an endpoint has an empty name") }
             if !names.insert(endpoint.name).inserted { throw fail("\(label) is defined twice") }
             if endpoint.urlToken.count < 8 { throw fail("\(label): urlToken must have at least 8 characters (it is the webhook's secret path)") }
-            if !endpoint.urlToken.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
-                throw fail("\(label): urlToken may contain only letters, digits, '-' and '_'")
+            // ASCII only: a path is matched as 8x8 sends it, percent-encoded.
+            if !endpoint.urlToken.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || $0 == 0x2D || $0 == 0x5F }) {
+                throw fail("\(label): urlToken may contain only ASCII letters, digits, '-' and '_'")
             }
             if !tokens.insert(endpoint.urlToken).inserted { throw fail("\(label): urlToken is used by another endpoint") }
             if endpoint.eightByEight.apiKey.isEmpty { throw fail("\(label): eightByEight.apiKey is empty") }
@@ -259,7 +276,7 @@ extension ConnectorConfig {
             where value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
                 throw fail("\(label): eightByEight.\(key) contains a control character (a line break from a YAML block scalar?)")
             }
-            if URL(string: endpoint.eightByEight.baseURL)?.scheme == nil { throw fail("\(label): eightByEight.baseURL is not a URL") }
+            if !Self.isWebAddress(endpoint.eightByEight.baseURL) { throw fail("\(label): eightByEight.baseURL must be an http or https URL, e.g. https://api.8x8.com") }
             if let ttl = endpoint.session?.ttlMinutes, !(0...525_600).contains(ttl) {
                 throw fail("\(label): session.ttlMinutes must be between 0 (never) and 525600 (a year)")
             }
@@ -282,6 +299,19 @@ extension ConnectorConfig {
             if let minutes = endpoint.handover?.maxTotalMinutes, !(20...600).contains(minutes) { throw fail("\(label): handover.maxTotalMinutes must be 20 to 600") }
             if let minutes = endpoint.handover?.userTimeoutInMinutes, !(10...300).contains(minutes) { throw fail("\(label): handover.userTimeoutInMinutes must be 10 to 300") }
         }
+    }
+
+    /// librdkafka properties the services set themselves, with the key to use instead.
+    static let reservedProperties: [(String, String?)] = [
+        ("bootstrap.servers", "kafka.brokers"), ("group.id", "kafka.groupPrefix"), ("transactional.id", "worker.transactionalId"),
+        ("enable.auto.commit", nil), ("enable.auto.offset.store", nil), ("isolation.level", nil), ("enable.idempotence", nil),
+        ("acks", nil), ("partitioner", nil), ("enable.partition.eof", nil),
+    ]
+
+    /// `http://host…` or `https://host…` (`localhost:8090` reads as the scheme "localhost").
+    static func isWebAddress(_ text: String) -> Bool {
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else { return false }
+        return url.host?.isEmpty == false
     }
 
     /// The topic name with this deployment's prefix.

@@ -6,7 +6,10 @@ public struct Secret: Sendable, Hashable, Decodable, CustomStringConvertible, Cu
     public let value: String
     public init(_ value: String) { self.value = value }
     public init(from decoder: any Decoder) throws {
-        value = try decoder.singleValueContainer().decode(String.self)
+        let container = try decoder.singleValueContainer()
+        // No value (`apiKey:`, or `${KEY:-}` with KEY unset) is an empty secret, which startup
+        // refuses: YAML would read it as the text "~".
+        value = container.decodeNil() ? "" : try container.decode(String.self)
     }
     public var isEmpty: Bool { value.isEmpty }
     public var description: String { value.isEmpty ? "<empty>" : "<redacted>" }
@@ -53,7 +56,8 @@ public struct ConnectorConfig: Sendable, Decodable {
             replicationFactor = try c.decodeIfPresent(Int.self, forKey: .replicationFactor) ?? replicationFactor
             topicPrefix = try c.decodeIfPresent(String.self, forKey: .topicPrefix) ?? topicPrefix
             groupPrefix = try c.decodeIfPresent(String.self, forKey: .groupPrefix) ?? groupPrefix
-            properties = try c.decodeIfPresent([String: ScalarString].self, forKey: .properties)?.mapValues(\.value) ?? [:]
+            // A property without a value is left to librdkafka's default.
+            properties = try c.decodeIfPresent([String: ScalarString].self, forKey: .properties)?.mapValues(\.value).filter { !$0.value.isEmpty } ?? [:]
             lagIntervalMs = try c.decodeIfPresent(Int.self, forKey: .lagIntervalMs) ?? lagIntervalMs
         }
     }
@@ -342,7 +346,9 @@ struct ScalarString: Decodable {
     let value: String
     init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if let string = try? c.decode(String.self) { value = string }
+        // No value (`${PASSWORD:-}` with PASSWORD unset, which YAML reads as "~") is an empty
+        // one. (YAML's null check would also take a quoted "null", a value librdkafka may get.)
+        if let string = try? c.decode(String.self) { value = string == "~" ? "" : string }
         else if let int = try? c.decode(Int.self) { value = String(int) }
         else if let bool = try? c.decode(Bool.self) { value = bool ? "true" : "false" }
         else if let double = try? c.decode(Double.self) { value = String(double) }

@@ -5,7 +5,8 @@ public import EightByEight
 /// exponential backoff with jitter on 5xx and connection failures, never retry 400, 401, 403
 /// or 404; give up after `maxAttempts` or when the command is older than `maxAge`. Calls that
 /// are not idempotent (`sendMessage`, `sendAttachment`, `createConversation`) are repeated only
-/// when 8x8 provably did not process them: connection refused, 429, 502, 503, 504.
+/// when 8x8 provably did not process them: connection refused, 429, 502, 503 (or the egress
+/// found at 8x8 that a call answered 500 or 504, or not at all, did not take effect).
 public struct DeliveryPolicy: Sendable {
     public enum Decision: Sendable, Hashable {
         case retry(after: Duration)
@@ -47,7 +48,9 @@ public struct DeliveryPolicy: Sendable {
             switch status {
             case 400, 401, 403, 404: return .giveUp(reason: "8x8 answered \(status)")
             case 429: wait = retryAfter ?? backoff(attempt, using: &random)
-            case 502, 503, 504: wait = retryAfter ?? backoff(attempt, using: &random)
+            case 502, 503: wait = retryAfter ?? backoff(attempt, using: &random)
+            // 504 as 500: it may have taken effect (8x8 is asked first), so a call that must not
+            // be repeated is not sent again on it.
             case 500...599:
                 guard Self.isIdempotent(action) else { return .giveUp(reason: "8x8 answered \(status) to a call that must not be repeated") }
                 wait = backoff(attempt, using: &random)

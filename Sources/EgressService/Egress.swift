@@ -37,6 +37,8 @@ public final class Egress: Service, Sendable {
     let deadLetterTopic: String
     let clients: [String: ChatGatewayClient]
     let httpClient: HTTPClient
+    /// Downloads attachments' files (follows redirects, unlike `httpClient`).
+    let downloadClient: HTTPClient
     let ownsHTTPClient: Bool
     let policy: DeliveryPolicy
     let limiter: TenantRateLimiter<ContinuousClock>
@@ -73,11 +75,17 @@ public final class Egress: Service, Sendable {
         let settings = config.egress
         if let httpClient {
             self.httpClient = httpClient
+            downloadClient = httpClient
             ownsHTTPClient = false
         } else {
             var configuration = HTTPClient.Configuration()
             configuration.timeout = .init(connect: .milliseconds(Int64(settings.connectTimeoutMs)))
             configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: settings.maxInFlight)
+            // Attachments' files (a CDN's or storage's address) may redirect; no call to 8x8 may:
+            // a followed redirect turns a POST into a GET without its body (a message taken for
+            // delivered that was never sent) and takes the API key to wherever it points.
+            downloadClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            configuration.redirectConfiguration = .disallow
             self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
             ownsHTTPClient = true
         }
@@ -85,7 +93,7 @@ public final class Egress: Service, Sendable {
         for endpoint in config.endpoints {
             clients[endpoint.name] = ChatGatewayClient(
                 baseURL: endpoint.eightByEight.baseURL, apiKey: endpoint.eightByEight.apiKey.value, tenant: endpoint.eightByEight.tenant,
-                httpClient: self.httpClient, requestTimeout: .milliseconds(settings.requestTimeoutMs))
+                httpClient: self.httpClient, downloadClient: downloadClient, requestTimeout: .milliseconds(settings.requestTimeoutMs))
         }
         self.clients = clients
         policy = DeliveryPolicy(
@@ -123,7 +131,10 @@ public final class Egress: Service, Sendable {
         }
         // The last results are flushed before the HTTP client goes.
         await stops.wait()
-        if ownsHTTPClient { try? await httpClient.shutdown() }
+        if ownsHTTPClient {
+            try? await httpClient.shutdown()
+            try? await downloadClient.shutdown()
+        }
     }
 
     private let stops = PendingStops()

@@ -38,6 +38,8 @@ public final class ChatGatewaySimulator: Sendable {
         /// The request takes effect, and the answer is an error status all the same (a server
         /// failing after it wrote, a gateway timing out while 8x8 went on).
         case statusAfterProcessing(Int)
+        /// A 301 to `location` (an http base URL redirected to https, a moved API).
+        case redirect(to: String)
         case delay(Duration)
         /// The connection is closed instead of an answer; with `afterProcessing` the request
         /// took effect first (the client cannot tell which).
@@ -147,6 +149,8 @@ public final class ChatGatewaySimulator: Sendable {
         case .status(let status, let retryAfter)?:
             response = Self.problem(status: status, message: "Simulated failure", code: status == 429 ? "too_many_requests" : "internal_error")
             if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+        case .redirect(let location)?:
+            response = Response(status: .movedPermanently, headers: [.location: location])
         case .statusAfterProcessing(let status)?:
             _ = answer(kind: kind, id: id, headers: headers, body: body)
             response = Self.problem(status: status, message: "Simulated failure after processing", code: "internal_error")

@@ -50,6 +50,12 @@ import Testing
         } throws: { "\($0)" == "c.yaml: environment variable EIGHTBYEIGHT_API_KEY is not set" }
     }
 
+    @Test("a librdkafka property that comes out empty (${PASSWORD:-} with PASSWORD unset) is left to librdkafka, never the text ~")
+    func emptyPropertiesAreLeftOut() throws {
+        let config = try ConnectorConfig.parse("kafka:\n  properties:\n    sasl.password: ${PASSWORD:-}\n    linger.ms: 2\n", environment: [:])
+        #expect(config.kafka.properties == ["linger.ms": "2"])
+    }
+
     @Test func defaultValueAfterColonDash() throws {
         let config = try ConnectorConfig.parse("kafka:\n  brokers: ${BROKERS:-localhost:9092}\n")
         #expect(config.kafka.brokers == "localhost:9092")
@@ -71,6 +77,21 @@ import Testing
          "c.yaml: endpoint 'a': eightByEight.tenant contains a control character (a line break from a YAML block scalar?)"),
         ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: k}\n    session: {ttlMinutes: 9223372036854775807}\n",
          "c.yaml: endpoint 'a': session.ttlMinutes must be between 0 (never) and 525600 (a year)"),
+        ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: ${KEY:-}}\n",
+         "c.yaml: endpoint 'a': eightByEight.apiKey is empty"),
+        ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: k}\n    session: {ttlMinute: 0}\n",
+         "c.yaml: unknown key 'endpoints[].session.ttlMinute'"),
+        ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: k}\n    dataProtection:\n      customRecognizers:\n        - {type: ORDER, pattern: 'ORD-[0-9]+', validators: luhn}\n",
+         "c.yaml: unknown key 'endpoints[].dataProtection.customRecognizers[].validators'"),
+        ("endpoints:\n  - name: a\n    urlToken: café12345\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: k}\n",
+         "c.yaml: endpoint 'a': urlToken may contain only ASCII letters, digits, '-' and '_'"),
+        ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight: {baseURL: 'localhost:8090', apiKey: k}\n",
+         "c.yaml: endpoint 'a': eightByEight.baseURL must be an http or https URL, e.g. https://api.8x8.com"),
+        ("kafka:\n  properties:\n    enable.auto.offset.store: true\n", "c.yaml: kafka.properties.enable.auto.offset.store is set by the connector"),
+        ("kafka:\n  properties:\n    group.id: x\n", "c.yaml: kafka.properties.group.id is set by the connector (use kafka.groupPrefix)"),
+        ("egress:\n  rateLimit: {requestsPerSecond: 1e-20}\n", "c.yaml: egress.rateLimit.requestsPerSecond must be between 0.001 and 100000"),
+        ("egress:\n  retry: {maxBackoffMs: 99999999999}\n", "c.yaml: egress.retry.maxBackoffMs must be at most 3600000 (an hour)"),
+        ("egress:\n  dedupeWindow: 2000\n", "c.yaml: egress.dedupeWindow must be 0 (off) or at least twice egress.maxBufferedPerPartition (4000)"),
     ])
     func badConfigurationGetsOneClearLine(yaml: String, message: String) {
         #expect {

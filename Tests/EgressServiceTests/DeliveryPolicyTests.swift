@@ -57,6 +57,8 @@ struct DeliveryPolicyTests {
         #expect(decide(.status(500, problem: nil, retryAfter: nil), .typing) == .retry(after: .milliseconds(500)))
         guard case .giveUp = decide(.status(500, problem: nil, retryAfter: nil), .sendMessage) else { Issue.record("message repeated after 500"); return }
         #expect(decide(.status(502, problem: nil, retryAfter: nil), .sendMessage) == .retry(after: .milliseconds(500)))
+        guard case .giveUp = decide(.status(504, problem: nil, retryAfter: nil), .createConversation) else { Issue.record("conversation created again after 504"); return }
+        #expect(decide(.status(504, problem: nil, retryAfter: nil), .patchConversation) == .retry(after: .milliseconds(500)))
         #expect(decide(.transport("refused", reachedServer: false), .sendMessage) == .retry(after: .milliseconds(500)))
         guard case .giveUp = decide(.transport("timeout", reachedServer: true), .sendMessage) else { Issue.record("message repeated after timeout"); return }
         #expect(decide(.transport("timeout", reachedServer: true), .patchConversation) == .retry(after: .milliseconds(500)))

@@ -314,6 +314,53 @@ struct EgressTests {
         }
     }
 
+    @Test("a redirect from 8x8 is not followed (the POST would become a GET without its body, and the API key would go along): dead-lettered")
+    func redirectsAreNotFollowed() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-moved"
+            h.gateway.inject(.redirect(to: "\(h.baseURL)/chat-gateway/v1/conversations/\(conversation)/elsewhere"), forPathEndingWith: "\(conversation)/messages")
+            let command = EgressHarness.message(conversation, 0)
+            let letters = try h.reader(.deadLetters)
+            let producer = try h.producer()
+            try await h.publish([command], with: producer)
+            let egress = h.start()
+            let letter = try DeadLetter.decode(try await letters.wait(60, "the dead letter") { $0.count == 1 }[0].value)
+            #expect(letter.reason == "8x8 answered 301: 8x8 answered 301" && letter.status == 301, "\(String(describing: letter.reason))")
+            #expect(!h.gateway.received.contains { $0.path.hasSuffix("/elsewhere") }, "not followed")
+            await egress.stop()
+            await letters.close()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("an attachment's file that is not there (404) is dead-lettered at once; a file name cannot add lines to the upload's part header")
+    func attachmentDownloadsAndNames() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-files"
+            let missing = EgressHarness.command(conversation, 0, .sendAttachment, .object([
+                "authorType": .string("bot"), "url": .string("\(h.baseURL)/no-such-files/terms.pdf"),
+            ]))
+            let named = EgressHarness.command(conversation, 1, .sendAttachment, .object([
+                "authorType": .string("bot"), "url": .string("\(h.baseURL)/files/terms.pdf"), "fileName": .string("evil\r\nX-Injected: 1\"\\.pdf"),
+            ]))
+            let letters = try h.reader(.deadLetters)
+            let producer = try h.producer()
+            try await h.publish([missing, named], with: producer)
+            let egress = h.start()
+            try await h.waitForGateway(60, "the named attachment") { $0.contains(named.commandId) }
+            let letter = try DeadLetter.decode(try await letters.wait(30, "the dead letter") { $0.count == 1 }[0].value)
+            #expect(letter.command?.commandId == missing.commandId && letter.attempts == 1)
+            #expect(letter.reason == "not deliverable: downloading the attachment answered 404", "\(String(describing: letter.reason))")
+            let upload = try #require(h.gateway.received.first { $0.path.hasSuffix("/attachments") })
+            let text = String(decoding: upload.body, as: UTF8.self)
+            #expect(text.contains(#"filename="evilX-Injected: 1.pdf""#), "\(text.prefix(400))")
+            #expect(!text.contains("\r\nX-Injected"))
+            await egress.stop()
+            await letters.close()
+            await producer.shutdown()
+        }
+    }
+
     @Test("a dropped connection is settled by asking 8x8: delivered once whether or not the request took effect")
     func droppedConnections() async throws {
         try await EgressHarness.run { h in

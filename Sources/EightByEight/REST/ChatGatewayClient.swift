@@ -143,15 +143,21 @@ public enum ChatGatewayError: Error, Sendable, CustomStringConvertible {
 public struct ChatGatewayClient: Sendable {
     public let baseURL: String
     let apiKey: String
+    let downloadClient: HTTPClient
     public let tenant: String?
     let httpClient: HTTPClient
     public let requestTimeout: Duration
 
-    public init(baseURL: String, apiKey: String, tenant: String?, httpClient: HTTPClient = .shared, requestTimeout: Duration = .seconds(10)) {
+    /// `downloadClient` fetches attachments' files (redirects allowed); `httpClient` calls 8x8.
+    public init(
+        baseURL: String, apiKey: String, tenant: String?, httpClient: HTTPClient = .shared, downloadClient: HTTPClient? = nil,
+        requestTimeout: Duration = .seconds(10)
+    ) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.apiKey = apiKey
         self.tenant = tenant
         self.httpClient = httpClient
+        self.downloadClient = downloadClient ?? httpClient
         self.requestTimeout = requestTimeout
     }
 
@@ -252,13 +258,27 @@ public struct ChatGatewayClient: Sendable {
             throw .invalid("the attachment's url is not an http or https address")
         }
         let file: [UInt8]
+        var fileType = "application/octet-stream"
         do {
             let deadline = ContinuousClock.now + requestTimeout
-            let response = try await httpClient.execute(HTTPClientRequest(url: url), timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
-            guard (200..<300).contains(response.status.code) else {
-                throw ChatGatewayError.transport("downloading the attachment answered \(response.status.code)", reachedServer: false)
+            let response = try await downloadClient.execute(HTTPClientRequest(url: url), timeout: .nanoseconds(Int64(requestTimeout / .nanoseconds(1))))
+            let status = Int(response.status.code)
+            // A file that is not there (or not for us) stays so: given up at once. A server's
+            // trouble (5xx, 408, 429) may pass: tried again.
+            if (400..<500).contains(status), status != 408, status != 429 {
+                throw ChatGatewayError.invalid("downloading the attachment answered \(status)")
             }
-            guard let download = try await withTimeLimit(Self.timeLeft(until: deadline), { try await response.body.collect(upTo: 25 << 20) }) else {
+            guard (200..<300).contains(status) else {
+                throw ChatGatewayError.transport("downloading the attachment answered \(status)", reachedServer: false)
+            }
+            if let type = response.headers.first(name: "content-type"), Self.isHeaderSafe(type), !type.isEmpty { fileType = type }
+            let download: ByteBuffer?
+            do {
+                download = try await withTimeLimit(Self.timeLeft(until: deadline), { try await response.body.collect(upTo: Self.maxAttachmentBytes) })
+            } catch is NIOTooManyBytesError {
+                throw ChatGatewayError.invalid("the attachment is larger than \(Self.maxAttachmentBytes >> 20) MiB")
+            }
+            guard let download else {
                 throw ChatGatewayError.transport("downloading the attachment took longer than \(requestTimeout)", reachedServer: false)
             }
             file = Array(buffer: download)
@@ -268,12 +288,12 @@ public struct ChatGatewayClient: Sendable {
             throw .transport("downloading the attachment: \(Self.describe(error))", reachedServer: false)
         }
         guard proceed() else { throw .transport("stopped before the attachment's upload", reachedServer: false) }
-        let name = command.body["fileName"]?.stringValue ?? URL(string: url)?.lastPathComponent ?? "attachment"
+        let name = Self.fileName(command.body["fileName"]?.stringValue ?? URL(string: url)?.lastPathComponent)
         let boundary = "connector-\(command.commandId.hashValue.magnitude)"
         var multipart = [UInt8]()
         func append(_ text: String) { multipart += Array(text.utf8) }
         append("--\(boundary)\r\nContent-Disposition: form-data; name=\"authorType\"\r\n\r\nbot\r\n")
-        append("--\(boundary)\r\nContent-Disposition: form-data; name=\"attachment\"; filename=\"\(name.replacingOccurrences(of: "\"", with: ""))\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+        append("--\(boundary)\r\nContent-Disposition: form-data; name=\"attachment\"; filename=\"\(name)\"\r\nContent-Type: \(fileType)\r\n\r\n")
         multipart += file
         append("\r\n--\(boundary)--\r\n")
         let upload = try await send(ChatGatewayRequest(
@@ -286,6 +306,24 @@ public struct ChatGatewayClient: Sendable {
         return try await send(ChatGatewayRequest(
             method: "POST", path: ChatGatewayRequest.conversationPath(command.conversationId, "/messages"), body: ChatGatewayRequest.json(.object(message))),
             commandId: command.commandId)
+    }
+
+    static let maxAttachmentBytes = 25 << 20
+
+    /// A file name for the upload's part header: no line breaks or other control characters
+    /// (a user's text in the url could add header lines), no quotes or backslashes, no path;
+    /// `attachment` when nothing is left.
+    static func fileName(_ proposed: String?) -> String {
+        let last = (proposed ?? "").split(separator: "/").last.map(String.init) ?? ""
+        let cleaned = String(String.UnicodeScalarView(last.unicodeScalars.filter { scalar in
+            scalar.properties.generalCategory != .control && scalar != "\"" && scalar != "\\"
+        })).trimmingCharacters(in: .whitespaces)
+        return cleaned.isEmpty || cleaned == "." || cleaned == ".." ? "attachment" : String(cleaned.prefix(200))
+    }
+
+    /// A header value without control characters.
+    static func isHeaderSafe(_ value: String) -> Bool {
+        !value.unicodeScalars.contains { $0.properties.generalCategory == .control }
     }
 
     /// A message as 8x8 lists it (`MessageResult`).
