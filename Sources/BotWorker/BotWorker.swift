@@ -296,12 +296,15 @@ final class Generation: @unchecked Sendable {
             case .partitionsAssigned(let partitions):
                 handingOver.subtract(partitions.map(\.partition))
                 try await assign(partitions)
-            case .partitionsRevoked(let partitions, _):
+            case .partitionsRevoked(let partitions, let lost):
                 handingOver.subtract(partitions.map(\.partition))
                 if transactional {
                     try await commitTransaction()
                 } else {
-                    await drain(partitions, timeout: BotWorker.revokeDrain)
+                    // Lost: another member owns them already and may have restored their
+                    // sessions; a write of this one still in flight would land after its own.
+                    // It ends the generation (the producer drops what it has) instead of waiting.
+                    await drain(partitions, timeout: lost ? .zero : BotWorker.revokeDrain)
                 }
                 for partition in partitions {
                     sessions[partition.partition] = nil
