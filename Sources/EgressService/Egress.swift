@@ -366,8 +366,12 @@ final class EgressGeneration: @unchecked Sendable {
 
     static var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    /// Whether `item` may no longer be sent: the generation ended or its partition was revoked.
-    private func stopped(_ item: LaneItem) -> Bool { isEnded || item.ticket.isRevoked }
+    /// Whether `item` may no longer be sent: the generation ended or its partition was revoked,
+    /// or given up by the consumer before this egress reached the revoke (committed, and maybe
+    /// another egress's now).
+    private func stopped(_ item: LaneItem) -> Bool {
+        isEnded || item.ticket.isRevoked || consumer.wasGivenUp(TopicPartition(topic: egress.outboundTopic, partition: item.partition))
+    }
 
     /// Delivers one command (or finds it finished); calls `finished` once its final result is
     /// durable. Returns false when the generation ended or the partition was revoked first

@@ -44,6 +44,40 @@ import Testing
         #expect(buffer.tryAppend([Self.message(2)]), "later events are dropped, not refused")
     }
 
+    @Test("a revoke the caller did not reach in time gives its partition up: its events the caller still holds are not handed out, it reads as given up until the caller reaches the revoke, and a late acknowledgement counts for that revoke only")
+    func revokeGivenUpBeforeTheCallerGotThere() async throws {
+        let buffer = ConsumerEventBuffer(capacity: 100)
+        let partition = TopicPartition(topic: "t", partition: 0)
+        buffer.append([Self.message(0), Self.message(1), Self.message(2)])
+        var cursor = ConsumerEventCursor(buffer: buffer)
+        guard case .message(let first)? = await cursor.next() else { Issue.record("no message"); return }
+        #expect(first.offset == 0)
+        // The caller is busy with offset 0; the rebalance's wait for it runs out.
+        #expect(!buffer.appendRevokeAndWait([partition], timeout: .milliseconds(50)))
+        #expect(buffer.isGivenUp(partition))
+        // The next rebalance revokes again, and waits.
+        let second = Mutex<Bool?>(nil)
+        let waiting = Self.onThread {
+            let acknowledged = buffer.appendRevokeAndWait([partition], timeout: .milliseconds(500))
+            second.withLock { $0 = acknowledged }
+        }
+        // Offsets 1 and 2, taken with 0, are not handed out; the first revoke is.
+        guard case .partitionsRevoked(let revoked, _)? = await cursor.next() else { Issue.record("the held messages were handed out"); return }
+        #expect(revoked == [partition])
+        #expect(buffer.isGivenUp(partition), "until the caller handled the revoke")
+        // Asking for more acknowledges the first revoke, not the second, which the caller has
+        // only just been handed.
+        guard case .partitionsRevoked? = await cursor.next() else { Issue.record("no second revoke"); return }
+        try await within(30, "the second revoke's wait") { while !waiting.isSet { try await Task.sleep(for: .milliseconds(5)) } }
+        #expect(second.withLock { $0 } == false, "the first revoke's acknowledgement taken for the second's")
+        // Assigned again (an eager rebalance): its messages come after the revokes.
+        buffer.append([.partitionsAssigned([partition]), Self.message(1)])
+        guard case .partitionsAssigned? = await cursor.next() else { Issue.record("no assignment"); return }
+        #expect(!buffer.isGivenUp(partition))
+        guard case .message(let again)? = await cursor.next() else { Issue.record("the new assignment's message was dropped"); return }
+        #expect(again.offset == 1)
+    }
+
     @Test("a full buffer refuses a batch without waiting and takes it once the caller took the others; a wait for room ends when it has room")
     func tryAppendAndWaitForRoom() async throws {
         let buffer = ConsumerEventBuffer(capacity: 2)

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The hand-over between the consumer's polling thread and its async caller.
 ///
@@ -18,7 +19,16 @@ final class ConsumerEventBuffer: @unchecked Sendable {
     /// The caller takes no more events (its work ended by an error): what comes is dropped
     /// and nothing waits for it.
     private var abandoned = false
-    private var revokeAcknowledged = true
+    /// Revokes appended, and acknowledged by the caller (counted: a late acknowledgement of
+    /// one revoke is not taken for the next one's).
+    private var revokesAppended = 0
+    private var revokesAcknowledged = 0
+    /// Partitions of revokes the polling thread stopped waiting for: they were given up
+    /// (committed, unassigned, maybe owned by another member now) while the caller still had
+    /// events of theirs to reach. Those events are not handed out, and the caller can ask
+    /// (`isGivenUp`), until it reaches the revoke.
+    private var givenUp: Set<TopicPartition> = []
+    private let givenUpCount = Atomic<Int>(0)
     private var appenderWaiting = false
     private let capacity: Int
 
@@ -107,18 +117,34 @@ final class ConsumerEventBuffer: @unchecked Sendable {
 
     /// Appends a revoke event and waits until the caller reached it, or `timeout` passed.
     /// Returns whether the caller acknowledged in time.
+    /// Not acknowledged in time, the partitions count as given up until the caller reaches the
+    /// revoke (see `givenUp`).
     func appendRevokeAndWait(_ partitions: [TopicPartition], lost: Bool = false, timeout: Duration) -> Bool {
         condition.lock()
-        revokeAcknowledged = false
+        revokesAppended += 1
+        let number = revokesAppended
         condition.unlock()
         append([.partitionsRevoked(partitions, lost: lost)])
         let deadline = Date().addingTimeInterval(Double(timeout.milliseconds) / 1000)
         condition.lock()
         defer { condition.unlock() }
-        while !revokeAcknowledged && !finished && !abandoned {
+        while revokesAcknowledged < number && !finished && !abandoned {
             if !condition.wait(until: deadline) { break }
         }
-        return revokeAcknowledged || abandoned
+        let acknowledged = revokesAcknowledged >= number || abandoned
+        if !acknowledged, !finished {
+            givenUp.formUnion(partitions)
+            givenUpCount.store(givenUp.count, ordering: .releasing)
+        }
+        return acknowledged
+    }
+
+    /// Whether `partition` was given up while the caller had not reached its revoke.
+    func isGivenUp(_ partition: TopicPartition) -> Bool {
+        guard givenUpCount.load(ordering: .acquiring) > 0 else { return false }
+        condition.lock()
+        defer { condition.unlock() }
+        return givenUp.contains(partition)
     }
 
     /// The caller takes no more events: the buffered ones are dropped, and the polling thread
@@ -166,9 +192,13 @@ final class ConsumerEventBuffer: @unchecked Sendable {
     }
 
     /// The caller reached a `partitionsRevoked` event: everything before it is handled.
-    func acknowledgeRevoke() {
+    func acknowledgeRevoke(_ partitions: [TopicPartition]) {
         condition.lock()
-        revokeAcknowledged = true
+        revokesAcknowledged += 1
+        if !givenUp.isEmpty {
+            givenUp.subtract(partitions)
+            givenUpCount.store(givenUp.count, ordering: .releasing)
+        }
         condition.broadcast()
         condition.unlock()
     }
@@ -196,26 +226,38 @@ struct ConsumerEventCursor {
 
     init(buffer: ConsumerEventBuffer) { self.buffer = buffer }
 
-    /// A revoke was handed out; it is acknowledged when the caller asks for the next event,
-    /// that is, once the caller has handled the revoke itself (finished its in-flight work).
-    private var revokeHandedOut = false
+    /// A revoke was handed out (its partitions); it is acknowledged when the caller asks for
+    /// the next event, that is, once the caller has handled the revoke itself (finished its
+    /// in-flight work).
+    private var revokeHandedOut: [TopicPartition]?
 
     /// Events are ready without waiting.
     var hasBufferedEvents: Bool { index < batch.count }
 
     mutating func next() async -> KafkaConsumerEvent? {
-        if revokeHandedOut {
-            revokeHandedOut = false
-            buffer.acknowledgeRevoke()
+        if let partitions = revokeHandedOut {
+            revokeHandedOut = nil
+            buffer.acknowledgeRevoke(partitions)
         }
-        if index == batch.count {
-            guard let next = await buffer.nextBatch() else { return nil }
-            batch = next
-            index = 0
+        while true {
+            if index == batch.count {
+                guard let next = await buffer.nextBatch() else { return nil }
+                batch = next
+                index = 0
+            }
+            let event = batch[index]
+            index += 1
+            switch event {
+            case .partitionsRevoked(let partitions, _):
+                revokeHandedOut = partitions
+            case .message(let message) where buffer.isGivenUp(message.topicPartition):
+                // Its partition was given up before the caller got here: another member may
+                // be working on it already. Not handed out (its offset was not stored).
+                continue
+            default:
+                break
+            }
+            return event
         }
-        let event = batch[index]
-        index += 1
-        if case .partitionsRevoked = event { revokeHandedOut = true }
-        return event
     }
 }

@@ -419,7 +419,13 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
     /// Whether `partition` is being revoked: its revoke event is on its way to the caller,
     /// and messages of it not yet handed out were dropped. A caller held up on a message of it
     /// (waiting for room) may drop the message: the partition's next owner reads it again.
-    public func isBeingRevoked(_ partition: TopicPartition) -> Bool { context.revoking.withLock { $0.contains(partition) } }
+    public func isBeingRevoked(_ partition: TopicPartition) -> Bool {
+        context.revoking.withLock { $0.contains(partition) } || context.buffer.isGivenUp(partition)
+    }
+
+    /// Whether `partition`'s revoke timed out before the caller reached it: it was committed and
+    /// given up (another member may own it now), and nothing more of it may be done or sent.
+    public func wasGivenUp(_ partition: TopicPartition) -> Bool { context.buffer.isGivenUp(partition) }
 
     /// Marks `message` finished: its offset + 1 is committed with the next commit.
     /// - Throws: `KafkaError` with code `_STATE` when the partition is no longer assigned.
