@@ -160,8 +160,10 @@ public final class Egress: Service, Sendable {
     }
 
     private func runGeneration() async throws {
-        let consumerConfig = ConsumingService.consumerConfiguration(
+        var consumerConfig = ConsumingService.consumerConfiguration(
             config, bootstrapServers: bootstrapServers, group: .egress, drain: revokeDrain)
+        // Ticks resume the partitions paused for a full read-ahead once their lanes have room.
+        consumerConfig.tickInterval = .milliseconds(100)
         let producerConfig = ConsumingService.producerConfiguration(
             config, bootstrapServers: bootstrapServers, clientID: "connector-egress", lingerMilliseconds: 0)
         // The consumer last: one made before a later step failed would be left in the group.
@@ -208,8 +210,6 @@ final class EgressGeneration: @unchecked Sendable {
     /// Touched only by the consuming task.
     private var lanes: [Int32: ConversationLanes<LaneItem>] = [:]
     private var ledgers: [Int32: DeliveryLedger] = [:]
-    /// Partitions being revoked whose messages are dropped until the revoke arrives.
-    private var handingOver: Set<Int32> = []
     private let laneList = Mutex<[ConversationLanes<LaneItem>]>([])
     private let runners = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
 
@@ -232,14 +232,16 @@ final class EgressGeneration: @unchecked Sendable {
             if state.failure != nil || consumer.fatalFailure != nil { break }
             switch event {
             case .partitionsAssigned(let partitions):
-                handingOver.subtract(partitions.map(\.partition))
                 try await assign(partitions)
             case .partitionsRevoked(let partitions, let lost):
-                handingOver.subtract(partitions.map(\.partition))
                 // Lost: another egress owns them already; a retry of this one after its
                 // check could send a command twice.
                 await drain(partitions, timeout: lost ? .zero : egress.revokeDrain)
                 let revoked = Set(partitions)
+                // Not paused if the partition comes back. Not awaited: the consumer's polling
+                // thread runs the resume, and it is waiting for this revoke to be handled.
+                let wasPaused = partitions.filter { paused.remove($0.partition) != nil }
+                if !wasPaused.isEmpty { consumer.requestResume(wasPaused) }
                 for partition in partitions {
                     lanes[partition.partition] = nil
                     ledgers[partition.partition] = nil
@@ -247,12 +249,9 @@ final class EgressGeneration: @unchecked Sendable {
                 laneList.withLock { $0.removeAll { revoked.contains($0.partition) } }
             case .message(let message):
                 guard !egress.stoppingNow else { continue }
-                // Once one message of a partition being revoked was dropped, so are the
-                // others handed out before the revoke: none may finish past it.
-                if handingOver.contains(message.partition) { continue }
                 await process(message)
             case .tick:
-                continue  // not configured for the egress
+                resumeWhereRoom()
             }
         }
         // A consumer librdkafka failed for good ends its events: the generation fails, and the
@@ -329,17 +328,31 @@ final class EgressGeneration: @unchecked Sendable {
         }
     }
 
+    /// Partitions whose fetching this egress paused for a full read-ahead (touched only by the
+    /// consuming task).
+    private var paused: Set<Int32> = []
+
+    /// Resumes the paused partitions whose lanes are down to half their read-ahead.
+    private func resumeWhereRoom() {
+        guard !paused.isEmpty else { return }
+        let limit = egress.config.egress.maxBufferedPerPartition
+        let roomy = paused.filter { (lanes[$0]?.buffered ?? 0) <= limit / 2 }
+        guard !roomy.isEmpty else { return }
+        paused.subtract(roomy)
+        consumer.requestResume(roomy.map { TopicPartition(topic: egress.outboundTopic, partition: $0) })
+    }
+
     private func process(_ message: KafkaMessage) async {
         guard let lane = lanes[message.partition], let ledger = ledgers[message.partition] else { return }
-        while lane.buffered >= egress.config.egress.maxBufferedPerPartition, !isEnded {
-            // The revoke waits behind this message: drop it and the partition's later ones (the
-            // next owner reads them again) rather than hold the revoke up until a slow
-            // conversation makes room.
-            if consumer.isBeingRevoked(message.topicPartition) {
-                handingOver.insert(message.partition)
-                return
-            }
-            try? await Task.sleep(for: .milliseconds(1))
+        // A full read-ahead pauses its partition's fetching instead of the consume loop, so the
+        // other partitions go on (one tenant's throttled or failing conversations would stop
+        // every tenant's). This message is taken (one over); the partition's later ones are
+        // fetched again once a tick finds room.
+        // Not awaited: the consumer's polling thread runs it, and may be waiting for a revoke
+        // behind this message.
+        if lane.buffered >= egress.config.egress.maxBufferedPerPartition, !paused.contains(message.partition) {
+            consumer.requestPause([message.topicPartition])
+            paused.insert(message.partition)
         }
         let source = "\(message.topic)/\(message.partition)/\(message.offset)"
         let command: OutboundCommand

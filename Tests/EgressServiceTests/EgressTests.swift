@@ -361,6 +361,30 @@ struct EgressTests {
         }
     }
 
+    @Test("a partition whose read-ahead is full (a throttled conversation) is paused, not the consume loop: the other partitions' commands go on; the paused one resumes and delivers in order")
+    func aFullPartitionDoesNotStopTheOthers() async throws {
+        try await EgressHarness.run(egress: "  maxBufferedPerPartition: 2\n  maxConcurrentConversations: 1") { h in
+            let slow = "conv-throttled"
+            let other = (0..<200).map { "conv-other-\($0)" }.first { Self.partition(of: $0) != Self.partition(of: slow) }!
+            let retryAfter = 15
+            h.gateway.inject(.status(429, retryAfter: retryAfter), forPathEndingWith: "\(slow)/messages")
+            let slowCommands = (0..<6).map { EgressHarness.message(slow, $0) }
+            let otherCommands = (0..<2).map { EgressHarness.message(other, $0) }
+            let producer = try h.producer()
+            try await h.publish(slowCommands, with: producer)
+            let egress = h.start()
+            let throttled = try await h.firstAnswer(status: 429).at
+            try await h.publish(otherCommands, with: producer)
+            try await h.waitForGateway(60, "the other partition's commands") { ids in otherCommands.allSatisfy { ids.contains($0.commandId) } }
+            let delivered = try #require(h.gateway.received.last { $0.path.hasSuffix("\(other)/messages") && $0.status == 202 }).at
+            #expect(delivered < throttled + .seconds(retryAfter), "delivered while the throttled partition waited")
+            try await h.waitForGateway(90, "the throttled conversation's commands") { ids in slowCommands.allSatisfy { ids.contains($0.commandId) } }
+            #expect(h.gateway.acceptedCommandIds.filter { $0.contains(slow) } == slowCommands.map(\.commandId), "in order, each once")
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
     @Test("a dropped connection is settled by asking 8x8: delivered once whether or not the request took effect")
     func droppedConnections() async throws {
         try await EgressHarness.run { h in

@@ -470,7 +470,19 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
     /// Stops fetching these partitions. Messages of them that were buffered but not yet handed
     /// out are dropped and fetched again after `resume`, so nothing is skipped.
     public func pause(_ partitions: [TopicPartition]) async throws {
-        try await onPollingThread { [context] rk in
+        try await onPollingThread(Self.pausing(partitions, context))
+    }
+
+    /// `pause` without waiting for the polling thread, which runs requests in the order they
+    /// came: for a caller the polling thread may be waiting for (a revoke's acknowledgement).
+    /// A failure is logged.
+    public func requestPause(_ partitions: [TopicPartition]) { enqueue(Self.pausing(partitions, context), what: "pause") }
+
+    /// `resume` without waiting for the polling thread (see `requestPause`).
+    public func requestResume(_ partitions: [TopicPartition]) { enqueue(Self.resuming(partitions, context), what: "resume") }
+
+    private static func pausing(_ partitions: [TopicPartition], _ context: ConsumerContext) -> @Sendable (OpaquePointer) throws -> Void {
+        { rk in
             let list = TopicPartitionList(partitions)
             let err = rd_kafka_pause_partitions(rk, list.pointer)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(kind: .consumer, err, context: "pause") }
@@ -494,12 +506,26 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
 
     /// Resumes fetching paused partitions.
     public func resume(_ partitions: [TopicPartition]) async throws {
-        try await onPollingThread { [context] rk in
+        try await onPollingThread(Self.resuming(partitions, context))
+    }
+
+    private static func resuming(_ partitions: [TopicPartition], _ context: ConsumerContext) -> @Sendable (OpaquePointer) throws -> Void {
+        { rk in
             context.pausedByCaller.subtract(partitions)
             // Held back for a full buffer, they resume with the others once it has room.
             let list = TopicPartitionList(partitions.filter { !context.isHeldBack($0) })
             let err = rd_kafka_resume_partitions(rk, list.pointer)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(kind: .consumer, err, context: "resume") }
+        }
+    }
+
+    private func enqueue(_ body: @escaping @Sendable (OpaquePointer) throws -> Void, what: String) {
+        guard !pollingThread.isStopping else { return }
+        let logger = self.logger
+        context.requests.withLock {
+            $0.append { rk in
+                do { try body(rk) } catch { logger.warning("consumer \(what) failed", metadata: ["kafka.error": "\(error)"]) }
+            }
         }
     }
 
