@@ -57,12 +57,12 @@ struct Options {
     /// `partitions` partitions) instead of one in this process.
     var bootstrap = ""
 
-    /// `properties` as the body of a YAML flow mapping; each value split at its first `=` and quoted.
-    var producerProperties: String {
-        properties.split(separator: ",").map { pair in
+    /// `properties` by name; each value split at its first `=`.
+    var producerProperties: [String: String] {
+        Dictionary(properties.split(separator: ",").map { pair in
             let parts = pair.split(separator: "=", maxSplits: 1)
-            return "\(parts[0]): \"\(parts.count > 1 ? parts[1] : "")\""
-        }.joined(separator: ", ")
+            return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+        }) { _, last in last }
     }
 
     init(_ arguments: [String]) {
@@ -259,11 +259,10 @@ struct IngressBenchmark {
         defer { try? FileManager.default.removeItem(at: work) }
 
         try await withRunningApplication({ simulator.application(logger: logger, onRunning: $0) }) { jwkPort in
-            let config = try ConnectorConfig.parse("""
+            var config = try ConnectorConfig.parse("""
                 kafka:
                   brokers: embedded
                   partitions: \(options.partitions)
-                  properties: {\(options.producerProperties)}
                 ingress:
                   listen: 127.0.0.1:0
                   dedupeCapacity: 2000000
@@ -279,6 +278,9 @@ struct IngressBenchmark {
                       baseURL: http://127.0.0.1:\(jwkPort)
                       apiKey: bench-key
                 """)
+            // Set after the checks: an experiment may turn off what the connector relies on
+            // (`enable.idempotence=false`), which a configuration file may not.
+            config.kafka.properties.merge(options.producerProperties) { _, given in given }
             try cluster?.createTopic(config.topicName(.inbound), partitions: Int32(options.partitions), replicationFactor: Int32(min(options.brokers, 3)))
             let service = try IngressService.make(config: config, bootstrapServers: bootstrapServers, logger: logger)
             try await withRunningApplication({ onRunning in

@@ -212,8 +212,9 @@ extension ConnectorConfig {
         // The properties the services' guarantees rest on are the connector's to set: a pasted
         // `enable.auto.offset.store: true` would commit before processing, a `group.id` would
         // put worker and egress in one group.
-        for (key, instead) in Self.reservedProperties where kafka.properties[key] != nil {
-            throw fail("kafka.properties.\(key) is set by the connector\(instead.map { " (use \($0))" } ?? "")")
+        for (key, rule) in Self.reservedProperties {
+            guard let value = kafka.properties[key], !rule.allowed.contains(value.lowercased()) else { continue }
+            throw fail("kafka.properties.\(key) is set by the connector\(rule.instead.map { " (use \($0))" } ?? "")")
         }
         if kafka.replicationFactor < 1 { throw fail("kafka.replicationFactor must be at least 1") }
         if !(100...3_600_000).contains(kafka.lagIntervalMs) { throw fail("kafka.lagIntervalMs must be between 100 and 3600000") }
@@ -301,11 +302,13 @@ extension ConnectorConfig {
         }
     }
 
-    /// librdkafka properties the services set themselves, with the key to use instead.
-    static let reservedProperties: [(String, String?)] = [
-        ("bootstrap.servers", "kafka.brokers"), ("group.id", "kafka.groupPrefix"), ("transactional.id", "worker.transactionalId"),
-        ("enable.auto.commit", nil), ("enable.auto.offset.store", nil), ("isolation.level", nil), ("enable.idempotence", nil),
-        ("acks", nil), ("partitioner", nil), ("enable.partition.eof", nil),
+    /// librdkafka properties the services set themselves: the values that may be written all
+    /// the same (the connector's own), and the key to use instead.
+    static let reservedProperties: [(String, (allowed: Set<String>, instead: String?))] = [
+        ("bootstrap.servers", ([], "kafka.brokers")), ("group.id", ([], "kafka.groupPrefix")),
+        ("transactional.id", ([], "worker.transactionalId")), ("isolation.level", ([], nil)), ("partitioner", ([], nil)),
+        ("enable.auto.commit", (["true"], nil)), ("enable.auto.offset.store", (["false"], nil)),
+        ("enable.partition.eof", (["false"], nil)), ("enable.idempotence", (["true"], nil)), ("acks", (["all", "-1"], nil)),
     ]
 
     /// `http://host…` or `https://host…` (`localhost:8090` reads as the scheme "localhost").

@@ -236,11 +236,18 @@ final class EgressGeneration: @unchecked Sendable {
             case .partitionsRevoked(let partitions, let lost):
                 // Lost: another egress owns them already; a retry of this one after its
                 // check could send a command twice.
-                await drain(partitions, timeout: lost ? .zero : egress.revokeDrain)
+                // Given up (the consumer stopped waiting for this revoke): its deliveries stopped
+                // already, and nothing is left to wait for.
+                let givenUp = partitions.contains { consumer.wasGivenUp($0) }
+                await drain(partitions, timeout: lost || givenUp ? .zero : egress.revokeDrain)
                 let revoked = Set(partitions)
                 // Not paused if the partition comes back. Not awaited: the consumer's polling
                 // thread runs the resume, and it is waiting for this revoke to be handled.
                 let wasPaused = partitions.filter { paused.remove($0.partition) != nil }
+                for partition in partitions {
+                    dropped[partition.partition] = nil
+                    resumingAt[partition.partition] = nil
+                }
                 if !wasPaused.isEmpty { consumer.requestResume(wasPaused) }
                 for partition in partitions {
                     lanes[partition.partition] = nil
@@ -328,18 +335,32 @@ final class EgressGeneration: @unchecked Sendable {
         }
     }
 
-    /// Partitions whose fetching this egress paused for a full read-ahead (touched only by the
-    /// consuming task).
+    /// Partitions whose fetching this egress paused for a full read-ahead, and the lowest
+    /// offset of each that it was handed after that and dropped (touched only by the consuming
+    /// task).
     private var paused: Set<Int32> = []
+    private var dropped: [Int32: Int64] = [:]
+    /// Resumed from a dropped message: the partition goes on with that message, and messages
+    /// of it handed out before the resume took effect (later ones) are dropped again.
+    private var resumingAt: [Int32: Int64] = [:]
 
-    /// Resumes the paused partitions whose lanes are down to half their read-ahead.
+    /// Resumes the paused partitions whose lanes are down to half their read-ahead, from their
+    /// lowest dropped message.
     private func resumeWhereRoom() {
         guard !paused.isEmpty else { return }
         let limit = egress.config.egress.maxBufferedPerPartition
         let roomy = paused.filter { (lanes[$0]?.buffered ?? 0) <= limit / 2 }
         guard !roomy.isEmpty else { return }
         paused.subtract(roomy)
-        consumer.requestResume(roomy.map { TopicPartition(topic: egress.outboundTopic, partition: $0) })
+        let topic = egress.outboundTopic
+        var from: [TopicPartition: Int64] = [:]
+        for partition in roomy {
+            if let offset = dropped.removeValue(forKey: partition) {
+                from[TopicPartition(topic: topic, partition: partition)] = offset
+                resumingAt[partition] = offset
+            }
+        }
+        consumer.requestResume(roomy.map { TopicPartition(topic: topic, partition: $0) }, from: from)
     }
 
     private func process(_ message: KafkaMessage) async {
@@ -349,8 +370,23 @@ final class EgressGeneration: @unchecked Sendable {
         // every tenant's). This message is taken (one over); the partition's later ones are
         // fetched again once a tick finds room.
         // Not awaited: the consumer's polling thread runs it, and may be waiting for a revoke
-        // behind this message.
-        if lane.buffered >= egress.config.egress.maxBufferedPerPartition, !paused.contains(message.partition) {
+        // behind this message. Messages of the partition handed out before the pause took
+        // effect are dropped once it is full (and the later ones, to keep the order), and read
+        // again from the first of them on resume.
+        let limit = egress.config.egress.maxBufferedPerPartition
+        if let resume = resumingAt[message.partition] {
+            guard message.offset == resume else { return }
+            resumingAt[message.partition] = nil
+        }
+        if let first = dropped[message.partition] {
+            dropped[message.partition] = min(first, message.offset)
+            return
+        }
+        if lane.buffered >= limit {
+            if paused.contains(message.partition) {
+                dropped[message.partition] = message.offset
+                return
+            }
             consumer.requestPause([message.topicPartition])
             paused.insert(message.partition)
         }

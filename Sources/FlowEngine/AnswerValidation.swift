@@ -52,14 +52,19 @@ public enum AnswerValidation {
     static let yesWords: Set<String> = ["yes", "y", "yeah", "yep", "yup", "sure", "ok", "okay", "correct", "right", "ja", "si", "oui", "absolutely", "of course"]
     static let noWords: Set<String> = ["no", "n", "nope", "nah", "not", "never", "nein", "non", "no thanks", "no thank you"]
 
+    /// After "not": no answer at all ("not sure").
+    static let hedges: Set<String> = ["sure", "certain", "decided", "know"]
+
     public static func yesNo(_ text: String) -> Bool? {
         let folded = fold(text)
         if yesWords.contains(folded) { return true }
         if noWords.contains(folded) { return false }
-        // "yes please", "no thanks"; but "not sure" is neither.
-        let first = TextNormalizer.words(text).first ?? ""
+        // "yes please", "no thanks", "not really"; but "not sure" is neither.
+        let words = TextNormalizer.words(text)
+        let first = words.first ?? ""
         if yesWords.contains(first) { return true }
-        if noWords.contains(first), first != "not" { return false }
+        if first == "not", words.count > 1, hedges.contains(words[1]) { return nil }
+        if noWords.contains(first) { return false }
         return nil
     }
 

@@ -379,6 +379,10 @@ public struct FlowParser {
         var attachment: Say.Attachment?
         if let node = raw["attachment"] {
             let fields = fields(node, known: ["url", "fileName"], what: "an attachment") ?? [:]
+            // A whole address from a value needs {{{…}}}: in {{…}} it would be percent-encoded.
+            if let text = fields["url"]?.string, text.hasPrefix("{{"), !text.hasPrefix("{{{"), !text.hasPrefix("{{&") {
+                problem(fields["url"], "node '\(id)': attachment url starts with a value in {{…}}, which is percent-encoded as one part of the address; a whole address needs {{{…}}}")
+            }
             if let url = template(fields["url"], what: "node '\(id)': attachment url", required: true, at: node, kind: .url) {
                 attachment = .init(url: url, fileName: fields["fileName"]?.string)
             }

@@ -56,6 +56,12 @@ import Testing
         #expect(config.kafka.properties == ["linger.ms": "2"])
     }
 
+    @Test("a reserved librdkafka property may be written with the connector's own value")
+    func reservedPropertiesWithTheConnectorsValue() throws {
+        let config = try ConnectorConfig.parse("kafka:\n  properties: {acks: all, enable.idempotence: true, enable.auto.commit: true}\n")
+        #expect(config.kafka.properties["acks"] == "all")
+    }
+
     @Test func defaultValueAfterColonDash() throws {
         let config = try ConnectorConfig.parse("kafka:\n  brokers: ${BROKERS:-localhost:9092}\n")
         #expect(config.kafka.brokers == "localhost:9092")

@@ -129,6 +129,17 @@ struct FlowParserTests {
         #expect(problems.allSatisfy { $0.message == "node 'pay': a choice whose title is a template needs a payload ({ title: …, payload: … })" })
     }
 
+    @Test("an attachment url that starts with a {{value}} (percent-encoded as one part) is reported, pointing to {{{value}}}")
+    func attachmentURLFromAWholeValue() {
+        let problems = parseProblems("""
+            nodes:
+              - { id: a, type: say, attachment: { url: "{{context.fileUrl}}" }, next: b }
+              - { id: b, type: say, attachment: { url: "{{{context.fileUrl}}}" } }
+            """)
+        #expect(problems.map(\.line) == [2])
+        #expect(problems.first?.message.hasSuffix("a whole address needs {{{…}}}") == true, "\(problems)")
+    }
+
     @Test("unreachable nodes are reported at their line")
     func unreachable() {
         let problems = parseProblems("""

@@ -164,6 +164,7 @@ struct NodeTests {
         try chat.send(events.user("hi"))
         try chat.send(events.user("lost again"))
         #expect(try chat.send(events.user("not sure")).texts == ["Shall I file it?"], "neither yes nor no: asked again")
+        #expect(AnswerValidation.yesNo("not really") == false && AnswerValidation.yesNo("not now") == false && AnswerValidation.yesNo("Not certain") == nil)
         #expect(try chat.send(events.user("yes please")).texts == ["filed lost again true"])
     }
 

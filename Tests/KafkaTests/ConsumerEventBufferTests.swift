@@ -78,6 +78,25 @@ import Testing
         #expect(again.offset == 1)
     }
 
+    @Test("an earlier revoke's acknowledgement does not clear a later revoke of the same partition that was given up too")
+    func aLaterGivenUpRevokeStays() async throws {
+        let buffer = ConsumerEventBuffer(capacity: 100)
+        let partition = TopicPartition(topic: "t", partition: 0)
+        var cursor = ConsumerEventCursor(buffer: buffer)
+        buffer.append([Self.message(0)])
+        _ = await cursor.next()  // the caller is busy with offset 0 through both rebalances
+        #expect(!buffer.appendRevokeAndWait([partition], timeout: .milliseconds(20)))
+        buffer.append([.partitionsAssigned([partition]), Self.message(1)])
+        #expect(!buffer.appendRevokeAndWait([partition], timeout: .milliseconds(20)))
+        guard case .partitionsRevoked? = await cursor.next() else { Issue.record("no first revoke"); return }
+        guard case .partitionsAssigned? = await cursor.next() else { Issue.record("no assignment"); return }
+        #expect(buffer.isGivenUp(partition), "the second revoke's")
+        guard case .partitionsRevoked? = await cursor.next() else { Issue.record("offset 1, given up by the second revoke, was handed out"); return }
+        buffer.append([Self.message(2)])
+        _ = await cursor.next()
+        #expect(!buffer.isGivenUp(partition))
+    }
+
     @Test("a full buffer refuses a batch without waiting and takes it once the caller took the others; a wait for room ends when it has room")
     func tryAppendAndWaitForRoom() async throws {
         let buffer = ConsumerEventBuffer(capacity: 2)

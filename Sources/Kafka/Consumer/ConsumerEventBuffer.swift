@@ -27,7 +27,9 @@ final class ConsumerEventBuffer: @unchecked Sendable {
     /// (committed, unassigned, maybe owned by another member now) while the caller still had
     /// events of theirs to reach. Those events are not handed out, and the caller can ask
     /// (`isGivenUp`), until it reaches the revoke.
-    private var givenUp: Set<TopicPartition> = []
+    /// With the number of the last revoke given up for each: an earlier revoke's
+    /// acknowledgement does not clear a later one's.
+    private var givenUp: [TopicPartition: Int] = [:]
     private let givenUpCount = Atomic<Int>(0)
     private var appenderWaiting = false
     private let capacity: Int
@@ -120,11 +122,7 @@ final class ConsumerEventBuffer: @unchecked Sendable {
     /// Not acknowledged in time, the partitions count as given up until the caller reaches the
     /// revoke (see `givenUp`).
     func appendRevokeAndWait(_ partitions: [TopicPartition], lost: Bool = false, timeout: Duration) -> Bool {
-        condition.lock()
-        revokesAppended += 1
-        let number = revokesAppended
-        condition.unlock()
-        append([.partitionsRevoked(partitions, lost: lost)])
+        let number = appendRevoke(partitions, lost: lost)
         let deadline = Date().addingTimeInterval(Double(timeout.milliseconds) / 1000)
         condition.lock()
         defer { condition.unlock() }
@@ -133,10 +131,21 @@ final class ConsumerEventBuffer: @unchecked Sendable {
         }
         let acknowledged = revokesAcknowledged >= number || abandoned
         if !acknowledged, !finished {
-            givenUp.formUnion(partitions)
+            for partition in partitions { givenUp[partition] = number }
             givenUpCount.store(givenUp.count, ordering: .releasing)
         }
         return acknowledged
+    }
+
+    /// Appends a revoke without waiting for it (a closing consumer); its number.
+    @discardableResult
+    func appendRevoke(_ partitions: [TopicPartition], lost: Bool) -> Int {
+        condition.lock()
+        revokesAppended += 1
+        let number = revokesAppended
+        condition.unlock()
+        append([.partitionsRevoked(partitions, lost: lost)])
+        return number
     }
 
     /// Whether `partition` was given up while the caller had not reached its revoke.
@@ -144,7 +153,7 @@ final class ConsumerEventBuffer: @unchecked Sendable {
         guard givenUpCount.load(ordering: .acquiring) > 0 else { return false }
         condition.lock()
         defer { condition.unlock() }
-        return givenUp.contains(partition)
+        return givenUp[partition] != nil
     }
 
     /// The caller takes no more events: the buffered ones are dropped, and the polling thread
@@ -192,11 +201,13 @@ final class ConsumerEventBuffer: @unchecked Sendable {
     }
 
     /// The caller reached a `partitionsRevoked` event: everything before it is handled.
-    func acknowledgeRevoke(_ partitions: [TopicPartition]) {
+    func acknowledgeRevoke() {
         condition.lock()
+        // Revokes are handed out and acknowledged in the order they were appended.
         revokesAcknowledged += 1
         if !givenUp.isEmpty {
-            givenUp.subtract(partitions)
+            let reached = revokesAcknowledged
+            givenUp = givenUp.filter { $0.value > reached }
             givenUpCount.store(givenUp.count, ordering: .releasing)
         }
         condition.broadcast()
@@ -226,18 +237,17 @@ struct ConsumerEventCursor {
 
     init(buffer: ConsumerEventBuffer) { self.buffer = buffer }
 
-    /// A revoke was handed out (its partitions); it is acknowledged when the caller asks for
-    /// the next event, that is, once the caller has handled the revoke itself (finished its
-    /// in-flight work).
-    private var revokeHandedOut: [TopicPartition]?
+    /// A revoke was handed out; it is acknowledged when the caller asks for the next event,
+    /// that is, once the caller has handled the revoke itself (finished its in-flight work).
+    private var revokeHandedOut = false
 
     /// Events are ready without waiting.
     var hasBufferedEvents: Bool { index < batch.count }
 
     mutating func next() async -> KafkaConsumerEvent? {
-        if let partitions = revokeHandedOut {
-            revokeHandedOut = nil
-            buffer.acknowledgeRevoke(partitions)
+        if revokeHandedOut {
+            revokeHandedOut = false
+            buffer.acknowledgeRevoke()
         }
         while true {
             if index == batch.count {
@@ -248,8 +258,8 @@ struct ConsumerEventCursor {
             let event = batch[index]
             index += 1
             switch event {
-            case .partitionsRevoked(let partitions, _):
-                revokeHandedOut = partitions
+            case .partitionsRevoked:
+                revokeHandedOut = true
             case .message(let message) where buffer.isGivenUp(message.topicPartition):
                 // Its partition was given up before the caller got here: another member may
                 // be working on it already. Not handed out (its offset was not stored).

@@ -217,7 +217,7 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
                 // The events ended with the fatal error; nothing is committed (it would fail).
                 logger.debug("partitions revoked after a fatal error", metadata: ["kafka.partitions": "\(partitions.sorted())"])
             } else if closing.load(ordering: .acquiring) {
-                buffer.append([.partitionsRevoked(partitions, lost: lost)])
+                buffer.appendRevoke(partitions, lost: lost)
             } else if !buffer.appendRevokeAndWait(partitions, lost: lost, timeout: revokeTimeout) {
                 logger.warning("revoke not acknowledged in time; committing what was stored", metadata: [
                     "kafka.partitions": "\(partitions.sorted())",
@@ -478,8 +478,12 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
     /// A failure is logged.
     public func requestPause(_ partitions: [TopicPartition]) { enqueue(Self.pausing(partitions, context), what: "pause") }
 
-    /// `resume` without waiting for the polling thread (see `requestPause`).
-    public func requestResume(_ partitions: [TopicPartition]) { enqueue(Self.resuming(partitions, context), what: "resume") }
+    /// `resume` without waiting for the polling thread (see `requestPause`); `from`: where
+    /// partitions go on fetching, for a caller that dropped messages it was handed while they
+    /// were paused (the lowest dropped offset).
+    public func requestResume(_ partitions: [TopicPartition], from offsets: [TopicPartition: Int64] = [:]) {
+        enqueue(Self.resuming(partitions, context, from: offsets), what: "resume")
+    }
 
     private static func pausing(_ partitions: [TopicPartition], _ context: ConsumerContext) -> @Sendable (OpaquePointer) throws -> Void {
         { rk in
@@ -509,8 +513,16 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
         try await onPollingThread(Self.resuming(partitions, context))
     }
 
-    private static func resuming(_ partitions: [TopicPartition], _ context: ConsumerContext) -> @Sendable (OpaquePointer) throws -> Void {
+    private static func resuming(
+        _ partitions: [TopicPartition], _ context: ConsumerContext, from offsets: [TopicPartition: Int64] = [:]
+    ) -> @Sendable (OpaquePointer) throws -> Void {
         { rk in
+            if !offsets.isEmpty {
+                let seekList = TopicPartitionList(offsets)
+                if let error = rd_kafka_seek_partitions(rk, seekList.pointer, 5000) {
+                    throw KafkaError(kind: .consumer, consuming: error)
+                }
+            }
             context.pausedByCaller.subtract(partitions)
             // Held back for a full buffer, they resume with the others once it has room.
             let list = TopicPartitionList(partitions.filter { !context.isHeldBack($0) })
