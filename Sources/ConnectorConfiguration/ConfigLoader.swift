@@ -255,7 +255,7 @@ extension ConnectorConfig {
         if ingress.signature.jwkCacheTTLSeconds < 0 { throw fail("ingress.signature.jwkCacheTTLSeconds must not be negative") }
         if ingress.signature.jwkFetchTimeoutMs < 1 { throw fail("ingress.signature.jwkFetchTimeoutMs must be positive") }
         if ingress.maxBodyBytes > 64 * 1_048_576 { throw fail("ingress.maxBodyBytes must be at most 67108864") }
-        if ingress.signature.required, !Self.isWebAddress(ingress.signature.jwkBaseURL) {
+        if ingress.signature.required, WebAddress.parse(ingress.signature.jwkBaseURL) == nil {
             throw fail("ingress.signature.jwkBaseURL must be an http or https URL, e.g. https://api.8x8.com")
         }
         var names = Set<String>()
@@ -277,7 +277,7 @@ extension ConnectorConfig {
             where value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
                 throw fail("\(label): eightByEight.\(key) contains a control character (a line break from a YAML block scalar?)")
             }
-            if !Self.isWebAddress(endpoint.eightByEight.baseURL) { throw fail("\(label): eightByEight.baseURL must be an http or https URL, e.g. https://api.8x8.com") }
+            if WebAddress.parse(endpoint.eightByEight.baseURL) == nil { throw fail("\(label): eightByEight.baseURL must be an http or https URL, e.g. https://api.8x8.com") }
             if let ttl = endpoint.session?.ttlMinutes, !(0...525_600).contains(ttl) {
                 throw fail("\(label): session.ttlMinutes must be between 0 (never) and 525600 (a year)")
             }
@@ -310,12 +310,6 @@ extension ConnectorConfig {
         ("enable.auto.commit", (["true"], nil)), ("enable.auto.offset.store", (["false"], nil)),
         ("enable.partition.eof", (["false"], nil)), ("enable.idempotence", (["true"], nil)), ("acks", (["all", "-1"], nil)),
     ]
-
-    /// `http://host…` or `https://host…` (`localhost:8090` reads as the scheme "localhost").
-    static func isWebAddress(_ text: String) -> Bool {
-        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else { return false }
-        return url.host?.isEmpty == false
-    }
 
     /// The topic name with this deployment's prefix.
     public func topicName(_ topic: ConnectorTopic) -> String { topic.name(prefix: kafka.topicPrefix) }

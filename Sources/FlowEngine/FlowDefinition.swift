@@ -309,13 +309,16 @@ public struct Template: Sendable {
                      UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "~"):
                     out.unicodeScalars.append(Unicode.Scalar(byte))
                 default:
-                    let hex = Array("0123456789ABCDEF".utf8)
                     out.unicodeScalars.append("%")
-                    out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte >> 4)]))
-                    out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte & 0x0F)]))
+                    out.unicodeScalars.append(Self.hexDigit(byte >> 4))
+                    out.unicodeScalars.append(Self.hexDigit(byte & 0x0F))
                 }
             }
             return out
+        }
+
+        static func hexDigit(_ value: UInt8) -> Unicode.Scalar {
+            Unicode.Scalar(value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "A") + value - 10)
         }
     }
 

@@ -253,8 +253,7 @@ public struct ChatGatewayClient: Sendable {
         guard let url = command.body["url"]?.stringValue else { throw .invalid("an attachment command without a url") }
         // Only web addresses: the client also speaks to unix sockets (`http+unix://`), which no
         // flow's attachment has a reason to reach.
-        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), scheme == "http" || scheme == "https",
-              parsed.host?.isEmpty == false else {
+        guard let parsed = WebAddress.parse(url) else {
             throw .invalid("the attachment's url is not an http or https address")
         }
         let file: [UInt8]
@@ -288,7 +287,7 @@ public struct ChatGatewayClient: Sendable {
             throw .transport("downloading the attachment: \(Self.describe(error))", reachedServer: false)
         }
         guard proceed() else { throw .transport("stopped before the attachment's upload", reachedServer: false) }
-        let name = Self.fileName(command.body["fileName"]?.stringValue ?? URL(string: url)?.lastPathComponent)
+        let name = Self.fileName(command.body["fileName"]?.stringValue ?? parsed.lastPathComponent)
         let boundary = "connector-\(command.commandId.hashValue.magnitude)"
         var multipart = [UInt8]()
         func append(_ text: String) { multipart += Array(text.utf8) }
