@@ -1,8 +1,8 @@
 import Foundation
 
 /// A recognizer from configuration: a regular expression matched inside each whitespace-
-/// separated token (at most 256 scalars, so a hostile pattern or text costs a bounded amount
-/// per token), an optional checksum, and optional context words that must appear within 40
+/// separated token (a longer token in overlapping windows of 256 scalars, so a hostile pattern
+/// or text costs a bounded amount per window), an optional checksum, and optional context words that must appear within 40
 /// scalars before the match.
 public struct CustomRecognizer: @unchecked Sendable {
     public enum Validator: String, Sendable, CaseIterable {
@@ -25,6 +25,8 @@ public struct CustomRecognizer: @unchecked Sendable {
     }
 
     static let maxToken = 256
+    /// How long the search of one token may take.
+    static let matchBudget: Duration = .milliseconds(20)
 
     /// Patterns that can backtrack exponentially are refused: back-references, and a
     /// quantified group that itself contains a quantifier (`(\d+)+`, `(a*)*`, `(x|y+){2,}`).
@@ -79,27 +81,72 @@ public struct CustomRecognizer: @unchecked Sendable {
             var (from, to) = (start, index)
             while from < to, Self.wrapping.contains(text[from]) { from += 1 }
             while to > from, Self.wrapping.contains(text[to - 1]) { to -= 1 }
-            guard to > from, to - from <= Self.maxToken else { continue }
-            let tokenStart = from
-            let token = String(String.UnicodeScalarView(text[from..<to]))
-            let range = NSRange(token.startIndex..., in: token)
-            for match in regex.matches(in: token, range: range) {
-                // By UTF-16 offsets and scalars: a match may end inside a character (before a
-                // combining mark), where a character range cannot end.
-                let utf16 = token.utf16
-                guard match.range.location != NSNotFound,
-                      let lower = utf16.index(utf16.startIndex, offsetBy: match.range.location, limitedBy: utf16.endIndex),
-                      let upper = utf16.index(lower, offsetBy: match.range.length, limitedBy: utf16.endIndex) else { continue }
-                let matched = lower..<upper
-                let offset = token.unicodeScalars.distance(from: token.unicodeScalars.startIndex, to: matched.lowerBound)
-                let scalars = token.unicodeScalars[matched]
-                let length = scalars.count
-                let value = String(scalars)
-                guard validates(value) else { continue }
-                if !contextWords.isEmpty, !PIIScanner.hasContext(text, before: tokenStart + offset, words: contextWords) { continue }
-                if taken.claim(tokenStart + offset, tokenStart + offset + length) {
-                    found.append(PIISpan(type: type, start: tokenStart + offset, end: tokenStart + offset + length))
+            guard to > from else { continue }
+            if to - from <= Self.maxToken {
+                match(text, from: from, to: to, into: &found, taken: &taken)
+                continue
+            }
+            // A longer run without spaces (Chinese, Japanese or Thai writes none, a long URL) is
+            // read in windows of `maxToken` that overlap by a quarter; a match touching a cut
+            // edge may be part of a longer one, and the neighbouring window finds it whole.
+            var window = from
+            while true {
+                let end = min(to, window + Self.maxToken)
+                match(text, from: window, to: end, cutBefore: window > from, cutAfter: end < to, into: &found, taken: &taken)
+                if end == to { break }
+                window += Self.maxToken * 3 / 4
+            }
+        }
+    }
+
+    /// The matches inside `text[from..<to]`; none that starts at a cut start or ends at a cut end.
+    private func match(
+        _ text: [Unicode.Scalar], from: Int, to: Int, cutBefore: Bool = false, cutAfter: Bool = false,
+        into found: inout [PIISpan], taken: inout TakenRanges
+    ) {
+        let tokenStart = from
+        let token = String(String.UnicodeScalarView(text[from..<to]))
+        let range = NSRange(token.startIndex..., in: token)
+        // ICU reports its progress as it goes; a search still running after `matchBudget` (a
+        // pattern whose backtracking explodes in a way `backtrackingRisk` does not see, such
+        // as `(\d|\d\d)+x`) stops, and the whole token is hidden: what the recognizer could
+        // not read is not let through.
+        var matches: [NSTextCheckingResult] = []
+        var reports: UInt = 0
+        var gaveUp = false
+        let deadline = ContinuousClock.now + Self.matchBudget
+        regex.enumerateMatches(in: token, options: [.reportProgress], range: range) { match, _, stop in
+            if let match {
+                matches.append(match)
+            } else {
+                reports &+= 1
+                if reports & 63 == 0, ContinuousClock.now > deadline {
+                    gaveUp = true
+                    stop.pointee = true
                 }
+            }
+        }
+        if gaveUp {
+            if taken.claim(from, to) { found.append(PIISpan(type: type, start: from, end: to)) }
+            return
+        }
+        for match in matches {
+            // By UTF-16 offsets and scalars: a match may end inside a character (before a
+            // combining mark), where a character range cannot end.
+            let utf16 = token.utf16
+            guard match.range.location != NSNotFound,
+                  let lower = utf16.index(utf16.startIndex, offsetBy: match.range.location, limitedBy: utf16.endIndex),
+                  let upper = utf16.index(lower, offsetBy: match.range.length, limitedBy: utf16.endIndex) else { continue }
+            let matched = lower..<upper
+            let offset = token.unicodeScalars.distance(from: token.unicodeScalars.startIndex, to: matched.lowerBound)
+            let scalars = token.unicodeScalars[matched]
+            let length = scalars.count
+            if (cutBefore && offset == 0) || (cutAfter && offset + length == to - from) { continue }
+            let value = String(scalars)
+            guard validates(value) else { continue }
+            if !contextWords.isEmpty, !PIIScanner.hasContext(text, before: tokenStart + offset, words: contextWords) { continue }
+            if taken.claim(tokenStart + offset, tokenStart + offset + length) {
+                found.append(PIISpan(type: type, start: tokenStart + offset, end: tokenStart + offset + length))
             }
         }
     }

@@ -48,19 +48,36 @@ public struct DataProtectionPolicy: Sendable {
         }
     }
 
-    /// Every string inside a JSON value masked; numbers and booleans in fields mode too.
+    /// Every string inside a JSON value masked; numbers and booleans in fields mode too. A
+    /// member's name is read as the context of its value: `{"ssn": "123456789"}` and
+    /// `{"phone": 5551234567}` say what their digits are as "SSN 123456789" would.
     public func mask(_ value: JSONValue) -> JSONValue {
+        mask(value, field: nil)
+    }
+
+    private func mask(_ value: JSONValue, field: String?) -> JSONValue {
         switch value {
-        case .string(let text): .string(mask(text))
-        case .array(let items): .array(items.map(mask))
-        case .object(let members): .object(members.mapValues(mask))
+        case .string(let text): .string(mask(text, field: field))
+        case .array(let items): .array(items.map { mask($0, field: field) })
+        case .object(let members): .object(Dictionary(uniqueKeysWithValues: members.map { ($0.key, mask($0.value, field: $0.key)) }))
         case .number:
             if mode == .fields { .string("***") }
-            else if let digits = value.stringValue, digits.count >= 7, !scanner.scan(digits).isEmpty { .string(mask(digits)) }
+            else if let digits = value.stringValue, digits.count >= 7, case let masked = mask(digits, field: field), masked != digits { .string(masked) }
             else { value }
         case .bool: mode == .fields ? .string("***") : value
         case .null: value
         }
+    }
+
+    /// `text` masked as the value of a member named `field`: scanned after "field: ".
+    private func mask(_ text: String, field: String?) -> String {
+        guard mode == .entities, let field, !field.isEmpty, field.utf8.count <= 64 else { return mask(text) }
+        let label = field + ": "
+        let offset = label.unicodeScalars.count
+        let spans = scanner.scan(label + text).compactMap { span in
+            span.end > offset ? PIISpan(type: span.type, start: max(0, span.start - offset), end: span.end - offset) : nil
+        }
+        return masking.apply(text, spans: spans)
     }
 
     /// IP addresses inside a text starred (for `maskIPAddress` where the rest stays readable).
@@ -87,12 +104,21 @@ public struct DataProtectionPolicy: Sendable {
 
     /// A text for an analytics record.
     public func analyticsText(_ text: String) -> String {
-        maskAnalytics ? mask(text) : maskIPAddress ? maskIPs(text) : text
+        maskAnalytics ? forAnalytics.mask(text) : maskIPAddress ? maskIPs(text) : text
     }
 
     /// Data for an analytics record.
     public func analyticsData(_ value: JSONValue) -> JSONValue {
-        maskAnalytics ? mask(value) : maskIPAddress ? maskIPs(value) : value
+        maskAnalytics ? forAnalytics.mask(value) : maskIPAddress ? maskIPs(value) : value
+    }
+
+    /// This policy, also finding IP addresses under `maskIPAddress` when `entities` leaves them
+    /// out (an endpoint looking only for emails and cards still keeps IPs out of analytics).
+    var forAnalytics: DataProtectionPolicy {
+        guard maskIPAddress, mode == .entities, !scanner.entities.contains(PIIEntity.ipAddress) else { return self }
+        var policy = self
+        policy.scanner.entities.insert(PIIEntity.ipAddress)
+        return policy
     }
 }
 

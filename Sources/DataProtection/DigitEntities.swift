@@ -125,7 +125,7 @@ extension PIIScanner {
 
         // IPv4: four dotted octets.
         if !cardOnly, entities.contains(PIIEntity.ipAddress), groups.count == 4, uniform, separator == ".", endsCleanly,
-           validIPv4(text[first.start..<last.end]), !hasContext(text, before: first.start, words: versionWords, within: 10) {
+           validIPv4(text[first.start..<last.end]), !hasContext(text, before: first.start, words: versionWords, within: 10, wholeWordsUpTo: .max) {
             return PIISpan(type: PIIEntity.ipAddress, start: first.start, end: last.end)
         }
         if separator == "." && groups.count == 3 && sizes.allSatisfy({ $0 <= 3 }) { return nil }  // a version or a date
@@ -298,10 +298,14 @@ extension PIIScanner {
         "sendung", "pedido", "expediente", "dossier", "référence", "referencia", "nº", "no.",
     ]
 
+    /// The short `nonPhoneWords` count as whole words only: "ref" is no "refund", "id" no
+    /// "idea", "pin" no "ping" ("please refund, call 5551234567").
+    static let nonPhoneWholeWordsUpTo = 3
+
     /// One of `nonPhoneWords` in the 24 scalars before the number, nearer than any phone word.
     static func hasVeto(_ text: [Unicode.Scalar], before position: Int) -> Bool {
         let from = max(0, position - 24)
-        guard lastWordStart(text, from: from, to: position, words: nonPhoneWords) != nil else { return false }
+        guard lastWordStart(text, from: from, to: position, words: nonPhoneWords, wholeWordsUpTo: nonPhoneWholeWordsUpTo) != nil else { return false }
         return phoneWordStart(text, from: from, to: position) == nil
     }
 
@@ -313,13 +317,14 @@ extension PIIScanner {
         let day = Int(digits[6]) * 10 + Int(digits[7])
         return (1900...2099).contains(year) && (1...12).contains(month) && (1...31).contains(day)
     }
+    /// Whole words only: "verify 192.168.1.20" and "the building's 10.0.0.5" are addresses.
     static let versionWords = ["version", "ver", "build", "firmware", "v"]
 
     /// One of `words`, starting at a word start, in the `within` scalars before `position`
     /// (ASCII case ignored). Compares scalars in place: no strings are built, so a text with
     /// many candidates stays cheap.
-    static func hasContext(_ text: [Unicode.Scalar], before position: Int, words: [String], within: Int = 40) -> Bool {
-        lastWordStart(text, from: max(0, position - within), to: position, words: words) != nil
+    static func hasContext(_ text: [Unicode.Scalar], before position: Int, words: [String], within: Int = 40, wholeWordsUpTo: Int = 1) -> Bool {
+        lastWordStart(text, from: max(0, position - within), to: position, words: words, wholeWordsUpTo: wholeWordsUpTo) != nil
     }
 
     /// A phone word in the 40 scalars before `position`, not outweighed by a nearer word that
@@ -336,7 +341,7 @@ extension PIIScanner {
     /// else is nearer (or qualifies a weak "number").
     static func phoneWordStart(_ text: [Unicode.Scalar], from: Int, to: Int) -> Int? {
         guard let nearest = lastWordStart(text, from: from, to: to, words: phoneWords) else { return nil }
-        let veto = lastWordStart(text, from: from, to: to, words: nonPhoneWords) ?? -1
+        let veto = lastWordStart(text, from: from, to: to, words: nonPhoneWords, wholeWordsUpTo: nonPhoneWholeWordsUpTo) ?? -1
         if veto > nearest { return nil }
         let nearestIsWeak = lastWordStart(text, from: from, to: to, words: strongPhoneWords) != nearest
         if nearestIsWeak, veto >= 0, nearest - veto <= 16 { return nil }
@@ -350,8 +355,10 @@ extension PIIScanner {
         lastWordStart(text, from: position, to: min(text.count, position + 30), words: words) != nil
     }
 
-    /// Where the last of `words` starts in `from..<to`, only at a word start.
-    static func lastWordStart(_ text: [Unicode.Scalar], from: Int, to: Int, words: [String]) -> Int? {
+    /// Where the last of `words` starts in `from..<to`, only at a word start; words of at most
+    /// `wholeWordsUpTo` scalars also only where a word ends (longer ones also begin a longer word:
+    /// "call" in "calling").
+    static func lastWordStart(_ text: [Unicode.Scalar], from: Int, to: Int, words: [String], wholeWordsUpTo: Int = 1) -> Int? {
         // No letters, no words: digits and separators are skipped at once.
         guard from < to, text[from..<to].contains(where: { !$0.isASCII || isASCIILetter($0) }) else { return nil }
         var best: Int?
@@ -366,8 +373,9 @@ extension PIIScanner {
                         matches = false
                         break
                     }
-                    // One-letter words ("v") must stand alone.
-                    if matches, pattern.count > 1 || start + 1 >= text.count || !isWordCharacter(text[start + 1]) {
+                    // Short words ("v") must stand alone.
+                    let end = start + pattern.count
+                    if matches, pattern.count > wholeWordsUpTo || end >= text.count || !isWordCharacter(text[end]) {
                         best = max(best ?? start, start)
                         break
                     }

@@ -1,6 +1,7 @@
 /// Removes HTML from user text in one pass: tags go, the contents of `script`, `style`,
 /// `iframe`, `object` and `template` elements go with them, comments go, the common entities
-/// are decoded. What is left is the text a person would read. Linear in the input.
+/// are decoded. What is left is the text a person would read. Linear in the input (each tag's
+/// end is found in one backward pass beforehand).
 public enum HTMLSanitizer {
     static let droppedElements: Set<String> = ["script", "style", "iframe", "object", "template", "noscript"]
 
@@ -9,6 +10,7 @@ public enum HTMLSanitizer {
         let scalars = Array(text.unicodeScalars)
         var output = String.UnicodeScalarView()
         output.reserveCapacity(scalars.count)
+        let tagEnds = tagEnds(scalars)
         var i = 0
         var skipping: String?
         var endsWithInsertedSpace = false
@@ -22,15 +24,7 @@ public enum HTMLSanitizer {
                     i = min(scalars.count, j + 3)
                     continue
                 }
-                var j = i + 1
-                var quote: Unicode.Scalar?
-                while j < scalars.count {
-                    let c = scalars[j]
-                    if let q = quote { if c == q { quote = nil } }
-                    else if c == "\"" || c == "'" { quote = c }
-                    else if c == ">" { break }
-                    j += 1
-                }
+                let j = tagEnds[i + 1]
                 // No closing ">": not a tag ("a<b then"), the "<" is text.
                 if j == scalars.count, skipping == nil {
                     output.append(s)
@@ -65,6 +59,24 @@ public enum HTMLSanitizer {
         }
         if endsWithInsertedSpace { output.removeLast() }
         return String(output)
+    }
+
+    /// For each position, where a tag whose scan starts there ends: the first ">" outside
+    /// quotes, or `scalars.count` for none. Read backwards in one pass, so that a text of many
+    /// unclosed "<a" costs no scan to its end per "<" (which made such a message take minutes).
+    static func tagEnds(_ scalars: [Unicode.Scalar]) -> [Int] {
+        let n = scalars.count
+        var ends = [Int](repeating: n, count: n + 1)
+        // Where the scan from the next position ends when it starts inside double or single quotes.
+        var inDouble = n, inSingle = n
+        for j in stride(from: n - 1, through: 0, by: -1) {
+            let c = scalars[j]
+            let plainAfter = ends[j + 1]
+            ends[j] = c == ">" ? j : c == "\"" ? inDouble : c == "'" ? inSingle : plainAfter
+            inDouble = c == "\"" ? plainAfter : inDouble
+            inSingle = c == "'" ? plainAfter : inSingle
+        }
+        return ends
     }
 
     static func isTagStart(_ s: Unicode.Scalar) -> Bool {

@@ -2,7 +2,8 @@ public import Crypto
 
 /// How found personal data is hidden.
 public enum MaskingOperator: Sendable {
-    /// Every character of the finding becomes `character`, except the last `keepLast`.
+    /// Every character of the finding becomes `character`, except the last `keepLast` (at most
+    /// half of the finding).
     case mask(character: Character = "*", keepLast: Int = 0)
     /// The finding becomes its type: `<CREDIT_CARD>`.
     case replace
@@ -25,7 +26,9 @@ public enum MaskingOperator: Sendable {
             let value = scalars[start..<span.end]
             switch self {
             case .mask(let character, let keepLast):
-                let kept = min(max(0, keepLast), value.count)
+                // At most half of a finding stays readable: `keepLast: 8`, meant for cards, would
+                // keep a whole short one ("1.2.3.4", "jo@x.de").
+                let kept = min(max(0, keepLast), value.count / 2)
                 for _ in 0..<(value.count - kept) { result.append(contentsOf: character.unicodeScalars) }
                 result.append(contentsOf: value.suffix(kept))
             case .replace:
@@ -44,10 +47,12 @@ public enum MaskingOperator: Sendable {
         return String(result)
     }
 
-    /// One spelling per value, so a pseudonym counts a customer once: card, phone, SSN and
+    /// One spelling per value, so a pseudonym counts a customer once: digits of any script as
+    /// ASCII (`PIIScanner.folded`), card, phone, SSN and
     /// IBAN numbers without separators (IBAN upper-cased), email addresses lower-cased.
     static func canonical(_ value: ArraySlice<Unicode.Scalar>, type: String) -> String {
-        let text = String(String.UnicodeScalarView(value))
+        // "４１１１…" and "4111…" are one card.
+        let text = String(String.UnicodeScalarView(value.map { $0.isASCII ? $0 : PIIScanner.folded($0) }))
         switch type {
         case PIIEntity.creditCard, PIIEntity.usSSN:
             return String(text.unicodeScalars.filter { $0.value >= 48 && $0.value <= 57 }.map(Character.init))

@@ -44,7 +44,7 @@ public struct PIIScanner: Sendable {
     public func scan(_ text: String) -> [PIISpan] {
         var scalars: [Unicode.Scalar] = []
         scalars.reserveCapacity(text.utf8.count)
-        scalars.append(contentsOf: text.unicodeScalars)
+        for scalar in text.unicodeScalars { scalars.append(scalar.isASCII ? scalar : Self.folded(scalar)) }
         var found: [PIISpan] = []
         var taken = TakenRanges(count: scalars.count)
         // Most specific first; a later recognizer never overlaps an earlier finding.
@@ -59,6 +59,26 @@ public struct PIIScanner: Sendable {
     }
 
     // MARK: - Character classes
+
+    /// What people type for the ASCII a number or an address is written in, read as that ASCII,
+    /// one scalar for one so that offsets stay: the digits of every script ("４１１１" from a
+    /// Japanese keyboard, "٤١١١"), no-break and thin spaces (numbers pasted from a bank's app or
+    /// a PDF), hyphens and dashes, and the full-width "@", ".", "+", "(" and ")".
+    static func folded(_ s: Unicode.Scalar) -> Unicode.Scalar {
+        switch s.value {
+        case 0x00A0, 0x2007, 0x2009, 0x202F, 0x3000: return " "
+        case 0x2010...0x2013, 0x2212, 0xFE63, 0xFF0D: return "-"
+        case 0xFF20: return "@"
+        case 0xFF0E: return "."
+        case 0xFF0B: return "+"
+        case 0xFF08: return "("
+        case 0xFF09: return ")"
+        default:
+            let properties = s.properties
+            guard properties.numericType == .decimal, let value = properties.numericValue, value >= 0, value <= 9 else { return s }
+            return Unicode.Scalar(48 + UInt8(value))
+        }
+    }
 
     @inline(__always) static func isDigit(_ s: Unicode.Scalar) -> Bool { s.value >= 48 && s.value <= 57 }
     @inline(__always) static func isASCIILetter(_ s: Unicode.Scalar) -> Bool {

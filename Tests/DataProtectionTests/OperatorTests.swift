@@ -17,6 +17,13 @@ struct OperatorTests {
         #expect(MaskingOperator.mask(character: "#", keepLast: 4).apply(text, spans: spans) == "card ###############1111, mail ############.com")
     }
 
+    @Test("keepLast keeps at most half of a finding readable")
+    func keepLastIsBounded() {
+        let text = "ip 1.2.3.4, mail jo@x.de"
+        let spans = PIIScanner().scan(text)
+        #expect(MaskingOperator.mask(keepLast: 8).apply(text, spans: spans) == "ip ****3.4, mail ****.de")
+    }
+
     @Test func replaceWithTheType() {
         #expect(MaskingOperator.replace.apply(text, spans: spans) == "card <CREDIT_CARD>, mail <EMAIL>")
     }

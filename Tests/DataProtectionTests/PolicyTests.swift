@@ -83,9 +83,46 @@ struct PolicyTests {
         ("<!-- note -->text", "text"),
         ("3 < 4 and 5 > 2", "3 < 4 and 5 > 2"),
         ("<style>p{color:red}</style><a href='https://evil'>click</a>", "click"),
+        ("<a title=\"1>2\">z", "z"),
+        ("<a \" <b >c", "<a \" c"),
+        ("<a title='x\">y'>z", "z"),
     ])
     func sanitize(_ input: String, _ expected: String) {
         #expect(HTMLSanitizer.strip(input) == expected)
+    }
+
+    @Test("many unclosed tags are read in one pass (each used to scan to the end: minutes for one message)")
+    func unclosedTags() {
+        let unclosed = String(repeating: "<a", count: 200_000)
+        #expect(HTMLSanitizer.strip(unclosed) == unclosed)
+        let quoted = String(repeating: "<a\"\"", count: 100_000) + "\">"
+        #expect(HTMLSanitizer.strip(quoted) == quoted)
+        #expect(HTMLSanitizer.strip(unclosed + ">tail") == "tail")
+    }
+
+    @Test("a member's name is the context of its value in submitted data")
+    func memberNamesAsContext() {
+        let data: JSONValue = .object([
+            "ssn": .string("123456789"), "phone": .number(5551234567), "note": .string("123456789"),
+            "items": .array([.object(["mobile": .string("5551234567")])]),
+        ])
+        #expect(DataProtectionPolicy().mask(data) == .object([
+            "ssn": .string("<US_SSN>"), "phone": .string("<PHONE>"), "note": .string("123456789"),
+            "items": .array([.object(["mobile": .string("<PHONE>")])]),
+        ]))
+    }
+
+    @Test("maskIPAddress keeps addresses out of analytics also when entities leaves them out")
+    func analyticsIPsWithSelectedEntities() throws {
+        let policy = try DataProtectionPolicy(
+            maskLogging: nil, maskAnalytics: nil, maskIPAddress: nil, collectAnalytics: nil, sanitizeInput: nil, mode: nil,
+            entities: ["EMAIL"], operator: nil, maskCharacter: nil, keepLast: nil, hashKey: nil, custom: [])
+        #expect(policy.analyticsText("from 10.1.2.3, mail jane@example.com") == "from <IP_ADDRESS>, mail <EMAIL>")
+        #expect(policy.analyticsData(.object(["ip": .string("10.1.2.3")])) == .object(["ip": .string("<IP_ADDRESS>")]))
+        #expect(policy.mask("from 10.1.2.3") == "from 10.1.2.3", "elsewhere only the configured entities")
+        var kept = policy
+        kept.maskIPAddress = false
+        #expect(kept.analyticsText("from 10.1.2.3") == "from 10.1.2.3")
     }
 }
 

@@ -155,4 +155,57 @@ struct RecognizerTests {
         // U+20E3 (combining enclosing keycap) makes the last digit and itself one character.
         #expect(found("account 12345674\u{20E3}", scanner) == ["ACCOUNT:12345674"])
     }
+
+    @Test("digits of other scripts, no-break spaces and full-width signs are read as what they are", arguments: [
+        ("card ４１１１ １１１１ １１１１ １１１１ ok", "CREDIT_CARD:４１１１ １１１１ １１１１ １１１１"),
+        ("card 4111\u{00A0}1111\u{00A0}1111\u{00A0}1111 ok", "CREDIT_CARD:4111\u{00A0}1111\u{00A0}1111\u{00A0}1111"),
+        ("card 4111\u{202F}1111\u{202F}1111\u{202F}1111 ok", "CREDIT_CARD:4111\u{202F}1111\u{202F}1111\u{202F}1111"),
+        ("card ٤١١١١١١١١١١١١١١١ ok", "CREDIT_CARD:٤١١١١١١١١١١١١١١١"),
+        ("SSN 123\u{2011}45\u{2011}6789 ok", "US_SSN:123\u{2011}45\u{2011}6789"),
+        ("mail jane＠example.com ok", "EMAIL:jane＠example.com"),
+        ("call ＋49 30 1234567 ok", "PHONE:＋49 30 1234567"),
+    ])
+    func lookalikes(_ text: String, _ expected: String) {
+        #expect(found(text) == [expected])
+    }
+
+    @Test("a pseudonym does not depend on the script of the digits")
+    func lookalikesHashAlike() throws {
+        let policy = try DataProtectionPolicy(
+            maskLogging: nil, maskAnalytics: nil, maskIPAddress: nil, collectAnalytics: nil, sanitizeInput: nil, mode: nil,
+            entities: nil, operator: "hash", maskCharacter: nil, keepLast: nil, hashKey: "a-key-of-sixteen-bytes", custom: [])
+        #expect(policy.mask("４１１１ １１１１ １１１１ １１１１") == policy.mask("4111 1111 1111 1111"))
+        #expect(policy.mask("４１１１ １１１１ １１１１ １１１１") != policy.mask("5555 5555 5555 4444"))
+    }
+
+    @Test("short context words count as whole words only")
+    func wholeContextWords() {
+        #expect(found("please verify 192.168.1.20 works") == ["IP_ADDRESS:192.168.1.20"])
+        #expect(found("building 10.0.0.5 is down") == ["IP_ADDRESS:10.0.0.5"])
+        #expect(found("ver 1.2.3.4 and build 10.0.0.5 are out").isEmpty)
+        #expect(found("call me about my refund 5551234567") == ["PHONE:5551234567"])
+        #expect(found("call me, an idea: 5551234567") == ["PHONE:5551234567"])
+        #expect(found("call me about ref 5551234567").isEmpty)
+        #expect(found("call me about my id 5551234567").isEmpty)
+    }
+
+    @Test("a custom recognizer reads a long text without spaces in windows, also across their cuts", arguments: [0, 100, 186, 190, 200, 251, 252, 255, 300, 440, 444, 700])
+    func customInLongTokens(_ offset: Int) throws {
+        let member = try CustomRecognizer(type: "MEMBER", pattern: "MEM-[0-9]+")
+        let scanner = PIIScanner(entities: ["MEMBER"], custom: [member])
+        // Japanese puts no spaces between words: one "token" of 1,000 characters.
+        let text = String(repeating: "会", count: offset) + "MEM-1234567" + String(repeating: "員", count: 1_000 - offset)
+        #expect(found(text, scanner) == ["MEMBER:MEM-1234567"])
+        #expect(found(text + " MEM-42 " + text, scanner).count == 3)
+    }
+
+    @Test("a custom pattern whose backtracking runs away stops, and hides the token it could not read")
+    func runawayCustomPatterns() throws {
+        let runaway = try CustomRecognizer(type: "CODE", pattern: "(\\d|\\d\\d)+x")
+        let scanner = PIIScanner(entities: ["CODE"], custom: [runaway])
+        let digits = String(repeating: "7", count: 120)
+        #expect(found("code \(digits) please", scanner) == ["CODE:\(digits)"])
+        #expect(found("code 7777x please", scanner) == ["CODE:7777x"])
+        #expect(found("code 77 please", scanner).isEmpty)
+    }
 }
