@@ -426,7 +426,13 @@ final class Generation: @unchecked Sendable {
         logger.error("a write to Kafka failed; the worker restarts from the committed offsets", metadata: ["kafka.error": "\(error)"])
         // Ends `consume` (its loop sees the end of the events and rethrows the failure). The
         // stored offsets cover finished events only, so committing them on the way out is safe.
-        Task { await consumer.shutdown() }
+        // The producer first, as in `closeAfterFailure`: the other partitions' pipelines go on
+        // writing session records until it stops, and one landing after the consumer left (its
+        // partition restored by the next owner meanwhile) would take back that owner's newer state.
+        Task { [producer, consumer] in
+            await producer.simulateCrash()
+            await consumer.shutdown()
+        }
     }
 
     /// Waits until the partitions' in-flight events are finished (or failed). What is still in
@@ -452,9 +458,23 @@ final class Generation: @unchecked Sendable {
             while pipeline.inFlight > 0, pipeline.failure == nil, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(1))
             }
+            // Given up (as a revoke's drain gives up): no session record of it follows. (A
+            // transaction holds its records back until the revoke commits it.)
+            if !transactional, pipeline.inFlight > 0, pipeline.failure == nil {
+                pipeline.fail(KafkaError(kind: .delivery, code: .timedOut, message: "stopped with writes in flight", isRetriable: true))
+            }
         }
-        await consumer.shutdown()
-        await producer.shutdown()
+        if transactional {
+            // The revoke on the way out commits the open transaction: the producer outlives it.
+            await consumer.shutdown()
+            await producer.shutdown()
+        } else {
+            // What was sent lands (and its events' offsets are stored) before the group hands
+            // the partitions on: flushed after the consumer left, a session record could land
+            // after the next owner restored the partition, taking back its newer state.
+            await producer.shutdown()
+            await consumer.shutdown()
+        }
     }
 
     func crash() async {
@@ -561,8 +581,12 @@ final class Generation: @unchecked Sendable {
         if protection.collectAnalytics, result.outcome == .executed {
             let data = event.normalized.cardSubmit?.data
             // The text as far as the flow saw it, cut after masking (a cut first could leave
-            // part of a card number unrecognized).
-            let masked = protection.analyticsText(text)
+            // part of a card number unrecognized). Only a margin past the cut is scanned, longer
+            // than any finding (an email address: 64 + 1 + 253 scalars): a message of half a
+            // megabyte cost seconds of scanning for a text that was cut to 16,384 scalars.
+            let limit = TurnInput.maxTextScalars + 320
+            let masked = protection.analyticsText(
+                text.unicodeScalars.count > limit ? String(String.UnicodeScalarView(text.unicodeScalars.prefix(limit))) : text)
             analytics = AnalyticsRecord(
                 recordId: event.eventId, endpoint: endpoint.settings.name, conversationId: key, tenantId: event.tenantId,
                 time: event.receivedAt, kind: event.normalized.kind.rawValue, userId: userId,

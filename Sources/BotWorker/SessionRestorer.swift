@@ -5,7 +5,7 @@ import Logging
 
 /// Reads the session records of the partitions a worker was just given, so the conversations
 /// continue where the previous owner left them. The newest record per conversation wins; an
-/// empty or null record (a tombstone) removes it.
+/// empty or null record (a tombstone) removes it, and so does an unreadable one.
 struct SessionRestorer {
     let bootstrapServers: String
     let properties: [String: String]
@@ -37,6 +37,11 @@ struct SessionRestorer {
             } else if let state = try? SessionState.decode(message.value) {
                 result[partition]?[state.conversationId] = state
             } else {
+                // Newer than what came before it (a later version's record during a rolling
+                // deploy, say): the older state is out of date, and continuing from it would
+                // act on what is no longer so (a handover that ended, a question answered).
+                // The conversation starts afresh.
+                if let key = message.keyString { result[partition]?[key] = nil }
                 corrupt += 1
             }
         }

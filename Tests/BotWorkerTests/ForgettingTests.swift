@@ -9,6 +9,28 @@ import Testing
 /// Expired sessions leave memory and, by a tombstone, the sessions topic.
 @Suite("Forgotten sessions on the embedded cluster", .serialized)
 struct ForgettingTests {
+    @Test("an unreadable session record (a later version's, say) ends the older record of its conversation in a restore")
+    func unreadableSessionRecordSupersedes() async throws {
+        let harness = try WorkerHarness()
+        let producer = try harness.producer()
+        let topic = harness.config.topicName(.sessions)
+        let stale = SessionState(conversationId: "conv-stale", endpoint: "support", tenantId: "acme", now: 1_000)
+        let kept = SessionState(conversationId: "conv-kept", endpoint: "support", tenantId: "acme", now: 1_000)
+        try await producer.sendBatch([
+            KafkaProducerMessage(topic: topic, partition: 0, key: "conv-stale", value: stale.encoded()),
+            KafkaProducerMessage(topic: topic, partition: 0, key: "conv-kept", value: kept.encoded()),
+            KafkaProducerMessage(topic: topic, partition: 0, key: "conv-stale", value: Array(#"{"schema":"session.v9","x":"#.utf8)),
+        ])
+        let admin = try KafkaAdmin(bootstrapServers: harness.cluster.bootstrapServers, logger: quietLogger)
+        let restorer = SessionRestorer(
+            bootstrapServers: harness.cluster.bootstrapServers, properties: [:], sessionsTopic: topic, admin: admin,
+            transactional: false, logger: quietLogger)
+        let (restored, incomplete) = try await restorer.restore(partitions: [0])
+        #expect(incomplete.isEmpty)
+        #expect(restored[0]?["conv-kept"]?.conversationId == "conv-kept")
+        #expect(restored[0]?["conv-stale"] == nil, "the conversation starts afresh instead of from the record before")
+    }
+
     @Test("an expired session is forgotten by a tombstone after its last record; the live one goes on", arguments: [false, true])
     func expiredSessionGetsTombstone(transactional: Bool) async throws {
         let harness = try WorkerHarness(worker: transactional ? "  transactional: true\n  transactionalId: worker-forget-tx" : "")

@@ -152,6 +152,11 @@ struct FaultAndAdminTests {
         let ended = try await within(30, "the producer's service to end") { await running.result }
         #expect(throws: KafkaError.self) { try ended.get() }
         await #expect(throws: KafkaError.self) { try await producer.send(KafkaProducerMessage(topic: "fatal-producer", key: "k", value: "after")) }
+        // The code the message that met the fatal error is reported with is no refusal of one
+        // record (after which a writer would go on).
+        let outOfOrder = KafkaError(kind: .delivery, code: KafkaErrorCode(rawValue: 45), message: "Broker: Out of order sequence number")
+        #expect(outOfOrder.code.name == "OUT_OF_ORDER_SEQUENCE_NUMBER" && outOfOrder.code.breaksTheProducer && !outOfOrder.isRefusal)
+        #expect(KafkaError(kind: .delivery, code: .topicAuthorizationFailed, message: "refused").isRefusal)
     }
 
     @Test func aFatalConsumerErrorEndsItsEvents() async throws {

@@ -43,6 +43,22 @@ public struct KafkaErrorCode: Hashable, Sendable, CustomStringConvertible {
     /// A message purged while its request was on its way to the broker.
     public static let purgeInflight = KafkaErrorCode(RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
 
+    /// Codes about the producer's idempotence or transaction state, not the record: the
+    /// message that meets one makes librdkafka raise a fatal error for its producer, and is
+    /// reported with the code.
+    public var breaksTheProducer: Bool { Self.producerState.contains(self) }
+
+    private static let producerState: Set<KafkaErrorCode> = [
+        KafkaErrorCode(RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER),
+        KafkaErrorCode(RD_KAFKA_RESP_ERR_DUPLICATE_SEQUENCE_NUMBER),
+        KafkaErrorCode(RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH),
+        KafkaErrorCode(RD_KAFKA_RESP_ERR_INVALID_PRODUCER_ID_MAPPING),
+        KafkaErrorCode(RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID),
+        KafkaErrorCode(RD_KAFKA_RESP_ERR_PRODUCER_FENCED),
+        KafkaErrorCode(RD_KAFKA_RESP_ERR_INVALID_TRANSACTION_TIMEOUT),
+        KafkaErrorCode(RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+    ]
+
     /// Codes that mean "the same request may succeed later". Kafka marks these retriable in its
     /// protocol; the underscore ones are librdkafka's local equivalents.
     public var isRetriable: Bool { Self.retriable.contains(self) }
@@ -94,9 +110,10 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
 
     /// Kafka refused this record (a topic the client may not write or that is missing, a
     /// partition without a leader for `message.timeout.ms`): other records can still go. Not a
-    /// refusal: the producer ending (a purge, a destroyed handle), a fatal error, a full queue.
+    /// refusal: the producer ending (a purge, a destroyed handle), a fatal error or the code
+    /// that caused one (an out-of-order sequence number), a full queue.
     public var isRefusal: Bool {
-        !isFatal && ![.purgeQueue, .purgeInflight, .fatal, .destroyed, .queueFull].contains(code)
+        !isFatal && !code.breaksTheProducer && ![.purgeQueue, .purgeInflight, .fatal, .destroyed, .queueFull].contains(code)
     }
 
     public init(kind: Kind, code: KafkaErrorCode, message: String, isRetriable: Bool? = nil, isFatal: Bool = false) {
@@ -109,7 +126,10 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
 
     init(kind: Kind, _ err: rd_kafka_resp_err_t, context: String? = nil) {
         let text = String(cString: rd_kafka_err2str(err))
-        self.init(kind: kind, code: KafkaErrorCode(err), message: context.map { "\($0): \(text)" } ?? text)
+        // `_FATAL`: librdkafka refuses everything after its fatal error.
+        self.init(
+            kind: kind, code: KafkaErrorCode(err), message: context.map { "\($0): \(text)" } ?? text,
+            isFatal: err == RD_KAFKA_RESP_ERR__FATAL)
     }
 
     /// Whether librdkafka raised a fatal error for `handle` (an atomic read).
