@@ -458,10 +458,11 @@ final class Generation: @unchecked Sendable {
             while pipeline.inFlight > 0, pipeline.failure == nil, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(1))
             }
-            // Given up (as a revoke's drain gives up): no session record of it follows. (A
+            // Given up (as a revoke's drain gives up): no session record of it follows. Not a
+            // failure of the generation, whose end would drop what the flush below is for. (A
             // transaction holds its records back until the revoke commits it.)
-            if !transactional, pipeline.inFlight > 0, pipeline.failure == nil {
-                pipeline.fail(KafkaError(kind: .delivery, code: .timedOut, message: "stopped with writes in flight", isRetriable: true))
+            if !transactional, pipeline.inFlight > 0 {
+                pipeline.fail(KafkaError(kind: .delivery, code: .timedOut, message: "stopped with writes in flight", isRetriable: true), report: false)
             }
         }
         if transactional {
@@ -580,18 +581,13 @@ final class Generation: @unchecked Sendable {
         let protection = endpoint.protection
         if protection.collectAnalytics, result.outcome == .executed {
             let data = event.normalized.cardSubmit?.data
-            // The text as far as the flow saw it, cut after masking (a cut first could leave
-            // part of a card number unrecognized). Only a margin past the cut is scanned, longer
-            // than any finding (an email address: 64 + 1 + 253 scalars): a message of half a
-            // megabyte cost seconds of scanning for a text that was cut to 16,384 scalars.
-            let limit = TurnInput.maxTextScalars + 320
-            let masked = protection.analyticsText(
-                text.unicodeScalars.count > limit ? String(String.UnicodeScalarView(text.unicodeScalars.prefix(limit))) : text)
+            // The text as far as the flow saw it, masked as it is cut (a finding the cut goes
+            // through is still recognized), scanned only a margin past the cut: a message of
+            // half a megabyte cost seconds of scanning for a text cut to 16,384 scalars.
             analytics = AnalyticsRecord(
                 recordId: event.eventId, endpoint: endpoint.settings.name, conversationId: key, tenantId: event.tenantId,
                 time: event.receivedAt, kind: event.normalized.kind.rawValue, userId: userId,
-                text: masked.unicodeScalars.count > TurnInput.maxTextScalars
-                    ? String(String.UnicodeScalarView(masked.unicodeScalars.prefix(TurnInput.maxTextScalars))) : masked,
+                text: protection.analyticsText(text, keep: TurnInput.maxTextScalars),
                 data: data.map(protection.analyticsData),
                 ip: protection.maskIP(session?.ipAddress), intent: result.intent?.intent,
                 intentScore: result.intent.map { ($0.score * 1000).rounded() / 1000 }, path: result.path,

@@ -153,12 +153,14 @@ final class PartitionPipeline: Sendable {
         pump()
     }
 
-    func fail(_ error: KafkaError) {
+    /// Nothing more of this pipeline is sent or stored; `report`: its owner hears of it (and
+    /// ends the generation), not when the owner itself gives the pipeline up.
+    func fail(_ error: KafkaError, report: Bool = true) {
         let first = state.withLock { state -> Bool in
             defer { if state.failure == nil { state.failure = error } }
             return state.failure == nil
         }
-        if first { onFailure(error) }
+        if first, report { onFailure(error) }
     }
 
     /// Sends the session records that may go now (in order) and stores the offset after the

@@ -5,7 +5,7 @@ import Logging
 
 /// Reads the session records of the partitions a worker was just given, so the conversations
 /// continue where the previous owner left them. The newest record per conversation wins; an
-/// empty or null record (a tombstone) removes it, and so does an unreadable one.
+/// empty or null record (a tombstone) removes it, and an unreadable one leaves a blank session.
 struct SessionRestorer {
     let bootstrapServers: String
     let properties: [String: String]
@@ -40,8 +40,13 @@ struct SessionRestorer {
                 // Newer than what came before it (a later version's record during a rolling
                 // deploy, say): the older state is out of date, and continuing from it would
                 // act on what is no longer so (a handover that ended, a question answered).
-                // The conversation starts afresh.
-                if let key = message.keyString { result[partition]?[key] = nil }
+                // The conversation starts afresh, in a blank session of the record's time that
+                // expires as any other, so the tombstone that forgets it covers this record too.
+                if let key = message.keyString, let older = result[partition]?[key] {
+                    result[partition]?[key] = SessionState(
+                        conversationId: key, endpoint: older.endpoint, tenantId: older.tenantId,
+                        now: max(older.lastActivity, message.timestamp ?? older.lastActivity))
+                }
                 corrupt += 1
             }
         }

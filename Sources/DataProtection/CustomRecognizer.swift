@@ -1,8 +1,8 @@
 import Foundation
 
 /// A recognizer from configuration: a regular expression matched inside each whitespace-
-/// separated token (a longer token in overlapping windows of 256 scalars, so a hostile pattern
-/// or text costs a bounded amount per window), an optional checksum, and optional context words that must appear within 40
+/// separated token (a longer token in windows of 256 scalars that overlap by half), an
+/// optional checksum, and optional context words that must appear within 40
 /// scalars before the match.
 public struct CustomRecognizer: @unchecked Sendable {
     public enum Validator: String, Sendable, CaseIterable {
@@ -87,21 +87,25 @@ public struct CustomRecognizer: @unchecked Sendable {
                 continue
             }
             // A longer run without spaces (Chinese, Japanese or Thai writes none, a long URL) is
-            // read in windows of `maxToken` that overlap by a quarter; a match touching a cut
-            // edge may be part of a longer one, and the neighbouring window finds it whole.
+            // read in windows of `maxToken` that overlap by half. Each window keeps the matches
+            // that start in its first half (the first window from its start, the last to its
+            // end) and do not reach its cut end: such a match shorter than half a window is seen
+            // whole, with whatever follows it, by the window keeping it.
             var window = from
             while true {
                 let end = min(to, window + Self.maxToken)
-                match(text, from: window, to: end, cutBefore: window > from, cutAfter: end < to, into: &found, taken: &taken)
+                let owned = (window == from ? 0 : 1)...(end == to ? Self.maxToken : Self.maxToken / 2)
+                match(text, from: window, to: end, starts: owned, cutAfter: end < to, into: &found, taken: &taken)
                 if end == to { break }
-                window += Self.maxToken * 3 / 4
+                window += Self.maxToken / 2
             }
         }
     }
 
-    /// The matches inside `text[from..<to]`; none that starts at a cut start or ends at a cut end.
+    /// The matches inside `text[from..<to]` that start at an offset in `starts` and do not end
+    /// at a cut end.
     private func match(
-        _ text: [Unicode.Scalar], from: Int, to: Int, cutBefore: Bool = false, cutAfter: Bool = false,
+        _ text: [Unicode.Scalar], from: Int, to: Int, starts: ClosedRange<Int> = 0...Int.max, cutAfter: Bool = false,
         into found: inout [PIISpan], taken: inout TakenRanges
     ) {
         let tokenStart = from
@@ -109,8 +113,9 @@ public struct CustomRecognizer: @unchecked Sendable {
         let range = NSRange(token.startIndex..., in: token)
         // ICU reports its progress as it goes; a search still running after `matchBudget` (a
         // pattern whose backtracking explodes in a way `backtrackingRisk` does not see, such
-        // as `(\d|\d\d)+x`) stops, and the whole token is hidden: what the recognizer could
-        // not read is not let through.
+        // as `(\d|\d\d)+x`) stops, and what is not yet hidden of the token is: what the
+        // recognizer could not read is not let through. (Wall-clock time: a starved process
+        // may hide a token it would have read.)
         var matches: [NSTextCheckingResult] = []
         var reports: UInt = 0
         var gaveUp = false
@@ -127,7 +132,7 @@ public struct CustomRecognizer: @unchecked Sendable {
             }
         }
         if gaveUp {
-            if taken.claim(from, to) { found.append(PIISpan(type: type, start: from, end: to)) }
+            for piece in taken.claimFree(from, to) { found.append(PIISpan(type: type, start: piece.lowerBound, end: piece.upperBound)) }
             return
         }
         for match in matches {
@@ -141,7 +146,7 @@ public struct CustomRecognizer: @unchecked Sendable {
             let offset = token.unicodeScalars.distance(from: token.unicodeScalars.startIndex, to: matched.lowerBound)
             let scalars = token.unicodeScalars[matched]
             let length = scalars.count
-            if (cutBefore && offset == 0) || (cutAfter && offset + length == to - from) { continue }
+            if !starts.contains(offset) || (cutAfter && offset + length == to - from) { continue }
             let value = String(scalars)
             guard validates(value) else { continue }
             if !contextWords.isEmpty, !PIIScanner.hasContext(text, before: tokenStart + offset, words: contextWords) { continue }

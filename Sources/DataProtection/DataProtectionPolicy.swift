@@ -69,15 +69,17 @@ public struct DataProtectionPolicy: Sendable {
         }
     }
 
-    /// `text` masked as the value of a member named `field`: scanned after "field: ".
+    /// `text` masked as the value of a member named `field`: what is found in it alone, and
+    /// what is found after "field: " (a name can also veto: `{"customer": "5551234567, my
+    /// mobile"}` keeps the phone number the value alone shows).
     private func mask(_ text: String, field: String?) -> String {
         guard mode == .entities, let field, !field.isEmpty, field.utf8.count <= 64 else { return mask(text) }
         let label = field + ": "
         let offset = label.unicodeScalars.count
-        let spans = scanner.scan(label + text).compactMap { span in
+        let labeled = scanner.scan(label + text).compactMap { span in
             span.end > offset ? PIISpan(type: span.type, start: max(0, span.start - offset), end: span.end - offset) : nil
         }
-        return masking.apply(text, spans: spans)
+        return masking.apply(text, spans: scanner.scan(text) + labeled)
     }
 
     /// IP addresses inside a text starred (for `maskIPAddress` where the rest stays readable).
@@ -105,6 +107,24 @@ public struct DataProtectionPolicy: Sendable {
     /// A text for an analytics record.
     public func analyticsText(_ text: String) -> String {
         maskAnalytics ? forAnalytics.mask(text) : maskIPAddress ? maskIPs(text) : text
+    }
+
+    /// A text for an analytics record, cut to its first `keep` scalars. The scan reads `margin`
+    /// further (the longest finding, an email address, is under 320), so a finding the cut
+    /// goes through is still recognized and hidden as far as it is kept; a long message costs
+    /// no scan of its whole length.
+    public func analyticsText(_ text: String, keep: Int, margin: Int = 320) -> String {
+        let scalars = text.unicodeScalars
+        guard scalars.count > keep else { return analyticsText(text) }
+        let kept = String(String.UnicodeScalarView(scalars.prefix(keep)))
+        guard maskAnalytics || maskIPAddress else { return kept }
+        if maskAnalytics, mode == .fields { return mask(kept) }
+        let scanned = String(String.UnicodeScalarView(scalars.prefix(keep + margin)))
+        let scanner = maskAnalytics ? forAnalytics.scanner : PIIScanner(entities: [PIIEntity.ipAddress])
+        let spans = scanner.scan(scanned).compactMap { span in
+            span.start < keep ? PIISpan(type: span.type, start: span.start, end: min(span.end, keep)) : nil
+        }
+        return (maskAnalytics ? masking : MaskingOperator.mask()).apply(kept, spans: spans)
     }
 
     /// Data for an analytics record.

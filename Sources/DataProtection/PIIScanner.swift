@@ -298,4 +298,17 @@ struct TakenRanges {
         for i in start..<end { taken[i] = true }
         return true
     }
+
+    /// Claims what is not yet claimed of the range; returns those pieces.
+    mutating func claimFree(_ start: Int, _ end: Int) -> [Range<Int>] {
+        var pieces: [Range<Int>] = []
+        var i = start
+        while i < end {
+            guard !taken[i] else { i += 1; continue }
+            let pieceStart = i
+            while i < end, !taken[i] { taken[i] = true; i += 1 }
+            pieces.append(pieceStart..<i)
+        }
+        return pieces
+    }
 }

@@ -110,6 +110,24 @@ struct PolicyTests {
             "ssn": .string("<US_SSN>"), "phone": .string("<PHONE>"), "note": .string("123456789"),
             "items": .array([.object(["mobile": .string("<PHONE>")])]),
         ]))
+        // A name that vetoes ("customer", "v") does not hide what the value alone shows.
+        #expect(DataProtectionPolicy().mask(.object(["customer": .string("5551234567 is my mobile"), "v": .string("10.1.2.3")]))
+            == .object(["customer": .string("<PHONE> is my mobile"), "v": .string("<IP_ADDRESS>")]))
+    }
+
+    @Test("an analytics text is masked as it is cut: a finding the cut goes through is hidden as far as it is kept")
+    func analyticsCut() {
+        // Emails before the cut make the masked text shorter than the original.
+        let emails = String(repeating: "mail jane.doe.longname@example.com ", count: 30)
+        let text = emails + "card 4111 1111 1111 1111 thanks"
+        let keep = emails.unicodeScalars.count + 10  // "card 4111 "
+        let masked = DataProtectionPolicy().analyticsText(text, keep: keep)
+        #expect(!masked.contains("4111") && !masked.contains("jane"))
+        #expect(masked.hasSuffix("mail <EMAIL> card <CREDIT_CARD>"), "\(masked.suffix(40))")
+        #expect(DataProtectionPolicy().analyticsText("short", keep: 100) == "short")
+        #expect(DataProtectionPolicy(maskAnalytics: false, maskIPAddress: false).analyticsText(text, keep: 5) == "mail ")
+        #expect(DataProtectionPolicy(maskAnalytics: false, maskIPAddress: true).analyticsText("from 10.1.2.3 on", keep: 9) == "from ****")
+        #expect(DataProtectionPolicy(mode: .fields).analyticsText(text, keep: 7) == "*******")
     }
 
     @Test("maskIPAddress keeps addresses out of analytics also when entities leaves them out")

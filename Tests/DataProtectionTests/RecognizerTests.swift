@@ -189,14 +189,18 @@ struct RecognizerTests {
         #expect(found("call me about my id 5551234567").isEmpty)
     }
 
-    @Test("a custom recognizer reads a long text without spaces in windows, also across their cuts", arguments: [0, 100, 186, 190, 200, 251, 252, 255, 300, 440, 444, 700])
+    @Test("a custom recognizer reads a long text without spaces in windows, also across their cuts", arguments: [0, 100, 122, 127, 128, 129, 186, 190, 200, 245, 251, 252, 255, 300, 440, 444, 700, 989])
     func customInLongTokens(_ offset: Int) throws {
         let member = try CustomRecognizer(type: "MEMBER", pattern: "MEM-[0-9]+")
-        let scanner = PIIScanner(entities: ["MEMBER"], custom: [member])
+        // An optional tail: a window that saw only "EMP-12345" would keep it and leave "-67".
+        let employee = try CustomRecognizer(type: "EMPLOYEE", pattern: "EMP-[0-9]{5}(-[0-9]{2})?")
+        let scanner = PIIScanner(entities: ["MEMBER", "EMPLOYEE"], custom: [member, employee])
         // Japanese puts no spaces between words: one "token" of 1,000 characters.
         let text = String(repeating: "会", count: offset) + "MEM-1234567" + String(repeating: "員", count: 1_000 - offset)
         #expect(found(text, scanner) == ["MEMBER:MEM-1234567"])
         #expect(found(text + " MEM-42 " + text, scanner).count == 3)
+        let tailed = String(repeating: "会", count: offset) + "EMP-12345-67" + String(repeating: "員", count: 1_000 - offset)
+        #expect(found(tailed, scanner) == ["EMPLOYEE:EMP-12345-67"])
     }
 
     @Test("a custom pattern whose backtracking runs away stops, and hides the token it could not read")
@@ -205,6 +209,15 @@ struct RecognizerTests {
         let scanner = PIIScanner(entities: ["CODE"], custom: [runaway])
         let digits = String(repeating: "7", count: 120)
         #expect(found("code \(digits) please", scanner) == ["CODE:\(digits)"])
+        // In a long run without spaces every window gives up: all of it is hidden, also what
+        // the windows share, and around a finding of another recognizer.
+        let long = String(repeating: "7", count: 600)
+        let text = "code \(long) please"
+        #expect(MaskingOperator.mask().apply(text, spans: scanner.scan(text)) == "code \(String(repeating: "*", count: 600)) please")
+        let email = try CustomRecognizer(type: "MAIL", pattern: "[a-z]+@[a-z]+[.][a-z]+")
+        let both = PIIScanner(entities: ["MAIL", "CODE"], custom: [email, runaway])
+        let spans = both.scan("jo@x.de" + digits)
+        #expect(spans.map(\.type) == ["MAIL", "CODE"] && spans.last?.start == 7 && spans.last?.end == 127)
         #expect(found("code 7777x please", scanner) == ["CODE:7777x"])
         #expect(found("code 77 please", scanner).isEmpty)
     }
