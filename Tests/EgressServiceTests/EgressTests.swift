@@ -68,7 +68,9 @@ struct EgressTests {
             // Both conversations in one partition, so they share a partition's lanes.
             let throttled = "conv-a"
             let failing = Self.conversation("conv-b", sharingPartitionWith: throttled)
-            h.gateway.inject(.status(429, retryAfter: 2), forPathEndingWith: "\(throttled)/messages")
+            // Retry-After well past the failing conversation's two backoffs (0.5 and 1 s, each
+            // ±20%), so a loaded machine does not turn the order below around.
+            h.gateway.inject(.status(429, retryAfter: 5), forPathEndingWith: "\(throttled)/messages")
             h.gateway.inject(.status(502), forPathEndingWith: "\(failing)/messages")
             h.gateway.inject(.status(503), forPathEndingWith: "\(failing)/messages")
             let commands = (0..<5).flatMap { [EgressHarness.message(throttled, $0), EgressHarness.message(failing, $0)] }
@@ -84,7 +86,7 @@ struct EgressTests {
             let received = h.gateway.received
             let tooMany = try #require(received.first { $0.status == 429 })
             let retried = try #require(received.first { $0.status == 202 && $0.path == tooMany.path })
-            #expect(retried.at - tooMany.at >= .seconds(2), "the retry waited for Retry-After")
+            #expect(retried.at - tooMany.at >= .seconds(5), "the retry waited for Retry-After")
             #expect(received.filter { $0.path.contains(failing) && $0.status >= 500 }.count == 2)
             let metrics = String(decoding: egress.egress.metrics.render(), as: UTF8.self)
             #expect(metrics.contains("connector_egress_retries_total 3"))
