@@ -1,3 +1,4 @@
+import ChatEvents
 import Foundation
 
 /// A recognizer from configuration: a regular expression matched inside each whitespace-
@@ -26,7 +27,7 @@ public struct CustomRecognizer: @unchecked Sendable {
 
     static let maxToken = 256
     /// How long the search of one token may take.
-    static let matchBudget: Duration = .milliseconds(20)
+    static let matchBudget = RegexBudget(.milliseconds(20))
 
     /// Patterns that can backtrack exponentially are refused: back-references, and a
     /// quantified group that itself contains a quantifier (`(\d+)+`, `(a*)*`, `(x|y+){2,}`).
@@ -111,26 +112,11 @@ public struct CustomRecognizer: @unchecked Sendable {
         let tokenStart = from
         let token = String(String.UnicodeScalarView(text[from..<to]))
         let range = NSRange(token.startIndex..., in: token)
-        // ICU reports its progress as it goes; a search still running after `matchBudget` (a
-        // pattern whose backtracking explodes in a way `backtrackingRisk` does not see, such
-        // as `(\d|\d\d)+x`) stops, and what is not yet hidden of the token is: what the
-        // recognizer could not read is not let through. (Wall-clock time: a starved process
-        // may hide a token it would have read.)
-        var matches: [NSTextCheckingResult] = []
-        var reports: UInt = 0
-        var gaveUp = false
-        let deadline = ContinuousClock.now + Self.matchBudget
-        regex.enumerateMatches(in: token, options: [.reportProgress], range: range) { match, _, stop in
-            if let match {
-                matches.append(match)
-            } else {
-                reports &+= 1
-                if reports & 63 == 0, ContinuousClock.now > deadline {
-                    gaveUp = true
-                    stop.pointee = true
-                }
-            }
-        }
+        // A search still running after `matchBudget` of CPU time (a pattern whose backtracking
+        // explodes in a way `backtrackingRisk` does not see, such as `(\d|\d\d)+x`) stops,
+        // and what is not yet hidden of the token is: what the recognizer could not read is
+        // not let through.
+        let (matches, gaveUp) = Self.matchBudget.matches(of: regex, in: token, range: range)
         if gaveUp {
             for piece in taken.claimFree(from, to) { found.append(PIISpan(type: type, start: piece.lowerBound, end: piece.upperBound)) }
             return

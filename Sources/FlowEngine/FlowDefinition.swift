@@ -168,30 +168,18 @@ public struct Pattern: @unchecked Sendable {
         return match.range.location == 0 && match.range.length == length
     }
 
-    /// The first match, or nil when there is none or the matcher gave up: ICU reports its
-    /// progress as it goes, and a search still running after `matchBudget` stops. Backtracking
+    /// The first match, or nil when there is none or the matcher gave up: a search still
+    /// running after `matchBudget` (CPU time) stops. Backtracking
     /// that explodes in a way the check at load time does not see (`(a|a)*b`, or
     /// `.*refund.*order`, cubic: 16 s over 4,096 characters here) then costs the budget, not
     /// the worker's partitions.
     func firstMatch(in text: String, range: NSRange) -> NSTextCheckingResult? {
-        var found: NSTextCheckingResult?
-        var reports: UInt = 0
-        let deadline = ContinuousClock.now + Self.matchBudget
-        regex.enumerateMatches(in: text, options: [.reportProgress], range: range) { match, _, stop in
-            if let match {
-                found = match
-                stop.pointee = true
-            } else {
-                // Reports come often (one per position tried): the clock is read every 64th.
-                reports &+= 1
-                if reports & 63 == 0, ContinuousClock.now > deadline { stop.pointee = true }
-            }
-        }
-        return found
+        Self.matchBudget.matches(of: regex, in: text, range: range, first: true).matches.first
     }
 
-    /// How long one search may take; a text it does not finish with counts as not matching.
-    static let matchBudget: Duration = .milliseconds(50)
+    /// How much CPU time one search may take; a text it does not finish with counts as not
+    /// matching.
+    static let matchBudget = RegexBudget(.milliseconds(50))
 
     /// Whether a group holding an unbounded repetition (`*`, `+`, `{n,}`) is itself repeated
     /// (`*`, `+`, `{n,}`, `{n,m}` with m > 1), as in `(a+)*` or `(\w+\s?)*`: the shape whose
