@@ -84,9 +84,10 @@ public struct DataProtectionPolicy: Sendable {
 
     /// IP addresses inside a text starred (for `maskIPAddress` where the rest stays readable).
     public func maskIPs(_ text: String) -> String {
-        let spans = PIIScanner(entities: [PIIEntity.ipAddress]).scan(text)
-        return MaskingOperator.mask().apply(text, spans: spans)
+        MaskingOperator.mask().apply(text, spans: Self.ipScanner.scan(text))
     }
+
+    static let ipScanner = PIIScanner(entities: [PIIEntity.ipAddress])
 
     /// IP addresses inside every string of a JSON value starred.
     public func maskIPs(_ value: JSONValue) -> JSONValue {
@@ -104,28 +105,25 @@ public struct DataProtectionPolicy: Sendable {
         return maskIPAddress || maskAnalytics ? String(repeating: "*", count: ip.count) : ip
     }
 
-    /// A text for an analytics record.
-    public func analyticsText(_ text: String) -> String {
-        maskAnalytics ? forAnalytics.mask(text) : maskIPAddress ? maskIPs(text) : text
-    }
-
-    /// A text for an analytics record, cut to its first `keep` scalars. The scan reads `margin`
-    /// further (the longest finding, an email address, is under 320), so a finding the cut
-    /// goes through is still recognized and hidden as far as it is kept; a long message costs
-    /// no scan of its whole length.
-    public func analyticsText(_ text: String, keep: Int, margin: Int = 320) -> String {
+    /// A text for an analytics record, cut to its first `keep` scalars. A cut text is scanned
+    /// `analyticsMargin` further (the longest finding, an email address, is under 320), so a
+    /// finding the cut goes through is still recognized and hidden as far as it is kept; a
+    /// long message costs no scan of its whole length.
+    public func analyticsText(_ text: String, keep: Int = .max) -> String {
         let scalars = text.unicodeScalars
-        guard scalars.count > keep else { return analyticsText(text) }
-        let kept = String(String.UnicodeScalarView(scalars.prefix(keep)))
+        let cut = scalars.count > keep
+        let kept = cut ? String(String.UnicodeScalarView(scalars.prefix(keep))) : text
         guard maskAnalytics || maskIPAddress else { return kept }
         if maskAnalytics, mode == .fields { return mask(kept) }
-        let scanned = String(String.UnicodeScalarView(scalars.prefix(keep + margin)))
-        let scanner = maskAnalytics ? forAnalytics.scanner : PIIScanner(entities: [PIIEntity.ipAddress])
+        let scanned = cut ? String(String.UnicodeScalarView(scalars.prefix(keep + Self.analyticsMargin))) : text
+        let (scanner, masking) = maskAnalytics ? (forAnalytics.scanner, self.masking) : (Self.ipScanner, MaskingOperator.mask())
         let spans = scanner.scan(scanned).compactMap { span in
             span.start < keep ? PIISpan(type: span.type, start: span.start, end: min(span.end, keep)) : nil
         }
-        return (maskAnalytics ? masking : MaskingOperator.mask()).apply(kept, spans: spans)
+        return masking.apply(kept, spans: spans)
     }
+
+    static let analyticsMargin = 320
 
     /// Data for an analytics record.
     public func analyticsData(_ value: JSONValue) -> JSONValue {

@@ -55,12 +55,14 @@ struct PolicyTests {
         }
     }
 
-    @Test("the hash operator gives one pseudonym per value however it is written")
+    @Test("the hash operator gives one pseudonym per value however it is written (also in the digits of another script)")
     func canonicalHash() throws {
         let policy = try DataProtectionPolicy(
             maskLogging: nil, maskAnalytics: nil, maskIPAddress: nil, collectAnalytics: nil, sanitizeInput: nil, mode: nil,
             entities: nil, operator: "hash", maskCharacter: nil, keepLast: nil, hashKey: "a-key-of-sixteen-bytes", custom: [])
         #expect(policy.mask("4111 1111 1111 1111") == policy.mask("4111-1111-1111-1111"))
+        #expect(policy.mask("４１１１ １１１１ １１１１ １１１１") == policy.mask("4111 1111 1111 1111"))
+        #expect(policy.mask("４１１１ １１１１ １１１１ １１１１") != policy.mask("5555 5555 5555 4444"))
         #expect(policy.mask("Jane@Example.com") == policy.mask("jane@example.com"))
         #expect(policy.mask("jane@example.com") != policy.mask("john@example.com"))
     }
