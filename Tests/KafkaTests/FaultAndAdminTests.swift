@@ -1,8 +1,9 @@
 import Foundation
-import Kafka
+@testable import Kafka
 import Logging
 import ServiceLifecycle
 import Testing
+import TestSupport
 
 @Suite("Faults, admin and lifecycle on the embedded cluster", .serialized)
 struct FaultAndAdminTests {
@@ -222,6 +223,27 @@ struct FaultAndAdminTests {
             guard let error = error as? KafkaError else { return false }
             return error.kind == .configuration && error.message.contains("session.timeout.ms")
         }
+    }
+
+    /// An admin client is asked something now and then, but librdkafka queues an error event on
+    /// it for every failed connection in between: they are served (logged) as they come, not
+    /// piled up for the client's lifetime.
+    @Test func anIdleAdminServesTheErrorsOfAnOutage() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        let log = LogCapture()
+        let admin = try KafkaAdmin(
+            bootstrapServers: cluster.bootstrapServers, properties: ["reconnect.backoff.ms": "10", "reconnect.backoff.max.ms": "50"],
+            requestTimeout: .seconds(2), logger: log.logger)
+        _ = try await admin.listTopics()
+        try cluster.setBrokerDown(1)
+        // Reconnecting every 50 ms, the idle client meets a refused connection after another.
+        try await within(30, "the outage's errors served") {
+            while !log.text.contains("kafka.error=") { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        try await Task.sleep(for: .seconds(1))
+        #expect(admin.queuedCallbacks <= 2, "served, not queued: \(admin.queuedCallbacks)")
+        try cluster.setBrokerUp(1)
+        _ = try await admin.listTopics()
     }
 
     @Test func createTopicsFailsCleanlyOnTheEmbeddedBrokerAndListingWorks() async throws {

@@ -35,6 +35,11 @@ public final class KafkaAdmin: Sendable {
     private let handle: SendableHandle
     private let context: RdKafkaHandleContext
     public let requestTimeout: Duration
+    /// Serves the handle's callbacks. librdkafka queues an error event on the handle for every
+    /// failed connection and "all brokers down", whatever it is used for: unserved, a long
+    /// outage piles them up (and their error lines never reach the log) in a service that
+    /// keeps its admin client for its lifetime.
+    private let poller: PollingThread
 
     public init(
         bootstrapServers: String, properties: [String: String] = [:], requestTimeout: Duration = .seconds(10),
@@ -44,12 +49,24 @@ public final class KafkaAdmin: Sendable {
         all.merge(properties) { _, override in override }
         let context = RdKafkaHandleContext(logger: logger)
         let rk = try makeRdKafkaHandle(RD_KAFKA_PRODUCER, properties: all, context: context)
-        self.handle = SendableHandle(rk)
+        let handle = SendableHandle(rk)
+        self.handle = handle
         self.context = context
         self.requestTimeout = requestTimeout
+        self.poller = PollingThread(name: "kafka-admin-poll") { rd_kafka_poll(handle.pointer, 500) }
     }
 
-    deinit { rd_kafka_destroy(handle.pointer) }
+    deinit {
+        // Its callbacks must not run into the handle's destruction.
+        poller.requestStop()
+        rd_kafka_yield(handle.pointer)  // ends the poll in progress
+        poller.stopAndWait(timeout: .seconds(2))
+        rd_kafka_destroy(handle.pointer)
+    }
+
+    /// Callbacks queued on the handle and not yet served (librdkafka's out queue, which also
+    /// counts them).
+    var queuedCallbacks: Int { Int(rd_kafka_outq_len(handle.pointer)) }
 
     // MARK: Topics
 
