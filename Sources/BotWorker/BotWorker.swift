@@ -314,6 +314,7 @@ final class Generation: @unchecked Sendable {
                     clockSetAt[partition.partition] = nil
                     nextOffsets[partition.partition] = nil
                     quietCheckDue[partition.partition] = nil
+                    quietChecks.forget(partition.partition)
                 }
                 let revoked = Set(partitions)
                 pipelineList.withLock { $0.removeAll { revoked.contains($0.partition) } }
@@ -684,6 +685,8 @@ final class Generation: @unchecked Sendable {
     private var nextOffsets: [Int32: Int64] = [:]
     /// Per partition, when (`BotWorker.clock`) a quiet partition found behind is checked again.
     private var quietCheckDue: [Int32: Int64] = [:]
+    /// The quiet partitions' checks, which ask Kafka off the consuming task.
+    private let quietChecks = QuietChecks()
     private var forgetting: [Int32: Forgetting] = [:]
 
     /// What forgetting a partition's sessions safely needs to know.
@@ -751,9 +754,11 @@ final class Generation: @unchecked Sendable {
     /// went quiet (a night, a small contact center) would stay in memory and in the sessions
     /// topic, with their personal data, until its next event.
     ///
-    /// The checks ask Kafka, on the consuming task: a partition whose check failed or found it
-    /// behind is asked again a minute later, not at every tick, and one that is being revoked
-    /// meanwhile is left to its revoke.
+    /// The checks ask Kafka off the consuming task (a slow cluster would hold every partition's
+    /// events for their request timeouts, and a revoke behind them): a tick starts a
+    /// partition's check and a later tick uses its answer if no record came meanwhile. A
+    /// partition whose check failed or found it behind is asked again a minute later, not at
+    /// every tick, and one that is being revoked meanwhile is left to its revoke.
     private func forgetInQuietPartitions() async throws {
         let now = worker.clock.milliseconds()
         for (partition, states) in sessions where !states.isEmpty && isStillOurs(partition) {
@@ -761,11 +766,26 @@ final class Generation: @unchecked Sendable {
                   now >= quietCheckDue[partition] ?? 0 else { continue }
             let later = clock + (now - setAt)
             guard states.values.contains(where: { worker.isForgettable($0, now: later) }) else { continue }
-            guard await isCaughtUp(partition) else {
+            let next = nextOffsets[partition]
+            switch quietChecks.take(partition, checking: next) {
+            case .running:
+                continue
+            case nil:
+                let (admin, consumer, logger) = (self.admin, self.consumer, self.logger)
+                let inbound = TopicPartition(topic: worker.inboundTopic, partition: partition)
+                quietChecks.start(partition, checking: next) {
+                    await Self.position(of: inbound, next: next, group: consumer.groupID, admin: admin, logger: logger)
+                }
+                continue
+            case .found(.behind), .found(.unknown):
                 quietCheckDue[partition] = now + 60_000
                 continue
+            case .found(.caughtUp(let committed)):
+                if let committed {
+                    let known = forgetting[partition]?.committedBelow ?? 0
+                    forgetting[partition]?.committedBelow = max(known, committed)
+                }
             }
-            guard isStillOurs(partition) else { continue }
             clocks[partition] = later
             clockSetAt[partition] = now
             try await forgetExpiredSessionsIfDue(partition: partition)
@@ -778,25 +798,24 @@ final class Generation: @unchecked Sendable {
             && !consumer.isBeingRevoked(TopicPartition(topic: worker.inboundTopic, partition: partition))
     }
 
-    /// Whether every inbound record of `partition` was handed to this generation: the next
-    /// offset (the group's committed one when none came since the assignment) is the high
-    /// watermark. False when Kafka cannot tell: a partition whose records cannot be fetched
-    /// now may hold the very events that would keep its sessions.
-    private func isCaughtUp(_ partition: Int32) async -> Bool {
-        let inbound = TopicPartition(topic: worker.inboundTopic, partition: partition)
+    /// Whether every inbound record of `inbound` was handed to this generation: `next`, the
+    /// offset after the last one handed (the group's committed one when none came since the
+    /// assignment), is the high watermark. Unknown when Kafka cannot tell: a partition whose
+    /// records cannot be fetched now may hold the very events that would keep its sessions.
+    private static func position(
+        of inbound: TopicPartition, next: Int64?, group: String, admin: KafkaAdmin, logger: Logger
+    ) async -> QuietChecks.Position {
         do {
             let (_, high) = try await admin.watermarks(inbound)
-            if let next = nextOffsets[partition] { return next >= high }
-            guard let committed = try await admin.committedOffsets(group: consumer.groupID, partitions: [inbound])[inbound],
-                  committed >= high else { return false }
-            let known = forgetting[partition]?.committedBelow ?? 0
-            forgetting[partition]?.committedBelow = max(known, committed)
-            return true
+            if let next { return next >= high ? .caughtUp(committed: nil) : .behind }
+            guard let committed = try await admin.committedOffsets(group: group, partitions: [inbound])[inbound],
+                  committed >= high else { return .behind }
+            return .caughtUp(committed: committed)
         } catch {
             logger.debug("inbound position unknown; quiet partition keeps its sessions", metadata: [
-                "kafka.partition": "\(partition)", "kafka.error": "\(error)",
+                "kafka.partition": "\(inbound.partition)", "kafka.error": "\(error)",
             ])
-            return false
+            return .unknown
         }
     }
 

@@ -171,6 +171,46 @@ struct ForgettingTests {
         await producer.shutdown()
     }
 
+    @Test("a quiet partition's check holds no event of the worker's while Kafka is slow to answer it")
+    func slowQuietCheckHoldsNoEvent() async throws {
+        let harness = try WorkerHarness()
+        let sessions = try harness.reader(.sessions)
+        let outbound = try harness.reader(.outbound)
+        let log = LogCapture()
+        let running = try harness.start(logger: log.logger, tickInterval: .milliseconds(100))
+        let producer = try harness.producer()
+        var old = EventFactory(conversation: "conv-old")
+        let first = old.user("update my email")
+        try await harness.publish([first], partition: 0, with: producer)
+        try await sessions.wait(60, "conv-old's session") { records in
+            records.contains { (try? SessionState.decode($0.value))?.processedEventIds.contains(first.eventId) == true }
+        }
+
+        // The check's next watermark request is answered after 20 s: conv-old has expired on
+        // the host's clock, and the check starts asking.
+        try harness.cluster.pushRequestError(broker: 1, .listOffsets, .noError, rtt: .seconds(20))
+        running.worker.clock.advance(by: .seconds(41 * 60))
+        try await within(60, "the quiet partition's check asking Kafka") {
+            while try harness.cluster.pendingRequestErrors(broker: 1, .listOffsets) > 0 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        var other = EventFactory(conversation: "conv-other")
+        let hello = other.user("hello")
+        try await harness.publish([hello], partition: 1, with: producer)
+        _ = try await outbound.wait(60, "conv-other's answer") { records in
+            records.contains { (try? OutboundCommand.decode($0.value))?.causationEventId == hello.eventId }
+        }
+        #expect(!log.text.contains("sessions forgotten"), "answered while the check was still waiting for Kafka")
+
+        // Once Kafka answers, the partition is found caught up and conv-old is forgotten.
+        let records = try await sessions.wait(60, "conv-old's tombstone") { $0.contains { $0.keyString == "conv-old" && $0.valueIsNull } }
+        #expect(records.last { $0.keyString == "conv-old" }?.valueIsNull == true)
+        #expect(log.text.contains("sessions forgotten"))
+        await running.stop()
+        await sessions.close()
+        await outbound.close()
+        await producer.shutdown()
+    }
+
     /// Without transactions only: the embedded broker answers the offsets a transaction
     /// commits without keeping them, so a transactional worker there reads the partition again
     /// and goes by the records it was handed (as in `quietPartitionForgets`).

@@ -98,6 +98,13 @@ public final class EmbeddedKafkaCluster: Sendable {
                   "push error on broker \(broker)")
     }
 
+    /// How many of the errors pushed for one broker and request type are still to come.
+    public func pendingRequestErrors(broker: Int32, _ api: KafkaAPIKey) throws(KafkaError) -> Int {
+        var count = 0
+        try check(rd_kafka_mock_broker_error_stack_cnt(cluster.pointer, broker, api.rawValue, &count), "error stack of broker \(broker)")
+        return count
+    }
+
     public func clearRequestErrors(_ api: KafkaAPIKey) {
         rd_kafka_mock_clear_request_errors(cluster.pointer, api.rawValue)
     }
