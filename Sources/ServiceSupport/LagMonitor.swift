@@ -4,29 +4,49 @@ public import Kafka
 public import Logging
 public import Prometheus
 public import ServiceLifecycle
+import Synchronization
 
 /// The lag gauges of ARCHITECTURE.md, with kafka-lag-exporter's names so existing dashboards
 /// and alerts work: `kafka_consumergroup_group_lag{group,topic,partition}`,
 /// `kafka_consumergroup_group_max_lag{group}`, `kafka_consumergroup_group_sum_lag{group}`.
+///
+/// The gauges show the last measurement only: a partition it no longer has loses its gauge, and
+/// a group whose lag could not be measured loses all of them (`unmeasured`), so an old value is
+/// never shown as the current one (alert on `absent(...)` for a lag nobody measures).
 public final class LagGauges: Sendable {
     let registry: PrometheusCollectorRegistry
+    /// Per group, the gauges of its last measurement.
+    private let shown = Mutex<[String: [Gauge]]>([:])
 
     public init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
     }
 
     public func update(_ lag: ConsumerGroupLag) {
+        var gauges: [Gauge] = []
         for partition in lag.partitions {
-            registry.makeGauge(
+            let gauge = registry.makeGauge(
                 name: "kafka_consumergroup_group_lag",
                 labels: [("group", lag.group), ("topic", partition.topic), ("partition", String(partition.partition))],
-                help: "Messages of the partition the group has not committed past (high watermark minus committed offset)."
-            ).set(Double(partition.lag))
+                help: "Messages of the partition the group has not committed past (high watermark minus committed offset).")
+            gauge.set(Double(partition.lag))
+            gauges.append(gauge)
         }
-        registry.makeGauge(name: "kafka_consumergroup_group_max_lag", labels: [("group", lag.group)], help: "The group's largest partition lag.")
-            .set(Double(lag.maxLag))
-        registry.makeGauge(name: "kafka_consumergroup_group_sum_lag", labels: [("group", lag.group)], help: "The group's lag over all partitions.")
-            .set(Double(lag.sumLag))
+        let max = registry.makeGauge(name: "kafka_consumergroup_group_max_lag", labels: [("group", lag.group)], help: "The group's largest partition lag.")
+        max.set(Double(lag.maxLag))
+        let sum = registry.makeGauge(name: "kafka_consumergroup_group_sum_lag", labels: [("group", lag.group)], help: "The group's lag over all partitions.")
+        sum.set(Double(lag.sumLag))
+        gauges += [max, sum]
+        let previous = shown.withLock { shown in
+            defer { shown[lag.group] = gauges }
+            return shown[lag.group] ?? []
+        }
+        for gauge in previous where !gauges.contains(where: { $0 === gauge }) { registry.unregisterGauge(gauge) }
+    }
+
+    /// The group's lag could not be measured: its gauges go.
+    public func unmeasured(group: String) {
+        for gauge in shown.withLock({ $0.removeValue(forKey: group) ?? [] }) { registry.unregisterGauge(gauge) }
     }
 }
 
@@ -41,6 +61,8 @@ public struct LagMonitor: Service, CustomStringConvertible {
     public let interval: Duration
     public let logger: Logger
     public let update: @Sendable (ConsumerGroupLag) -> Void
+    /// Called with the group after each measurement that failed.
+    public let unmeasured: @Sendable (String) -> Void
 
     /// What swift-service-lifecycle logs for this service: not its properties, which may hold
     /// SASL and TLS secrets.
@@ -48,7 +70,7 @@ public struct LagMonitor: Service, CustomStringConvertible {
 
     public init(
         bootstrapServers: String, properties: [String: String], group: String, topics: [String], interval: Duration, logger: Logger,
-        update: @escaping @Sendable (ConsumerGroupLag) -> Void
+        update: @escaping @Sendable (ConsumerGroupLag) -> Void, unmeasured: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.bootstrapServers = bootstrapServers
         self.properties = properties
@@ -57,6 +79,7 @@ public struct LagMonitor: Service, CustomStringConvertible {
         self.interval = interval
         self.logger = logger
         self.update = update
+        self.unmeasured = unmeasured
     }
 
     /// The monitor of one of the connector's groups on its topics, feeding the lag gauges on `registry`.
@@ -67,7 +90,7 @@ public struct LagMonitor: Service, CustomStringConvertible {
         self.init(
             bootstrapServers: bootstrapServers, properties: config.kafka.properties, group: config.groupName(group),
             topics: group.topics.map(config.topicName), interval: .milliseconds(config.kafka.lagIntervalMs), logger: logger,
-            update: gauges.update)
+            update: gauges.update, unmeasured: gauges.unmeasured)
     }
 
     public func run() async throws {
@@ -81,6 +104,7 @@ public struct LagMonitor: Service, CustomStringConvertible {
                 } catch {
                     if !failing { logger.warning("consumer lag not measured", metadata: ["group": "\(group)", "error": "\(error)"]) }
                     failing = true
+                    unmeasured(group)
                 }
                 try? await Task.sleep(for: interval)
             }

@@ -4,6 +4,7 @@ import EgressService
 import ConnectorConfiguration
 import Foundation
 import Kafka
+import Prometheus
 import ServiceSupport
 import Simulator
 import Testing
@@ -32,6 +33,62 @@ struct LagTests {
         #expect(monitor.properties["sasl.password"] == "s3cret-pw", "it still uses them")
         let described = "\(monitor)"
         #expect(!described.contains("s3cret-pw") && !described.contains("key-pw"), "\(described)")
+    }
+
+    @Test("the lag gauges show the last measurement only: a partition it no longer has loses its gauge, a failed one all of the group's")
+    func gaugesShowTheLastMeasurementOnly() {
+        let registry = PrometheusCollectorRegistry()
+        let gauges = LagGauges(registry: registry)
+        func rendered() -> String {
+            var buffer: [UInt8] = []
+            registry.emit(into: &buffer)
+            return String(decoding: buffer, as: UTF8.self)
+        }
+        func lag(_ group: String, _ lags: [Int64]) -> ConsumerGroupLag {
+            ConsumerGroupLag(group: group, partitions: lags.enumerated().map {
+                PartitionLag(topic: "t", partition: Int32($0.offset), committedOffset: 10, lowWatermark: 0, highWatermark: 10 + $0.element)
+            })
+        }
+        gauges.update(lag("a", [1, 2, 3]))
+        gauges.update(lag("b", [4]))
+        #expect(rendered().contains(#"kafka_consumergroup_group_lag{group="a",topic="t",partition="2"} 3"#))
+        gauges.update(lag("a", [5, 6]))
+        var text = rendered()
+        #expect(!text.contains(#"group="a",topic="t",partition="2""#), "\(text)")
+        #expect(text.contains(#"kafka_consumergroup_group_lag{group="a",topic="t",partition="1"} 6"#))
+        #expect(text.contains(#"kafka_consumergroup_group_sum_lag{group="a"} 11"#))
+        gauges.unmeasured(group: "a")
+        text = rendered()
+        #expect(!text.contains(#"group="a""#), "\(text)")
+        #expect(text.contains(#"kafka_consumergroup_group_max_lag{group="b"} 4"#), "the other group's stay")
+    }
+
+    @Test("the lag monitor takes its group's gauges away while Kafka cannot be asked, and shows them again after")
+    func monitorWithoutKafkaShowsNoLag() async throws {
+        let cluster = try EmbeddedKafkaCluster(logger: quietLogger)
+        try cluster.createTopic("measured", partitions: 2)
+        let registry = PrometheusCollectorRegistry()
+        let gauges = LagGauges(registry: registry)
+        let monitor = LagMonitor(
+            bootstrapServers: cluster.bootstrapServers, properties: [:], group: "g", topics: ["measured"], interval: .milliseconds(100),
+            logger: quietLogger, update: gauges.update, unmeasured: gauges.unmeasured)
+        let running = Task { try await monitor.run() }
+        defer { running.cancel() }
+        func shows(_ shown: Bool) async throws {
+            try await within(60, shown ? "the gauges" : "the gauges gone") {
+                while true {
+                    var buffer: [UInt8] = []
+                    registry.emit(into: &buffer)
+                    if String(decoding: buffer, as: UTF8.self).contains(#"kafka_consumergroup_group_sum_lag{group="g"} 0"#) == shown { return }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+        }
+        try await shows(true)
+        try cluster.setBrokerDown(1)
+        try await shows(false)
+        try cluster.setBrokerUp(1)
+        try await shows(true)
     }
 
     @Test("a stuck partition: /metrics and connector lag --json report produced minus committed; lag --watch goes to STALL and back to OK")
