@@ -225,6 +225,28 @@ struct FaultAndAdminTests {
         }
     }
 
+    /// A batch waiting for room in a full queue (the broker is away) whose task is cancelled
+    /// stops there instead of spinning until the queue drains: the messages it had not
+    /// enqueued fail unsent, and the one it had is waited for.
+    @Test func aCancelledBatchWaitingForRoomSendsNoMore() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("full", partitions: 1)
+        let producer = try makeProducer(cluster) { $0.properties = ["queue.buffering.max.messages": "1"] }
+        try cluster.setBrokerDown(1)
+        let batch = Task { try await producer.sendBatch((0..<3).map { KafkaProducerMessage(topic: "full", value: "\($0)") }) }
+        try await within(30, "the first message queued") {
+            while producer.outstandingMessages < 1 { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        batch.cancel()
+        try cluster.setBrokerUp(1)
+        let error = await #expect(throws: KafkaBatchDeliveryError.self) { try await batch.value }
+        #expect(error?.failedCount == 2 && error?.totalCount == 3)
+        let admin = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, logger: testLogger)
+        let (_, high) = try await admin.watermarks(TopicPartition(topic: "full", partition: 0))
+        #expect(high == 1, "only the first message was written")
+        await producer.shutdown()
+    }
+
     /// An admin client is asked something now and then, but librdkafka queues an error event on
     /// it for every failed connection in between: they are served (logged) as they come, not
     /// piled up for the client's lifetime.

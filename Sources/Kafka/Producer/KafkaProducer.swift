@@ -241,23 +241,39 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         let messages = Array(messages)
         guard !messages.isEmpty else { return }
         let waiter = BatchDeliveryWaiter(count: messages.count)
-        var topicName = ""
-        var topic: ProducerTopic?
-        for message in messages {
-            if message.topic != topicName || topic == nil {
-                topicName = message.topic
-                topic = try topicHandle(message.topic)
+        // When a topic cannot be opened, or the task is cancelled while the queue is full, that
+        // message and the ones after it fail unsent; the ones sent before are waited for, so
+        // the error comes with every message's outcome settled.
+        func failRest(from index: Int, _ error: KafkaError) {
+            for _ in index..<messages.count { waiter.enqueueFailed(error) }
+        }
+        var current: (name: String, topic: ProducerTopic)?
+        sending: for (index, message) in messages.enumerated() {
+            if current?.name != message.topic {
+                do {
+                    current = (message.topic, try topicHandle(message.topic))
+                } catch {
+                    failRest(from: index, error as? KafkaError ?? KafkaError(kind: .delivery, code: .unknownTopic, message: "\(error)"))
+                    break sending
+                }
             }
             let opaque = Unmanaged.passRetained(waiter as DeliveryWaiter)
             while true {
-                let err = enqueue(message, topic: topic!, opaque: opaque.toOpaque())
+                let err = enqueue(message, topic: current!.topic, opaque: opaque.toOpaque())
                 if err == RD_KAFKA_RESP_ERR_NO_ERROR { break }
-                if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
-                    try? await Task.sleep(for: .milliseconds(1))
-                    continue
-                }
+                // A cancelled task's sleep returns at once: it would spin until the queue has
+                // room (a broker outage: minutes). It sends no more instead.
+                if err == RD_KAFKA_RESP_ERR__QUEUE_FULL, (try? await Task.sleep(for: .milliseconds(1))) != nil { continue }
                 opaque.release()
-                waiter.enqueueFailed(KafkaError(kind: .delivery, err, context: "could not enqueue message for \(message.topic)"))
+                let error = KafkaError(
+                    kind: .delivery, err,
+                    context: err == RD_KAFKA_RESP_ERR__QUEUE_FULL
+                        ? "queue full for \(message.topic), and the sending task was cancelled" : "could not enqueue message for \(message.topic)")
+                if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                    failRest(from: index, error)
+                    break sending
+                }
+                waiter.enqueueFailed(error)
                 break
             }
         }
