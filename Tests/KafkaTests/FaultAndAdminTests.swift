@@ -247,6 +247,54 @@ struct FaultAndAdminTests {
         await producer.shutdown()
     }
 
+    /// librdkafka's Admin request for a group's committed offsets (ListConsumerGroupOffsets)
+    /// aborts the process on an assertion when the group coordinator's connection drops while
+    /// the request waits for its answer; the admin client reads them through a consumer handle
+    /// of the group instead, which survives that and reads them again once the broker is back.
+    @Test func committedOffsetsSurviveTheCoordinatorDroppingTheConnection() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("watched", partitions: 1)
+        let partition = TopicPartition(topic: "watched", partition: 0)
+        let producer = try makeProducer(cluster)
+        try await producer.sendBatch((0..<5).map { KafkaProducerMessage(topic: "watched", value: "\($0)") })
+        let consumer = try makeConsumer(cluster, group: "watchers", allPartitions("watched", 1))
+        for await message in consumer.messages {
+            try consumer.storeOffset(message)
+            if message.offset == 2 { break }
+        }
+        try await consumer.commit()
+        await consumer.shutdown()
+
+        let admin = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, requestTimeout: .seconds(5), logger: testLogger)
+        #expect(try await admin.committedOffsets(group: "watchers", partitions: [partition]) == [partition: 3])
+        for pause in [0, 50, 200, 500] {
+            // The next offset fetch is answered a second late; the broker goes away meanwhile,
+            // at a few points of the request's way.
+            try cluster.pushRequestError(broker: 1, .offsetFetch, .noError, rtt: .seconds(1))
+            let asked = Task { try? await admin.committedOffsets(group: "watchers", partitions: [partition]) }
+            try await Task.sleep(for: .milliseconds(pause))
+            try cluster.setBrokerDown(1)
+            _ = await asked.value
+            try cluster.setBrokerUp(1)
+            cluster.clearRequestErrors(.offsetFetch)
+        }
+        let again = try await within(60, "the offsets read again") { () -> [TopicPartition: Int64] in
+            while true {
+                if let offsets = try? await admin.committedOffsets(group: "watchers", partitions: [partition]) { return offsets }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        #expect(again == [partition: 3])
+
+        // Each group has a consumer handle of its own, the most recently used eight are kept.
+        for group in (0..<10).map({ "other-\($0)" }) {
+            #expect(try await admin.committedOffsets(group: group, partitions: [partition]).isEmpty)
+        }
+        #expect(admin.groupReaderCount == 8)
+        #expect(try await admin.committedOffsets(group: "watchers", partitions: [partition]) == [partition: 3])
+        await producer.shutdown()
+    }
+
     /// An admin client is asked something now and then, but librdkafka queues an error event on
     /// it for every failed connection in between: they are served (logged) as they come, not
     /// piled up for the client's lifetime.

@@ -1,5 +1,6 @@
 import CRdKafka
 public import Logging
+import Synchronization
 
 /// A topic to create.
 public struct KafkaTopicSpecification: Sendable, Hashable {
@@ -40,6 +41,38 @@ public final class KafkaAdmin: Sendable {
     /// outage piles them up (and their error lines never reach the log) in a service that
     /// keeps its admin client for its lifetime.
     private let poller: PollingThread
+    /// The properties every handle of this client is made with.
+    private let properties: [String: String]
+    /// Per consumer group, a consumer handle that reads the group's committed offsets (never
+    /// subscribed, so never a member). librdkafka's Admin API request for them
+    /// (ListConsumerGroupOffsets) trips an assertion in its coordinator request when the
+    /// connection drops meanwhile (`rd_kafka_enq_once_del_source_return: eonce->refcnt > 0`,
+    /// librdkafka 2.0.2 to at least 2.15, upstream pull request 5397): a broker restarting under
+    /// a lag measurement can abort the whole process (it did once in this project's test suite).
+    /// The consumer's own offset fetch has no such path.
+    private let groupReaders: GroupReaders
+
+    /// A consumer handle of one group, destroyed when the last user lets it go.
+    private final class GroupReader: Sendable {
+        let handle: SendableHandle
+        /// The handle's callbacks use it.
+        let context: RdKafkaHandleContext
+
+        init(_ handle: OpaquePointer, context: RdKafkaHandleContext) {
+            self.handle = SendableHandle(handle)
+            self.context = context
+        }
+
+        deinit { rd_kafka_destroy(handle.pointer) }
+    }
+
+    /// The most recently used readers, at most `limit` (`connector lag` may ask every group of
+    /// a cluster; each handle has threads and connections of its own).
+    private final class GroupReaders: Sendable {
+        static let limit = 8
+        /// Least recently used first.
+        let readers = Mutex<[(group: String, reader: GroupReader)]>([])
+    }
 
     public init(
         bootstrapServers: String, properties: [String: String] = [:], requestTimeout: Duration = .seconds(10),
@@ -53,16 +86,47 @@ public final class KafkaAdmin: Sendable {
         self.handle = handle
         self.context = context
         self.requestTimeout = requestTimeout
-        self.poller = PollingThread(name: "kafka-admin-poll") { rd_kafka_poll(handle.pointer, 500) }
+        self.properties = all
+        let readers = GroupReaders()
+        self.groupReaders = readers
+        self.poller = PollingThread(name: "kafka-admin-poll") {
+            rd_kafka_poll(handle.pointer, 500)
+            for reader in readers.readers.withLock({ $0.map { $0.reader } }) { rd_kafka_poll(reader.handle.pointer, 0) }
+        }
     }
 
     deinit {
-        // Its callbacks must not run into the handle's destruction.
+        // Its callbacks must not run into the handles' destruction.
         poller.requestStop()
         rd_kafka_yield(handle.pointer)  // ends the poll in progress
         poller.stopAndWait(timeout: .seconds(2))
+        groupReaders.readers.withLock { $0.removeAll() }  // destroyed here, or after a call still using one
         rd_kafka_destroy(handle.pointer)
     }
+
+    /// The consumer handle that reads `group`'s committed offsets, and the one it pushed out of
+    /// the most recently used (for the caller to let go off the cooperative pool: destroying a
+    /// consumer handle waits for its threads).
+    private func groupReader(_ group: String) throws(KafkaError) -> (reader: GroupReader, evicted: GroupReader?) {
+        try groupReaders.readers.withLock { (readers) throws(KafkaError) -> (reader: GroupReader, evicted: GroupReader?) in
+            if let index = readers.firstIndex(where: { $0.group == group }) {
+                let used = readers.remove(at: index)
+                readers.append(used)
+                return (used.reader, nil)
+            }
+            var properties = self.properties
+            // Offsets committed in a transaction count once it commits: without `require_stable`
+            // (which read_committed asks for), an open transaction is no reason to wait.
+            properties.merge(["group.id": group, "enable.auto.commit": "false", "isolation.level": "read_uncommitted"]) { $1 }
+            let reader = GroupReader(try makeRdKafkaHandle(RD_KAFKA_CONSUMER, properties: properties, context: context), context: context)
+            readers.append((group, reader))
+            let evicted = readers.count > GroupReaders.limit ? readers.removeFirst().reader : nil
+            return (reader, evicted)
+        }
+    }
+
+    /// How many groups' consumer handles are kept.
+    var groupReaderCount: Int { groupReaders.readers.withLock { $0.count } }
 
     /// Callbacks queued on the handle and not yet served (librdkafka's out queue, which also
     /// counts them).
@@ -164,33 +228,21 @@ public final class KafkaAdmin: Sendable {
     /// Committed offsets of a group for these partitions; partitions without a commit are absent.
     public func committedOffsets(group: String, partitions: [TopicPartition]) async throws -> [TopicPartition: Int64] {
         guard !partitions.isEmpty else { return [:] }
-        let rk = handle
+        let (reader, evicted) = try groupReader(group)
         let timeout = requestTimeout.milliseconds
         return try await blockingCall { () throws(KafkaError) -> [TopicPartition: Int64] in
+            withExtendedLifetime(evicted) {}
             let list = TopicPartitionList(partitions)
-            var request: OpaquePointer? = rd_kafka_ListConsumerGroupOffsets_new(group, list.pointer)
-            defer { rd_kafka_ListConsumerGroupOffsets_destroy(request) }
-            let options = try Self.options(rk.pointer, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout: timeout)
-            defer { rd_kafka_AdminOptions_destroy(options) }
-            let queue = rd_kafka_queue_new(rk.pointer)
-            defer { rd_kafka_queue_destroy(queue) }
-            rd_kafka_ListConsumerGroupOffsets(rk.pointer, &request, 1, options, queue)
-            let event = try Self.waitForResult(queue, timeout: timeout)
-            defer { rd_kafka_event_destroy(event) }
-            guard let result = rd_kafka_event_ListConsumerGroupOffsets_result(event) else {
-                throw KafkaError(kind: .admin, code: .fatal, message: "unexpected admin result", isRetriable: false)
+            let err = rd_kafka_committed(reader.handle.pointer, list.pointer, timeout)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError(kind: .admin, err, context: "committed offsets of group \(group)")
             }
-            var count = 0
-            guard let groups = rd_kafka_ListConsumerGroupOffsets_result_groups(result, &count), count > 0 else { return [:] }
-            let groupResult = groups[0]
-            if let error = rd_kafka_group_result_error(groupResult) {
-                throw KafkaError(kind: .admin, code: KafkaErrorCode(rd_kafka_error_code(error)),
-                                 message: String(cString: rd_kafka_error_string(error)))
-            }
-            guard let committed = rd_kafka_group_result_partitions(groupResult) else { return [:] }
             var offsets: [TopicPartition: Int64] = [:]
-            for entry in TopicPartitionList.entries(committed) where entry.offset >= 0 && entry.error == RD_KAFKA_RESP_ERR_NO_ERROR {
-                offsets[entry.partition] = entry.offset
+            for entry in list.entries {
+                if entry.error != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    throw KafkaError(kind: .admin, entry.error, context: "committed offset of group \(group) on \(entry.partition)")
+                }
+                if entry.offset >= 0 { offsets[entry.partition] = entry.offset }
             }
             return offsets
         }
