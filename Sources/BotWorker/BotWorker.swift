@@ -771,10 +771,10 @@ final class Generation: @unchecked Sendable {
             case .running:
                 continue
             case nil:
-                let (admin, consumer, logger) = (self.admin, self.consumer, self.logger)
+                let (admin, group, logger) = (self.admin, consumer.groupID, self.logger)
                 let inbound = TopicPartition(topic: worker.inboundTopic, partition: partition)
                 quietChecks.start(partition, checking: next) {
-                    await Self.position(of: inbound, next: next, group: consumer.groupID, admin: admin, logger: logger)
+                    await Self.position(of: inbound, next: next, group: group, admin: admin, logger: logger)
                 }
                 continue
             case .found(.behind), .found(.unknown):
