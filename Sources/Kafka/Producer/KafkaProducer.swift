@@ -253,7 +253,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
                 do {
                     current = (message.topic, try topicHandle(message.topic))
                 } catch {
-                    failRest(from: index, error as? KafkaError ?? KafkaError(kind: .delivery, code: .unknownTopic, message: "\(error)"))
+                    failRest(from: index, error)
                     break sending
                 }
             }
@@ -261,19 +261,16 @@ public final class KafkaProducer: Service, @unchecked Sendable {
             while true {
                 let err = enqueue(message, topic: current!.topic, opaque: opaque.toOpaque())
                 if err == RD_KAFKA_RESP_ERR_NO_ERROR { break }
-                // A cancelled task's sleep returns at once: it would spin until the queue has
-                // room (a broker outage: minutes). It sends no more instead.
-                if err == RD_KAFKA_RESP_ERR__QUEUE_FULL, (try? await Task.sleep(for: .milliseconds(1))) != nil { continue }
-                opaque.release()
-                let error = KafkaError(
-                    kind: .delivery, err,
-                    context: err == RD_KAFKA_RESP_ERR__QUEUE_FULL
-                        ? "queue full for \(message.topic), and the sending task was cancelled" : "could not enqueue message for \(message.topic)")
                 if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
-                    failRest(from: index, error)
+                    if (try? await Task.sleep(for: .milliseconds(1))) != nil { continue }
+                    // A cancelled task's sleep returns at once: it would spin until the queue
+                    // has room (a broker outage: minutes). It sends no more instead.
+                    opaque.release()
+                    failRest(from: index, KafkaError(kind: .delivery, err, context: "queue full for \(message.topic), and the sending task was cancelled"))
                     break sending
                 }
-                waiter.enqueueFailed(error)
+                opaque.release()
+                waiter.enqueueFailed(KafkaError(kind: .delivery, err, context: "could not enqueue message for \(message.topic)"))
                 break
             }
         }
@@ -331,8 +328,8 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         }
     }
 
-    private func topicHandle(_ name: String) throws -> ProducerTopic {
-        try topics.withLock { topics in
+    private func topicHandle(_ name: String) throws(KafkaError) -> ProducerTopic {
+        try topics.withLock { (topics) throws(KafkaError) -> ProducerTopic in
             if let topic = topics[name] { return topic }
             let gate = gatesPartitioner.map {
                 PartitionGate(partitioner: $0, producer: handle, room: queueRoom, maxBytes: queueLimits.bytes)
