@@ -1,10 +1,11 @@
-import Dispatch
+import Foundation
 
 /// Runs a blocking librdkafka call (flush, sync commit, admin wait, transaction step) on a
-/// Dispatch thread so it never occupies a thread of Swift's cooperative pool.
+/// thread of `BlockingThreads` so it never occupies a thread of Swift's cooperative pool, nor
+/// waits for one of Dispatch's, which adds threads to a busy pool about once a second.
 func blockingCall<T: Sendable, E: Error>(_ body: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
     let result: Result<T, E> = await withCheckedContinuation { continuation in
-        DispatchQueue.global().async {
+        BlockingThreads.shared.run {
             do throws(E) {
                 continuation.resume(returning: .success(try body()))
             } catch {
@@ -13,4 +14,73 @@ func blockingCall<T: Sendable, E: Error>(_ body: @escaping @Sendable () throws(E
         }
     }
     return try result.get()
+}
+
+/// Threads for blocking calls: a call runs at once on an idle thread or a new one, so calls
+/// that block (a flush during an outage, an admin request to a slow broker) never hold the
+/// others back. Up to `idleLimit` threads wait `idleTimeout` for the next call; the rest end.
+final class BlockingThreads: @unchecked Sendable {
+    static let shared = BlockingThreads(idleLimit: 4, idleTimeout: .seconds(30))
+
+    let idleLimit: Int
+    let idleTimeout: Duration
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var jobs: [@Sendable () -> Void] = []  // few: one per blocked caller
+    private var idle = 0
+    private var threads = 0
+    private var started = 0
+
+    init(idleLimit: Int, idleTimeout: Duration) {
+        self.idleLimit = idleLimit
+        self.idleTimeout = idleTimeout
+    }
+
+    /// The threads alive, and how many were ever started.
+    var counts: (alive: Int, started: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (threads, started)
+    }
+
+    func run(_ job: @escaping @Sendable () -> Void) {
+        condition.lock()
+        jobs.append(job)
+        // Each queued job has an idle thread of its own, or gets a new one.
+        let spawn = jobs.count > idle
+        if spawn {
+            threads += 1
+            started += 1
+        } else {
+            condition.signal()
+        }
+        condition.unlock()
+        if spawn {
+            let thread = Thread { [self] in serve() }
+            thread.name = "kafka-blocking"
+            thread.start()
+        }
+    }
+
+    private func serve() {
+        let seconds = Double(idleTimeout.components.seconds) + Double(idleTimeout.components.attoseconds) / 1e18
+        condition.lock()
+        while true {
+            if !jobs.isEmpty {
+                let job = jobs.removeFirst()
+                condition.unlock()
+                job()
+                condition.lock()
+                continue
+            }
+            guard idle < idleLimit else { break }
+            idle += 1
+            let deadline = Date(timeIntervalSinceNow: seconds)
+            while jobs.isEmpty, condition.wait(until: deadline) {}
+            idle -= 1
+            if jobs.isEmpty { break }
+        }
+        threads -= 1
+        condition.unlock()
+    }
 }
