@@ -44,7 +44,7 @@ extension PIIScanner {
         // phones, even when the IBAN's checksum fails.
         let start = chain[0].start
         if chain.count > 1, chain[0].count == 2, start >= 2, isASCIILetter(text[start - 2]), isASCIILetter(text[start - 1]),
-           start == 2 || !isWordCharacter(text[start - 3]),
+           start == 2 || !joinsWord(text[start - 3]),
            ibanLengths[String(String.UnicodeScalarView([text[start - 2], text[start - 1]])).uppercased()] != nil {
             return
         }
@@ -113,7 +113,7 @@ extension PIIScanner {
         let before: Unicode.Scalar? = first.start > 0 ? text[first.start - 1] : nil
         let after: Unicode.Scalar? = last.end < text.count ? text[last.end] : nil
         // Part of a bigger number or word (a decimal, an amount, an order number, a code).
-        if let before, isWordCharacter(before) || before == "#" || before == "$" || before == "€" || before == "£" || before == "@" { return nil }
+        if let before, joinsWord(before) || before == "#" || before == "$" || before == "€" || before == "£" || before == "@" { return nil }
         if let before, before == "." || before == ",", first.start >= 2, isDigit(text[first.start - 2]) { return nil }
 
         if let after, (after == "." || after == ","), last.end + 1 < text.count, isDigit(text[last.end + 1]) { return nil }
@@ -121,7 +121,7 @@ extension PIIScanner {
         let singleSeparators = separators.allSatisfy { $0.count == 1 }
         let uniform = singleSeparators && Set(separators.map { $0.first! }).count <= 1
         let separator: Unicode.Scalar? = separators.first?.first
-        let endsCleanly = after == nil || !isWordCharacter(after!)
+        let endsCleanly = after == nil || !joinsWord(after!)
 
         // IPv4: four dotted octets.
         if !cardOnly, entities.contains(PIIEntity.ipAddress), groups.count == 4, uniform, separator == ".", endsCleanly,
@@ -185,7 +185,7 @@ extension PIIScanner {
             international = true
             start -= 1
         }
-        if start > 0, isWordCharacter(text[start - 1]) { return nil }
+        if start > 0, joinsWord(text[start - 1]) { return nil }
         // 00 is the international prefix in a written-out number, not in a bare run of digits.
         if !international, digits.count >= 10, digits[0] == 0, digits[1] == 0, groups.count > 1 { international = true }
         if groups.count == 1, compactDate(digits) { return nil }
@@ -220,10 +220,10 @@ extension PIIScanner {
                 if probe < text.count, text[probe] == " " { probe += 1 }
                 let digitsStart = probe
                 while probe < text.count, isDigit(text[probe]), probe - digitsStart < 6 { probe += 1 }
-                if probe > digitsStart, probe == text.count || !isWordCharacter(text[probe]) { end = probe }
+                if probe > digitsStart, probe == text.count || !joinsWord(text[probe]) { end = probe }
             }
         }
-        if end == last.end, end < text.count, isWordCharacter(text[end]) { return nil }
+        if end == last.end, end < text.count, joinsWord(text[end]) { return nil }
         let nanp = digits.count == 10 && groups.count == 3 && sizes == [3, 3, 4] && digits[0] >= 2
             && Set(separators.map { String(String.UnicodeScalarView($0)) }).count == 1
         let nanpParenthesized = digits.count == 10 && parenthesized && sizes.first == 3

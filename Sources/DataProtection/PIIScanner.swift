@@ -92,6 +92,34 @@ public struct PIIScanner: Sendable {
         s.isASCII ? (isDigit(s) || isASCIILetter(s) || s == "_") : s.properties.isAlphabetic || s.properties.numericType != nil
     }
 
+    /// A word character that makes a number or code it touches part of a longer word ("abc4111…"
+    /// is a code, "4111…abc" too). Not a letter of a script written without spaces between
+    /// words (Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar) or between a number and its
+    /// particle (Hangul): "カード番号４１１１…です" holds a card number.
+    @inline(__always) static func joinsWord(_ s: Unicode.Scalar) -> Bool {
+        s.isASCII ? (isDigit(s) || isASCIILetter(s) || s == "_") : !isUnspacedLetter(s) && isWordCharacter(s)
+    }
+
+    static func isUnspacedLetter(_ s: Unicode.Scalar) -> Bool {
+        switch s.value {
+        case 0x0E00...0x0EFF,  // Thai, Lao
+             0x1000...0x109F,  // Myanmar
+             0x1100...0x11FF,  // Hangul Jamo
+             0x1780...0x17FF,  // Khmer
+             0x3005...0x3007, 0x3021...0x3029, 0x3031...0x3035, 0x303B...0x303C,  // iteration marks, Suzhou numerals
+             0x3040...0x30FF,  // Hiragana, Katakana
+             0x3130...0x318F,  // Hangul compatibility Jamo
+             0x31F0...0x31FF,  // Katakana extensions
+             0x3400...0x4DBF, 0x4E00...0x9FFF, 0xF900...0xFAFF,  // Han
+             0xA960...0xA97F, 0xAC00...0xD7FF,  // Hangul
+             0xFF66...0xFFDC,  // half-width Katakana and Hangul
+             0x20000...0x3FFFF:  // Han, supplementary planes
+            true
+        default:
+            false
+        }
+    }
+
     // MARK: - Email
 
     static func emails(_ text: [Unicode.Scalar], into found: inout [PIISpan], taken: inout TakenRanges) {
@@ -103,12 +131,17 @@ public struct PIIScanner: Sendable {
         while index < text.count {
             defer { index += 1 }
             guard text[index] == "@" else { continue }
+            // Where Latin letters or digits meet a script written without spaces, a word ends:
+            // "メールはjane@example.comです" holds "jane@example.com".
+            func scriptChanges(_ a: Unicode.Scalar, _ b: Unicode.Scalar) -> Bool {
+                (isUnspacedLetter(a) && (isDigit(b) || isASCIILetter(b))) || (isUnspacedLetter(b) && (isDigit(a) || isASCIILetter(a)))
+            }
             var start = index
-            while start > 0, isLocal(text[start - 1]) { start -= 1 }
+            while start > 0, isLocal(text[start - 1]), start == index || !scriptChanges(text[start - 1], text[start]) { start -= 1 }
             while start < index, !isDigit(text[start]) && !isLetter(text[start]) { start += 1 }  // no leading dot or quote
             if index - start > 64 { start = index - 64 }  // a long run before "@" (a URL): keep the address part
             var end = index + 1
-            while end < text.count, isDomain(text[end]) { end += 1 }
+            while end < text.count, isDomain(text[end]), end == index + 1 || !scriptChanges(text[end - 1], text[end]) { end += 1 }
             while end > index + 1, text[end - 1] == "." || text[end - 1] == "-" { end -= 1 }
             guard start < index, end > index + 1 else { continue }
             let local = text[start..<index]
@@ -158,7 +191,7 @@ public struct PIIScanner: Sendable {
         var index = 0
         while index + 15 <= text.count {
             defer { index += 1 }
-            guard isASCIILetter(text[index]), index == 0 || !isWordCharacter(text[index - 1]),
+            guard isASCIILetter(text[index]), index == 0 || !joinsWord(text[index - 1]),
                   isASCIILetter(text[index + 1]), isDigit(text[index + 2]), isDigit(text[index + 3]) else { continue }
             let country = String(String.UnicodeScalarView([text[index], text[index + 1]])).uppercased()
             guard let length = ibanLengths[country] else { continue }
@@ -180,7 +213,7 @@ public struct PIIScanner: Sendable {
                     break
                 }
             }
-            guard characters.count == length, position == text.count || !isWordCharacter(text[position]),
+            guard characters.count == length, position == text.count || !joinsWord(text[position]),
                   mod97(characters) == 1 else { continue }
             if taken.claim(index, position) { found.append(PIISpan(type: PIIEntity.iban, start: index, end: position)) }
             index = position - 1
@@ -213,7 +246,7 @@ public struct PIIScanner: Sendable {
     static func ipv6(_ text: [Unicode.Scalar], into found: inout [PIISpan], taken: inout TakenRanges) {
         var index = 0
         while index < text.count {
-            guard isHex(text[index]) || text[index] == ":", index == 0 || !(isWordCharacter(text[index - 1]) || text[index - 1] == ":") else {
+            guard isHex(text[index]) || text[index] == ":", index == 0 || !(joinsWord(text[index - 1]) || text[index - 1] == ":") else {
                 index += 1
                 continue
             }
@@ -226,7 +259,7 @@ public struct PIIScanner: Sendable {
             }
             var candidateEnd = end
             while candidateEnd > index, text[candidateEnd - 1] == "." { candidateEnd -= 1 }
-            if colons >= 2, candidateEnd == text.count || !isWordCharacter(text[candidateEnd]),
+            if colons >= 2, candidateEnd == text.count || !joinsWord(text[candidateEnd]),
                validIPv6(text[index..<candidateEnd]), taken.claim(index, candidateEnd) {
                 found.append(PIISpan(type: PIIEntity.ipAddress, start: index, end: candidateEnd))
             }

@@ -169,6 +169,34 @@ struct RecognizerTests {
         #expect(found(text) == [expected])
     }
 
+    /// Japanese, Chinese and Thai put no space between words, and Korean none between a
+    /// number and its particle: a letter of those scripts right beside a number does not make
+    /// it part of a word, as a Latin letter does ("abc4111…" is a code).
+    @Test("numbers right beside letters of scripts written without spaces", arguments: [
+        ("カード番号４１１１１１１１１１１１１１１１です", "CREDIT_CARD:４１１１１１１１１１１１１１１１"),
+        ("卡号4111111111111111谢谢", "CREDIT_CARD:4111111111111111"),
+        ("카드번호4111111111111111입니다", "CREDIT_CARD:4111111111111111"),
+        ("บัตร4111111111111111ครับ", "CREDIT_CARD:4111111111111111"),
+        ("社会保障番号123-45-6789です", "US_SSN:123-45-6789"),
+        ("口座DE89370400440532013000です", "IBAN:DE89370400440532013000"),
+        ("電話は+49 30 1234567まで", "PHONE:+49 30 1234567"),
+        ("IPは192.168.1.20です", "IP_ADDRESS:192.168.1.20"),
+        ("アドレスは2001:db8::8a2e:370:7334です", "IP_ADDRESS:2001:db8::8a2e:370:7334"),
+        ("メールはjane@example.comです", "EMAIL:jane@example.com"),
+        ("宛先は山田@例え.jpです", "EMAIL:宛先は山田@例え.jp"),
+        ("jane@example.みんなに", "EMAIL:jane@example.みんなに"),
+    ])
+    func unspacedScripts(_ text: String, _ expected: String) {
+        #expect(found(text) == [expected])
+    }
+
+    @Test("a Latin letter or a digit beside a number still makes it part of a word")
+    func latinLettersStillJoin() {
+        #expect(found("code abc4111111111111111 ok").isEmpty)
+        #expect(found("code 4111111111111111abc ok").isEmpty)
+        #expect(found("番号94111111111111111です").isEmpty, "a 17-digit run is no card")
+    }
+
     @Test("short context words count as whole words only")
     func wholeContextWords() {
         #expect(found("please verify 192.168.1.20 works") == ["IP_ADDRESS:192.168.1.20"])
