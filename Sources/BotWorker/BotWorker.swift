@@ -525,7 +525,11 @@ final class Generation: @unchecked Sendable {
         }
         let key = event.recordKey
         let existing = sessions[message.partition]?[key]
-        guard let endpointName = event.endpoint ?? existing?.endpoint ?? worker.soleEndpoint else {
+        // A handover webhook names its tenant's endpoint (or none): a conversation's session
+        // knows better which endpoint it talks through. A channel's webhook names its own.
+        let sessionEndpoint = existing.flatMap { worker.endpoints[$0.endpoint] != nil ? $0.endpoint : nil }
+        let named = event.route == .handover ? sessionEndpoint ?? event.endpoint : event.endpoint ?? existing?.endpoint
+        guard let endpointName = named ?? worker.soleEndpoint else {
             worker.metrics.event(kind: event.normalized.kind.rawValue, outcome: "unroutable")
             logger.debug("handover event for a conversation without session", metadata: ["event.id": "\(LogSafe.text(event.eventId, maxBytes: 80))"])
             return .skip

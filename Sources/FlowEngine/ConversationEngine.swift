@@ -63,6 +63,13 @@ public struct ConversationEngine: Sendable {
             return TurnResult(outcome: .duplicate, outputs: [], session: nil, path: [])
         }
         var session = existing ?? SessionState(conversationId: conversation, endpoint: policy.name, tenantId: event.tenantId, now: now)
+        if session.endpoint != policy.name {
+            // The conversation now comes through this endpoint (8x8 moved it to a channel whose
+            // webhook is this one): the other flow's question, context and count mean nothing
+            // to this flow. The conversation's facts (profile, handover, processed events) stay.
+            session.restart(now: now)
+            session.endpoint = policy.name
+        }
         let normalized = event.normalized
 
         func changed(_ outcome: TurnResult.Outcome, _ outputs: [BotOutput] = [], path: [String] = []) -> TurnResult {

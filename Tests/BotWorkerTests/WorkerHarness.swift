@@ -21,9 +21,10 @@ struct WorkerHarness: Sendable {
     /// `jwkBaseURL`: where the ingress fetches signing keys (for pipeline tests with an ingress).
     /// `worker`: more lines for the `worker:` section (two-space indented keys).
     /// `kafkaProperties`: more librdkafka properties (four-space indented).
+    /// `moreEndpoints`: more entries of `endpoints:` (two-space indented).
     init(
         flow: String = repositoryRoot.appendingPathComponent("flows/demo.yaml").path, jwkBaseURL: String = "http://127.0.0.1:9",
-        worker: String = "", dataProtection: String = "", kafkaProperties: String = ""
+        worker: String = "", dataProtection: String = "", kafkaProperties: String = "", moreEndpoints: String = ""
     ) throws {
         cluster = try EmbeddedKafkaCluster(logger: quietLogger)
         config = try ConnectorConfig.parse("""
@@ -57,6 +58,7 @@ struct WorkerHarness: Sendable {
                 dataProtection:
                   maskIPAddress: true
             \(dataProtection)
+            \(moreEndpoints)
             """)
         for topic in ConnectorTopic.allCases {
             try cluster.createTopic(config.topicName(topic), partitions: Self.partitions)

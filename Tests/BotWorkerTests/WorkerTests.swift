@@ -81,6 +81,53 @@ struct WorkerTests {
         try await producer.shutdown()
     }
 
+    /// A handover webhook (`/handover/eightByEight`) names the endpoint that claims its tenant,
+    /// which need not be the conversation's: an endpoint without `eightByEight.tenant` shares
+    /// the tenant's handover webhooks. The conversation's session decides.
+    @Test("a handover webhook goes to the endpoint of the conversation's session, not the one its tenant names")
+    func handoverWebhookFollowsTheSession() async throws {
+        let flows = FileManager.default.temporaryDirectory.appendingPathComponent("flows-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: flows, withIntermediateDirectories: true)
+        let salesFlow = flows.appendingPathComponent("sales.yaml")
+        try "nodes:\n  - { id: hello, type: say, text: Sales here. }\n".write(to: salesFlow, atomically: true, encoding: .utf8)
+        let harness = try WorkerHarness(moreEndpoints: """
+              - name: sales
+                urlToken: sales-token-1
+                flow: \(salesFlow.path)
+                eightByEight:
+                  baseURL: http://127.0.0.1:9
+                  apiKey: test-key
+            """)
+        let outbound = try harness.reader(.outbound)
+        let sessions = try harness.reader(.sessions)
+        let running = try harness.start()
+        let producer = try harness.producer()
+        var chat = EventFactory(conversation: "conv-sales")
+        chat.endpoint = "sales"
+        let hello = chat.user("hi")
+        // As the ingress writes it: tenant acme is claimed by the support endpoint alone.
+        var joined = chat.member(.memberJoined, type: "agent", id: "agent-1")
+        joined.route = .handover
+        joined.endpoint = "support"
+        try await harness.publish([hello, joined], with: producer)
+        let joinedId = joined.eventId
+
+        let replies = try await outbound.wait(60, "the sales flow's reply") { !$0.isEmpty }
+        let reply = try OutboundCommand.decode(replies[0].value)
+        #expect(reply.endpoint == "sales" && reply.body["text"]?.stringValue == "Sales here.")
+        let stored = try await sessions.wait(60, "the session after the agent joined") { records in
+            records.contains { (try? FlowEngineSession.decode($0.value))?.processedEventIds.contains(joinedId) == true }
+        }
+        let session = try #require(stored.compactMap { try? FlowEngineSession.decode($0.value) }.last { $0.processedEventIds.contains(joinedId) })
+        #expect(session.endpoint == "sales", "the sales conversation stays the sales endpoint's")
+        #expect(session.handover?.phase == .agent)
+        #expect(session.processedEventIds.contains(hello.eventId))
+        await running.stop()
+        await outbound.close()
+        await sessions.close()
+        try await producer.shutdown()
+    }
+
     @Test("poison records go to the dead-letter topic with the reason and the partition goes on")
     func poisonRecords() async throws {
         let loopFlow = FileManager.default.temporaryDirectory.appendingPathComponent("loop-\(UUID().uuidString).yaml")

@@ -1,3 +1,4 @@
+import Foundation
 import ChatEvents
 import Testing
 @testable import FlowEngine
@@ -431,5 +432,42 @@ struct EventRuleTests {
         #expect(chat.session?.waiting != nil)
         try chat.send(events.member(.memberLeft, type: "user"))
         #expect(chat.session?.waiting == nil)
+    }
+
+    /// 8x8 can move a conversation to another channel, whose webhook is another endpoint of
+    /// the connector: that endpoint's flow starts at its beginning. The other flow's question,
+    /// context and count mean nothing to it; the conversation's facts (8x8's user fields, the
+    /// events already processed) stay.
+    @Test("a conversation that comes through another endpoint starts that endpoint's flow; its profile and processed events stay")
+    func conversationMovedToAnotherEndpoint() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flows-\(UUID().uuidString)")
+        let sales = try engine("""
+            nodes:
+              - { id: ask, type: question, text: "Your email?", answer: email, store: email, reprompt: "That is no email.", next: thanks }
+              - { id: thanks, type: say, text: "Saved {{context.email}}." }
+            """, policy: EndpointPolicy(name: "sales"), directory: directory.appendingPathComponent("sales"))
+        let support = try engine("""
+            nodes:
+              - { id: hello, type: say, text: "Support here, {{profile.name}} ({{input.execution}}). You said {{input.text}}; email {{context.email}}." }
+            """, policy: EndpointPolicy(name: "support"), directory: directory.appendingPathComponent("support"))
+        var events = Events()
+        events.endpoint = "sales"
+        var chat = Conversation(sales)
+        var user = NormalizedEvent.UserInfo()
+        user.name = "Jane"
+        try chat.send(events.state("active", user: user))
+        let asked = events.user("hi")
+        #expect(try chat.send(asked).texts == ["Your email?"])
+        #expect(try chat.send(events.user("jane@example.com")).texts == ["Saved jane@example.com."])
+        #expect(try chat.send(events.user("one more")).texts == ["Your email?"])
+
+        events.endpoint = "support"
+        var moved = Conversation(support)
+        moved.session = chat.session
+        let answer = try moved.send(events.user("jane@example.com"))
+        #expect(answer.texts == ["Support here, Jane (1). You said jane@example.com; email ."], "not taken as the sales flow's answer")
+        #expect(answer.session?.endpoint == "support")
+        #expect(answer.session?.waiting == nil)
+        #expect(try moved.send(asked).outcome == .duplicate, "an event the conversation processed before the move is still known")
     }
 }
