@@ -30,12 +30,12 @@ public struct MaskingLogHandler: LogHandler {
 
     public var metadata: Logger.Metadata {
         get { base.metadata }
-        set { base.metadata = newValue.mapValues { masked($0) } }
+        set { base.metadata = Dictionary(uniqueKeysWithValues: newValue.map { ($0.key, maskedValue(key: $0.key, $0.value)) }) }
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { base[metadataKey: key] }
-        set { base[metadataKey: key] = newValue.map { Self.isStarred(key) ? .string("***") : masked($0) } }
+        set { base[metadataKey: key] = newValue.map { maskedValue(key: key, $0) } }
     }
 
     public func log(event: LogEvent) {
@@ -48,9 +48,7 @@ public struct MaskingLogHandler: LogHandler {
             event.error = nil
         }
         if !metadata.isEmpty {
-            event.metadata = Dictionary(uniqueKeysWithValues: metadata.map { key, value in
-                (key, Self.isStarred(key) ? Logger.MetadataValue.string("***") : masked(value))
-            })
+            event.metadata = Dictionary(uniqueKeysWithValues: metadata.map { ($0.key, maskedValue(key: $0.key, $0.value)) })
         }
         base.log(event: event)
     }
@@ -69,13 +67,18 @@ public struct MaskingLogHandler: LogHandler {
         return result
     }
 
+    /// A value under `key`: starred for the user's fields, masked otherwise.
+    private func maskedValue(key: String, _ value: Logger.MetadataValue) -> Logger.MetadataValue {
+        Self.isStarred(key) ? .string("***") : masked(value)
+    }
+
     private func masked(_ value: Logger.MetadataValue) -> Logger.MetadataValue {
         switch value {
         case .string(let text): .string(mask(blank(text)))
         case .stringConvertible(let value): .string(mask(blank(value.description)))
         case .array(let items): .array(items.map(masked))
         case .dictionary(let members):
-            .dictionary(Dictionary(uniqueKeysWithValues: members.map { ($0.key, Self.isStarred($0.key) ? .string("***") : masked($0.value)) }))
+            .dictionary(Dictionary(uniqueKeysWithValues: members.map { ($0.key, maskedValue(key: $0.key, $0.value)) }))
         }
     }
 }

@@ -170,4 +170,19 @@ struct MaskedLoggingTests {
         #expect(log.contains("conversationId=c-1"))
         #expect(log.contains("text=***") && log.contains("userId=***") && log.contains("data=***"))
     }
+
+    @Test("metadata set on the logger as a whole is masked like metadata set by key")
+    func wholeMetadataMasked() {
+        let capture = LogCapture()
+        let policy = DataProtectionPolicy()
+        var logger = capture.logger
+        logger.handler = MaskingLogHandler(wrapping: logger.handler) { policy.mask($0) }
+        logger.handler.metadata = ["userId": "crm-7781", "text": "no one should read this", "note": "mail jane@example.com"]
+        logger.info("a line")
+        let log = capture.text
+        for secret in ["crm-7781", "no one should read this", "jane@example.com"] {
+            #expect(!log.contains(secret), "\(secret) leaked")
+        }
+        #expect(log.contains("userId=***") && log.contains("text=***") && log.contains("<EMAIL>"))
+    }
 }
