@@ -15,6 +15,7 @@ public struct CustomRecognizer: @unchecked Sendable {
     let regex: NSRegularExpression
     public let validator: Validator
     public let contextWords: [String]
+    let context: ContextWords
 
     public init(type: String, pattern: String, validator: Validator = .none, contextWords: [String] = []) throws {
         if let problem = Self.backtrackingRisk(pattern) { throw DataProtectionError("custom recognizer \(type): \(problem)") }
@@ -23,6 +24,7 @@ public struct CustomRecognizer: @unchecked Sendable {
         regex = try NSRegularExpression(pattern: pattern)
         self.validator = validator
         self.contextWords = contextWords.map { $0.lowercased() }
+        context = ContextWords(self.contextWords)
     }
 
     static let maxToken = 256
@@ -135,7 +137,7 @@ public struct CustomRecognizer: @unchecked Sendable {
             if !starts.contains(offset) || (cutAfter && offset + length == to - from) { continue }
             let value = String(scalars)
             guard validates(value) else { continue }
-            if !contextWords.isEmpty, !PIIScanner.hasContext(text, before: tokenStart + offset, words: contextWords) { continue }
+            if !contextWords.isEmpty, !PIIScanner.hasContext(text, before: tokenStart + offset, words: context) { continue }
             if taken.claim(tokenStart + offset, tokenStart + offset + length) {
                 found.append(PIISpan(type: type, start: tokenStart + offset, end: tokenStart + offset + length))
             }

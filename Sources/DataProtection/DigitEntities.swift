@@ -282,20 +282,26 @@ extension PIIScanner {
         return area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
     }
 
-    static let ssnWords = ["ssn", "social security", "soc sec", "ss#", "ss no", "tax id", "itin"]
-    static let phoneWords = [
+    static let ssnWords: ContextWords = ["ssn", "social security", "soc sec", "ss#", "ss no", "tax id", "itin"]
+    static let phoneWords: ContextWords = [
         "call", "phone", "tel", "mobile", "cell", "reach", "contact", "whatsapp", "fax", "sms", "text me", "number",
         "ring", "dial", "handy", "telefon", "téléphone", "portable", "móvil", "celular", "llam", "número", "numéro", "numero",
         "joindre", "rappel", "appel", "anruf", "rückruf", "erreichbar", "teléfono", "telefono", "nummer", "llám", "tél",
         "coordonn", "contacto", "kontakt", "móvil", "movil",
+        // Chinese, Japanese, Korean: phone, mobile, contact, number.
+        "电话", "電話", "手机", "手機", "联系", "聯絡", "聯繫", "携帯", "ケータイ", "連絡先", "전화", "휴대폰", "핸드폰", "연락처",
+        "号码", "號碼", "番号", "번호",
     ]
     /// Words that make a nearby number something else; the nearest of these and the phone
     /// words decides.
-    static let nonPhoneWords = [
+    static let nonPhoneWords: ContextWords = [
         "order", "ticket", "reference", "ref", "tracking", "invoice", "booking", "case", "customer", "account", "claim",
         "policy", "serial", "commande", "pedido", "bestell", "kunden", "rechnung", "factura", "facture", "code", "pin",
         "iban", "card", "karte", "tarjeta", "carte", "ssn", "social security", "return", "id", "status", "parcel", "package",
         "sendung", "pedido", "expediente", "dossier", "référence", "referencia", "nº", "no.",
+        // Chinese, Japanese, Korean: order, card, account, member, tracking, waybill, booking.
+        "订单", "訂單", "注文", "주문", "卡号", "卡號", "カード", "카드", "账号", "帐号", "帳號", "账户", "口座", "계좌",
+        "会员", "會員", "会員", "회원", "快递", "单号", "單號", "追跡", "伝票", "운송장", "预订", "予約", "예약",
     ]
 
     /// The short `nonPhoneWords` count as whole words only: "ref" is no "refund", "id" no
@@ -318,12 +324,12 @@ extension PIIScanner {
         return (1900...2099).contains(year) && (1...12).contains(month) && (1...31).contains(day)
     }
     /// Whole words only: "verify 192.168.1.20" and "the building's 10.0.0.5" are addresses.
-    static let versionWords = ["version", "ver", "build", "firmware", "v"]
+    static let versionWords: ContextWords = ["version", "ver", "build", "firmware", "v"]
 
     /// One of `words`, starting at a word start, in the `within` scalars before `position`
     /// (ASCII case ignored). Compares scalars in place: no strings are built, so a text with
     /// many candidates stays cheap.
-    static func hasContext(_ text: [Unicode.Scalar], before position: Int, words: [String], within: Int = 40, wholeWordsUpTo: Int = 1) -> Bool {
+    static func hasContext(_ text: [Unicode.Scalar], before position: Int, words: ContextWords, within: Int = 40, wholeWordsUpTo: Int = 1) -> Bool {
         lastWordStart(text, from: max(0, position - within), to: position, words: words, wholeWordsUpTo: wholeWordsUpTo) != nil
     }
 
@@ -335,7 +341,7 @@ extension PIIScanner {
 
     /// "number" and its translations say "phone" only on their own: "order number",
     /// "reference number" and "customer number" are something else.
-    static let weakPhoneWords = ["number", "nummer", "número", "numéro", "numero"]
+    static let weakPhoneWords = ["number", "nummer", "número", "numéro", "numero", "号码", "號碼", "番号", "번호"]
 
     /// Where the nearest phone word starts, unless a word that makes the number something
     /// else is nearer (or qualifies a weak "number").
@@ -351,23 +357,35 @@ extension PIIScanner {
     static let strongPhoneWords = phoneWords.filter { !weakPhoneWords.contains($0) }
 
     /// One of `words`, at a word start, in the 30 scalars after `position`.
-    static func hasContext(_ text: [Unicode.Scalar], after position: Int, words: [String]) -> Bool {
+    static func hasContext(_ text: [Unicode.Scalar], after position: Int, words: ContextWords) -> Bool {
         lastWordStart(text, from: position, to: min(text.count, position + 30), words: words) != nil
     }
 
     /// Where the last of `words` starts in `from..<to`, only at a word start; words of at most
     /// `wholeWordsUpTo` scalars also only where a word ends (longer ones also begin a longer word:
     /// "call" in "calling").
-    static func lastWordStart(_ text: [Unicode.Scalar], from: Int, to: Int, words: [String], wholeWordsUpTo: Int = 1) -> Int? {
-        // No letters, no words: digits and separators are skipped at once.
-        guard from < to, text[from..<to].contains(where: { !$0.isASCII || isASCIILetter($0) }) else { return nil }
+    static func lastWordStart(_ text: [Unicode.Scalar], from: Int, to: Int, words: ContextWords, wholeWordsUpTo: Int = 1) -> Int? {
+        guard from < to else { return nil }
+        // No letters, no words: digits and separators are skipped at once; words of other
+        // scripts are looked for only where there are such letters.
+        var letters = false
+        var nonASCII = false
+        for s in text[from..<to] {
+            if !s.isASCII {
+                nonASCII = true
+                break
+            }
+            if isASCIILetter(s) { letters = true }
+        }
+        guard letters || nonASCII else { return nil }
         var best: Int?
-        for word in words {
-            let pattern = Array(word.unicodeScalars)
+        for word in words.words where word.isASCII || nonASCII {
+            let pattern = word.scalars
             guard pattern.count <= to - from else { continue }
             var start = to - pattern.count
             while start >= from {
-                if start == 0 || !isWordCharacter(text[start - 1]) {
+                // A word of a script written without spaces starts and ends anywhere.
+                if start == 0 || word.isUnspaced || !isWordCharacter(text[start - 1]) {
                     var matches = true
                     for k in 0..<pattern.count where lowered(text[start + k]) != pattern[k] {
                         matches = false
@@ -375,7 +393,7 @@ extension PIIScanner {
                     }
                     // Short words ("v") must stand alone.
                     let end = start + pattern.count
-                    if matches, pattern.count > wholeWordsUpTo || end >= text.count || !isWordCharacter(text[end]) {
+                    if matches, word.isUnspaced || pattern.count > wholeWordsUpTo || end >= text.count || !isWordCharacter(text[end]) {
                         best = max(best ?? start, start)
                         break
                     }
@@ -389,4 +407,33 @@ extension PIIScanner {
     @inline(__always) static func lowered(_ s: Unicode.Scalar) -> Unicode.Scalar {
         s.value >= 65 && s.value <= 90 ? Unicode.Scalar(s.value + 32)! : s
     }
+}
+
+/// Context words ("call", "order", "手机"), split into scalars once: a scan looks for them
+/// around every candidate number.
+struct ContextWords: ExpressibleByArrayLiteral, Sendable {
+    struct Word: Sendable {
+        let scalars: [Unicode.Scalar]
+        let isASCII: Bool
+        /// Of a script written without spaces: found anywhere, not only at word starts.
+        let isUnspaced: Bool
+    }
+
+    let texts: [String]
+    let words: [Word]
+
+    init(_ texts: [String]) {
+        self.texts = texts
+        words = texts.compactMap { text in
+            let scalars = Array(text.unicodeScalars)
+            guard let first = scalars.first else { return nil }
+            return Word(scalars: scalars, isASCII: scalars.allSatisfy(\.isASCII), isUnspaced: PIIScanner.isUnspacedLetter(first))
+        }
+    }
+
+    init(arrayLiteral elements: String...) { self.init(elements) }
+
+    var isEmpty: Bool { words.isEmpty }
+
+    func filter(_ keep: (String) -> Bool) -> ContextWords { ContextWords(texts.filter(keep)) }
 }

@@ -190,6 +190,18 @@ struct RecognizerTests {
         #expect(found(text) == [expected])
     }
 
+    @Test("phone words and the words that make a number something else, in Chinese, Japanese and Korean")
+    func cjkContextWords() {
+        #expect(found("我的手机是13812345678") == ["PHONE:13812345678"])
+        #expect(found("电话：13812345678，谢谢") == ["PHONE:13812345678"])
+        #expect(found("我的号码是13812345678") == ["PHONE:13812345678"])
+        #expect(found("연락처는 3812345678 입니다") == ["PHONE:3812345678"])
+        #expect(found("订单号13812345678").isEmpty, "an order number")
+        #expect(found("注文番号13812345678").isEmpty, "an order number: 番号 says number, 注文 says order")
+        #expect(found("会员号码13812345678").isEmpty, "a member number")
+        #expect(found("手机13812345678，订单号23812345678") == ["PHONE:13812345678"])
+    }
+
     @Test("a Latin letter or a digit beside a number still makes it part of a word")
     func latinLettersStillJoin() {
         #expect(found("code abc4111111111111111 ok").isEmpty)
