@@ -9,10 +9,14 @@
 #                             (promtool checks the alert rules), and, in .build/deploy-tools,
 #                             docker-compose (checks docker-compose.yml) and kubernetes-validate,
 #                             each in a Python virtual environment of its own
+#   scripts/setup.sh --bench  to benchmark: also wrk (IngressBenchmark's load tool) and perf
+#                             (the profiles in BENCHMARKS.md), without the test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 testing=false
+benchmarking=false
 if [ "${1:-}" = "--test" ]; then testing=true; fi
+if [ "${1:-}" = "--bench" ]; then benchmarking=true; fi
 
 apt_packages=()
 if ! pkg-config --exists rdkafka 2>/dev/null; then
@@ -41,6 +45,16 @@ if $testing; then
                 apt_packages+=("${module#*:}")
             fi
         done
+    fi
+fi
+if $benchmarking; then
+    if ! command -v wrk >/dev/null 2>&1; then
+        echo "setup: wrk is missing (IngressBenchmark's load tool); installing it with apt-get" >&2
+        apt_packages+=(wrk)
+    fi
+    if ! command -v perf >/dev/null 2>&1; then
+        echo "setup: perf is missing (profiles in BENCHMARKS.md); installing linux-perf with apt-get" >&2
+        apt_packages+=(linux-perf)
     fi
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then

@@ -248,7 +248,7 @@ struct IngressBenchmark {
         let options = Options(CommandLine.arguments)
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("webhooks.lua").path
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk") else {
-            fatalError("wrk is not installed: apt-get install wrk")
+            fatalError("wrk is not installed: scripts/setup.sh --bench (or apt-get install wrk)")
         }
 
         let cluster = options.bootstrap.isEmpty ? try EmbeddedKafkaCluster(brokers: options.brokers, logger: logger) : nil
