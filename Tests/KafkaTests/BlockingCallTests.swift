@@ -51,7 +51,7 @@ import TestSupport
     /// Threads beyond the idle limit end after their call, the idle ones after the idle
     /// timeout; a thread left idle serves the next call, and a call's error comes back thrown.
     @Test func threadsAreKeptWithinTheIdleLimit() async throws {
-        let threads = BlockingThreads(idleLimit: 2, idleTimeout: .milliseconds(300))
+        let threads = BlockingThreads(idleLimit: 2, idleTimeout: .seconds(120))
         let calls = 6
         let rendezvous = Rendezvous(expected: calls, timeout: 8)
         let met = await withTaskGroup(of: Bool.self) { group in
@@ -66,14 +66,19 @@ import TestSupport
         #expect(threads.counts.started == calls)
         try await within(10, "the threads past the idle limit end") { while threads.counts.alive > 2 { try await Task.sleep(for: .milliseconds(20)) } }
 
-        // One after another: each call finds the thread the last one left idle.
+        // One after another: each call finds a thread the last ones left idle.
         let before = threads.counts.started
         for round in 0..<20 {
             let value = await withCheckedContinuation { continuation in threads.run { continuation.resume(returning: round) } }
             #expect(value == round)
         }
         #expect(threads.counts.started - before <= 1, "sequential calls reuse an idle thread")
-        try await within(10, "idle threads end after the idle timeout") { while threads.counts.alive > 0 { try await Task.sleep(for: .milliseconds(20)) } }
+
+        // Idle threads end after the idle timeout.
+        let brief = BlockingThreads(idleLimit: 2, idleTimeout: .milliseconds(100))
+        let value = await withCheckedContinuation { continuation in brief.run { continuation.resume(returning: 7) } }
+        #expect(value == 7 && brief.counts.started == 1)
+        try await within(10, "idle threads end after the idle timeout") { while brief.counts.alive > 0 { try await Task.sleep(for: .milliseconds(20)) } }
 
         struct Refused: Error {}
         await #expect(throws: Refused.self) {
