@@ -433,7 +433,5 @@ struct ContextWords: ExpressibleByArrayLiteral, Sendable {
 
     init(arrayLiteral elements: String...) { self.init(elements) }
 
-    var isEmpty: Bool { words.isEmpty }
-
     func filter(_ keep: (String) -> Bool) -> ContextWords { ContextWords(texts.filter(keep)) }
 }

@@ -97,7 +97,7 @@ public struct PIIScanner: Sendable {
     /// words (Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar) or between a number and its
     /// particle (Hangul): "カード番号４１１１…です" holds a card number.
     @inline(__always) static func joinsWord(_ s: Unicode.Scalar) -> Bool {
-        s.isASCII ? (isDigit(s) || isASCIILetter(s) || s == "_") : !isUnspacedLetter(s) && isWordCharacter(s)
+        isWordCharacter(s) && (s.isASCII || !isUnspacedLetter(s))
     }
 
     static func isUnspacedLetter(_ s: Unicode.Scalar) -> Bool {

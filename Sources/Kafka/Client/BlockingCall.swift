@@ -63,7 +63,7 @@ final class BlockingThreads: @unchecked Sendable {
     }
 
     private func serve() {
-        let seconds = Double(idleTimeout.components.seconds) + Double(idleTimeout.components.attoseconds) / 1e18
+        let seconds = Double(idleTimeout.milliseconds) / 1000
         condition.lock()
         while true {
             if !jobs.isEmpty {
