@@ -189,6 +189,7 @@ final class LiveStats: Sendable {
             groups.append(.object([
                 "group": .string(name), "status": .string(status.rawValue),
                 "maxLag": .number(Double(lag.maxLag)), "sumLag": .number(Double(lag.sumLag)),
+                "unmeasuredPartitions": .number(Double(lag.unmeasured.count)),
             ]))
         }
         return .object(["groups": .array(groups)])

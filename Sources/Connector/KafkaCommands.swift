@@ -216,13 +216,23 @@ struct LagCommand: AsyncParsableCommand {
                 groups = (try? await admin.listConsumerGroups()) ?? []
                 if groups.isEmpty { groups = ConnectorConsumerGroup.allCases.map(config.groupName) }
             }
+            // A group that cannot be measured is reported with its error; the others still are.
+            var failed: [String: String] = [:]
             func sample() async throws -> [ConsumerGroupLag] {
                 var lags: [ConsumerGroupLag] = []
+                failed = [:]
+                var lastError: (any Error)?
                 for name in groups {
                     // The connector's groups are measured on their topics even before a first commit.
                     let topics = ConnectorConsumerGroup.allCases.first { config.groupName($0) == name }.map { $0.topics.map(config.topicName) }
-                    lags.append(try await admin.lag(group: name, topics: topics))
+                    do {
+                        lags.append(try await admin.lag(group: name, topics: topics))
+                    } catch {
+                        failed[name] = "\(error)"
+                        lastError = error
+                    }
                 }
+                if lags.isEmpty, let lastError { throw lastError }
                 return lags
             }
             var evaluator = LagEvaluator(window: window, stopAfter: window * 3)
@@ -235,7 +245,7 @@ struct LagCommand: AsyncParsableCommand {
                     for lag in lags { evaluator.add(lag) }
                     if taken < window { try await Task.sleep(for: .milliseconds(Int(interval * 1000))) }
                 }
-                print(json ? try LagReport.json(lags, evaluator) : LagReport.table(lags, evaluator))
+                print(json ? try LagReport.json(lags, evaluator, failed: failed) : LagReport.table(lags, evaluator, failed: failed))
                 return
             }
             let live = isatty(STDOUT_FILENO) != 0 && !json
@@ -245,10 +255,10 @@ struct LagCommand: AsyncParsableCommand {
                 for lag in lags { evaluator.add(lag) }
                 samples += 1
                 if json {
-                    print(try LagReport.watchLine(lags, evaluator))
+                    print(try LagReport.watchLine(lags, evaluator, failed: failed))
                 } else {
                     if live { print("\u{1B}[H\u{1B}[2J", terminator: "") }
-                    print(LagReport.watchTable(lags, evaluator) + "\n")
+                    print(LagReport.watchTable(lags, evaluator, failed: failed) + "\n")
                 }
                 fflush(nil)
                 if count.map({ samples < $0 }) ?? true { try await Task.sleep(for: .milliseconds(Int(interval * 1000))) }
@@ -261,15 +271,21 @@ struct LagCommand: AsyncParsableCommand {
 
 enum LagReport {
     /// The report of one evaluation: each group's status and lag, and its partitions'.
-    static func json(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator) throws -> String {
+    static func json(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator, failed: [String: String] = [:]) throws -> String {
+        struct Report: Encodable {
+            var groups: [WatchGroup]
+            /// Groups whose lag could not be measured, with the error.
+            var failed: [String: String]?
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: try encoder.encode(["groups": watchGroups(lags, evaluator)]), as: UTF8.self)
+        let report = Report(groups: watchGroups(lags, evaluator), failed: failed.isEmpty ? nil : failed)
+        return String(decoding: try encoder.encode(report), as: UTF8.self)
     }
 
     /// Every partition with its committed offset, high watermark, lag and status, then each
     /// group's status and totals.
-    static func table(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator) -> String {
+    static func table(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator, failed: [String: String] = [:]) -> String {
         var lines = [pad("GROUP", 24) + pad("TOPIC", 32) + pad("PARTITION", 10) + pad("COMMITTED", 12) + pad("HIGH", 12) + pad("LAG", 10) + "STATUS"]
         for group in watchGroups(lags, evaluator) {
             if group.partitions.isEmpty {
@@ -279,7 +295,15 @@ enum LagReport {
                 lines.append(pad(group.group, 24) + pad(p.topic, 32) + pad("\(p.partition)", 10)
                     + pad(p.committedOffset.map(String.init) ?? "-", 12) + pad("\(p.highWatermark)", 12) + pad("\(p.lag)", 10) + p.status.rawValue)
             }
-            lines.append(pad(group.group, 24) + "\(group.status.rawValue): max \(group.maxLag), total \(group.sumLag)")
+            for u in group.unmeasured {
+                lines.append(pad(group.group, 24) + pad(u.topic, 32) + pad("\(u.partition)", 10) + "not measured: \(u.reason)")
+            }
+            let count = group.unmeasured.count
+            let without = count == 0 ? "" : " (\(count) partition\(count == 1 ? "" : "s") not measured)"
+            lines.append(pad(group.group, 24) + "\(group.status.rawValue): max \(group.maxLag), total \(group.sumLag)\(without)")
+        }
+        for (group, error) in failed.sorted(by: { $0.key < $1.key }) {
+            lines.append(pad(group, 24) + "not measured: \(error)")
         }
         return lines.joined(separator: "\n")
     }
@@ -299,6 +323,8 @@ enum LagReport {
         var maxLag: Int64
         var sumLag: Int64
         var partitions: [WatchPartition]
+        /// Partitions whose lag could not be read in this sample; max and sum leave them out.
+        var unmeasured: [UnmeasuredPartition]
     }
 
     static func watchGroups(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator) -> [WatchGroup] {
@@ -309,30 +335,38 @@ enum LagReport {
                 partitions: lag.partitions.map {
                     WatchPartition(topic: $0.topic, partition: $0.partition, committedOffset: $0.committedOffset, highWatermark: $0.highWatermark,
                                    lag: $0.lag, status: statuses[$0.topicPartition] ?? .ok)
-                })
+                },
+                unmeasured: lag.unmeasured)
         }
     }
 
     /// One line of JSON per sample: the time and each group's status and lag.
-    static func watchLine(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator) throws -> String {
+    static func watchLine(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator, failed: [String: String] = [:]) throws -> String {
         struct Line: Encodable {
             var time: String
             var groups: [WatchGroup]
+            var failed: [String: String]?
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let line = Line(time: ISO8601DateFormatter().string(from: Date()), groups: watchGroups(lags, evaluator))
+        let line = Line(time: ISO8601DateFormatter().string(from: Date()), groups: watchGroups(lags, evaluator), failed: failed.isEmpty ? nil : failed)
         return String(decoding: try encoder.encode(line), as: UTF8.self)
     }
 
     /// A compact table: a line per group, then its partitions with lag.
-    static func watchTable(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator) -> String {
+    static func watchTable(_ lags: [ConsumerGroupLag], _ evaluator: LagEvaluator, failed: [String: String] = [:]) -> String {
         var lines = [ISO8601DateFormatter().string(from: Date()), pad("GROUP", 24) + pad("STATUS", 9) + pad("MAX LAG", 10) + "TOTAL LAG"]
         for group in watchGroups(lags, evaluator) {
             lines.append(pad(group.group, 24) + pad(group.status.rawValue, 9) + pad("\(group.maxLag)", 10) + "\(group.sumLag)")
             for p in group.partitions where p.lag > 0 || p.status != .ok {
                 lines.append("  " + pad("\(p.topic)[\(p.partition)]", 34) + pad(p.status.rawValue, 9) + "lag \(p.lag)")
             }
+            for u in group.unmeasured {
+                lines.append("  " + pad("\(u.topic)[\(u.partition)]", 34) + "not measured: \(u.reason)")
+            }
+        }
+        for (group, error) in failed.sorted(by: { $0.key < $1.key }) {
+            lines.append(pad(group, 24) + "not measured: \(error)")
         }
         return lines.joined(separator: "\n")
     }

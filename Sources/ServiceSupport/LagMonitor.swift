@@ -12,7 +12,11 @@ import Synchronization
 ///
 /// The gauges show the last measurement only: a partition it no longer has loses its gauge, and
 /// a group whose lag could not be measured loses all of them (`unmeasured`), so an old value is
-/// never shown as the current one (alert on `absent(...)` for a lag nobody measures).
+/// never shown as the current one (alert on `absent(...)` for a lag nobody measures). A
+/// partition that alone could not be measured (its leader's broker is down) loses its gauge,
+/// the others keep theirs, max and sum cover them, and
+/// `kafka_consumergroup_group_unmeasured_partitions{group}` counts the ones missing (alert on
+/// it above 0).
 public final class LagGauges: Sendable {
     let registry: PrometheusCollectorRegistry
     /// Per group, the gauges of its last measurement.
@@ -36,7 +40,11 @@ public final class LagGauges: Sendable {
         max.set(Double(lag.maxLag))
         let sum = registry.makeGauge(name: "kafka_consumergroup_group_sum_lag", labels: [("group", lag.group)], help: "The group's lag over all partitions.")
         sum.set(Double(lag.sumLag))
-        gauges += [max, sum]
+        let unmeasured = registry.makeGauge(
+            name: "kafka_consumergroup_group_unmeasured_partitions", labels: [("group", lag.group)],
+            help: "Partitions of the group whose lag the last measurement could not read (max and sum leave them out).")
+        unmeasured.set(Double(lag.unmeasured.count))
+        gauges += [max, sum, unmeasured]
         let previous = shown.withLock { shown in
             defer { shown[lag.group] = gauges }
             return shown[lag.group] ?? []
@@ -97,10 +105,23 @@ public struct LagMonitor: Service, CustomStringConvertible {
         let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: properties, logger: logger)
         await cancelWhenGracefulShutdown {
             var failing = false
+            var missing: Set<TopicPartition> = []
             while !Task.isCancelled {
                 do {
-                    update(try await admin.lag(group: group, topics: topics))
+                    let lag = try await admin.lag(group: group, topics: topics)
+                    update(lag)
                     failing = false
+                    // Said when the partitions left out change, not at every measurement.
+                    let now = Set(lag.unmeasured.map(\.topicPartition))
+                    if now != missing, let first = lag.unmeasured.first {
+                        logger.warning("consumer lag not measured on some partitions", metadata: [
+                            "group": "\(group)", "partitions": "\(lag.unmeasured.map { "\($0.topicPartition)" }.joined(separator: ", "))",
+                            "error": "\(first.reason)",
+                        ])
+                    } else if now.isEmpty, !missing.isEmpty {
+                        logger.info("consumer lag measured on every partition again", metadata: ["group": "\(group)"])
+                    }
+                    missing = now
                 } catch {
                     if !failing { logger.warning("consumer lag not measured", metadata: ["group": "\(group)", "error": "\(error)"]) }
                     failing = true

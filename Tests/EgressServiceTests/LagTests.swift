@@ -8,6 +8,7 @@ import Prometheus
 import ServiceSupport
 import Simulator
 import Testing
+import TestSupport
 
 @Suite("Consumer lag: gauges, connector lag and its status", .serialized)
 struct LagTests {
@@ -90,6 +91,81 @@ struct LagTests {
         try await shows(false)
         cluster.setTopicError("measured", .noError)
         try await shows(true)
+    }
+
+    @Test("a partition the monitor cannot measure loses its gauge and is counted; the group's other gauges stay")
+    func monitorShowsThePartitionsItCanMeasure() async throws {
+        let cluster = try EmbeddedKafkaCluster(logger: quietLogger)
+        try cluster.createTopic("partly", partitions: 3)
+        let registry = PrometheusCollectorRegistry()
+        let gauges = LagGauges(registry: registry)
+        let log = LogCapture()
+        let monitor = LagMonitor(
+            bootstrapServers: cluster.bootstrapServers, properties: [:], group: "g", topics: ["partly"], interval: .milliseconds(100),
+            logger: log.logger, update: gauges.update, unmeasured: gauges.unmeasured)
+        let running = Task { try await monitor.run() }
+        defer { running.cancel() }
+        func metrics(where condition: @escaping @Sendable (String) -> Bool, _ what: String) async throws -> String {
+            try await within(60, what) {
+                while true {
+                    var buffer: [UInt8] = []
+                    registry.emit(into: &buffer)
+                    let text = String(decoding: buffer, as: UTF8.self)
+                    if condition(text) { return text }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+        }
+        let partition1 = #"kafka_consumergroup_group_lag{group="g",topic="partly",partition="1"}"#
+        var text = try await metrics(where: { $0.contains(#"kafka_consumergroup_group_unmeasured_partitions{group="g"} 0"#) }, "every partition")
+        #expect(text.contains(partition1))
+
+        try cluster.setPartitionLeader(topic: "partly", partition: 1, broker: -1)
+        text = try await metrics(where: { $0.contains(#"kafka_consumergroup_group_unmeasured_partitions{group="g"} 1"#) }, "one unmeasured")
+        #expect(!text.contains(partition1), "\(text)")
+        #expect(text.contains(#"kafka_consumergroup_group_lag{group="g",topic="partly",partition="0"} 0"#))
+        #expect(text.contains(#"kafka_consumergroup_group_lag{group="g",topic="partly",partition="2"} 0"#))
+        #expect(text.contains(#"kafka_consumergroup_group_max_lag{group="g"} 0"#))
+        #expect(log.text.contains("consumer lag not measured on some partitions") && log.text.contains("partly[1]"))
+
+        try cluster.setPartitionLeader(topic: "partly", partition: 1, broker: 1)
+        text = try await metrics(where: { $0.contains(#"kafka_consumergroup_group_unmeasured_partitions{group="g"} 0"#) }, "measured again")
+        #expect(text.contains(partition1))
+        #expect(log.text.contains("consumer lag measured on every partition again"))
+    }
+
+    @Test("connector lag reports what it can: a group it cannot measure by its error, a partition without leader as not measured")
+    func lagCommandReportsWhatItCan() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the connector first")
+        let cluster = try EmbeddedKafkaCluster(logger: quietLogger)
+        // The egress's topic only: the worker's group has no topic to be measured on.
+        try cluster.createTopic("eightbyeight.outbound.v1", partitions: 2)
+        try cluster.setPartitionLeader(topic: "eightbyeight.outbound.v1", partition: 1, broker: -1)
+        func run(_ extra: [String]) async throws -> String {
+            let process = Process()
+            process.executableURL = Self.binary
+            process.arguments = ["lag", "--interval", "0.1", "--window", "2", "--group", "connector-worker", "--group", "connector-egress",
+                                 "--brokers", cluster.bootstrapServers] + extra
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = Pipe()
+            try process.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\(extra)")
+            return String(decoding: data, as: UTF8.self)
+        }
+        let json = try JSONParser.parse(Array(try await run(["--json"]).utf8))
+        let group = try #require(json["groups"]?.arrayValue?.first)
+        #expect(json["groups"]?.arrayValue?.count == 1)
+        #expect(group["group"]?.stringValue == "connector-egress")
+        #expect(group["partitions"]?.arrayValue?.map { $0["partition"]?.stringValue } == ["0"])
+        #expect(group["unmeasured"]?.arrayValue?.map { $0["partition"]?.stringValue } == ["1"])
+        #expect(json["failed"]?["connector-worker"]?.stringValue?.contains("eightbyeight.inbound.v1") == true, "the unknown topic named")
+
+        let table = try await run([])
+        #expect(table.contains("connector-egress") && table.contains("not measured"), "\(table)")
+        #expect(table.split(separator: "\n").contains { $0.hasPrefix("connector-worker") && $0.contains("not measured") }, "\(table)")
     }
 
     @Test("a stuck partition: /metrics and connector lag --json report produced minus committed; lag --watch goes to STALL and back to OK")

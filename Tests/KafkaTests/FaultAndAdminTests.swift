@@ -251,6 +251,57 @@ struct FaultAndAdminTests {
     /// aborts the process on an assertion when the group coordinator's connection drops while
     /// the request waits for its answer; the admin client reads them through a consumer handle
     /// of the group instead, which survives that and reads them again once the broker is back.
+    /// A partition whose leader is gone (its broker down, in a real cluster) cannot be measured:
+    /// the others are measured all the same and it is named with the reason, so one broker's
+    /// outage does not hide the whole group's lag.
+    @Test func aPartitionWithoutLeaderIsUnmeasuredAndTheOthersMeasured() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("half-lit", partitions: 3)
+        let producer = try makeProducer(cluster)
+        let produced: [Int32: Int] = [0: 3, 1: 5, 2: 4]
+        for (partition, count) in produced {
+            try await producer.sendBatch((0..<count).map { KafkaProducerMessage(topic: "half-lit", partition: partition, value: "\($0)") })
+        }
+        let consumer = try makeConsumer(cluster, group: "half-group", allPartitions("half-lit", 3))
+        var seen = 0
+        for await message in consumer.messages {
+            if message.offset < 2 { try consumer.storeOffset(message) }
+            seen += 1
+            if seen == 12 { break }
+        }
+        try await consumer.commit()
+        await consumer.shutdown()
+
+        let admin = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, requestTimeout: .seconds(2), logger: testLogger)
+        let whole = try await admin.lag(group: "half-group", topics: ["half-lit"])
+        #expect(whole.partitions.map(\.lag) == [1, 3, 2] && whole.unmeasured.isEmpty)
+
+        try cluster.setPartitionLeader(topic: "half-lit", partition: 1, broker: -1)
+        let partial = try await admin.lag(group: "half-group", topics: ["half-lit"])
+        #expect(partial.partitions.map(\.partition) == [0, 2])
+        #expect(partial.partitions.map(\.lag) == [1, 2])
+        #expect(partial.unmeasured.map(\.topicPartition) == [TopicPartition(topic: "half-lit", partition: 1)])
+        #expect(partial.unmeasured.first?.reason.isEmpty == false)
+        #expect(partial.maxLag == 2 && partial.sumLag == 3, "over the measured partitions")
+        // Reported on the committed partitions only, too.
+        let committedOnly = try await admin.lag(group: "half-group")
+        #expect(committedOnly.partitions.map(\.partition) == [0, 2] && committedOnly.unmeasured.map(\.partition) == [1])
+
+        // Nothing measured at all is a failed measurement, not a group without lag.
+        for partition: Int32 in [0, 2] { try cluster.setPartitionLeader(topic: "half-lit", partition: partition, broker: -1) }
+        await #expect(throws: KafkaError.self) { try await admin.lag(group: "half-group", topics: ["half-lit"]) }
+
+        for partition: Int32 in 0..<3 { try cluster.setPartitionLeader(topic: "half-lit", partition: partition, broker: 1) }
+        let again = try await within(60, "every partition measured again") { () -> ConsumerGroupLag in
+            while true {
+                if let lag = try? await admin.lag(group: "half-group", topics: ["half-lit"]), lag.unmeasured.isEmpty { return lag }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        #expect(again.partitions.map(\.lag) == [1, 3, 2])
+        await producer.shutdown()
+    }
+
     @Test func committedOffsetsSurviveTheCoordinatorDroppingTheConnection() async throws {
         let cluster = try EmbeddedKafkaCluster()
         try cluster.createTopic("watched", partitions: 1)

@@ -26,14 +26,32 @@ public struct PartitionLag: Sendable, Hashable, Codable {
     public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }
 }
 
-/// Lag of a consumer group over the partitions it consumes.
+/// A partition whose lag could not be measured, and why (librdkafka's error name and text).
+public struct UnmeasuredPartition: Sendable, Hashable, Codable {
+    public var topic: String
+    public var partition: Int32
+    public var reason: String
+
+    public init(topic: String, partition: Int32, reason: String) {
+        self.topic = topic
+        self.partition = partition
+        self.reason = reason
+    }
+
+    public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }
+}
+
+/// Lag of a consumer group over the partitions it consumes: those measured, and those that
+/// could not be (`maxLag` and `sumLag` cover the measured ones).
 public struct ConsumerGroupLag: Sendable, Hashable, Codable {
     public var group: String
     public var partitions: [PartitionLag]
+    public var unmeasured: [UnmeasuredPartition]
 
-    public init(group: String, partitions: [PartitionLag]) {
+    public init(group: String, partitions: [PartitionLag], unmeasured: [UnmeasuredPartition] = []) {
         self.group = group
         self.partitions = partitions.sorted { $0.topicPartition < $1.topicPartition }
+        self.unmeasured = unmeasured.sorted { $0.topicPartition < $1.topicPartition }
     }
 
     public var maxLag: Int64 { partitions.map(\.lag).max() ?? 0 }

@@ -226,11 +226,25 @@ public final class KafkaAdmin: Sendable {
     }
 
     /// Committed offsets of a group for these partitions; partitions without a commit are absent.
+    /// - Throws: the first partition's error when the offset of any could not be read.
     public func committedOffsets(group: String, partitions: [TopicPartition]) async throws -> [TopicPartition: Int64] {
-        guard !partitions.isEmpty else { return [:] }
+        let read = try await readCommittedOffsets(group: group, partitions: partitions)
+        if let (partition, error) = read.failed.min(by: { $0.key < $1.key }) {
+            throw KafkaError(kind: .admin, code: error.code, message: "committed offset of group \(group) on \(partition): \(error.message)")
+        }
+        return read.offsets
+    }
+
+    /// Committed offsets of a group for these partitions, and the partitions whose offset the
+    /// coordinator could not give with its error; a partition without a commit is in neither.
+    /// - Throws: when the request as a whole failed.
+    public func readCommittedOffsets(
+        group: String, partitions: [TopicPartition]
+    ) async throws -> (offsets: [TopicPartition: Int64], failed: [TopicPartition: KafkaError]) {
+        guard !partitions.isEmpty else { return ([:], [:]) }
         let (reader, evicted) = try groupReader(group)
         let timeout = requestTimeout.milliseconds
-        return try await blockingCall { () throws(KafkaError) -> [TopicPartition: Int64] in
+        return try await blockingCall { () throws(KafkaError) -> (offsets: [TopicPartition: Int64], failed: [TopicPartition: KafkaError]) in
             withExtendedLifetime(evicted) {}
             let list = TopicPartitionList(partitions)
             let err = rd_kafka_committed(reader.handle.pointer, list.pointer, timeout)
@@ -238,13 +252,15 @@ public final class KafkaAdmin: Sendable {
                 throw KafkaError(kind: .admin, err, context: "committed offsets of group \(group)")
             }
             var offsets: [TopicPartition: Int64] = [:]
+            var failed: [TopicPartition: KafkaError] = [:]
             for entry in list.entries {
                 if entry.error != RD_KAFKA_RESP_ERR_NO_ERROR {
-                    throw KafkaError(kind: .admin, entry.error, context: "committed offset of group \(group) on \(entry.partition)")
+                    failed[entry.partition] = KafkaError(kind: .admin, entry.error)
+                } else if entry.offset >= 0 {
+                    offsets[entry.partition] = entry.offset
                 }
-                if entry.offset >= 0 { offsets[entry.partition] = entry.offset }
             }
-            return offsets
+            return (offsets, failed)
         }
     }
 
@@ -280,6 +296,14 @@ public final class KafkaAdmin: Sendable {
     /// Lag of `group`: for each partition of `topics` (every topic when `nil`), the high
     /// watermark minus the committed offset. With `topics == nil` only partitions the group has
     /// committed on are reported.
+    ///
+    /// A partition whose committed offset or watermarks could not be read (its leader is down,
+    /// the coordinator gave an error for it) is in `unmeasured` with the reason; the others are
+    /// measured all the same, so one broker's outage does not hide the whole group's lag. The
+    /// watermarks are read `watermarkConcurrency` partitions at a time: a partition that waits
+    /// for its leader costs one request timeout, not one per partition after it.
+    /// - Throws: when the topics, or the group's offsets as a whole, could not be read, or when
+    ///   no partition could be measured.
     public func lag(group: String, topics: [String]? = nil) async throws -> ConsumerGroupLag {
         let metadata = try await listTopics()
         let selected = topics.map { names in metadata.filter { names.contains($0.name) } } ?? metadata
@@ -290,16 +314,54 @@ public final class KafkaAdmin: Sendable {
             }
         }
         let partitions = selected.flatMap { topic in topic.partitions.map { TopicPartition(topic: topic.name, partition: $0) } }
-        let committed = try await committedOffsets(group: group, partitions: partitions)
+        let committed = try await readCommittedOffsets(group: group, partitions: partitions)
+        var failed = committed.failed
+        let measuring = partitions.filter { committed.failed[$0] == nil && (topics != nil || committed.offsets[$0] != nil) }
         var lags: [PartitionLag] = []
-        for partition in partitions {
-            let offset = committed[partition]
-            if topics == nil && offset == nil { continue }
-            let (low, high) = try await watermarks(partition)
-            lags.append(PartitionLag(topic: partition.topic, partition: partition.partition,
-                                     committedOffset: offset, lowWatermark: low, highWatermark: high))
+        for (partition, marks) in await watermarks(of: measuring) {
+            switch marks {
+            case .success(let (low, high)):
+                lags.append(PartitionLag(topic: partition.topic, partition: partition.partition,
+                                         committedOffset: committed.offsets[partition], lowWatermark: low, highWatermark: high))
+            case .failure(let error):
+                failed[partition] = error
+            }
         }
-        return ConsumerGroupLag(group: group, partitions: lags)
+        if lags.isEmpty, let (partition, error) = failed.min(by: { $0.key < $1.key }) {
+            throw KafkaError(kind: .admin, code: error.code, message: "no partition of group \(group) measured; \(partition): \(error.message)")
+        }
+        return ConsumerGroupLag(group: group, partitions: lags, unmeasured: failed.map {
+            UnmeasuredPartition(topic: $0.key.topic, partition: $0.key.partition, reason: "\($0.value.code.name): \($0.value.message)")
+        })
+    }
+
+    /// How many partitions' watermarks `lag` reads at a time.
+    static let watermarkConcurrency = 8
+
+    /// The watermarks of each partition, read a few at a time.
+    private func watermarks(of partitions: [TopicPartition]) async -> [(TopicPartition, Result<(low: Int64, high: Int64), KafkaError>)] {
+        await withTaskGroup(of: (TopicPartition, Result<(low: Int64, high: Int64), KafkaError>).self) { group in
+            var results: [(TopicPartition, Result<(low: Int64, high: Int64), KafkaError>)] = []
+            results.reserveCapacity(partitions.count)
+            var next = partitions.makeIterator()
+            func start() -> Bool {
+                guard let partition = next.next() else { return false }
+                group.addTask {
+                    do { return (partition, .success(try await self.watermarks(partition))) } catch let error as KafkaError {
+                        return (partition, .failure(error))
+                    } catch {
+                        return (partition, .failure(KafkaError(kind: .admin, code: .fatal, message: "\(error)")))
+                    }
+                }
+                return true
+            }
+            for _ in 0..<Self.watermarkConcurrency where !start() { break }
+            while let result = await group.next() {
+                results.append(result)
+                _ = start()
+            }
+            return results
+        }
     }
 
     // MARK: Plumbing
