@@ -103,7 +103,7 @@ public struct ConversationEngine: Sendable {
             return try runTurn(event, &session, from: nil, now: now)
 
         case .conversationState:
-            let profileChanged = absorbProfile(normalized, into: &session)
+            let profileChanged = absorbProfile(normalized, sentAt: event.eventTimestamp, into: &session)
             if late { return profileChanged ? changed(.stateUpdated) : ignored(.ignored) }
             let state = normalized.state ?? ""
             // Idle ends the interaction (and a handover), whatever assignment it still names.
@@ -247,9 +247,12 @@ public struct ConversationEngine: Sendable {
         return TurnResult(outcome: .executed, outputs: interpreter.outputs, session: session, path: interpreter.path, intent: input.intent)
     }
 
-    /// Copies the user fields of a CONVERSATION_UPDATE into the profile; true when anything changed.
-    private func absorbProfile(_ normalized: NormalizedEvent, into session: inout SessionState) -> Bool {
+    /// Copies the user fields of a CONVERSATION_UPDATE into the profile; true when anything
+    /// changed. One 8x8 sent before the update the profile holds (a retry delivered late) is
+    /// older news and changes nothing.
+    private func absorbProfile(_ normalized: NormalizedEvent, sentAt: Int64?, into session: inout SessionState) -> Bool {
         guard let user = normalized.user else { return false }
+        if let sentAt, let newest = session.profileUpdatedAt, sentAt < newest { return false }
         var profile = session.profile
         func put(_ key: String, _ value: String?) { if let value { profile[key] = .string(value) } }
         put("name", user.name)
@@ -270,7 +273,9 @@ public struct ConversationEngine: Sendable {
         let ip = policy.maskIPAddress ? nil : user.ipAddress
         let ipChanged = ip != nil && ip != session.ipAddress
         if let ip { session.ipAddress = ip }
-        guard profile != session.profile || ipChanged else { return false }
+        let newer = sentAt.map { at in session.profileUpdatedAt.map { at > $0 } ?? true } ?? false
+        if newer { session.profileUpdatedAt = sentAt }
+        guard profile != session.profile || ipChanged else { return newer }
         session.profile = profile
         return true
     }

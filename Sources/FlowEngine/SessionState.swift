@@ -22,6 +22,9 @@ public struct SessionState: Sendable, Hashable, Codable, VersionedRecord {
     public var context: [String: JSONValue]
     /// The user fields of the conversation's `CONVERSATION_UPDATE` (name, email, userId, ...).
     public var profile: [String: JSONValue]
+    /// 8x8's time (`timestamp`) of the `CONVERSATION_UPDATE` the profile was last taken from:
+    /// an older one delivered late (a retry, out of order) does not overwrite it.
+    public var profileUpdatedAt: Int64?
     public var ipAddress: String?
     /// The question waiting for the next input, if any.
     public var waiting: WaitingQuestion?
@@ -88,6 +91,7 @@ public struct SessionState: Sendable, Hashable, Codable, VersionedRecord {
         json.field("executionCount", executionCount)
         json.field("context", JSONValue.object(context))
         json.field("profile", JSONValue.object(profile))
+        json.field("profileUpdatedAt", profileUpdatedAt)
         json.field("ipAddress", ipAddress)
         json.object("waiting", waiting) { json, waiting in
             json.object("position", waiting.position, FlowPosition.write)

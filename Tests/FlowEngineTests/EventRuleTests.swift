@@ -371,6 +371,40 @@ struct EventRuleTests {
         #expect(try chat.send(events.user("hello?")).outcome == .silent)
     }
 
+    @Test("a CONVERSATION_UPDATE 8x8 sent before the one the profile holds, delivered late (a retry), does not overwrite it")
+    func lateProfileUpdate() throws {
+        var chat = try chat()
+        var events = Events()
+        func user(_ name: String, _ email: String) -> NormalizedEvent.UserInfo {
+            var user = NormalizedEvent.UserInfo()
+            user.name = name
+            user.email = email
+            return user
+        }
+        let earlier = events.state("active", user: user("J. Smith", "old@example.com"))
+        let later = events.state("active", user: user("Jane Smith", "jane@example.com"))
+        #expect(try chat.send(later).outcome == .stateUpdated)
+        #expect(try chat.send(earlier).outcome == .ignored)
+        #expect(chat.session?.profile["name"] == .string("Jane Smith") && chat.session?.profile["email"] == .string("jane@example.com"))
+        // The same facts sent again later move the profile's time on: an update sent between
+        // the two, delivered last, is older than the profile.
+        let between = events.state("active", user: user("J. S.", "js@example.com"))
+        var again = events.state("active", user: user("Jane Smith", "jane@example.com"))
+        #expect(try chat.send(again).outcome == .stateUpdated)
+        #expect(try chat.send(between).outcome == .ignored)
+        #expect(chat.session?.profile["name"] == .string("Jane Smith"))
+        // The profile's time survives the session record.
+        let session = try #require(chat.session)
+        #expect(try SessionState.decode(session.encoded()).profileUpdatedAt == again.eventTimestamp)
+        // A newer update changes it; one without 8x8's time is taken as it comes.
+        #expect(try chat.send(events.state("active", user: user("Jane Doe", "jane@example.com"))).outcome == .stateUpdated)
+        #expect(chat.session?.profile["name"] == .string("Jane Doe"))
+        again = events.state("active", user: user("Janet Doe", "jane@example.com"))
+        again.eventTimestamp = nil
+        try chat.send(again)
+        #expect(chat.session?.profile["name"] == .string("Janet Doe"))
+    }
+
     @Test("the same event id is processed once")
     func duplicates() throws {
         var chat = try chat()
