@@ -64,6 +64,21 @@ struct LagTests {
         #expect(text.contains(#"kafka_consumergroup_group_max_lag{group="b"} 4"#), "the other group's stay")
     }
 
+    /// The registry's text once it satisfies `condition` (read every 50 ms, for up to 60 s).
+    static func text(
+        of registry: PrometheusCollectorRegistry, once condition: @escaping @Sendable (String) -> Bool, _ what: String
+    ) async throws -> String {
+        try await within(60, what) {
+            while true {
+                var buffer: [UInt8] = []
+                registry.emit(into: &buffer)
+                let text = String(decoding: buffer, as: UTF8.self)
+                if condition(text) { return text }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
     @Test("the lag monitor takes its group's gauges away while its lag cannot be measured, and shows them again after")
     func monitorShowsNoLagItCannotMeasure() async throws {
         let cluster = try EmbeddedKafkaCluster(logger: quietLogger)
@@ -76,14 +91,8 @@ struct LagTests {
         let running = Task { try await monitor.run() }
         defer { running.cancel() }
         func shows(_ shown: Bool) async throws {
-            try await within(60, shown ? "the gauges" : "the gauges gone") {
-                while true {
-                    var buffer: [UInt8] = []
-                    registry.emit(into: &buffer)
-                    if String(decoding: buffer, as: UTF8.self).contains(#"kafka_consumergroup_group_sum_lag{group="g"} 0"#) == shown { return }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-            }
+            _ = try await Self.text(of: registry, once: { $0.contains(#"kafka_consumergroup_group_sum_lag{group="g"} 0"#) == shown },
+                                    shown ? "the gauges" : "the gauges gone")
         }
         try await shows(true)
         // The brokers answer for the topic with an error: the measurement fails ("unknown topics").
@@ -106,15 +115,7 @@ struct LagTests {
         let running = Task { try await monitor.run() }
         defer { running.cancel() }
         func metrics(where condition: @escaping @Sendable (String) -> Bool, _ what: String) async throws -> String {
-            try await within(60, what) {
-                while true {
-                    var buffer: [UInt8] = []
-                    registry.emit(into: &buffer)
-                    let text = String(decoding: buffer, as: UTF8.self)
-                    if condition(text) { return text }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-            }
+            try await Self.text(of: registry, once: condition, what)
         }
         let partition1 = #"kafka_consumergroup_group_lag{group="g",topic="partly",partition="1"}"#
         var text = try await metrics(where: { $0.contains(#"kafka_consumergroup_group_unmeasured_partitions{group="g"} 0"#) }, "every partition")
