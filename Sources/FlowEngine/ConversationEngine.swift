@@ -81,8 +81,18 @@ public struct ConversationEngine: Sendable {
         }
         // A handover event 8x8 sent before the last handover ended (a retry the ingress refused
         // then, delivered after the events that followed it): it belongs to that handover, not
-        // to none or to a newer one.
-        let late = event.eventTimestamp.map { at in session.handoverEndedAt.map { at < $0 } ?? false } ?? false
+        // to none or to a newer one. So does one sent before the current handover began (an
+        // agent's leaving that was ignored then, its copy or replay arriving now).
+        let late = event.eventTimestamp.map { at in
+            session.handoverEndedAt.map { at < $0 } ?? false || session.handover?.startedAt.map { at < $0 } ?? false
+        } ?? false
+        /// The session's handover, or one 8x8's event begins now.
+        func currentHandover(_ begun: HandoverState) -> HandoverState {
+            if let handover = session.handover { return handover }
+            var handover = begun
+            handover.startedAt = event.eventTimestamp
+            return handover
+        }
 
         switch normalized.kind {
         case .echo: return ignored(.echo)
@@ -113,7 +123,7 @@ public struct ConversationEngine: Sendable {
                 return changed(.stateUpdated)
             }
             if normalized.assignment?.type?.lowercased() == "agent" {
-                var handover = session.handover ?? HandoverState(phase: .agent, transferring: false, requestedByBot: false)
+                var handover = currentHandover(HandoverState(phase: .agent, transferring: false, requestedByBot: false))
                 handover.phase = .agent
                 if let id = normalized.assignment?.id { handover.agentAssigned(id) }
                 session.handover = handover
@@ -127,7 +137,7 @@ public struct ConversationEngine: Sendable {
 
         case .queued:
             if late { return ignored(.ignored) }
-            var handover = session.handover ?? HandoverState(phase: .queued, transferring: false, requestedByBot: false)
+            var handover = currentHandover(HandoverState(phase: .queued, transferring: false, requestedByBot: false))
             if handover.phase == .requested { handover.phase = .queued }
             handover.queueId = normalized.queue?.id ?? handover.queueId
             session.handover = handover
@@ -135,14 +145,14 @@ public struct ConversationEngine: Sendable {
 
         case .memberJoined:
             guard normalized.member?.type?.lowercased() == "agent", !late else { return ignored(.ignored) }
-            var handover = session.handover ?? HandoverState(phase: .agent, transferring: false, requestedByBot: false)
+            var handover = currentHandover(HandoverState(phase: .agent, transferring: false, requestedByBot: false))
             handover.agentJoined(normalized.member?.id)
             session.handover = handover
             return changed(.stateUpdated)
 
         case .transfer:
             if late { return ignored(.ignored) }
-            var handover = session.handover ?? HandoverState(phase: .agent, transferring: true, requestedByBot: false)
+            var handover = currentHandover(HandoverState(phase: .agent, transferring: true, requestedByBot: false))
             handover.transferring = true
             session.handover = handover
             return changed(.stateUpdated)
@@ -242,6 +252,7 @@ public struct ConversationEngine: Sendable {
         session = interpreter.session
         if session.handover?.requestedByBot == true, session.handover?.phase == .requested, session.handover?.requestedBy == nil {
             session.handover?.requestedBy = event.eventId
+            session.handover?.startedAt = event.eventTimestamp
         }
         session.markProcessed(event.eventId)
         return TurnResult(outcome: .executed, outputs: interpreter.outputs, session: session, path: interpreter.path, intent: input.intent)

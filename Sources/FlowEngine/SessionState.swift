@@ -107,6 +107,7 @@ public struct SessionState: Sendable, Hashable, Codable, VersionedRecord {
             json.field("requestedByBot", handover.requestedByBot)
             json.object("node", handover.node, FlowPosition.write)
             json.field("requestedBy", handover.requestedBy)
+            json.field("startedAt", handover.startedAt)
         }
         json.field("handoverEndedAt", handoverEndedAt)
         json.field("activationHandled", activationHandled)
@@ -183,6 +184,11 @@ public struct HandoverState: Sendable, Hashable, Codable {
     /// The inbound event whose turn asked for this handover: a report that 8x8 refused a
     /// handover names it, so a report about another (an older one, replayed) is told apart.
     public var requestedBy: String?
+    /// 8x8's time (`timestamp`) of the event that began this handover (the user's message
+    /// whose turn asked for it, or 8x8's first handover event): an event 8x8 sent before it (a
+    /// retry, a copy through another ingress replica, a replay after a crash) belongs to an
+    /// older handover or to none, and neither ends nor changes this one.
+    public var startedAt: Int64?
 
     /// An agent joined (`MEMBERS_CHANGED`): the one there before stays present until it leaves.
     mutating func agentJoined(_ id: String?) {

@@ -405,6 +405,40 @@ struct EventRuleTests {
         #expect(chat.session?.profile["name"] == .string("Janet Doe"))
     }
 
+    @Test("an agent's leaving ignored when no handover ran, delivered again (another ingress replica, a replay), does not end a newer handover")
+    func ignoredLeaveDeliveredAgain() throws {
+        for handback in [true, false] {
+            var chat = Conversation(try engine("""
+                nodes:
+                  - id: start
+                    type: switch
+                    cases:
+                      - { when: { textContains: [agent] }, next: handover }
+                    default: echo
+                  - { id: echo, type: say, text: "You said {{input.text}}" }
+                  - { id: handover, type: handover, text: Connecting., queueId: q1, handback: \(handback), next: back }
+                  - { id: back, type: say, text: "Bot again ({{input.handover.status}})" }
+                """))
+            var events = Events()
+            try chat.send(events.user("hi"))
+            let left = events.member(.memberLeft, type: "agent", id: "a0")
+            #expect(try chat.send(left).outcome == .ignored, "no handover runs")
+            #expect(try chat.send(events.user("agent please")).texts == ["Connecting."])
+            // Its copy comes now: 8x8 sent it before this handover began.
+            let again = try chat.send(left)
+            #expect(again.outputs.isEmpty && again.outcome == .ignored, "handback \(handback)")
+            #expect(chat.session?.handover?.phase == .requested)
+            #expect(try chat.send(events.user("still there?")).outcome == .silent)
+            // The handover's start survives the session record; an agent's leaving sent after it ends it.
+            let session = try #require(chat.session)
+            #expect(try SessionState.decode(session.encoded()).handover?.startedAt == session.handover?.startedAt)
+            try chat.send(events.member(.memberJoined, type: "agent", id: "a1"))
+            let ended = try chat.send(events.member(.memberLeft, type: "agent", id: "a1"))
+            #expect(handback ? ended.texts == ["Bot again (completed)"] : ended.outputs.contains(.endConversation(displayMessage: nil)))
+            #expect(chat.session?.handover == nil)
+        }
+    }
+
     @Test("the same event id is processed once")
     func duplicates() throws {
         var chat = try chat()
