@@ -746,11 +746,26 @@ final class EgressGeneration: @unchecked Sendable {
         }
     }
 
+    /// A graceful stop: the commands read go on being delivered until `drainTimeout`; then no
+    /// command starts any more, and the calls to 8x8 under way get one request timeout to
+    /// finish (their results written, their offsets stored) before what is left is cancelled.
+    /// A call cut off at the wire would leave its command at `attempting`, for the next owner
+    /// to hold its conversation a request timeout and ask 8x8 about it.
     func stop(drainTimeout: Duration) async {
         let deadline = ContinuousClock.now + drainTimeout
-        for lane in laneList.withLock({ $0 }) {
+        let lanes = laneList.withLock { $0 }
+        for lane in lanes {
             while lane.buffered > 0, state.failure == nil, !state.isEnded, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(1))
+            }
+        }
+        if drainTimeout > .zero {
+            closeLanes()
+            let finishBy = ContinuousClock.now + .milliseconds(egress.config.egress.requestTimeoutMs)
+            for lane in lanes {
+                while lane.inProgress > 0, state.failure == nil, !state.isEnded, ContinuousClock.now < finishBy {
+                    try? await Task.sleep(for: .milliseconds(1))
+                }
             }
         }
         guard state.end() else { return }

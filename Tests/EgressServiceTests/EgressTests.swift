@@ -431,6 +431,40 @@ struct EgressTests {
         }
     }
 
+    @Test("a graceful stop lets the call to 8x8 under way finish and records it, offset included; the command not started is left for the next owner")
+    func gracefulStopFinishesTheCallUnderWay() async throws {
+        try await EgressHarness.run(egress: "  requestTimeoutMs: 20000") { h in
+            let conversation = "conv-stopping"
+            // 8x8 takes the first message 13 s after it came: past the 10 s a graceful stop
+            // gives the commands read, within the request timeout.
+            h.gateway.inject(.delay(.seconds(13)), forPathEndingWith: "\(conversation)/messages")
+            let commands = (0..<2).map { EgressHarness.message(conversation, $0) }
+            let results = try h.reader(.delivery)
+            let producer = try h.producer()
+            try await h.publish(commands, with: producer)
+            let egress = h.start()
+            // The first call is under way once its attempt is recorded.
+            try await results.wait(60, "the first attempt") { $0.contains { (try? DeliveryResult.decode($0.value))?.commandId == commands[0].commandId } }
+            await egress.stop()
+            let metrics = egress.metricsText
+            #expect(metrics.contains(#"connector_egress_deliveries_total{command="sendMessage",outcome="delivered"} 1"#), "\(metrics)")
+            let records = try await results.wait(60, "the first command's result") { records in
+                records.contains { (try? DeliveryResult.decode($0.value)).map { $0.commandId == commands[0].commandId && $0.outcome == .delivered } ?? false }
+            }
+            let partition = try #require(records.first.map(\.partition))
+            #expect(!records.contains { (try? DeliveryResult.decode($0.value))?.commandId == commands[1].commandId }, "the second never started")
+            #expect(h.gateway.acceptedCommandIds == [commands[0].commandId])
+            // The first command's offset is committed, the second's not: the next owner sends only the second.
+            let admin = try KafkaAdmin(bootstrapServers: h.cluster.bootstrapServers, logger: quietLogger)
+            let outbound = TopicPartition(topic: h.config.topicName(.outbound), partition: partition)
+            let committed = try await admin.committedOffsets(group: h.config.groupName(.egress), partitions: [outbound])
+            let high = try await admin.watermarks(outbound).high
+            #expect(committed[outbound] == high - 1, "\(committed) of \(high)")
+            await results.close()
+            await producer.shutdown()
+        }
+    }
+
     @Test("an answer whose body stalls after its head times out instead of holding the conversation: found at 8x8, delivered once, the next message follows")
     func stalledAnswer() async throws {
         try await EgressHarness.run(egress: "  requestTimeoutMs: 1000") { h in
