@@ -161,6 +161,25 @@ struct ChatGatewayClientTests {
         }
     }
 
+    @Test("a TLS handshake that fails (https to a server that does not speak it, a certificate refused) never reached 8x8; nothing was sent")
+    func failedHandshake() async throws {
+        try await withGateway { gateway, base in
+            let https = base.replacingOccurrences(of: "http://", with: "https://")
+            let client = ChatGatewayClient(baseURL: https, apiKey: "test-api-key", tenant: "acme", requestTimeout: .seconds(3))
+            do {
+                _ = try await client.deliver(command(.sendMessage, .object(["authorType": .string("bot"), "text": .string("Hi")])))
+                Issue.record("delivered over a handshake that cannot succeed")
+            } catch {
+                guard let failure = error as? ChatGatewayError, case .transport(let description, let reached) = failure else {
+                    Issue.record("\(error)")
+                    return
+                }
+                #expect(!reached, "\(description)")
+            }
+            #expect(gateway.acceptedCommandIds.isEmpty)
+        }
+    }
+
     @Test("8x8's times are read as milliseconds or ISO 8601; a number out of range is no time rather than a crash")
     func times() {
         #expect(ChatGatewayClient.milliseconds(.number(1_700_000_000_000)) == 1_700_000_000_000)

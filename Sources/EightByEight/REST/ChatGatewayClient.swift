@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOHTTP1
+import NIOSSL
 
 /// One call to the Chat Gateway REST API.
 public struct ChatGatewayRequest: Sendable, Hashable {
@@ -225,9 +226,26 @@ public struct ChatGatewayClient: Sendable {
         (error as? HTTPClientError)?.shortDescription ?? "\(error)"
     }
 
+    /// The connection was never made, so it never carried the request: a refused or timed-out
+    /// connect, a TLS or proxy handshake that failed or timed out (AsyncHTTPClient fails a
+    /// request that waited for a connection until its deadline with the last such error, or
+    /// with "no connection from the pool in time").
     static func isConnectFailure(_ error: any Error) -> Bool {
         if error is NIOConnectionError { return true }
-        if let error = error as? HTTPClientError, error == .connectTimeout || error == .socksHandshakeTimeout { return true }
+        if let error = error as? HTTPClientError,
+           [.connectTimeout, .socksHandshakeTimeout, .tlsHandshakeTimeout, .httpProxyHandshakeTimeout, .getConnectionFromPoolTimeout].contains(error) {
+            return true
+        }
+        if let error = error as? NIOSSLError {
+            switch error {
+            case .handshakeFailed, .unableToValidateCertificate, .noCertificateToValidate, .cannotMatchULabel: return true
+            default: return false  // after the handshake (an unclean shutdown): the request may have gone
+            }
+        }
+        if let error = error as? NIOSSLExtraError,
+           [.failedToValidateHostname, .serverHostnameImpossibleToMatch, .cannotUseIPAddressInSNI, .invalidSNIHostname].contains(error) {
+            return true
+        }
         if let error = error as? ChannelError, case .connectPending = error { return true }
         if let error = error as? IOError, [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode) { return true }
         return false
