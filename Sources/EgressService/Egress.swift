@@ -471,7 +471,7 @@ final class EgressGeneration: @unchecked Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            try? await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint)
+            guard await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint, proceed: { !self.stopped(item) }) else { return false }
             await egress.inFlight.wait()
             guard !stopped(item) else {
                 egress.inFlight.signal()
@@ -659,7 +659,7 @@ final class EgressGeneration: @unchecked Sendable {
     private func ask<T>(_ command: OutboundCommand, _ read: () async throws(ChatGatewayError) -> T) async -> T? {
         var random = SystemRandomNumberGenerator()
         for attempt in 1...3 {
-            try? await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint)
+            guard await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint, proceed: { !self.isEnded }) else { return nil }
             await egress.inFlight.wait()
             let wait: Duration
             do {

@@ -29,6 +29,16 @@ public struct TokenBucket: Sendable {
         return tokens >= 0 ? .zero : .seconds(-tokens / rate)
     }
 
+    /// Gives back a token taken and not used (its call will not be made): the reservations
+    /// after it move up by one slot.
+    public mutating func release(at now: Duration) {
+        if now > updated {
+            tokens = min(burst, tokens + Self.seconds(now - updated) * rate)
+            updated = now
+        }
+        tokens = min(burst, tokens + 1)
+    }
+
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
@@ -57,9 +67,28 @@ public final class TenantRateLimiter<C: Clock>: Sendable where C.Duration == Dur
         }
     }
 
-    /// Waits until a call for `tenant` may go.
-    public func acquire(tenant: String) async throws {
-        let wait = reserve(tenant: tenant)
-        if wait > .zero { try await clock.sleep(for: wait) }
+    /// Gives back a slot `reserve` took for a call that will not be made.
+    public func release(tenant: String) {
+        let now = origin.duration(to: clock.now)
+        buckets.withLock { $0[tenant]?.release(at: now) }
     }
+
+    /// Waits until a call for `tenant` may go; true then. False, and the slot given back, when
+    /// `proceed` turns false (the call's partition was revoked, its generation ended) or the
+    /// task is cancelled while it waits: a wait that was for nothing neither delays the calls
+    /// reserved after it nor holds up a revoke until its slot comes.
+    public func acquire(tenant: String, proceed: () -> Bool = { true }) async -> Bool {
+        let until = clock.now.advanced(by: reserve(tenant: tenant))
+        while clock.now < until {
+            guard !Task.isCancelled, proceed() else {
+                release(tenant: tenant)
+                return false
+            }
+            try? await clock.sleep(for: min(clock.now.duration(to: until), Self.checkInterval))
+        }
+        return true
+    }
+
+    /// How often a waiting call checks that it is still wanted.
+    static var checkInterval: Duration { .milliseconds(50) }
 }

@@ -1,5 +1,6 @@
 import ChatEvents
 import EightByEight
+import Synchronization
 import Testing
 @testable import EgressService
 
@@ -114,6 +115,36 @@ struct RateLimiterTests {
         #expect(limiter.reserve(tenant: "globex") == .zero)
         clock.advance(by: .seconds(1))
         #expect(limiter.reserve(tenant: "acme") == .zero)
+    }
+}
+
+extension RateLimiterTests {
+    @Test("a wait given up (its call no longer wanted, or cancelled) gives its slot back: the calls after it are not held behind it")
+    func givenUpWaitReturnsItsSlot() async {
+        let clock = ManualClock()
+        let limiter = TenantRateLimiter(rate: 1, burst: 1, clock: clock)
+        #expect(await limiter.acquire(tenant: "acme"), "the burst")
+        // The next slot is a second away; the call stops being wanted at its third check.
+        let checks = Mutex(0)
+        #expect(await !limiter.acquire(tenant: "acme") { checks.withLock { $0 += 1; return $0 < 3 } })
+        let elapsed = clock.now.offset
+        #expect(elapsed > .zero && elapsed < .seconds(1))
+        // Its slot is back: the next call waits for that slot, not behind it.
+        // (Tokens are counted in Double: the same time to a microsecond.)
+        func near(_ a: Duration, _ b: Duration) -> Bool { a - b < .microseconds(1) && b - a < .microseconds(1) }
+        #expect(near(limiter.reserve(tenant: "acme"), .seconds(1) - elapsed))
+        #expect(near(limiter.reserve(tenant: "acme"), .seconds(2) - elapsed))
+
+        // A cancelled wait gives its slot back as well.
+        let other = TenantRateLimiter(rate: 1, burst: 1, clock: ManualClock())
+        #expect(other.reserve(tenant: "acme") == .zero)
+        let cancelled = Task { () -> Bool in
+            while !Task.isCancelled { await Task.yield() }
+            return await other.acquire(tenant: "acme")
+        }
+        cancelled.cancel()
+        #expect(await cancelled.value == false)
+        #expect(other.reserve(tenant: "acme") == .seconds(1))
     }
 }
 
