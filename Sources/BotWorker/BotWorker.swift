@@ -510,7 +510,11 @@ final class Generation: @unchecked Sendable {
         case deadLetter(reason: String, detail: String)
         /// The event's records, encoded: its commands (with their action), the analytics record
         /// and the conversation's session.
-        case emit(key: String, eventId: String, commands: [(record: [UInt8], action: String)], session: [UInt8]?, analytics: [UInt8]?)
+        /// `deadLetter`: the event is also dead-lettered (its flow failed after the handover it
+        /// ended; the session records the end all the same).
+        case emit(
+            key: String, eventId: String, commands: [(record: [UInt8], action: String)], session: [UInt8]?, analytics: [UInt8]?,
+            deadLetter: (reason: String, detail: String)? = nil)
     }
 
     /// Decodes, routes and runs one record through its endpoint's engine, updating the
@@ -606,7 +610,9 @@ final class Generation: @unchecked Sendable {
                 analytics = nil
             }
         }
-        return .emit(key: key, eventId: event.eventId, commands: commandRecords, session: sessionRecord, analytics: analytics)
+        return .emit(
+            key: key, eventId: event.eventId, commands: commandRecords, session: sessionRecord, analytics: analytics,
+            deadLetter: result.flowError.map { (reason: "flow-error", detail: "after the handover ended: \($0)") })
     }
 
     /// The text the flow saw for this event (a postback's payload, a card's `payload` value).
@@ -641,11 +647,22 @@ final class Generation: @unchecked Sendable {
             } catch {
                 pipeline.fail(KafkaError.wrapping(error))
             }
-        case .emit(let key, let eventId, let commands, let session, let analytics):
+        case .emit(let key, let eventId, let commands, let session, let analytics, let deadLetter):
             guard pipeline.add(
-                offset: message.offset, commands: commands.count + (analytics == nil ? 0 : 1), session: session.map { (key, $0) },
+                offset: message.offset, commands: commands.count + (analytics == nil ? 0 : 1) + (deadLetter == nil ? 0 : 1),
+                session: session.map { (key, $0) },
                 event: AcknowledgedEvent(eventId: eventId, inboundTimestamp: message.timestamp)) else { return }
             let offset = message.offset
+            if let deadLetter {
+                do {
+                    try await sendWaitingForRoom(deadLetterRecord(message, reason: deadLetter.reason, detail: deadLetter.detail)) {
+                        pipeline.commandDone(offset: offset, $0)
+                    }
+                } catch {
+                    pipeline.fail(KafkaError.wrapping(error))
+                    return
+                }
+            }
             var records = commands.map { (KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: $0.record), $0.action) }
             if let analytics {
                 records.append((KafkaProducerMessage(topic: worker.analyticsTopic, key: key, value: analytics), "analytics"))
@@ -928,7 +945,10 @@ final class Generation: @unchecked Sendable {
             break
         case .deadLetter(let reason, let detail):
             try producer.send(deadLetterRecord(message, reason: reason, detail: detail), onDelivery: onDelivery)
-        case .emit(let key, _, let commands, let session, let analytics):
+        case .emit(let key, _, let commands, let session, let analytics, let deadLetter):
+            if let deadLetter {
+                try producer.send(deadLetterRecord(message, reason: deadLetter.reason, detail: deadLetter.detail), onDelivery: onDelivery)
+            }
             for command in commands {
                 try producer.send(KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: command.record), onDelivery: onDelivery)
                 worker.metrics.command(command.action)

@@ -43,6 +43,9 @@ public struct TurnResult: Sendable {
     /// Node ids the flow passed, in order.
     public var path: [String]
     public var intent: IntentMatcher.Score?
+    /// The flow failed after a handover ended: the handover's end stands (in `session`, the
+    /// flow to start over at the next input) and the event is the worker's to dead-letter.
+    public var flowError: FlowRuntimeError? = nil
 }
 
 /// Applies the rules of spec sections 6.4 and 7 to one event and runs the flow when the event
@@ -119,7 +122,7 @@ public struct ConversationEngine: Sendable {
             // Idle ends the interaction (and a handover), whatever assignment it still names.
             if state == "idle" || state == "closed" {
                 session.activationHandled = false
-                if session.handover != nil { return try agentFinished(event, &session, now: now) }
+                if session.handover != nil { return agentFinished(event, &session, now: now) }
                 return changed(.stateUpdated)
             }
             if normalized.assignment?.type?.lowercased() == "agent" {
@@ -168,7 +171,7 @@ public struct ConversationEngine: Sendable {
             }
             session.handover = nil
             let after = (handover.resume ?? handover.node.flatMap(library.position(after:))).flatMap { library.contains($0) ? $0 : nil }
-            return try runTurn(event, &session, from: after, handoverStatus: "error", handoverFailure: normalized.failure ?? .init(status: nil, reason: nil), now: now)
+            return runAfterHandover(event, &session, from: after, status: "error", failure: normalized.failure ?? .init(status: nil, reason: nil), now: now)
 
         case .memberLeft:
             switch normalized.member?.type?.lowercased() {
@@ -187,7 +190,7 @@ public struct ConversationEngine: Sendable {
                     session.handover = handover
                     return changed(.stateUpdated)
                 }
-                return try agentFinished(event, &session, now: now)
+                return agentFinished(event, &session, now: now)
             case "user", "customer":
                 // The user left: the conversation is over; its flow state goes with it.
                 if session.handover != nil { session.handoverEndedAt = event.eventTimestamp ?? session.handoverEndedAt }
@@ -203,7 +206,7 @@ public struct ConversationEngine: Sendable {
     /// The agent left without a transfer (or the conversation went idle during the handover):
     /// hand back to the flow, end the conversation, or, for a handover the bot did not start,
     /// simply stop being silent.
-    private func agentFinished(_ event: InboundEvent, _ session: inout SessionState, now: Int64) throws(FlowRuntimeError) -> TurnResult {
+    private func agentFinished(_ event: InboundEvent, _ session: inout SessionState, now: Int64) -> TurnResult {
         let handover = session.handover
         session.handover = nil
         session.handoverEndedAt = event.eventTimestamp ?? session.handoverEndedAt
@@ -217,7 +220,7 @@ public struct ConversationEngine: Sendable {
         if let resume = handover.resume {
             // A flow edited meanwhile may have lost the node: then the flow starts over rather
             // than leave the conversation silent.
-            return try runTurn(event, &session, from: library.contains(resume) ? resume : nil, handoverStatus: "completed", now: now)
+            return runAfterHandover(event, &session, from: library.contains(resume) ? resume : nil, status: "completed", now: now)
         }
         session.markProcessed(event.eventId)
         if !(handover.node.flatMap(handoverNode)?.handback ?? false) {
@@ -225,6 +228,25 @@ public struct ConversationEngine: Sendable {
             return TurnResult(outcome: .executed, outputs: [.endConversation(displayMessage: nil)], session: session, path: [])
         }
         return TurnResult(outcome: .stateUpdated, outputs: [], session: session, path: [])
+    }
+
+    /// Runs the flow on after a handover ended. A flow that fails there (a loop past the node
+    /// limit, a flow it executes gone) cannot undo the end: the handover stays ended and the
+    /// flow starts over at the user's next message, else the bot would stay silent for good.
+    private func runAfterHandover(
+        _ event: InboundEvent, _ session: inout SessionState, from resume: FlowPosition?, status: String,
+        failure: NormalizedEvent.Failure? = nil, now: Int64
+    ) -> TurnResult {
+        let ended = session
+        do throws(FlowRuntimeError) {
+            return try runTurn(event, &session, from: resume, handoverStatus: status, handoverFailure: failure, now: now)
+        } catch {
+            session = ended
+            session.waiting = nil
+            session.restart(now: now)
+            session.markProcessed(event.eventId)
+            return TurnResult(outcome: .stateUpdated, outputs: [], session: session, path: [], flowError: error)
+        }
     }
 
     private func runTurn(

@@ -128,6 +128,46 @@ struct WorkerTests {
         try await producer.shutdown()
     }
 
+    @Test("a flow that fails on after the agent left: the event is dead-lettered, the handover ends all the same, and the bot answers the next message")
+    func flowErrorAfterHandover() async throws {
+        let flow = FileManager.default.temporaryDirectory.appendingPathComponent("handback-loop-\(UUID().uuidString).yaml")
+        try """
+            nodes:
+              - { id: start, type: if, condition: { textContains: agent }, then: handover, else: hello }
+              - { id: handover, type: handover, text: Connecting., queueId: "101", handback: true, next: a }
+              - { id: a, type: if, condition: { textContains: zzz }, then: b, else: b }
+              - { id: b, type: goto, target: a }
+              - { id: hello, type: say, text: "hello {{input.text}}" }
+            """.write(to: flow, atomically: true, encoding: .utf8)
+        let harness = try WorkerHarness(flow: flow.path)
+        let outbound = try harness.reader(.outbound)
+        let deadLetters = try harness.reader(.inboundDeadLetters)
+        let running = try harness.start()
+        let producer = try harness.producer()
+        let topic = harness.config.topicName(.inbound)
+        var chat = EventFactory(conversation: "conv-handback-error")
+        let asked = chat.user("agent please")
+        let joined = chat.member(.memberJoined, type: "agent", id: "a1")
+        let left = chat.member(.memberLeft, type: "agent", id: "a1")
+        let events = [asked, joined, left, chat.user("are you back")]
+        try await producer.sendBatch(events.map {
+            KafkaProducerMessage(topic: topic, key: "conv-handback-error", value: $0.encodedRecord(rawBody: Array("{}".utf8)))
+        })
+        let dead = try await deadLetters.wait(60, "the dead letter") { !$0.isEmpty }
+        #expect(dead.count == 1)
+        #expect(String(decoding: dead[0].headers.first { $0.key == "x-dead-letter-reason" }?.value ?? [], as: UTF8.self) == "flow-error")
+        #expect(try InboundEvent.decode(dead[0].value).eventId == left.eventId)
+        // The handover ended: the user's next message is the bot's again, from the flow's start.
+        let commands = try await outbound.wait(60, "the answer after the handover") { messages in
+            messages.contains { (try? OutboundCommand.decode($0.value))?.body["text"]?.stringValue == "hello are you back" }
+        }
+        #expect(try commands.compactMap { try OutboundCommand.decode($0.value).body["text"]?.stringValue } == ["Connecting.", "hello are you back"])
+        await running.stop()
+        await outbound.close()
+        await deadLetters.close()
+        try await producer.shutdown()
+    }
+
     @Test("poison records go to the dead-letter topic with the reason and the partition goes on")
     func poisonRecords() async throws {
         let loopFlow = FileManager.default.temporaryDirectory.appendingPathComponent("loop-\(UUID().uuidString).yaml")
