@@ -6,12 +6,20 @@ public import EightByEight
 /// or 404; give up after `maxAttempts` or when the command is older than `maxAge`. Calls that
 /// are not idempotent (`sendMessage`, `sendAttachment`, `createConversation`) are repeated only
 /// when 8x8 provably did not process them: connection refused, 429, 502, 503 (or the egress
-/// found at 8x8 that a call answered 500 or 504, or not at all, did not take effect).
+/// found at 8x8 that a call answered 500 or 504, or not at all, did not take effect). A typing
+/// or thinking indicator is retried only while it can still be shown in time, then skipped.
 public struct DeliveryPolicy: Sendable {
     public enum Decision: Sendable, Hashable {
         case retry(after: Duration)
         case giveUp(reason: String)
+        /// A typing or thinking indicator that failed and could be shown only late: left out
+        /// (not dead-lettered), so the reply behind it goes now.
+        case skip(reason: String)
     }
+
+    /// How long after the bot produced it an indicator is still worth a retry: a typing
+    /// indicator shown after the reply it announced, or holding that reply up, helps nobody.
+    public static let indicatorMaxAge: Duration = .seconds(2)
 
     public var maxAttempts: Int
     public var maxAge: Duration
@@ -69,6 +77,9 @@ public struct DeliveryPolicy: Sendable {
                 return .giveUp(reason: "no answer in time; repeating the call could send it twice")
             }
             wait = backoff(attempt, using: &random)
+        }
+        if action == .typing || action == .thinking, attempt >= maxAttempts || age + wait > Self.indicatorMaxAge {
+            return .skip(reason: "an indicator that could be shown only late")
         }
         guard attempt < maxAttempts else { return .giveUp(reason: "\(attempt) attempts failed") }
         guard age + wait <= maxAge else { return .giveUp(reason: "older than \(maxAge)") }

@@ -527,6 +527,9 @@ final class EgressGeneration: @unchecked Sendable {
                 ])
                 try? await Task.sleep(for: wait)
                 if stopped(item) { return false }
+            case .skip(let reason):
+                if stopped(item) { return false }
+                return await complete(item, outcome: .skipped, status: failure.statusCode, attempts: attempt, error: "\(reason): \(failure.summary)", finished: finished)
             case .giveUp(let reason):
                 // The next owner of a revoked partition, or the next generation after a stop,
                 // decides (it asks 8x8 first): a check a stop cut short is no reason to give up.

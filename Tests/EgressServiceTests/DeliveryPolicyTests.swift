@@ -37,7 +37,7 @@ struct DeliveryPolicyTests {
         guard case .giveUp = waits[4] else { Issue.record("attempt 5 retried"); return }
         let capped = DeliveryPolicy(maxAttempts: 20, maxAge: .seconds(600), jitter: 0)
         var random = FixedRandom()
-        #expect(capped.decide(.status(503, problem: nil, retryAfter: nil), attempt: 10, age: .zero, action: .typing, using: &random) == .retry(after: .seconds(8)))
+        #expect(capped.decide(.status(503, problem: nil, retryAfter: nil), attempt: 10, age: .zero, action: .patchConversation, using: &random) == .retry(after: .seconds(8)))
     }
 
     @Test("jitter stays within its band")
@@ -45,7 +45,7 @@ struct DeliveryPolicyTests {
         let jittery = DeliveryPolicy(jitter: 0.2)
         var random = SystemRandomNumberGenerator()
         for _ in 0..<200 {
-            guard case .retry(let wait) = jittery.decide(.status(503, problem: nil, retryAfter: nil), attempt: 2, age: .zero, action: .typing, using: &random) else {
+            guard case .retry(let wait) = jittery.decide(.status(503, problem: nil, retryAfter: nil), attempt: 2, age: .zero, action: .patchConversation, using: &random) else {
                 Issue.record("no retry")
                 return
             }
@@ -65,6 +65,17 @@ struct DeliveryPolicyTests {
         #expect(decide(.transport("timeout", reachedServer: true), .patchConversation) == .retry(after: .milliseconds(500)))
         guard case .giveUp = decide(.timedOut(after: .seconds(10)), .sendMessage) else { Issue.record("message repeated after timeout"); return }
         #expect(decide(.timedOut(after: .seconds(10)), .typing) == .retry(after: .milliseconds(500)))
+    }
+
+    @Test("a typing or thinking indicator is retried only while it can still be shown in time, then skipped (no dead letter); a refused one is a dead letter")
+    func indicators() {
+        #expect(decide(.status(503, problem: nil, retryAfter: nil), age: .milliseconds(500), .typing) == .retry(after: .milliseconds(500)))
+        guard case .skip = decide(.status(429, problem: nil, retryAfter: .seconds(30)), .typing) else { Issue.record("typing waits 30 s"); return }
+        guard case .skip = decide(.status(503, problem: nil, retryAfter: nil), age: .seconds(2), .thinking) else { Issue.record("a late indicator retried"); return }
+        guard case .skip = decide(.timedOut(after: .seconds(1)), attempt: policy.maxAttempts, .typing) else { Issue.record("indicator dead-lettered"); return }
+        guard case .giveUp = decide(.status(400, problem: nil, retryAfter: nil), .typing) else { Issue.record("a refused indicator skipped"); return }
+        // The reply itself waits out 8x8's Retry-After.
+        #expect(decide(.status(429, problem: nil, retryAfter: .seconds(30)), .sendMessage) == .retry(after: .seconds(30)))
     }
 
     @Test("which failures may have taken effect at 8x8 (checked there before a resend or giving up), and which may still be running")

@@ -431,6 +431,34 @@ struct EgressTests {
         }
     }
 
+    @Test("a typing indicator 8x8 keeps refusing with 429 is skipped at once, not waited out or dead-lettered: the reply behind it goes")
+    func failingIndicatorDoesNotHoldTheReply() async throws {
+        try await EgressHarness.run { h in
+            let conversation = "conv-typing-429"
+            h.gateway.inject(.status(429, retryAfter: 60), forPathEndingWith: "\(conversation)/typing")
+            let typing = EgressHarness.command(conversation, 0, .typing, .object(["authorType": .string("bot")]))
+            let reply = EgressHarness.message(conversation, 1)
+            let results = try h.reader(.delivery)
+            let deadLetters = try h.reader(.deadLetters)
+            let producer = try h.producer()
+            try await h.publish([typing, reply], with: producer)
+            let egress = h.start()
+            try await h.waitForGateway(60, "the reply") { $0.contains(reply.commandId) }
+            let records = try await results.wait(60, "both results") { records in
+                let final = records.compactMap { try? DeliveryResult.decode($0.value) }.filter { $0.outcome != .attempting }
+                return final.count >= 2
+            }
+            let outcomes = Dictionary(records.compactMap { try? DeliveryResult.decode($0.value) }.filter { $0.outcome != .attempting }.map { ($0.commandId, $0.outcome) }) { a, _ in a }
+            #expect(outcomes == [typing.commandId: .skipped, reply.commandId: .delivered])
+            #expect(deadLetters.messages.isEmpty)
+            #expect(h.gateway.received.filter { $0.path.hasSuffix("/typing") }.count == 1, "asked once")
+            await egress.stop()
+            await results.close()
+            await deadLetters.close()
+            await producer.shutdown()
+        }
+    }
+
     @Test("a graceful stop lets the call to 8x8 under way finish and records it, offset included; the command not started is left for the next owner")
     func gracefulStopFinishesTheCallUnderWay() async throws {
         try await EgressHarness.run(egress: "  requestTimeoutMs: 20000") { h in
