@@ -131,14 +131,7 @@ struct WorkerTests {
     @Test("a flow that fails on after the agent left: the event is dead-lettered, the handover ends all the same, and the bot answers the next message")
     func flowErrorAfterHandover() async throws {
         let flow = FileManager.default.temporaryDirectory.appendingPathComponent("handback-loop-\(UUID().uuidString).yaml")
-        try """
-            nodes:
-              - { id: start, type: if, condition: { textContains: agent }, then: handover, else: hello }
-              - { id: handover, type: handover, text: Connecting., queueId: "101", handback: true, next: a }
-              - { id: a, type: if, condition: { textContains: zzz }, then: b, else: b }
-              - { id: b, type: goto, target: a }
-              - { id: hello, type: say, text: "hello {{input.text}}" }
-            """.write(to: flow, atomically: true, encoding: .utf8)
+        try TestFlows.handbackIntoLoop.write(to: flow, atomically: true, encoding: .utf8)
         let harness = try WorkerHarness(flow: flow.path)
         let outbound = try harness.reader(.outbound)
         let deadLetters = try harness.reader(.inboundDeadLetters)

@@ -1,6 +1,7 @@
 import Foundation
 import ChatEvents
 import Testing
+import TestSupport
 @testable import FlowEngine
 
 @Suite("Event rules and sessions")
@@ -441,14 +442,7 @@ struct EventRuleTests {
 
     @Test("a flow that fails on after the agent left ends the handover all the same and starts over at the next message; the error goes with the result")
     func flowErrorAfterHandover() throws {
-        var chat = Conversation(try engine("""
-            nodes:
-              - { id: start, type: if, condition: { textContains: agent }, then: handover, else: hello }
-              - { id: handover, type: handover, text: Connecting., queueId: "101", handback: true, next: a }
-              - { id: a, type: if, condition: { textContains: zzz }, then: b, else: b }
-              - { id: b, type: goto, target: a }
-              - { id: hello, type: say, text: "hello {{input.text}}" }
-            """))
+        var chat = Conversation(try engine(TestFlows.handbackIntoLoop))
         var events = Events()
         #expect(try chat.send(events.user("agent please")).texts == ["Connecting."])
         try chat.send(events.member(.memberJoined, type: "agent", id: "a1"))

@@ -50,3 +50,17 @@ public struct EventFactory {
     }
 }
 
+
+/// Flows the tests of more than one target run.
+public enum TestFlows {
+    /// "agent" hands over (with handback); after the agent leaves, the flow loops past the node
+    /// limit (a flow error); anything else is answered "hello <text>".
+    public static let handbackIntoLoop = """
+        nodes:
+          - { id: start, type: if, condition: { textContains: agent }, then: handover, else: hello }
+          - { id: handover, type: handover, text: Connecting., queueId: "101", handback: true, next: a }
+          - { id: a, type: if, condition: { textContains: zzz }, then: b, else: b }
+          - { id: b, type: goto, target: a }
+          - { id: hello, type: say, text: "hello {{input.text}}" }
+        """
+}
