@@ -595,7 +595,7 @@ final class Generation: @unchecked Sendable {
             // half a megabyte cost seconds of scanning for a text cut to 16,384 scalars.
             analytics = AnalyticsRecord(
                 recordId: event.eventId, endpoint: endpoint.settings.name, conversationId: key, tenantId: event.tenantId,
-                time: event.receivedAt, kind: event.normalized.kind.rawValue, userId: userId,
+                time: event.receivedAt, kind: event.normalized.kind.rawValue, userId: protection.analyticsUserId(userId),
                 text: protection.analyticsText(text, keep: TurnInput.maxTextScalars),
                 data: data.map(protection.analyticsData),
                 ip: protection.maskIP(session?.ipAddress), intent: result.intent?.intent,

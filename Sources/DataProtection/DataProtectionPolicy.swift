@@ -125,6 +125,16 @@ public struct DataProtectionPolicy: Sendable {
 
     static let analyticsMargin = 320
 
+    /// A user id for an analytics record. Under `maskAnalytics` the personal data found in it
+    /// (the e-mail address or phone number some channels use as the user's id) is masked with
+    /// the endpoint's operator, in either mode; an opaque id stays as it is, so distinct users
+    /// can still be counted.
+    public func analyticsUserId(_ id: String) -> String {
+        guard maskAnalytics else { return id }
+        let spans = forAnalytics.scanner.scan(id)
+        return spans.isEmpty ? id : masking.apply(id, spans: spans)
+    }
+
     /// Data for an analytics record.
     public func analyticsData(_ value: JSONValue) -> JSONValue {
         maskAnalytics ? forAnalytics.mask(value) : maskIPAddress ? maskIPs(value) : value

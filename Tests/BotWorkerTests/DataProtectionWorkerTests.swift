@@ -10,7 +10,8 @@ struct DataProtectionWorkerTests {
     /// Runs a short conversation with these settings and returns the analytics records, the
     /// commands and the log.
     func run(
-        _ settings: String, messages: [String] = ["<b>what is my balance</b>", "mail me at jane@example.com"], records: Int? = nil
+        _ settings: String, messages: [String] = ["<b>what is my balance</b>", "mail me at jane@example.com"], records: Int? = nil,
+        userId: String = "crm-4471"
     ) async throws -> (analytics: [AnalyticsRecord], commands: [OutboundCommand], log: String) {
         let harness = try WorkerHarness(dataProtection: settings)
         let analytics = try harness.reader(.analytics)
@@ -20,7 +21,7 @@ struct DataProtectionWorkerTests {
         let producer = try harness.producer()
         var chat = EventFactory(conversation: "conv-dp")
         var user = NormalizedEvent.UserInfo()
-        user.userId = "crm-4471"
+        user.userId = userId
         user.ipAddress = "203.0.113.9"
         try await harness.publish([
             chat.make(.conversationState, eventType: "CONVERSATION_UPDATE") {
@@ -56,6 +57,17 @@ struct DataProtectionWorkerTests {
         for secret in ["jane@example.com", "crm-4471", "what is my balance", "203.0.113.9"] {
             #expect(!log.contains(secret), "\(secret) reached the log")
         }
+    }
+
+    @Test("a user id that is personal data (a channel's phone number or e-mail address) is masked in analytics; in fields mode too; not with maskAnalytics off")
+    func personalUserIds() async throws {
+        let email = try await run("", messages: ["hello"], userId: "jane.doe@example.com")
+        #expect(!email.analytics.isEmpty && email.analytics.allSatisfy { $0.userId == "<EMAIL>" }, "\(email.analytics.map(\.userId))")
+        let phone = try await run("      mode: fields", messages: ["hello"], userId: "+1 415 555 0132")
+        #expect(!phone.analytics.isEmpty && phone.analytics.allSatisfy { $0.userId != "+1 415 555 0132" && $0.userId?.contains("555") == false },
+                "\(phone.analytics.map(\.userId))")
+        let open = try await run("      maskAnalytics: false", messages: ["hello"], userId: "jane.doe@example.com")
+        #expect(!open.analytics.isEmpty && open.analytics.allSatisfy { $0.userId == "jane.doe@example.com" })
     }
 
     @Test("maskAnalytics and maskIPAddress off, sanitizeInput on, maskLogging off")
