@@ -642,26 +642,15 @@ final class Generation: @unchecked Sendable {
             pipeline.add(offset: message.offset, commands: 0, session: nil)
         case .deadLetter(let reason, let detail):
             guard pipeline.add(offset: message.offset, commands: 1, session: nil) else { return }
-            do {
-                try await sendWaitingForRoom(deadLetterRecord(message, reason: reason, detail: detail)) { pipeline.commandDone(offset: message.offset, $0) }
-            } catch {
-                pipeline.fail(KafkaError.wrapping(error))
-            }
+            _ = await sendDeadLetter(message, reason: reason, detail: detail, pipeline: pipeline)
         case .emit(let key, let eventId, let commands, let session, let analytics, let deadLetter):
             guard pipeline.add(
                 offset: message.offset, commands: commands.count + (analytics == nil ? 0 : 1) + (deadLetter == nil ? 0 : 1),
                 session: session.map { (key, $0) },
                 event: AcknowledgedEvent(eventId: eventId, inboundTimestamp: message.timestamp)) else { return }
             let offset = message.offset
-            if let deadLetter {
-                do {
-                    try await sendWaitingForRoom(deadLetterRecord(message, reason: deadLetter.reason, detail: deadLetter.detail)) {
-                        pipeline.commandDone(offset: offset, $0)
-                    }
-                } catch {
-                    pipeline.fail(KafkaError.wrapping(error))
-                    return
-                }
+            if let deadLetter, !(await sendDeadLetter(message, reason: deadLetter.reason, detail: deadLetter.detail, pipeline: pipeline)) {
+                return
             }
             var records = commands.map { (KafkaProducerMessage(topic: worker.outboundTopic, key: key, value: $0.record), $0.action) }
             if let analytics {
@@ -693,6 +682,18 @@ final class Generation: @unchecked Sendable {
                 }
                 if !isAnalytics { worker.metrics.command(action) }
             }
+        }
+    }
+
+    /// Writes the record's dead letter, counted as one of its pipeline's records; false (and
+    /// the pipeline failed) when it could not be sent.
+    private func sendDeadLetter(_ message: KafkaMessage, reason: String, detail: String, pipeline: PartitionPipeline) async -> Bool {
+        do {
+            try await sendWaitingForRoom(deadLetterRecord(message, reason: reason, detail: detail)) { pipeline.commandDone(offset: message.offset, $0) }
+            return true
+        } catch {
+            pipeline.fail(KafkaError.wrapping(error))
+            return false
         }
     }
 

@@ -742,10 +742,17 @@ final class EgressGeneration: @unchecked Sendable {
         for lane in draining {
             // Until the commands started are finished: delivered or given up, and their results
             // acknowledged, so their offsets are stored before the revoke.
-            while lane.inProgress > 0, state.failure == nil, !isEnded, ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(1))
-            }
+            await wait(for: lane, until: deadline) { $0.inProgress }
             lane.revoke()
+        }
+    }
+
+    /// Waits until `pending` of the lane is 0, the generation failed or ended, or `deadline` passed.
+    private func wait(
+        for lane: ConversationLanes<LaneItem>, until deadline: ContinuousClock.Instant, _ pending: (ConversationLanes<LaneItem>) -> Int
+    ) async {
+        while pending(lane) > 0, state.failure == nil, !isEnded, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(1))
         }
     }
 
@@ -757,19 +764,11 @@ final class EgressGeneration: @unchecked Sendable {
     func stop(drainTimeout: Duration) async {
         let deadline = ContinuousClock.now + drainTimeout
         let lanes = laneList.withLock { $0 }
-        for lane in lanes {
-            while lane.buffered > 0, state.failure == nil, !state.isEnded, ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(1))
-            }
-        }
+        for lane in lanes { await wait(for: lane, until: deadline) { $0.buffered } }
         if drainTimeout > .zero {
             closeLanes()
             let finishBy = ContinuousClock.now + .milliseconds(egress.config.egress.requestTimeoutMs)
-            for lane in lanes {
-                while lane.inProgress > 0, state.failure == nil, !state.isEnded, ContinuousClock.now < finishBy {
-                    try? await Task.sleep(for: .milliseconds(1))
-                }
-            }
+            for lane in lanes { await wait(for: lane, until: finishBy) { $0.inProgress } }
         }
         guard state.end() else { return }
         closeLanes()

@@ -21,10 +21,7 @@ public struct TokenBucket: Sendable {
     /// Takes a token at `now`; returns how long the caller must wait before using it (zero
     /// when one was there). Reservations queue up: the next caller waits behind this one.
     public mutating func reserve(at now: Duration) -> Duration {
-        if now > updated {
-            tokens = min(burst, tokens + Self.seconds(now - updated) * rate)
-            updated = now
-        }
+        refill(at: now)
         tokens -= 1
         return tokens >= 0 ? .zero : .seconds(-tokens / rate)
     }
@@ -32,11 +29,15 @@ public struct TokenBucket: Sendable {
     /// Gives back a token taken and not used (its call will not be made): the reservations
     /// after it move up by one slot.
     public mutating func release(at now: Duration) {
-        if now > updated {
-            tokens = min(burst, tokens + Self.seconds(now - updated) * rate)
-            updated = now
-        }
+        refill(at: now)
         tokens = min(burst, tokens + 1)
+    }
+
+    /// Adds the tokens earned since the last update, up to the burst.
+    private mutating func refill(at now: Duration) {
+        guard now > updated else { return }
+        tokens = min(burst, tokens + Self.seconds(now - updated) * rate)
+        updated = now
     }
 
     static func seconds(_ duration: Duration) -> Double {

@@ -242,7 +242,6 @@ public struct ConversationEngine: Sendable {
             return try runTurn(event, &session, from: resume, handoverStatus: status, handoverFailure: failure, now: now)
         } catch {
             session = ended
-            session.waiting = nil
             session.restart(now: now)
             session.markProcessed(event.eventId)
             return TurnResult(outcome: .stateUpdated, outputs: [], session: session, path: [], flowError: error)
