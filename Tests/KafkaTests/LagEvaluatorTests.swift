@@ -41,4 +41,29 @@ struct LagEvaluatorTests {
         #expect(evaluator.partitionStatus(of: "g")[TopicPartition(topic: "t", partition: 0)] == .ok)
         #expect(evaluator.status(of: "unknown") == .ok)
     }
+
+    @Test func anUnmeasuredPartitionIsNotJudgedOnItsOldSamples() {
+        var evaluator = LagEvaluator(window: 2, stopAfter: 3)
+        /// Partition 0 keeps up; partition 1 is stuck at offset 3 of 9, or unmeasured.
+        func sample(_ high: Int64, measured: Bool) -> ConsumerGroupLag {
+            let keepingUp = PartitionLag(topic: "t", partition: 0, committedOffset: high, lowWatermark: 0, highWatermark: high)
+            let stuck = PartitionLag(topic: "t", partition: 1, committedOffset: 3, lowWatermark: 0, highWatermark: 9)
+            return ConsumerGroupLag(
+                group: "g", partitions: measured ? [keepingUp, stuck] : [keepingUp],
+                unmeasured: measured ? [] : [UnmeasuredPartition(topic: "t", partition: 1, reason: "Local: Leader not available")])
+        }
+        for high in [20, 21, 22] as [Int64] { evaluator.add(sample(high, measured: true)) }
+        #expect(evaluator.status(of: "g") == .stop)
+
+        // Its leader gone: the partition is unmeasured, and its STOP is not kept.
+        evaluator.add(sample(23, measured: false))
+        #expect(evaluator.status(of: "g") == .ok)
+        #expect(evaluator.partitionStatus(of: "g")[TopicPartition(topic: "t", partition: 1)] == nil)
+
+        // Measured again: judged only on the samples since, too few at first.
+        evaluator.add(sample(24, measured: true))
+        #expect(evaluator.status(of: "g") == .ok)
+        evaluator.add(sample(25, measured: true))
+        #expect(evaluator.status(of: "g") == .stall)
+    }
 }

@@ -36,11 +36,15 @@ public struct LagEvaluator: Sendable {
         self.stopAfter = stopAfter
     }
 
-    /// Adds one sample of a group.
+    /// Adds one sample of a group. A partition the sample does not measure (its offsets could
+    /// not be read, see `ConsumerGroupLag.unmeasured`, or it is no longer the group's) loses its
+    /// history: its last verdict would otherwise stand for as long as it is unmeasured, and the
+    /// samples on either side of the gap would be judged as if they were a window apart.
     public mutating func add(_ lag: ConsumerGroupLag) {
-        var partitions = history[lag.group] ?? [:]
+        let previous = history[lag.group] ?? [:]
+        var partitions: [TopicPartition: [Sample]] = [:]
         for partition in lag.partitions {
-            var samples = partitions[partition.topicPartition] ?? []
+            var samples = previous[partition.topicPartition] ?? []
             samples.append(Sample(committed: partition.committedOffset, lag: partition.lag))
             if samples.count > stopAfter { samples.removeFirst(samples.count - stopAfter) }
             partitions[partition.topicPartition] = samples
