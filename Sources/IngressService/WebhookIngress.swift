@@ -226,12 +226,13 @@ public final class WebhookIngress: Service, Sendable {
         }
 
         // Without an event id (or an empty one) the event gets its own and is not de-duplicated;
-        // an unsigned webhook's negative retry count or time is not written down.
+        // an unsigned webhook's retry count or time that is negative, or too large for the
+        // record's readers (JSON numbers are exact to 2^53), is not written down.
         let eventId = webhookHeaders.eventId.flatMap { $0.isEmpty ? nil : $0 } ?? UUID().uuidString
         var inbound = InboundEvent(
-            eventId: eventId, retry: max(0, webhookHeaders.retryCount ?? 0), tenantId: webhookHeaders.tenantId,
+            eventId: eventId, retry: Self.recordable(webhookHeaders.retryCount.map(Int64.init)).map(Int.init) ?? 0, tenantId: webhookHeaders.tenantId,
             customerId: webhookHeaders.customerId, endpoint: endpoint, route: route == .handover ? .handover : .endpoint,
-            receivedAt: now(), transmissionTime: webhookHeaders.transmissionTimeMilliseconds.flatMap { $0 >= 0 ? $0 : nil }, eventType: event.eventType,
+            receivedAt: now(), transmissionTime: Self.recordable(webhookHeaders.transmissionTimeMilliseconds), eventType: event.eventType,
             conversationId: event.conversationId, eventTimestamp: event.timestamp, signatureVerified: verified,
             normalized: event.normalized
         )
@@ -240,10 +241,13 @@ public final class WebhookIngress: Service, Sendable {
 
         // The record holds the body and the normalized fields (a message's text twice): one
         // Kafka refuses for its size would get 503 at every retry of 8x8's.
+        // `maxRecordBytes` leaves room for a short key; a conversation id of kilobytes (only
+        // unsigned webhooks can make one up) counts whole.
         let record = inbound.encodedRecord(rawBody: body.readableBytesView)
-        guard record.count <= maxRecordBytes else {
-            log("webhook too large for a Kafka record", context(["bytes": "\(record.count)"]))
-            return .tooLarge("event too large for a Kafka record (\(record.count) bytes)")
+        let recordBytes = record.count + max(0, inbound.recordKey.utf8.count - 64)
+        guard recordBytes <= maxRecordBytes else {
+            log("webhook too large for a Kafka record", context(["bytes": "\(recordBytes)"]))
+            return .tooLarge("event too large for a Kafka record (\(recordBytes) bytes)")
         }
 
         let dedupeKey = RecentEvents.Key(tenant: webhookHeaders.tenantId, route: route, eventId: eventId)
@@ -343,6 +347,13 @@ public final class WebhookIngress: Service, Sendable {
             if type.count == 16 && hasPrefix("application/json") { return true }
             return hasPrefix("application/") && hasSuffix("+json")
         }
+    }
+
+    /// A header's number as the record may hold it: not negative, and below 2^53, where JSON
+    /// numbers stop being exact (the worker's reader refuses larger ones).
+    static func recordable(_ value: Int64?) -> Int64? {
+        guard let value, value >= 0, value < 9_007_199_254_740_992 else { return nil }
+        return value
     }
 
     static func describe(_ error: any Error) -> String {

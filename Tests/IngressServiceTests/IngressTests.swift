@@ -223,6 +223,21 @@ struct IngressTests {
         }
     }
 
+    @Test("the record key counts toward Kafka's size limit: an event under a conversation id of kilobytes gets 413, not a 503 at every retry")
+    func aLongKeyCountsTowardTheRecordSize() async throws {
+        try await IngressHarness.run(configure: { $0.kafka.properties["message.max.bytes"] = "6000" }) { h in
+            // The record (the id twice, in the body and the conversation field) fits the limit
+            // less its room for the key; with the 2,000-byte key it does not fit Kafka's.
+            let longId = String(repeating: "c", count: 2_000)
+            let body = Array(#"{"eventType":"TRANSFER","conversationId":"\#(longId)","data":{}}"#.utf8)
+            #expect(try await h.post(body, headers: h.signedHeaders(body)) == 413)
+            #expect(try await h.post(body, headers: h.signedHeaders(body)) == 413, "8x8's retry gets the same answer")
+            let small = try fixture("message-user")
+            #expect(try await h.post(small, headers: h.signedHeaders(small)) == 200)
+            #expect(try await h.publishedCount() == 1)
+        }
+    }
+
     @Test func webhookVerificationIsAnsweredWithoutPublishing() async throws {
         try await IngressHarness.run { h in
             let body = try fixture("web-hook-verify")
@@ -255,17 +270,20 @@ struct IngressTests {
         }
     }
 
-    @Test("an unsigned webhook without an event id, or with an empty one, is published each time under an id of its own; its negative retry count or time is not written down")
+    @Test("an unsigned webhook without an event id, or with an empty one, is published each time under an id of its own; its negative or huge retry count or time is not written down")
     func emptyEventIdsAreNotDeduplicated() async throws {
         try await IngressHarness.run(configure: { $0.ingress.signature.required = false }) { h in
             let first = try fixture("message-user"), second = try fixture("message-agent")
             let headers = [("content-type", "application/json"), (WebhookHeaders.eventID, ""), (WebhookHeaders.retry, "-3"), (WebhookHeaders.transmissionTime, "-5")]
+            // Beyond 2^53 a JSON number is not exact, and the worker's reader refuses it.
+            let huge = [("content-type", "application/json"), (WebhookHeaders.retry, "9007199254740993"), (WebhookHeaders.transmissionTime, "9223372036854775807")]
             #expect(try await h.post(first, headers: headers) == 200)
             #expect(try await h.post(second, headers: headers) == 200)
             #expect(try await h.post(second, headers: [("content-type", "application/json")]) == 200)
-            let events = try await h.published(3).map(\.event)
-            #expect(events.count == 3)
-            #expect(Set(events.map(\.eventId)).count == 3 && events.allSatisfy { !$0.eventId.isEmpty })
+            #expect(try await h.post(first, headers: huge) == 200)
+            let events = try await h.published(4).map(\.event)
+            #expect(events.count == 4)
+            #expect(Set(events.map(\.eventId)).count == 4 && events.allSatisfy { !$0.eventId.isEmpty })
             #expect(events.allSatisfy { $0.retry == 0 && $0.transmissionTime == nil })
         }
     }
