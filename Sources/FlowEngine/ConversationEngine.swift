@@ -73,6 +73,9 @@ public struct ConversationEngine: Sendable {
             session.restart(now: now)
             session.endpoint = policy.name
         }
+        // With maskIPAddress no address is kept: one a session got while it was off goes with
+        // the session's next write.
+        if policy.maskIPAddress { session.ipAddress = nil }
         let normalized = event.normalized
 
         func changed(_ outcome: TurnResult.Outcome, _ outputs: [BotOutput] = [], path: [String] = []) -> TurnResult {

@@ -15,7 +15,7 @@ public struct TurnInput: Sendable {
     /// Builds the input for `event` in `session`.
     public init(event: InboundEvent, session: SessionState, maskIP: Bool, now: Int64) {
         let normalized = event.normalized
-        var data: [String: JSONValue] = ["request": event.raw ?? .null]
+        var data: [String: JSONValue] = ["request": Self.request(event.raw, maskIP: maskIP)]
         switch normalized.kind {
         case .postback:
             text = normalized.postback?.payload ?? normalized.postback?.title ?? ""
@@ -68,6 +68,19 @@ public struct TurnInput: Sendable {
             "intent": .null,
             "intentScore": .null,
         ]
+    }
+
+    /// 8x8's body as the flow sees it (`input.data.request`): with `maskIP`, the user's address
+    /// in it (a CONVERSATION_UPDATE's `data.user.ipaddress`) is starred, as Cognigy's Mask IP
+    /// Address does in the Input object; `input.ip` is null then.
+    static func request(_ raw: JSONValue?, maskIP: Bool) -> JSONValue {
+        guard let raw else { return .null }
+        guard maskIP, case .object(var body) = raw, case .object(var data)? = body["data"], case .object(var user)? = data["user"],
+              let address = user["ipaddress"], address != .null else { return raw }
+        user["ipaddress"] = .string(String(repeating: "*", count: address.stringValue?.count ?? 8))
+        data["user"] = .object(user)
+        body["data"] = .object(data)
+        return .object(body)
     }
 
     /// How much of a message's text a flow sees (`input.text`), in Unicode scalars.

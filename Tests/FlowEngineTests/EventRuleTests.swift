@@ -501,6 +501,35 @@ struct EventRuleTests {
         #expect(try unmasked.send(events.user("x")).texts == ["10.1.2.3"])
     }
 
+    @Test("with maskIPAddress the address in the request the flow sees is starred, and one a session kept while the setting was off goes at its next write")
+    func maskedAddressInRequestAndSession() throws {
+        let flow = """
+            nodes:
+              - { id: a, type: say, text: "[{{input.data.request.data.user.ipaddress}}]" }
+            """
+        var events = Events()
+        var user = NormalizedEvent.UserInfo()
+        user.ipAddress = "10.1.2.3"
+        var active = events.state("active", user: user)
+        active.raw = .object([
+            "eventType": .string("CONVERSATION_UPDATE"),
+            "data": .object(["state": .string("active"), "user": .object(["ipaddress": .string("10.1.2.3"), "name": .string("Jane")])]),
+        ])
+        var masked = Conversation(try engine(flow, policy: EndpointPolicy(name: "support", acceptConversationActiveEvent: true, maskIPAddress: true)))
+        #expect(try masked.send(active).texts == ["[********]"])
+        var clear = Conversation(try engine(flow, policy: EndpointPolicy(name: "support", acceptConversationActiveEvent: true, maskIPAddress: false)))
+        #expect(try clear.send(active).texts == ["[10.1.2.3]"])
+        #expect(clear.session?.ipAddress == "10.1.2.3")
+
+        // The setting turned on: the session the endpoint kept is written without the address.
+        var later = Conversation(try engine(flow, policy: EndpointPolicy(name: "support", maskIPAddress: true)))
+        later.session = clear.session
+        let result = try later.send(events.user("x"))
+        let written = try #require(result.session)
+        #expect(written.ipAddress == nil)
+        #expect(!String(decoding: try JSONEncoder().encode(written), as: UTF8.self).contains("10.1.2.3"))
+    }
+
     @Test("the user leaving resets the flow state")
     func userLeft() throws {
         var chat = Conversation(try engine("""
