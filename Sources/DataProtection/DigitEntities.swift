@@ -112,8 +112,10 @@ extension PIIScanner {
         let separators = zip(groups, groups.dropFirst()).map { text[$0.end..<$1.start] }
         let before: Unicode.Scalar? = first.start > 0 ? text[first.start - 1] : nil
         let after: Unicode.Scalar? = last.end < text.count ? text[last.end] : nil
-        // Part of a bigger number or word (a decimal, an amount, an order number, a code).
-        if let before, joinsWord(before) || before == "#" || before == "$" || before == "€" || before == "£" || before == "@" { return nil }
+        // Part of a bigger number or word (a decimal, an amount, an order number, a code); after
+        // a "#" only where an SSN or phone word labels it ("ss#123-45-6789", "cell #415-555-0132").
+        if let before, joinsWord(before) || before == "$" || before == "€" || before == "£" || before == "@" { return nil }
+        if before == "#", !hasContext(text, before: first.start - 1, words: hashLabels, within: 9, wholeWordsUpTo: .max) { return nil }
         if let before, before == "." || before == ",", first.start >= 2, isDigit(text[first.start - 2]) { return nil }
 
         if let after, (after == "." || after == ","), last.end + 1 < text.count, isDigit(text[last.end + 1]) { return nil }
@@ -283,6 +285,8 @@ extension PIIScanner {
     }
 
     static let ssnWords: ContextWords = ["ssn", "social security", "soc sec", "ss#", "ss no", "tax id", "itin"]
+    /// Words that make the number after their "#" an SSN or a phone number, not an order's.
+    static let hashLabels: ContextWords = ["ss", "ssn", "soc sec", "tel", "ph", "phone", "cell", "mobile", "fax"]
     static let phoneWords: ContextWords = [
         "call", "phone", "tel", "mobile", "cell", "reach", "contact", "whatsapp", "fax", "sms", "text me", "number",
         "ring", "dial", "handy", "telefon", "téléphone", "portable", "móvil", "celular", "llam", "número", "numéro", "numero",

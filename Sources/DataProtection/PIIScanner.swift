@@ -246,7 +246,7 @@ public struct PIIScanner: Sendable {
     static func ipv6(_ text: [Unicode.Scalar], into found: inout [PIISpan], taken: inout TakenRanges) {
         var index = 0
         while index < text.count {
-            guard isHex(text[index]) || text[index] == ":", index == 0 || !(joinsWord(text[index - 1]) || text[index - 1] == ":") else {
+            guard isHex(text[index]) || text[index] == ":", index == 0 || !(joinsWord(text[index - 1]) || text[index - 1] == ":") || labelled(text, at: index) else {
                 index += 1
                 continue
             }
@@ -265,6 +265,16 @@ public struct PIIScanner: Sendable {
             }
             index = max(end, index + 1)
         }
+    }
+
+    /// Whether an address may start at `index` right after a label and a colon ("IP:2001:db8::1",
+    /// "IPv6:fe80::1"): the word before the colon has a letter that is not a hex digit, so the
+    /// colon ends a label, not a group of the same address.
+    static func labelled(_ text: [Unicode.Scalar], at index: Int) -> Bool {
+        guard index >= 2, text[index - 1] == ":", isHex(text[index]) else { return false }
+        var before = index - 2
+        while before >= 0, isHex(text[before]) { before -= 1 }
+        return before >= 0 && joinsWord(text[before]) && text[before] != ":"
     }
 
     /// RFC 4291 text forms: eight groups, `::` once, an IPv4 tail.

@@ -99,6 +99,25 @@ struct RecognizerTests {
         #expect(found("the router at \(ip) drops") == ["IP_ADDRESS:\(ip)"])
     }
 
+    @Test("an IPv6 address right after a label and a colon, not a later group of one", arguments: [
+        ("IP:2001:db8::1 drops", "IP_ADDRESS:2001:db8::1"), ("IPv6:fe80::1 down", "IP_ADDRESS:fe80::1"),
+        ("addr:2001:db8:85a3::8a2e:370:7334.", "IP_ADDRESS:2001:db8:85a3::8a2e:370:7334"), ("IP:10.0.0.1 too", "IP_ADDRESS:10.0.0.1"),
+    ])
+    func labelledIPv6(_ text: String, _ expected: String) {
+        #expect(found(text) == [expected])
+    }
+
+    @Test("an SSN or a phone number labelled with a #, not an order's number", arguments: [
+        ("my ss#123-45-6789 is it", "US_SSN:123-45-6789"), ("SSN#123-45-6789", "US_SSN:123-45-6789"),
+        ("ssn#219099999 ok", "US_SSN:219099999"), ("cell #415-555-0132 after six", "PHONE:415-555-0132"),
+    ])
+    func hashLabelled(_ text: String, _ expected: String) {
+        #expect(found(text) == [expected])
+        var order = text
+        for label in ["ssn#", "SSN#", "ss#", "cell #"] { order = order.replacing(label, with: "order #") }
+        #expect(found(order).isEmpty, "\(order)")
+    }
+
     @Test("not IP addresses", arguments: ["256.1.1.1", "1.2.3", "01.2.3.4", "10:30", "12:30:45", "1:2:3:4:5:6:7:8:9", "2001:db8::1::2"])
     func notIps(_ text: String) {
         #expect(!found("at \(text) ok").contains { $0.hasPrefix("IP_ADDRESS") })
