@@ -597,7 +597,7 @@ final class Generation: @unchecked Sendable {
                 recordId: event.eventId, endpoint: endpoint.settings.name, conversationId: key, tenantId: event.tenantId,
                 time: event.receivedAt, kind: event.normalized.kind.rawValue, userId: protection.analyticsUserId(userId),
                 text: protection.analyticsText(text, keep: TurnInput.maxTextScalars),
-                data: data.map(protection.analyticsData),
+                data: data.map { protection.analyticsData($0, keep: TurnInput.maxTextScalars) },
                 ip: protection.maskIP(session?.ipAddress), intent: result.intent?.intent,
                 intentScore: result.intent.map { ($0.score * 1000).rounded() / 1000 }, path: result.path,
                 handover: session?.handover != nil || result.outputs.contains { if case .handover = $0 { true } else { false } },

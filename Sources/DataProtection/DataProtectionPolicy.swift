@@ -73,31 +73,23 @@ public struct DataProtectionPolicy: Sendable {
     /// what is found after "field: " (a name can also veto: `{"customer": "5551234567, my
     /// mobile"}` keeps the phone number the value alone shows).
     private func mask(_ text: String, field: String?) -> String {
-        guard mode == .entities, let field, !field.isEmpty, field.utf8.count <= 64 else { return mask(text) }
+        guard mode == .entities else { return mask(text) }
+        return masking.apply(text, spans: spans(text, field: field))
+    }
+
+    /// What the scanner finds in `text` as the value of a member named `field`.
+    private func spans(_ text: String, field: String?) -> [PIISpan] {
+        guard let field, !field.isEmpty, field.utf8.count <= 64 else { return scanner.scan(text) }
         let label = field + ": "
         let offset = label.unicodeScalars.count
         let labeled = scanner.scan(label + text).compactMap { span in
             span.end > offset ? PIISpan(type: span.type, start: max(0, span.start - offset), end: span.end - offset) : nil
         }
-        return masking.apply(text, spans: scanner.scan(text) + labeled)
+        return scanner.scan(text) + labeled
     }
 
-    /// IP addresses inside a text starred (for `maskIPAddress` where the rest stays readable).
-    public func maskIPs(_ text: String) -> String {
-        MaskingOperator.mask().apply(text, spans: Self.ipScanner.scan(text))
-    }
-
+    /// Finds the IP addresses that `maskIPAddress` stars where the rest stays readable.
     static let ipScanner = PIIScanner(entities: [PIIEntity.ipAddress])
-
-    /// IP addresses inside every string of a JSON value starred.
-    public func maskIPs(_ value: JSONValue) -> JSONValue {
-        switch value {
-        case .string(let text): .string(maskIPs(text))
-        case .array(let items): .array(items.map(maskIPs))
-        case .object(let members): .object(members.mapValues(maskIPs))
-        default: value
-        }
-    }
 
     /// An IP address as records may carry it: starred under `maskIPAddress` or `maskAnalytics`.
     public func maskIP(_ ip: String?) -> String? {
@@ -110,17 +102,8 @@ public struct DataProtectionPolicy: Sendable {
     /// finding the cut goes through is still recognized and hidden as far as it is kept; a
     /// long message costs no scan of its whole length.
     public func analyticsText(_ text: String, keep: Int = .max) -> String {
-        let scalars = text.unicodeScalars
-        let cut = scalars.count > keep
-        let kept = cut ? String(String.UnicodeScalarView(scalars.prefix(keep))) : text
-        guard maskAnalytics || maskIPAddress else { return kept }
-        if maskAnalytics, mode == .fields { return mask(kept) }
-        let scanned = cut ? String(String.UnicodeScalarView(scalars.prefix(keep + Self.analyticsMargin))) : text
-        let (scanner, masking) = maskAnalytics ? (forAnalytics.scanner, self.masking) : (Self.ipScanner, MaskingOperator.mask())
-        let spans = scanner.scan(scanned).compactMap { span in
-            span.start < keep ? PIISpan(type: span.type, start: span.start, end: min(span.end, keep)) : nil
-        }
-        return masking.apply(kept, spans: spans)
+        var budget = keep
+        return forAnalytics.analyticsString(text, field: nil, budget: &budget)
     }
 
     static let analyticsMargin = 320
@@ -136,8 +119,51 @@ public struct DataProtectionPolicy: Sendable {
     }
 
     /// Data for an analytics record.
-    public func analyticsData(_ value: JSONValue) -> JSONValue {
-        maskAnalytics ? forAnalytics.mask(value) : maskIPAddress ? maskIPs(value) : value
+    ///
+    /// At most `keep` Unicode scalars of its strings are kept, in all, members in the order of
+    /// their names; each string is cut as `analyticsText` cuts a text (scanned only a margin
+    /// past its cut, so a finding the cut goes through is still masked), and the strings past
+    /// the budget are left empty. A card's data is the user's to fill: a field of a megabyte
+    /// cost as many scans as a megabyte of text.
+    public func analyticsData(_ value: JSONValue, keep: Int = .max) -> JSONValue {
+        var budget = keep
+        return forAnalytics.analyticsData(value, field: nil, budget: &budget)
+    }
+
+    private func analyticsData(_ value: JSONValue, field: String?, budget: inout Int) -> JSONValue {
+        switch value {
+        case .string(let text):
+            return .string(analyticsString(text, field: field, budget: &budget))
+        case .array(let items):
+            var kept: [JSONValue] = []
+            kept.reserveCapacity(items.count)
+            for item in items { kept.append(analyticsData(item, field: field, budget: &budget)) }
+            return .array(kept)
+        case .object(let members):
+            var kept: [String: JSONValue] = [:]
+            for name in members.keys.sorted() { kept[name] = analyticsData(members[name]!, field: name, budget: &budget) }
+            return .object(kept)
+        case .number, .bool, .null:
+            return maskAnalytics ? mask(value, field: field) : value
+        }
+    }
+
+    private func analyticsString(_ text: String, field: String?, budget: inout Int) -> String {
+        let scalars = text.unicodeScalars
+        let count = scalars.count
+        let keep = min(count, budget)
+        budget -= keep
+        guard keep > 0 else { return "" }
+        let cut = keep < count
+        let kept = cut ? String(String.UnicodeScalarView(scalars.prefix(keep))) : text
+        guard maskAnalytics || maskIPAddress else { return kept }
+        if maskAnalytics, mode == .fields { return mask(kept) }
+        let scanned = cut ? String(String.UnicodeScalarView(scalars.prefix(keep + Self.analyticsMargin))) : text
+        let found = maskAnalytics ? spans(scanned, field: field) : Self.ipScanner.scan(scanned)
+        let clipped = found.compactMap { span in
+            span.start < keep ? PIISpan(type: span.type, start: span.start, end: min(span.end, keep)) : nil
+        }
+        return (maskAnalytics ? masking : MaskingOperator.mask()).apply(kept, spans: clipped)
     }
 
     /// This policy, also finding IP addresses under `maskIPAddress` when `entities` leaves them

@@ -132,6 +132,30 @@ struct PolicyTests {
         #expect(DataProtectionPolicy(mode: .fields).analyticsText(text, keep: 7) == "*******")
     }
 
+    @Test("a card's data in analytics is cut to a budget of scalars in all, each string masked as it is cut")
+    func analyticsDataCut() {
+        let data: JSONValue = .object([
+            "a": .string("card 4111 1111 1111 1111 thanks"),
+            "b": .array([.string("mail jane@example.com"), .number(42), .string(String(repeating: "9", count: 1_000_000))]),
+            "c": .string("past the budget"),
+        ])
+        // "a" whole (31 scalars), then 7 of the first string of "b": the cut goes through the address.
+        let policy = DataProtectionPolicy()
+        #expect(policy.analyticsData(data, keep: 38) == .object([
+            "a": .string("card <CREDIT_CARD> thanks"),
+            "b": .array([.string("mail <EMAIL>"), .number(42), .string("")]),
+            "c": .string(""),
+        ]))
+        // A cut through the card: what is kept of it is still masked.
+        #expect(policy.analyticsData(.object(["a": .string("card 4111 1111 1111 1111 thanks")]), keep: 12) == .object(["a": .string("card <CREDIT_CARD>")]))
+        // Without masking the data is still cut, and the megabyte string with it.
+        let unmasked = DataProtectionPolicy(maskAnalytics: false, maskIPAddress: false).analyticsData(data, keep: 40)
+        #expect(unmasked == .object([
+            "a": .string("card 4111 1111 1111 1111 thanks"), "b": .array([.string("mail jane"), .number(42), .string("")]), "c": .string(""),
+        ]))
+        #expect(DataProtectionPolicy(mode: .fields).analyticsData(.object(["a": .string("secret words")]), keep: 6) == .object(["a": .string("******")]))
+    }
+
     @Test("maskIPAddress keeps addresses out of analytics also when entities leaves them out")
     func analyticsIPsWithSelectedEntities() throws {
         let policy = try DataProtectionPolicy(
