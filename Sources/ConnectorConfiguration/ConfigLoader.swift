@@ -26,6 +26,7 @@ extension ConnectorConfig {
         do {
             let (marked, expressions) = markExpressions(yaml)
             let document = try Yams.compose(yaml: marked)
+            if let document { try checkDuplicateKeys(document, source: source) }
             text = try document.map {
                 try Yams.serialize(node: interpolate($0, expressions: expressions, source: source, environment: environment))
             } ?? ""
@@ -101,6 +102,26 @@ extension ConnectorConfig {
         }
     }
 
+    /// YAML allows no key twice in a mapping, but Yams keeps the last one: a second `endpoints:`
+    /// pasted at the end of the file would drop the first one's bots without a word.
+    static func checkDuplicateKeys(_ node: Node, source: String) throws {
+        switch node {
+        case .mapping(let mapping):
+            var seen = Set<String>()
+            for (key, value) in mapping {
+                if let name = key.string, !seen.insert(name).inserted {
+                    let line = key.mark.map { "line \($0.line): " } ?? ""
+                    throw ConfigurationError("\(source): \(line)key '\(LogSafe.text(name, maxBytes: 80))' appears twice in one mapping")
+                }
+                try checkDuplicateKeys(value, source: source)
+            }
+        case .sequence(let sequence):
+            for item in sequence { try checkDuplicateKeys(item, source: source) }
+        case .scalar:
+            break
+        }
+    }
+
     /// Where and what, without the excerpt of the text a YAML error carries.
     static func describe(yaml error: any Error) -> String {
         switch error as? YamlError {
@@ -128,6 +149,11 @@ extension ConnectorConfig {
             if let separator = expression.range(of: ":-") {
                 name = expression[..<separator.lowerBound]
                 fallback = expression[separator.upperBound...]
+                // `${A:-${B}}` (a compose form) or a default with braces would end at its first
+                // `}` and leave a wrong value: only `${NAME}` and `${NAME:-text}` are read.
+                if fallback!.contains("{") || fallback!.contains("$") {
+                    throw ConfigurationError("\(source): the default of ${\(name):-...} may not hold '{' or '$' (nested defaults are not supported)")
+                }
             } else {
                 name = expression
                 fallback = nil
@@ -208,7 +234,7 @@ extension ConnectorConfig {
     public func validate(source: String = "configuration") throws {
         func fail(_ message: String) -> ConfigurationError { ConfigurationError("\(source): \(message)") }
         if kafka.brokers.trimmingCharacters(in: .whitespaces).isEmpty { throw fail("kafka.brokers is empty (use \"embedded\" or host:port,...)") }
-        if kafka.partitions < 1 { throw fail("kafka.partitions must be at least 1") }
+        if !(1...10_000).contains(kafka.partitions) { throw fail("kafka.partitions must be between 1 and 10000") }
         // The properties the services' guarantees rest on are the connector's to set: a pasted
         // `enable.auto.offset.store: true` would commit before processing, a `group.id` would
         // put worker and egress in one group.
@@ -216,7 +242,7 @@ extension ConnectorConfig {
             guard let value = kafka.properties[key], !rule.allowed.contains(value.lowercased()) else { continue }
             throw fail("kafka.properties.\(key) is set by the connector\(rule.instead.map { " (use \($0))" } ?? "")")
         }
-        if kafka.replicationFactor < 1 { throw fail("kafka.replicationFactor must be at least 1") }
+        if !(1...32).contains(kafka.replicationFactor) { throw fail("kafka.replicationFactor must be between 1 and 32") }
         if !(100...3_600_000).contains(kafka.lagIntervalMs) { throw fail("kafka.lagIntervalMs must be between 100 and 3600000") }
         if ingress.maxBodyBytes < 1 { throw fail("ingress.maxBodyBytes must be positive") }
         if ingress.signature.maxClockSkewSeconds < 0 { throw fail("ingress.signature.maxClockSkewSeconds must not be negative") }
@@ -255,7 +281,9 @@ extension ConnectorConfig {
         if ingress.signature.jwkCacheTTLSeconds < 0 { throw fail("ingress.signature.jwkCacheTTLSeconds must not be negative") }
         if ingress.signature.jwkFetchTimeoutMs < 1 { throw fail("ingress.signature.jwkFetchTimeoutMs must be positive") }
         if ingress.maxBodyBytes > 64 * 1_048_576 { throw fail("ingress.maxBodyBytes must be at most 67108864") }
-        if ingress.signature.required, WebAddress.parse(ingress.signature.jwkBaseURL) == nil {
+        // Also when signatures are not required: a webhook that is signed (8x8's always are) is
+        // checked, and a key service that cannot be reached would answer each one 503.
+        if WebAddress.parse(ingress.signature.jwkBaseURL) == nil {
             throw fail("ingress.signature.jwkBaseURL must be an http or https URL, e.g. https://api.8x8.com")
         }
         var names = Set<String>()
@@ -305,10 +333,12 @@ extension ConnectorConfig {
     /// librdkafka properties the services set themselves: the values that may be written all
     /// the same (the connector's own), and the key to use instead.
     static let reservedProperties: [(String, (allowed: Set<String>, instead: String?))] = [
-        ("bootstrap.servers", ([], "kafka.brokers")), ("group.id", ([], "kafka.groupPrefix")),
+        // With librdkafka's other names for them (set later, an alias would win).
+        ("bootstrap.servers", ([], "kafka.brokers")), ("metadata.broker.list", ([], "kafka.brokers")), ("group.id", ([], "kafka.groupPrefix")),
         ("transactional.id", ([], "worker.transactionalId")), ("isolation.level", ([], nil)), ("partitioner", ([], nil)),
         ("enable.auto.commit", (["true"], nil)), ("enable.auto.offset.store", (["false"], nil)),
         ("enable.partition.eof", (["false"], nil)), ("enable.idempotence", (["true"], nil)), ("acks", (["all", "-1"], nil)),
+        ("request.required.acks", (["all", "-1"], nil)),
     ]
 
     /// The topic name with this deployment's prefix.

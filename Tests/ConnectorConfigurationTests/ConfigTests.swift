@@ -70,7 +70,18 @@ import Testing
 
     @Test(arguments: [
         ("kafka:\n  partitons: 3\n", "c.yaml: unknown key 'kafka.partitons'"),
-        ("kafka:\n  partitions: 0\n", "c.yaml: kafka.partitions must be at least 1"),
+        ("kafka:\n  partitions: 0\n", "c.yaml: kafka.partitions must be between 1 and 10000"),
+        ("kafka:\n  partitions: 3000000000\n", "c.yaml: kafka.partitions must be between 1 and 10000"),
+        ("kafka:\n  replicationFactor: 40000\n", "c.yaml: kafka.replicationFactor must be between 1 and 32"),
+        ("kafka:\n  properties:\n    metadata.broker.list: x:9092\n", "c.yaml: kafka.properties.metadata.broker.list is set by the connector (use kafka.brokers)"),
+        ("kafka:\n  properties:\n    request.required.acks: 1\n", "c.yaml: kafka.properties.request.required.acks is set by the connector"),
+        ("ingress:\n  signature:\n    required: false\n    jwkBaseURL: simulator:8088\n",
+         "c.yaml: ingress.signature.jwkBaseURL must be an http or https URL, e.g. https://api.8x8.com"),
+        ("endpoints:\n  - {name: a, urlToken: abcdefgh1, flow: f, eightByEight: {baseURL: 'https://x', apiKey: k}}\nendpoints:\n  - {name: b, urlToken: abcdefgh2, flow: f, eightByEight: {baseURL: 'https://x', apiKey: k}}\n",
+         "c.yaml: line 3: key 'endpoints' appears twice in one mapping"),
+        ("kafka:\n  brokers: a:1\n  partitions: 3\n  brokers: b:2\n", "c.yaml: line 4: key 'brokers' appears twice in one mapping"),
+        ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: '${KEY:-${OLD}}'}\n",
+         "c.yaml: the default of ${KEY:-...} may not hold '{' or '$' (nested defaults are not supported)"),
         ("kafka:\n  partitions: many\n", "c.yaml: kafka.partitions must be a whole number"),
         ("endpoints:\n  - name: a\n    flow: f\n    urlToken: 12345678\n", "c.yaml: endpoints[0].eightByEight is required"),
         ("endpoints:\n  - name: a\n    urlToken: short\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: k}\n",
@@ -166,6 +177,14 @@ import Testing
         #expect {
             _ = try ConnectorConfig.parse("kafka:\n  brokers: ${BROKERS\n  partitions: 2\n", source: "c.yaml")
         } throws: { "\($0)" == "c.yaml: unterminated ${ in the configuration" }
+    }
+
+    @Test("an empty tenant, written or from an unset variable, is no tenant: no empty X-8x8-Tenant header")
+    func emptyTenantIsNone() throws {
+        for tenant in ["\"\"", "\"${TENANT:-}\"", "${TENANT:-}"] {
+            let config = try ConnectorConfig.parse("endpoints:\n  - {name: a, urlToken: abcdefgh1, flow: f, eightByEight: {baseURL: 'https://x', apiKey: k, tenant: \(tenant)}}\n")
+            #expect(config.endpoints[0].eightByEight.tenant == nil, "\(tenant)")
+        }
     }
 
     @Test func topicPrefixAppliesToEveryTopic() throws {
