@@ -56,7 +56,7 @@ struct WorkerHarness: Sendable {
                 handover:
                   queueId: "101"
                 dataProtection:
-                  maskIPAddress: true
+            \(dataProtection.contains("maskIPAddress:") ? "" : "      maskIPAddress: true")
             \(dataProtection)
             \(moreEndpoints)
             """)

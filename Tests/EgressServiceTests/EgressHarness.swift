@@ -56,12 +56,8 @@ struct EgressHarness: Sendable {
             egress:
               listen: 127.0.0.1:0
               \(egress.contains("requestTimeoutMs:") ? "# requestTimeoutMs: set by the test" : "requestTimeoutMs: 30000")
-              rateLimit:
-                requestsPerSecond: 1000
-                burst: 1000
-              retry:
-                baseBackoffMs: 20
-                maxBackoffMs: 200
+            \(egress.contains("rateLimit:") ? "" : "  rateLimit:\n    requestsPerSecond: 1000\n    burst: 1000")
+            \(egress.contains("retry:") ? "" : "  retry:\n    baseBackoffMs: 20\n    maxBackoffMs: 200")
             \(egress)
             endpoints:
               - name: support
