@@ -646,7 +646,11 @@ final class EgressGeneration: @unchecked Sendable {
             guard let conversation = await ask(command, { () throws(ChatGatewayError) in try await client.conversation(command.conversationId) }) ?? nil else {
                 return .unknown
             }
-            return conversation["assignment"]?["id"]?.stringValue == queue ? .delivered : .notDelivered
+            // An agent's assignment also says the move was made: the conversation came to the
+            // agent through the queue (moving it again would take it from the agent).
+            let assignment = conversation["assignment"]
+            if assignment?["type"]?.stringValue?.lowercased() == "agent" { return .delivered }
+            return assignment?["id"]?.stringValue == queue ? .delivered : .notDelivered
         case .typing, .thinking:
             // A late indicator is worth nothing; sending it twice is worse.
             return .skip

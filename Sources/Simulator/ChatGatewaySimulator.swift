@@ -63,7 +63,7 @@ public final class ChatGatewaySimulator: Sendable {
     struct State {
         var received: [Received] = []
         var faults: [(pathSuffix: String, fault: Fault)] = []
-        var conversations: [String: String] = [:]  // id -> assignment queue
+        var conversations: [String: (type: String, id: String)] = [:]  // id -> assignment
         var messages: [String: [Message]] = [:]
         var attachments = 0
         var listsTimes = true
@@ -96,6 +96,12 @@ public final class ChatGatewaySimulator: Sendable {
                 return received.headers["x-connector-command-id"]
             }
         }
+    }
+
+    /// An agent accepts the conversation: 8x8 then reports it assigned to the agent, no longer
+    /// to the queue it came through.
+    public func assignAgent(_ conversationId: String, agentId: String) {
+        state.withLock { $0.conversations[conversationId] = ("agent", agentId) }
     }
 
     /// The messages of a conversation, oldest first.
@@ -259,7 +265,7 @@ public final class ChatGatewaySimulator: Sendable {
                 guard json?["user"] != nil else { return Self.problem(status: 400, message: "assignment or user is required", code: "invalid_json_object") }
                 return Self.json(#"{"id":"\#(id ?? "")","state":"active"}"#, status: .accepted)
             }
-            state.withLock { $0.conversations[id ?? ""] = queue }
+            state.withLock { $0.conversations[id ?? ""] = ("queue", queue) }
             return Self.json(#"{"id":"\#(id ?? "")","state":"active","assignment":{"type":"queue","id":"\#(queue)"}}"#, status: .accepted)
         case .endUser:
             guard json?["removed"] == .bool(true) else { return Self.problem(status: 400, message: "removed must be true", code: "invalid_json_object") }
@@ -286,8 +292,8 @@ public final class ChatGatewaySimulator: Sendable {
             }
             return Self.json(#"{"id":"att-\#(number)","filename":"upload","sizeInBytes":\#(body.count),"createdAt":"2026-01-01T00:00:00Z"}"#, status: .ok)
         case .get:
-            let queue = state.withLock { $0.conversations[id ?? ""] }
-            return Self.json(#"{"id":"\#(id ?? "")","state":"active"\#(queue.map { #","assignment":{"type":"queue","id":"\#($0)"}"# } ?? "")}"#, status: .ok)
+            let assignment = state.withLock { $0.conversations[id ?? ""] }
+            return Self.json(#"{"id":"\#(id ?? "")","state":"active"\#(assignment.map { #","assignment":{"type":"\#($0.type)","id":"\#($0.id)"}"# } ?? "")}"#, status: .ok)
         }
     }
 
