@@ -552,6 +552,12 @@ final class Generation: @unchecked Sendable {
         } catch {
             return .deadLetter(reason: "flow-error", detail: "\(error)")
         }
+        // 8x8 names the conversation of every event a flow answers; the replies to one without
+        // (an unsigned or malformed webhook) have nowhere to go: /conversations/<its event id>
+        // would only draw 404s.
+        if event.conversationId == nil, !commands.isEmpty {
+            return .deadLetter(reason: "no-conversation", detail: "the event names no conversation, so its replies have nowhere to go")
+        }
         // A record Kafka refuses for its size would fail every retry of the event and stop the
         // partition: such an event is dead-lettered, and its conversation keeps the session it had.
         let commandRecords = commands.map { (record: $0.encodedRecord, action: $0.action.rawValue) }

@@ -42,7 +42,7 @@ public final class WorkerMetrics: Sendable {
     }
 
     /// Why the worker dead-letters an inbound record.
-    static let deadLetterReasons = ["undecodable", "unknown-endpoint", "flow-error", "too-large"]
+    static let deadLetterReasons = ["undecodable", "unknown-endpoint", "flow-error", "too-large", "no-conversation"]
 
     private func counter(_ table: borrowing Mutex<[String: CoreMetrics.Counter]>, _ key: String, _ make: () -> CoreMetrics.Counter) -> CoreMetrics.Counter {
         table.withLock { counters in

@@ -182,6 +182,9 @@ struct WorkerTests {
         stale.schema = "eightbyeight.inbound.v0"
         var unknownEndpoint = chat.user("who am I")
         unknownEndpoint.endpoint = "nobody"
+        // A message naming no conversation: its reply would go to /conversations/<event id>.
+        var orphan = chat.user("hello")
+        orphan.conversationId = nil
         let first = chat.user("first")
         let loop = chat.user("loop forever")
         let last = chat.user("last")
@@ -190,25 +193,27 @@ struct WorkerTests {
             KafkaProducerMessage(topic: topic, key: "conv-poison", value: Array("not json {".utf8)),
             KafkaProducerMessage(topic: topic, key: "conv-poison", value: stale.encodedRecord(rawBody: Array("{}".utf8))),
             KafkaProducerMessage(topic: topic, key: "conv-poison", value: unknownEndpoint.encodedRecord(rawBody: Array("{}".utf8))),
+            KafkaProducerMessage(topic: topic, key: "conv-poison", value: orphan.encodedRecord(rawBody: Array("{}".utf8))),
             KafkaProducerMessage(topic: topic, key: "conv-poison", value: loop.encodedRecord(rawBody: Array("{}".utf8))),
             KafkaProducerMessage(topic: topic, key: "conv-poison", value: last.encodedRecord(rawBody: Array("{}".utf8))),
         ])
-        let dead = try await deadLetters.wait(60, "4 dead letters") { $0.count >= 4 }
+        let dead = try await deadLetters.wait(60, "5 dead letters") { $0.count >= 5 }
         let reasons = dead.map { message in
             String(decoding: message.headers.first { $0.key == "x-dead-letter-reason" }?.value ?? [], as: UTF8.self)
         }
-        #expect(reasons == ["undecodable", "undecodable", "unknown-endpoint", "flow-error"])
+        #expect(reasons == ["undecodable", "undecodable", "unknown-endpoint", "no-conversation", "flow-error"])
         // One counter per reason, there from the start (the alert on them sees the first one).
         let counted = Self.counterLines("connector_worker_dead_letters_total", running.worker.metrics).sorted()
         #expect(counted == [
-            #"connector_worker_dead_letters_total{reason="flow-error"} 1"#, #"connector_worker_dead_letters_total{reason="too-large"} 0"#,
+            #"connector_worker_dead_letters_total{reason="flow-error"} 1"#, #"connector_worker_dead_letters_total{reason="no-conversation"} 1"#,
+            #"connector_worker_dead_letters_total{reason="too-large"} 0"#,
             #"connector_worker_dead_letters_total{reason="undecodable"} 2"#, #"connector_worker_dead_letters_total{reason="unknown-endpoint"} 1"#,
         ], "\(counted)")
         let fresh = Self.counterLines("connector_worker_dead_letters_total", WorkerMetrics())
-        #expect(fresh.count == 4 && fresh.allSatisfy { $0.hasSuffix(" 0") }, "\(fresh)")
+        #expect(fresh.count == 5 && fresh.allSatisfy { $0.hasSuffix(" 0") }, "\(fresh)")
         #expect(dead[0].value == Array("not json {".utf8))
         #expect(dead.allSatisfy { $0.headers.contains { $0.key == "x-dead-letter-source" } })
-        let detail = String(decoding: dead[3].headers.first { $0.key == "x-dead-letter-detail" }?.value ?? [], as: UTF8.self)
+        let detail = String(decoding: dead[4].headers.first { $0.key == "x-dead-letter-detail" }?.value ?? [], as: UTF8.self)
         #expect(detail.contains("loop"))
         let commands = try await outbound.wait(60, "replies around the poison") { $0.count >= 2 }
         #expect(try commands.map { try OutboundCommand.decode($0.value).body["text"]?.stringValue } == ["hello first", "hello last"])
