@@ -3,7 +3,8 @@ public import EightByEight
 
 /// When a failed delivery is tried again (spec section 5.5): honor `Retry-After` on 429,
 /// exponential backoff with jitter on 5xx and connection failures, never retry 400, 401, 403
-/// or 404; give up after `maxAttempts` or when the command is older than `maxAge`. Calls that
+/// or 404; give up after `maxAttempts` (429s not counted) or when the command is older than
+/// `maxAge`. Calls that
 /// are not idempotent (`sendMessage`, `sendAttachment`, `createConversation`) are repeated only
 /// when 8x8 provably did not process them: connection refused, 429, 502, 503 (or the egress
 /// found at 8x8 that a call answered 500 or 504, or not at all, did not take effect). A typing
@@ -44,8 +45,8 @@ public struct DeliveryPolicy: Sendable {
         }
     }
 
-    /// What to do after attempt number `attempt` (1 for the first) failed with `error`, the
-    /// command being `age` old.
+    /// What to do after attempt number `attempt` (1 for the first, counting no earlier attempt
+    /// 8x8 answered 429) failed with `error`, the command being `age` old.
     public func decide(
         _ error: ChatGatewayError, attempt: Int, age: Duration, action: OutboundCommand.Action,
         using random: inout some RandomNumberGenerator
@@ -81,7 +82,9 @@ public struct DeliveryPolicy: Sendable {
         if action == .typing || action == .thinking, attempt >= maxAttempts || age + wait > Self.indicatorMaxAge {
             return .skip(reason: "an indicator that could be shown only late")
         }
-        guard attempt < maxAttempts else { return .giveUp(reason: "\(attempt) attempts failed") }
+        // 8x8 throttling the tenant is no failure of this command: it waits its turn for as long
+        // as maxAge allows (the caller leaves 429s out of `attempt`).
+        guard attempt < maxAttempts || error.isThrottled else { return .giveUp(reason: "\(attempt) attempts failed") }
         guard age + wait <= maxAge else { return .giveUp(reason: "older than \(maxAge)") }
         return .retry(after: wait)
     }
@@ -91,5 +94,13 @@ public struct DeliveryPolicy: Sendable {
         let nominal = min(baseBackoff * (1 << min(attempt - 1, 20)), maxBackoff)
         let factor = jitter > 0 ? Double.random(in: (1 - jitter)...(1 + jitter), using: &random) : 1
         return nominal * factor
+    }
+}
+
+extension ChatGatewayError {
+    /// 8x8 throttled the call (429): it did not process it.
+    var isThrottled: Bool {
+        if case .status(429, _, _) = self { return true }
+        return false
     }
 }

@@ -469,6 +469,8 @@ final class EgressGeneration: @unchecked Sendable {
             source: item.source), partition: item.partition) else { return false }
         var random = SystemRandomNumberGenerator()
         var attempt = 0
+        // Attempts 8x8 answered 429: they do not count toward maxAttempts.
+        var throttled = 0
         while true {
             attempt += 1
             guard await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint, proceed: { !self.stopped(item) }) else { return false }
@@ -519,7 +521,9 @@ final class EgressGeneration: @unchecked Sendable {
                 }
             }
             let age = Duration.milliseconds(max(0, Self.now.minusSaturating(command.createdAt)))
-            switch egress.policy.decide(failure, attempt: attempt, age: age, action: command.action, using: &random) {
+            let decision = egress.policy.decide(failure, attempt: attempt - throttled, age: age, action: command.action, using: &random)
+            if failure.isThrottled { throttled += 1 }
+            switch decision {
             case .retry(let wait):
                 egress.metrics.retries.increment()
                 logger.debug("delivery retried", metadata: [

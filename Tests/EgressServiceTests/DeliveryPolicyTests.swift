@@ -28,6 +28,10 @@ struct DeliveryPolicyTests {
     func tooManyRequests() {
         #expect(decide(.status(429, problem: nil, retryAfter: .seconds(7))) == .retry(after: .seconds(7)))
         #expect(decide(.status(429, problem: nil, retryAfter: nil), attempt: 3) == .retry(after: .seconds(2)))
+        // Throttling is no failure of the command: it waits past maxAttempts, up to maxAge.
+        #expect(decide(.status(429, problem: nil, retryAfter: .seconds(7)), attempt: 5) == .retry(after: .seconds(7)))
+        guard case .giveUp = decide(.status(429, problem: nil, retryAfter: .seconds(7)), attempt: 5, age: .seconds(55)) else { Issue.record("retried past maxAge"); return }
+        guard case .giveUp = decide(.status(503, problem: nil, retryAfter: .seconds(7)), attempt: 5) else { Issue.record("a 503 retried past maxAttempts"); return }
     }
 
     @Test("backoff doubles from the base up to the cap")

@@ -260,6 +260,26 @@ struct EgressTests {
         }
     }
 
+    @Test("429s do not use up a message's attempts: it waits out 8x8's throttling, then still has its attempts for failures")
+    func throttlingDoesNotUseUpAttempts() async throws {
+        try await EgressHarness.run(egress: "  retry:\n    maxAttempts: 2\n    baseBackoffMs: 10\n    maxBackoffMs: 20") { h in
+            let conversation = "conv-throttled-long"
+            for _ in 0..<3 { h.gateway.inject(.status(429, retryAfter: 0), forPathEndingWith: "\(conversation)/messages") }
+            h.gateway.inject(.status(503), forPathEndingWith: "\(conversation)/messages")
+            let message = EgressHarness.message(conversation, 0, text: "after the throttling")
+            let producer = try h.producer()
+            try await h.publish([message], with: producer)
+            let egress = h.start()
+            try await h.waitForGateway(60, "the message delivered") { $0.contains(message.commandId) }
+            let metrics = try await egress.metrics(containing: #"outcome="delivered""#, "the delivery counted")
+            #expect(metrics.contains("connector_dlq_records_total 0"), "\(metrics)")
+            #expect(h.gateway.messages(of: conversation).map(\.text) == ["after the throttling"])
+            #expect(h.gateway.received.filter { $0.path.hasSuffix("\(conversation)/messages") }.map(\.status) == [429, 429, 429, 503, 202])
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
     @Test("a queue move whose conversation an agent took by the time 8x8 is asked is delivered: not moved again, not reported to the flow as refused")
     func queueMoveFoundWithTheAgent() async throws {
         try await EgressHarness.run(egress: "  retry:\n    maxAttempts: 2\n    baseBackoffMs: 10\n    maxBackoffMs: 20") { h in
