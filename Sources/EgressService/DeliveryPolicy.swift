@@ -45,10 +45,11 @@ public struct DeliveryPolicy: Sendable {
         }
     }
 
-    /// What to do after attempt number `attempt` (1 for the first, counting no earlier attempt
-    /// 8x8 answered 429) failed with `error`, the command being `age` old.
+    /// What to do after attempt number `attempt` (1 for the first) failed with `error`, the
+    /// command being `age` old, `throttled` of the earlier attempts answered 429 (they do not
+    /// count toward `maxAttempts`; the backoff still grows with every attempt).
     public func decide(
-        _ error: ChatGatewayError, attempt: Int, age: Duration, action: OutboundCommand.Action,
+        _ error: ChatGatewayError, attempt: Int, throttled: Int = 0, age: Duration, action: OutboundCommand.Action,
         using random: inout some RandomNumberGenerator
     ) -> Decision {
         let wait: Duration
@@ -83,8 +84,11 @@ public struct DeliveryPolicy: Sendable {
             return .skip(reason: "an indicator that could be shown only late")
         }
         // 8x8 throttling the tenant is no failure of this command: it waits its turn for as long
-        // as maxAge allows (the caller leaves 429s out of `attempt`).
-        guard attempt < maxAttempts || error.isThrottled else { return .giveUp(reason: "\(attempt) attempts failed") }
+        // as maxAge allows.
+        let counted = attempt - throttled
+        guard counted < maxAttempts || error.isThrottled else {
+            return .giveUp(reason: throttled > 0 ? "\(counted) attempts failed (and \(throttled) throttled)" : "\(attempt) attempts failed")
+        }
         guard age + wait <= maxAge else { return .giveUp(reason: "older than \(maxAge)") }
         return .retry(after: wait)
     }

@@ -500,11 +500,13 @@ final class EgressGeneration: @unchecked Sendable {
                 failure = error
             }
             // The request may have taken effect at 8x8 (no answer, or a 500 or 504): ask 8x8
-            // before repeating a call that must not be repeated, or giving it up. A message that
+            // before repeating a call that must not be repeated, or giving it up; and before
+            // repeating a queue move, which an agent may have accepted meanwhile (moving it
+            // again would take the conversation from the agent). A message that
             // timed out (here or at 8x8's gateway) may still be in progress there: 8x8 is asked
             // once it had another request timeout to finish it (only this conversation waits;
             // the calls `reconcile` cannot check are not worth the wait).
-            if !DeliveryPolicy.isIdempotent(command.action), failure.mayHaveTakenEffect {
+            if !DeliveryPolicy.isIdempotent(command.action) || command.action == .patchConversation, failure.mayHaveTakenEffect {
                 if let unfinished = failure.mayStillBeRunning(requestTimeout: .milliseconds(egress.config.egress.requestTimeoutMs)),
                    command.action == .sendMessage || command.action == .sendAttachment {
                     try? await Task.sleep(for: unfinished)
@@ -521,7 +523,7 @@ final class EgressGeneration: @unchecked Sendable {
                 }
             }
             let age = Duration.milliseconds(max(0, Self.now.minusSaturating(command.createdAt)))
-            let decision = egress.policy.decide(failure, attempt: attempt - throttled, age: age, action: command.action, using: &random)
+            let decision = egress.policy.decide(failure, attempt: attempt, throttled: throttled, age: age, action: command.action, using: &random)
             if failure.isThrottled { throttled += 1 }
             switch decision {
             case .retry(let wait):
@@ -538,9 +540,8 @@ final class EgressGeneration: @unchecked Sendable {
                 // The next owner of a revoked partition, or the next generation after a stop,
                 // decides (it asks 8x8 first): a check a stop cut short is no reason to give up.
                 if stopped(item) { return false }
-                // A queue move is repeated, not checked, while attempts remain; the last one may
-                // have reached 8x8 all the same. Its failure would tell the flow no agent is
-                // coming (and it goes on), so 8x8 is asked first.
+                // A queue move's failure would tell the flow no agent is coming (and it goes on):
+                // when 8x8 could not be asked above, it is asked once more.
                 if command.action == .patchConversation, failure.mayHaveTakenEffect,
                    await reconcile(command, client: client, since: attemptStart, ledger: item.ledger) == .delivered {
                     egress.metrics.reconciled.increment()

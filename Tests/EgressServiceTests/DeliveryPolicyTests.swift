@@ -30,6 +30,15 @@ struct DeliveryPolicyTests {
         #expect(decide(.status(429, problem: nil, retryAfter: nil), attempt: 3) == .retry(after: .seconds(2)))
         // Throttling is no failure of the command: it waits past maxAttempts, up to maxAge.
         #expect(decide(.status(429, problem: nil, retryAfter: .seconds(7)), attempt: 5) == .retry(after: .seconds(7)))
+        // Without Retry-After the waits still grow with every attempt, throttled ones too.
+        var random = FixedRandom()
+        #expect(policy.decide(.status(429, problem: nil, retryAfter: nil), attempt: 4, throttled: 3, age: .zero, action: .sendMessage, using: &random)
+            == .retry(after: .seconds(4)))
+        // After three 429s a message still has its five attempts for failures.
+        #expect(policy.decide(.status(503, problem: nil, retryAfter: nil), attempt: 7, throttled: 3, age: .zero, action: .sendMessage, using: &random)
+            == .retry(after: .seconds(8)))
+        #expect(policy.decide(.status(503, problem: nil, retryAfter: nil), attempt: 8, throttled: 3, age: .zero, action: .sendMessage, using: &random)
+            == .giveUp(reason: "5 attempts failed (and 3 throttled)"))
         guard case .giveUp = decide(.status(429, problem: nil, retryAfter: .seconds(7)), attempt: 5, age: .seconds(55)) else { Issue.record("retried past maxAge"); return }
         guard case .giveUp = decide(.status(503, problem: nil, retryAfter: .seconds(7)), attempt: 5) else { Issue.record("a 503 retried past maxAttempts"); return }
     }
