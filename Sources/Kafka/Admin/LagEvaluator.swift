@@ -36,13 +36,17 @@ public struct LagEvaluator: Sendable {
         self.stopAfter = stopAfter
     }
 
-    /// Adds one sample of a group. A partition the sample does not measure (its offsets could
-    /// not be read, see `ConsumerGroupLag.unmeasured`, or it is no longer the group's) loses its
-    /// history: its last verdict would otherwise stand for as long as it is unmeasured, and the
-    /// samples on either side of the gap would be judged as if they were a window apart.
+    /// Per group, the partitions its newest sample could not measure (`ConsumerGroupLag.unmeasured`).
+    private var unmeasured: [String: Set<TopicPartition>] = [:]
+
+    /// Adds one sample of a group. A partition the sample could not measure keeps its history
+    /// but is not judged until it is measured again (its last verdict would stand for as long
+    /// as it is unmeasured); one the sample no longer names at all (no longer the group's) is
+    /// forgotten.
     public mutating func add(_ lag: ConsumerGroupLag) {
         let previous = history[lag.group] ?? [:]
-        var partitions: [TopicPartition: [Sample]] = [:]
+        let missing = Set(lag.unmeasured.map(\.topicPartition))
+        var partitions = previous.filter { missing.contains($0.key) }
         for partition in lag.partitions {
             var samples = previous[partition.topicPartition] ?? []
             samples.append(Sample(committed: partition.committedOffset, lag: partition.lag))
@@ -50,14 +54,17 @@ public struct LagEvaluator: Sendable {
             partitions[partition.topicPartition] = samples
         }
         history[lag.group] = partitions
+        unmeasured[lag.group] = missing
     }
 
     public func status(of group: String) -> Status {
-        (history[group] ?? [:]).values.map(status).max() ?? .ok
+        partitionStatus(of: group).values.max() ?? .ok
     }
 
+    /// The partitions of the group's newest sample that it measured, each with its status.
     public func partitionStatus(of group: String) -> [TopicPartition: Status] {
-        (history[group] ?? [:]).mapValues(status)
+        let missing = unmeasured[group] ?? []
+        return (history[group] ?? [:]).filter { !missing.contains($0.key) }.mapValues(status)
     }
 
     func status(_ all: [Sample]) -> Status {
