@@ -150,9 +150,10 @@ extension ConnectorConfig {
                 name = expression[..<separator.lowerBound]
                 fallback = expression[separator.upperBound...]
                 // `${A:-${B}}` (a compose form) or a default with braces would end at its first
-                // `}` and leave a wrong value: only `${NAME}` and `${NAME:-text}` are read.
-                if fallback!.contains("{") || fallback!.contains("$") {
-                    throw ConfigurationError("\(source): the default of ${\(name):-...} may not hold '{' or '$' (nested defaults are not supported)")
+                // `}` and leave a wrong value: only `${NAME}` and `${NAME:-text}` are read, the
+                // text without braces.
+                if fallback!.contains("{") {
+                    throw ConfigurationError("\(source): the default of ${\(name):-...} may not hold '{' (nested defaults are not supported)")
                 }
             } else {
                 name = expression

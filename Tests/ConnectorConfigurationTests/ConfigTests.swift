@@ -66,6 +66,9 @@ import Testing
         let config = try ConnectorConfig.parse("kafka:\n  brokers: ${BROKERS:-localhost:9092}\n")
         #expect(config.kafka.brokers == "localhost:9092")
         #expect(config.topicName(.sessions) == "bot.sessions.v1")
+        // A default may hold a '$' (a password), not a brace.
+        let password = try ConnectorConfig.parse("kafka:\n  properties:\n    sasl.password: ${PASSWORD:-pa$word}\n")
+        #expect(password.kafka.properties["sasl.password"] == "pa$word")
     }
 
     @Test(arguments: [
@@ -81,7 +84,7 @@ import Testing
          "c.yaml: line 3: key 'endpoints' appears twice in one mapping"),
         ("kafka:\n  brokers: a:1\n  partitions: 3\n  brokers: b:2\n", "c.yaml: line 4: key 'brokers' appears twice in one mapping"),
         ("endpoints:\n  - name: a\n    urlToken: abcdefgh1\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: '${KEY:-${OLD}}'}\n",
-         "c.yaml: the default of ${KEY:-...} may not hold '{' or '$' (nested defaults are not supported)"),
+         "c.yaml: the default of ${KEY:-...} may not hold '{' (nested defaults are not supported)"),
         ("kafka:\n  partitions: many\n", "c.yaml: kafka.partitions must be a whole number"),
         ("endpoints:\n  - name: a\n    flow: f\n    urlToken: 12345678\n", "c.yaml: endpoints[0].eightByEight is required"),
         ("endpoints:\n  - name: a\n    urlToken: short\n    flow: f\n    eightByEight: {baseURL: 'https://x', apiKey: k}\n",
