@@ -144,10 +144,10 @@ struct RecordReader {
 
     func optionalInt64(_ name: String) throws(DecodingError) -> Int64? {
         guard let value = value(name) else { return nil }
-        guard case .number(let number) = value, number.rounded() == number, abs(number) < 9_007_199_254_740_992 else {
+        guard case .number(let number) = value, let whole = JSONInteger.exact(number) else {
             throw mismatch(Int64.self, name)
         }
-        return Int64(number)
+        return whole
     }
 
     func int64(_ name: String) throws(DecodingError) -> Int64 {

@@ -100,8 +100,8 @@ public struct JSONWriter: Sendable {
 
     public mutating func double(_ value: Double) {
         separate()
-        if value.rounded() == value, abs(value) < 9_007_199_254_740_992 {
-            bytes.append(contentsOf: String(Int64(value)).utf8)
+        if let whole = JSONInteger.exact(value) {
+            bytes.append(contentsOf: String(whole).utf8)
         } else if value.isFinite {
             bytes.append(contentsOf: "\(value)".utf8)
         } else {

@@ -230,7 +230,7 @@ public final class WebhookIngress: Service, Sendable {
         // record's readers (JSON numbers are exact to 2^53), is not written down.
         let eventId = webhookHeaders.eventId.flatMap { $0.isEmpty ? nil : $0 } ?? UUID().uuidString
         var inbound = InboundEvent(
-            eventId: eventId, retry: Self.recordable(webhookHeaders.retryCount.map(Int64.init)).map(Int.init) ?? 0, tenantId: webhookHeaders.tenantId,
+            eventId: eventId, retry: Self.recordable(webhookHeaders.retryCount) ?? 0, tenantId: webhookHeaders.tenantId,
             customerId: webhookHeaders.customerId, endpoint: endpoint, route: route == .handover ? .handover : .endpoint,
             receivedAt: now(), transmissionTime: Self.recordable(webhookHeaders.transmissionTimeMilliseconds), eventType: event.eventType,
             conversationId: event.conversationId, eventTimestamp: event.timestamp, signatureVerified: verified,
@@ -351,8 +351,8 @@ public final class WebhookIngress: Service, Sendable {
 
     /// A header's number as the record may hold it: not negative, and below 2^53, where JSON
     /// numbers stop being exact (the worker's reader refuses larger ones).
-    static func recordable(_ value: Int64?) -> Int64? {
-        guard let value, value >= 0, value < 9_007_199_254_740_992 else { return nil }
+    static func recordable<Number: BinaryInteger>(_ value: Number?) -> Number? {
+        guard let value, value >= 0, JSONInteger.holds(value) else { return nil }
         return value
     }
 

@@ -187,7 +187,7 @@ extension JSONValue {
         case .string(let value): Int64(value.trimmingCharacters(in: .whitespaces))
         default: nil
         }
-        guard let number, number.magnitude < 9_007_199_254_740_992 else { return nil }
+        guard let number, JSONInteger.holds(number) else { return nil }
         return number
     }
 
