@@ -6,7 +6,7 @@ public import EightByEight
 /// or 404; give up after `maxAttempts` (429s not counted) or when the command is older than
 /// `maxAge`. Calls that
 /// are not idempotent (`sendMessage`, `sendAttachment`, `createConversation`) are repeated only
-/// when 8x8 provably did not process them: connection refused, 429, 502, 503 (or the egress
+/// when 8x8 provably did not process them: connection refused, 408, 429, 502, 503 (or the egress
 /// found at 8x8 that a call answered 500 or 504, or not at all, did not take effect). A typing
 /// or thinking indicator is retried only while it can still be shown in time, then skipped.
 public struct DeliveryPolicy: Sendable {
@@ -58,7 +58,9 @@ public struct DeliveryPolicy: Sendable {
             switch status {
             case 400, 401, 403, 404: return .giveUp(reason: "8x8 answered \(status)")
             case 429: wait = retryAfter ?? backoff(attempt, using: &random)
-            case 502, 503: wait = retryAfter ?? backoff(attempt, using: &random)
+            // 408: the request did not reach 8x8 whole in the time it waits for one (RFC 9110,
+            // 15.5.9), so it was not processed: tried again like a gateway that had no backend.
+            case 408, 502, 503: wait = retryAfter ?? backoff(attempt, using: &random)
             // 504 as 500: it may have taken effect (8x8 is asked first), so a call that must not
             // be repeated is not sent again on it.
             case 500...599:

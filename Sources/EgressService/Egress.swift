@@ -462,6 +462,12 @@ final class EgressGeneration: @unchecked Sendable {
                 break
             }
         }
+        // Who has the conversation before a queue move goes: an agent 8x8 reports after a move
+        // that may have taken effect is its outcome only when it is not the one from before.
+        var agentBefore = AgentBefore.unknown
+        if command.action == .patchConversation, command.body["assignment"]?["id"] != nil {
+            agentBefore = await agent(of: command, client: client, item: item)
+        }
         let firstAttempt = Self.now
         guard !stopped(item) else { return false }
         guard await write(DeliveryResult(
@@ -512,7 +518,7 @@ final class EgressGeneration: @unchecked Sendable {
                     try? await Task.sleep(for: unfinished)
                     if stopped(item) { return false }
                 }
-                switch await reconcile(command, client: client, since: attemptStart, ledger: item.ledger) {
+                switch await reconcile(command, client: client, since: attemptStart, ledger: item.ledger, agentBefore: agentBefore) {
                 case .delivered:
                     egress.metrics.reconciled.increment()
                     return await complete(item, outcome: .delivered, status: nil, attempts: attempt, error: "found at 8x8 after \(failure.summary)", finished: finished)
@@ -543,7 +549,7 @@ final class EgressGeneration: @unchecked Sendable {
                 // A queue move's failure would tell the flow no agent is coming (and it goes on):
                 // when 8x8 could not be asked above, it is asked once more.
                 if command.action == .patchConversation, failure.mayHaveTakenEffect,
-                   await reconcile(command, client: client, since: attemptStart, ledger: item.ledger) == .delivered {
+                   await reconcile(command, client: client, since: attemptStart, ledger: item.ledger, agentBefore: agentBefore) == .delivered {
                     egress.metrics.reconciled.increment()
                     return await complete(item, outcome: .delivered, status: nil, attempts: attempt, error: "found at 8x8 after \(failure.summary)", finished: finished)
                 }
@@ -632,7 +638,27 @@ final class EgressGeneration: @unchecked Sendable {
 
     /// Whether 8x8 already has what the command asked for, for a command whose request may or
     /// may not have reached 8x8 (sent since `since`, milliseconds since 1970).
-    private func reconcile(_ command: OutboundCommand, client: ChatGatewayClient, since: Int64, ledger: DeliveryLedger) async -> Reconciliation {
+    /// A conversation's agent as 8x8 reported it before a queue move was first sent.
+    enum AgentBefore: Equatable { case unknown, none, agent(String) }
+
+    /// One read of the conversation before a queue move, under the rate limit and the bound on
+    /// requests in flight. One try: when it fails the agent stays unknown and the move goes
+    /// as it would have without it.
+    private func agent(of command: OutboundCommand, client: ChatGatewayClient, item: LaneItem) async -> AgentBefore {
+        guard await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint, proceed: { !self.stopped(item) }) else { return .unknown }
+        await egress.inFlight.wait()
+        defer { egress.inFlight.signal() }
+        let conversation: JSONValue?
+        do { conversation = try await client.conversation(command.conversationId) } catch { return .unknown }
+        guard let assignment = conversation?["assignment"], assignment["type"]?.stringValue?.lowercased() == "agent" else { return .none }
+        return .agent(assignment["id"]?.stringValue ?? "")
+    }
+
+    /// `agentBefore`: who had the conversation before a queue move was first sent (unknown
+    /// after a restart, or when that read failed).
+    private func reconcile(
+        _ command: OutboundCommand, client: ChatGatewayClient, since: Int64, ledger: DeliveryLedger, agentBefore: AgentBefore = .unknown
+    ) async -> Reconciliation {
         switch command.action {
         case .sendMessage, .sendAttachment:
             guard let fingerprint = MessageFingerprint(command: command) else { return .uncheckable }
@@ -652,9 +678,14 @@ final class EgressGeneration: @unchecked Sendable {
                 return .unknown
             }
             // An agent's assignment also says the move was made: the conversation came to the
-            // agent through the queue (moving it again would take it from the agent).
+            // agent through the queue (moving it again would take it from the agent). Not the
+            // agent it had before the move was sent, though: that is left from an earlier
+            // handover, and counting it would leave the customer waiting for nobody.
             let assignment = conversation["assignment"]
-            if assignment?["type"]?.stringValue?.lowercased() == "agent" { return .delivered }
+            let type = assignment?["type"]?.stringValue?.lowercased()
+            if type == "agent" {
+                return agentBefore == .agent(assignment?["id"]?.stringValue ?? "") ? .notDelivered : .delivered
+            }
             return assignment?["id"]?.stringValue == queue ? .delivered : .notDelivered
         case .typing, .thinking:
             // A late indicator is worth nothing; sending it twice is worse.

@@ -62,7 +62,7 @@ public final class ChatGatewaySimulator: Sendable {
 
     struct State {
         var received: [Received] = []
-        var faults: [(pathSuffix: String, fault: Fault)] = []
+        var faults: [(pathSuffix: String, method: String?, fault: Fault)] = []
         var conversations: [String: (type: String, id: String)] = [:]  // id -> assignment
         var messages: [String: [Message]] = [:]
         var attachments = 0
@@ -104,6 +104,11 @@ public final class ChatGatewaySimulator: Sendable {
         state.withLock { $0.conversations[conversationId] = ("agent", agentId) }
     }
 
+    /// The conversation's assignment as `GET` reports it.
+    public func assignment(of conversationId: String) -> (type: String, id: String)? {
+        state.withLock { $0.conversations[conversationId] }
+    }
+
     /// The messages of a conversation, oldest first.
     public func messages(of conversationId: String) -> [Message] { state.withLock { $0.messages[conversationId] ?? [] } }
 
@@ -117,9 +122,10 @@ public final class ChatGatewaySimulator: Sendable {
         state.withLock { $0.onBotMessage = handler }
     }
 
-    /// The next request whose path ends with `pathSuffix` ("" for any) gets `fault`.
-    public func inject(_ fault: Fault, forPathEndingWith pathSuffix: String = "") {
-        state.withLock { $0.faults.append((pathSuffix, fault)) }
+    /// The next request whose path ends with `pathSuffix` ("" for any), and whose method is
+    /// `method` when one is given, gets `fault`.
+    public func inject(_ fault: Fault, forPathEndingWith pathSuffix: String = "", method: String? = nil) {
+        state.withLock { $0.faults.append((pathSuffix, method, fault)) }
     }
 
     public func addRoutes(to router: Router<some RequestContext>) {
@@ -144,7 +150,9 @@ public final class ChatGatewaySimulator: Sendable {
         for field in request.headers { headers[field.name.canonicalName] = field.value }
         let path = request.uri.path
         let fault = state.withLock { state -> Fault? in
-            guard let index = state.faults.firstIndex(where: { $0.pathSuffix.isEmpty || path.hasSuffix($0.pathSuffix) }) else { return nil }
+            guard let index = state.faults.firstIndex(where: {
+                ($0.pathSuffix.isEmpty || path.hasSuffix($0.pathSuffix)) && ($0.method == nil || $0.method == request.method.rawValue)
+            }) else { return nil }
             return state.faults.remove(at: index).fault
         }
         var response: Response

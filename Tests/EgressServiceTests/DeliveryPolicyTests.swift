@@ -71,6 +71,10 @@ struct DeliveryPolicyTests {
         #expect(decide(.status(500, problem: nil, retryAfter: nil), .typing) == .retry(after: .milliseconds(500)))
         guard case .giveUp = decide(.status(500, problem: nil, retryAfter: nil), .sendMessage) else { Issue.record("message repeated after 500"); return }
         #expect(decide(.status(502, problem: nil, retryAfter: nil), .sendMessage) == .retry(after: .milliseconds(500)))
+        // 408: 8x8 (or a proxy before it) did not get the whole request in time, so it did not
+        // process it; sent again like a 503, with its Retry-After when it has one.
+        #expect(decide(.status(408, problem: nil, retryAfter: nil), .sendMessage) == .retry(after: .milliseconds(500)))
+        #expect(decide(.status(408, problem: nil, retryAfter: .seconds(3)), .createConversation) == .retry(after: .seconds(3)))
         guard case .giveUp = decide(.status(504, problem: nil, retryAfter: nil), .createConversation) else { Issue.record("conversation created again after 504"); return }
         #expect(decide(.status(504, problem: nil, retryAfter: nil), .patchConversation) == .retry(after: .milliseconds(500)))
         #expect(decide(.transport("refused", reachedServer: false), .sendMessage) == .retry(after: .milliseconds(500)))
@@ -99,7 +103,7 @@ struct DeliveryPolicyTests {
         ]
         let notTaken: [ChatGatewayError] = [
             .status(502, problem: nil, retryAfter: nil), .status(503, problem: nil, retryAfter: nil), .status(429, problem: nil, retryAfter: nil),
-            .status(400, problem: nil, retryAfter: nil), .transport("refused", reachedServer: false),
+            .status(400, problem: nil, retryAfter: nil), .status(408, problem: nil, retryAfter: nil), .transport("refused", reachedServer: false),
         ]
         #expect(taken.allSatisfy { $0.mayHaveTakenEffect })
         #expect(!notTaken.contains { $0.mayHaveTakenEffect })

@@ -242,7 +242,7 @@ struct EgressTests {
         try await EgressHarness.run(egress: "  retry:\n    maxAttempts: 2\n    baseBackoffMs: 10\n    maxBackoffMs: 20") { h in
             let conversation = agentTakesIt ? "conv-agent-took-it" : "conv-queued-anyway"
             // The move takes effect at 8x8, and the connection drops before the answer.
-            h.gateway.inject(.drop(afterProcessing: true), forPathEndingWith: "/conversations/\(conversation)")
+            h.gateway.inject(.drop(afterProcessing: true), forPathEndingWith: "/conversations/\(conversation)", method: "PATCH")
             if agentTakesIt {
                 let gateway = h.gateway
                 gateway.observe { request, id in
@@ -263,6 +263,33 @@ struct EgressTests {
             #expect(inbound.messages.isEmpty, "no handover failure reported to the flow")
             await egress.stop()
             await inbound.close()
+            await producer.shutdown()
+        }
+    }
+
+    @Test("an agent left in 8x8's assignment from an earlier handover does not pass for a queue move's outcome: a move that broke off before it took effect is sent again, and the conversation reaches the queue")
+    func earlierAgentIsNotTheMovesOutcome() async throws {
+        try await EgressHarness.run(egress: "  retry:\n    maxAttempts: 3\n    baseBackoffMs: 10\n    maxBackoffMs: 20") { h in
+            let conversation = "conv-earlier-agent"
+            // The conversation's first handover ended, and 8x8 still names that agent.
+            h.gateway.assignAgent(conversation, agentId: "agent-3")
+            // The move's connection drops before 8x8 took it.
+            h.gateway.inject(.drop(afterProcessing: false), forPathEndingWith: "/conversations/\(conversation)", method: "PATCH")
+            let move = EgressHarness.command(conversation, 0, .patchConversation, .object(["assignment": .object(["type": .string("queue"), "id": .string("101")])]))
+            let after = EgressHarness.message(conversation, 1, text: "after the move")
+            let producer = try h.producer()
+            try await h.publish([move, after], with: producer)
+            let egress = h.start()
+            try await h.waitForGateway(60, "the next command delivered") { $0.contains(after.commandId) }
+            let metrics = String(decoding: egress.egress.metrics.render(), as: UTF8.self)
+            #expect(metrics.contains("connector_dlq_records_total 0"), "\(metrics)")
+            #expect(metrics.contains("connector_egress_reconciled_total 0"), "not taken for delivered: \(metrics)")
+            let patches = h.gateway.received.filter { $0.method == "PATCH" }
+            #expect(patches.map(\.dropped) == [true, false], "moved again after 8x8 was asked")
+            let reads = h.gateway.received.filter { $0.method == "GET" && $0.path.hasSuffix("/conversations/\(conversation)") }
+            #expect(reads.count == 2, "once before the move, once after it broke off")
+            #expect(h.gateway.assignment(of: conversation)?.type == "queue" && h.gateway.assignment(of: conversation)?.id == "101")
+            await egress.stop()
             await producer.shutdown()
         }
     }
@@ -294,7 +321,7 @@ struct EgressTests {
             // move took effect and answered 500.
             h.gateway.inject(.statusAfterProcessing(500), forPathEndingWith: "conv-500-taken/messages")
             h.gateway.inject(.status(500), forPathEndingWith: "conv-500-lost/messages")
-            h.gateway.inject(.statusAfterProcessing(500), forPathEndingWith: "/conversations/conv-500-queued")
+            h.gateway.inject(.statusAfterProcessing(500), forPathEndingWith: "/conversations/conv-500-queued", method: "PATCH")
             let taken = EgressHarness.message("conv-500-taken", 0, text: "stored before the failure")
             let lost = EgressHarness.message("conv-500-lost", 0, text: "failed before it was stored")
             let move = EgressHarness.command("conv-500-queued", 0, .patchConversation, .object(["assignment": .object(["type": .string("queue"), "id": .string("101")])]))

@@ -99,7 +99,7 @@ struct WholePipelineTests {
         try await EgressHarness.run { h in
             let deadLetters = try h.reader(.deadLetters)
             // 8x8 refuses the queue move (a queue id it does not know); a 400 is not retried.
-            h.gateway.inject(.status(400), forPathEndingWith: "/conversations/conv-refused")
+            h.gateway.inject(.status(400), forPathEndingWith: "/conversations/conv-refused", method: "PATCH")
             try await Self.withPipeline(h) { url, _ in
                 var sender = h.simulator.webhookSender(logger: quietLogger)
                 sender.tenantId = "acme"
