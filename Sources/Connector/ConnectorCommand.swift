@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import IngressService
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -14,11 +15,30 @@ struct ConnectorCommand: AsyncParsableCommand {
     /// threads). `CONNECTOR_NIO_EXECUTOR=0` turns it off, `CONNECTOR_EVENT_LOOPS` sets the count.
     static func main() async {
         executor = EventLoopExecutor.install()
+        do {
+            logLevel = try Self.logLevel(ProcessInfo.processInfo.environment["LOG_LEVEL"])
+        } catch {
+            FileHandle.standardError.write(Data("connector: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
         await main(nil)
     }
 
     /// Where `main` put Swift's tasks.
     nonisolated(unsafe) static var executor = EventLoopExecutor.Setup(onEventLoops: false, loops: 0)
+    /// The level LOG_LEVEL asks for; nil for each command's own (services `info`, the other
+    /// commands `warning`). Set by `main` before any command runs.
+    nonisolated(unsafe) static var logLevel: Logger.Level?
+
+    /// LOG_LEVEL's level, in any case (`DEBUG`, `debug`); nil when it is unset or empty. Any
+    /// other value stops the connector with one line, so a mistyped level does not quietly log
+    /// at the default.
+    static func logLevel(_ text: String?) throws(CommandFailure) -> Logger.Level? {
+        guard let text = text?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        if let level = Logger.Level(rawValue: text.lowercased()) { return level }
+        let names = Logger.Level.allCases.map(\.rawValue)
+        throw CommandFailure(message: "LOG_LEVEL '\(text.prefix(40))' is not a log level; use one of \(names.dropLast().joined(separator: ", ")) or \(names.last!)")
+    }
 
     static let configuration = CommandConfiguration(
         commandName: "connector",

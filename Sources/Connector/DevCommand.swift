@@ -21,6 +21,10 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Configuration file (its endpoints talk to the simulator instead of 8x8).") var config = "connector.yaml"
     @Option(help: "Port of the simulator and its console.") var port = 8088
 
+    func validate() throws {
+        try validatePort(port)
+    }
+
     func run() async throws {
         var config: ConnectorConfig
         do { config = try ConnectorConfig.load(path: self.config) } catch { throw fail("\(error)") }
@@ -123,6 +127,7 @@ struct SimulatorCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard brokerOptions.config != nil else { throw ValidationError("--config is required") }
+        try validatePort(port, anyFree: true)
     }
 
     func run() async throws {
@@ -215,4 +220,11 @@ enum PortCheck {
         setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         return bind(descriptor, info.pointee.ai_addr, info.pointee.ai_addrlen) != 0 && errno == EADDRINUSE
     }
+}
+
+/// A TCP port a server can listen on (with `anyFree`, 0 too: a free port the system picks);
+/// anything else would fail later, or trap when the number is converted for the socket.
+func validatePort(_ port: Int, option: String = "--port", anyFree: Bool = false) throws {
+    let lowest = anyFree ? 0 : 1
+    guard (lowest...65535).contains(port) else { throw ValidationError("\(option) must be between \(lowest) and 65535") }
 }

@@ -54,7 +54,7 @@ func runUntilSignal(_ application: some Service, logger: Logger, name: String) a
 /// Services log at `info` unless LOG_LEVEL says otherwise.
 func serviceLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)
-    logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+    logger.logLevel = ConnectorCommand.logLevel ?? .info
     return logger
 }
 

@@ -46,7 +46,7 @@ struct BrokerOptions: ParsableArguments {
 
 func commandLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)
-    logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+    logger.logLevel = ConnectorCommand.logLevel ?? .warning
     return logger
 }
 
@@ -61,9 +61,14 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Partitions per topic.") var partitions: Int32 = 6
     @Option(help: "Prefix for every topic name.") var topicPrefix: String = ""
 
+    /// The bounds of the configuration's `kafka.partitions`; librdkafka's mock cluster takes
+    /// any broker count, and a few are all a test of failover needs.
+    func validate() throws {
+        guard (1...16).contains(brokers) else { throw ValidationError("--brokers must be between 1 and 16") }
+        guard (1...10_000).contains(partitions) else { throw ValidationError("--partitions must be between 1 and 10000") }
+    }
+
     func run() async throws {
-        guard brokers >= 1 else { throw fail("--brokers must be at least 1") }
-        guard partitions >= 1 else { throw fail("--partitions must be at least 1") }
         let logger = commandLogger("connector.broker")
         let cluster: EmbeddedKafkaCluster
         do {

@@ -191,6 +191,31 @@ import Testing
         #expect(result.error.contains("127.0.0.1:\(port), for the simulator (--port), is in use by another program"), "\(result.error)")
     }
 
+    @Test("numbers out of range on the command line are refused before anything starts", arguments: [
+        (["dev", "--port", "70000"], "--port must be between 1 and 65535"),
+        (["dev", "--port", "0"], "--port must be between 1 and 65535"),
+        (["simulator", "--config", "connector.yaml", "--port", "65536"], "--port must be between 0 and 65535"),
+        (["broker", "--brokers", "0"], "--brokers must be between 1 and 16"),
+        (["broker", "--partitions", "20000"], "--partitions must be between 1 and 10000"),
+    ])
+    func outOfRangeNumbersAreRefused(_ arguments: [String], _ message: String) throws {
+        let result = try run(arguments)
+        #expect(result.status != 0)
+        #expect(result.error.contains(message), "\(result.error)")
+    }
+
+    @Test("LOG_LEVEL is read in any case; a value that is no level stops the connector with one line instead of logging at the default")
+    func logLevelIsChecked() throws {
+        let wrong = try run(["flow", "validate", "flows/demo.yaml"], environment: ["LOG_LEVEL": "verbose"])
+        #expect(wrong.status == 1)
+        #expect(wrong.error == "connector: LOG_LEVEL 'verbose' is not a log level; use one of trace, debug, info, notice, warning, error or critical\n")
+        #expect(wrong.output.isEmpty, "nothing ran")
+        for level in ["DEBUG", "Warning", " error ", ""] {
+            let result = try run(["flow", "validate", "flows/demo.yaml"], environment: ["LOG_LEVEL": level])
+            #expect(result.status == 0, "\(level): \(result.error)")
+        }
+    }
+
     @Test func flowValidateAcceptsTheDemoFlow() throws {
         let result = try run(["flow", "validate", "flows/demo.yaml"])
         #expect(result.status == 0, "\(result.error)")
