@@ -34,6 +34,13 @@ struct FlowInterpreter {
             session.waiting = nil
             return try run(from: resume)
         }
+        // A waiting question, or a caller it returns to, that a new deployment of the flows
+        // removed: the flow changed under the session, which starts over (with the main flow's
+        // interrupts first, as without a question). Answering it, or a called flow's interrupt
+        // returning there, would fail on every message.
+        if let waiting = session.waiting, !library.contains(waiting.position) {
+            session.waiting = nil
+        }
         // The conversation became active again (`acceptConversationActiveEvent`, a user back
         // after going idle) while a question waits: it is asked again, not answered with
         // nothing, and no attempt is counted.

@@ -49,9 +49,10 @@ public struct FlowParser {
                 return nil
             }
             root = node
+            duplicateKeys(in: root)
         } catch let error as YamlError {
             switch error {
-            case .scanner(_, let message, let mark, _), .parser(_, let message, let mark, _):
+            case .scanner(_, let message, let mark, _), .parser(_, let message, let mark, _), .composer(_, let message, let mark, _):
                 problems.append(FlowProblem(file: file, line: mark.line, column: mark.column, message: "YAML: \(message)"))
             default:
                 problem(nil, "YAML: \(error)")
@@ -488,6 +489,29 @@ public struct FlowParser {
     }
 
     // MARK: - Values
+
+    /// A key written twice in one mapping: one of the two would be lost without a word (a
+    /// node's second `next`, a second `nodes:` list), so each repeat is a problem.
+    private mutating func duplicateKeys(in node: Node) {
+        switch node {
+        case .mapping(let mapping):
+            var seen: [String: Int] = [:]
+            for (key, value) in mapping {
+                if let name = key.string {
+                    if let first = seen[name] {
+                        problem(key, "'\(name)' is written twice in one mapping (first on line \(first))")
+                    } else {
+                        seen[name] = key.mark?.line ?? 1
+                    }
+                }
+                duplicateKeys(in: value)
+            }
+        case .sequence(let sequence):
+            for item in sequence { duplicateKeys(in: item) }
+        case .scalar:
+            break
+        }
+    }
 
     private mutating func fields(_ node: Node, known: Set<String>, what: String) -> [String: Node]? {
         guard let map = node.mapping else {

@@ -37,6 +37,37 @@ struct FlowParserTests {
         #expect(problems[0].message.contains("unknown node type 'dance'"))
     }
 
+    @Test("a key written twice in one mapping is reported at the repeat, with the first one's line; an undefined alias at its line")
+    func duplicateKeysAndAliases() {
+        let problems = parseProblems("""
+            nodes:
+              - id: a
+                type: say
+                text: hi
+                next: b
+                next: c
+              - id: b
+                type: say
+                text: bye
+                next: c
+              - id: c
+                type: say
+                text: "{{name}}"
+                text: other
+            """)
+        #expect(problems.map(\.line) == [6, 14], "\(problems)")
+        #expect(problems.first?.message == "'next' is written twice in one mapping (first on line 5)")
+        #expect(problems.last?.message == "'text' is written twice in one mapping (first on line 13)")
+        let alias = parseProblems("""
+            nodes:
+              - id: a
+                type: say
+                text: *missing
+            """)
+        #expect(alias.count == 1 && alias[0].line == 4 && alias[0].message.hasPrefix("YAML: "), "\(alias)")
+        #expect(alias.first.map { !$0.message.contains("\n") } == true, "one line")
+    }
+
     @Test("a missing target is reported where it is named")
     func missingTarget() {
         let problems = parseProblems("""

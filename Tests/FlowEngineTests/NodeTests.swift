@@ -380,11 +380,14 @@ struct NodeTests {
         }
     }
 
-    @Test("a question waiting in a called flow whose return node a new deployment removed starts the flow over instead of failing every answer")
+    @Test("a question waiting in a called flow whose return node a new deployment removed starts the flow over instead of failing every answer, also when the called flow's interrupt takes the message")
     func redeployRemovedTheReturnNode() throws {
         let sub = """
+            interrupts:
+              - { when: { textContains: [help] }, next: help }
             nodes:
               - { id: size, type: question, text: How many?, answer: number, store: size }
+              - { id: help, type: say, text: "a number, please" }
             """
         let deployed = FileManager.default.temporaryDirectory.appendingPathComponent("flows-\(UUID().uuidString)")
         var before = Conversation(try engine("""
@@ -400,8 +403,15 @@ struct NodeTests {
               - { id: done, type: say, text: "done with {{context.size}}" }
             """, others: ["sub.yaml": sub], directory: deployed))
         after.session = before.session
+        let waiting = before.session
         #expect(try after.send(events.user("3")).texts == ["How many?"], "started over")
         #expect(try after.send(events.user("4")).texts == ["done with 4"])
+        // The called flow's interrupt would return to the removed node: the flow starts over
+        // instead, and the next message goes on from there.
+        after.session = waiting
+        #expect(try after.send(events.user("help")).texts == ["How many?"], "started over")
+        #expect(after.session?.waiting?.position.stack.first?.node == "done")
+        #expect(try after.send(events.user("help")).texts == ["a number, please", "done with "], "the interrupt returns to the new node")
     }
 
     @Test("a flow sees at most 16,384 characters of a message, and a regular expression the first 4,096")
