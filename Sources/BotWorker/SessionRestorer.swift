@@ -42,10 +42,15 @@ struct SessionRestorer {
                 // act on what is no longer so (a handover that ended, a question answered).
                 // The conversation starts afresh, in a blank session of the record's time that
                 // expires as any other, so the tombstone that forgets it covers this record too.
+                // Without a readable record before it the endpoint is unknown: the blank session
+                // is kept as long as one of an endpoint this worker does not know (a week), then
+                // forgotten, so the unreadable record's personal data does not stay for good.
                 if let key = message.keyString, let older = result[partition]?[key] {
                     result[partition]?[key] = SessionState(
                         conversationId: key, endpoint: older.endpoint, tenantId: older.tenantId,
                         now: max(older.lastActivity, message.timestamp ?? older.lastActivity))
+                } else if let key = message.keyString, let time = message.timestamp {
+                    result[partition]?[key] = SessionState(conversationId: key, endpoint: "", tenantId: nil, now: time)
                 }
                 corrupt += 1
             }

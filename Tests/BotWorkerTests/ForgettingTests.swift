@@ -21,6 +21,8 @@ struct ForgettingTests {
             KafkaProducerMessage(topic: topic, partition: 0, key: "conv-stale", value: stale.encoded()),
             KafkaProducerMessage(topic: topic, partition: 0, key: "conv-kept", value: kept.encoded()),
             KafkaProducerMessage(topic: topic, partition: 0, key: "conv-stale", value: Array(#"{"schema":"session.v9","x":"#.utf8)),
+            // Only a later version's record, nothing readable before it.
+            KafkaProducerMessage(topic: topic, partition: 0, key: "conv-only-unreadable", value: Array(#"{"schema":"session.v9"}"#.utf8)),
         ])
         let admin = try KafkaAdmin(bootstrapServers: harness.cluster.bootstrapServers, logger: quietLogger)
         let restorer = SessionRestorer(
@@ -32,6 +34,13 @@ struct ForgettingTests {
         let blank = try #require(restored[0]?["conv-stale"], "a session that expires, so its tombstone covers the unreadable record")
         #expect(blank.context.isEmpty && blank.endpoint == "support" && blank.lastActivity >= 1_000,
                 "the conversation starts afresh instead of from the record before")
+        // A blank session of the record's time too, of no endpoint this worker knows: it is
+        // forgotten (and tombstoned) a week after, not kept for good.
+        let alone = try #require(restored[0]?["conv-only-unreadable"], "a session whose expiry covers the unreadable record")
+        #expect(alone.context.isEmpty && alone.endpoint.isEmpty && alone.lastActivity > 0)
+        let worker = try harness.makeWorker()
+        #expect(!worker.isForgettable(alone, now: alone.lastActivity + BotWorker.abandonedHandoverMillis))
+        #expect(worker.isForgettable(alone, now: alone.lastActivity + BotWorker.abandonedHandoverMillis + 1))
     }
 
     @Test("an expired session is forgotten by a tombstone after its last record; the live one goes on", arguments: [false, true])
