@@ -519,7 +519,15 @@ final class Generation: @unchecked Sendable {
 
     /// Decodes, routes and runs one record through its endpoint's engine, updating the
     /// in-memory session.
+    /// Counts the regular expression searches that ran out of their CPU budget meanwhile.
     private func evaluate(_ message: KafkaMessage) -> Step {
+        let tally = RegexBudget.Tally()
+        let step = RegexBudget.$tally.withValue(tally) { evaluateEvent(message) }
+        if tally.exhausted > 0 { worker.metrics.regexBudgetExhausted.increment(by: tally.exhausted) }
+        return step
+    }
+
+    private func evaluateEvent(_ message: KafkaMessage) -> Step {
         let started = ContinuousClock.now
         var event: InboundEvent
         do {

@@ -16,6 +16,9 @@ public final class WorkerMetrics: Sendable {
     /// Sessions given up (expired, or an abandoned handover), each with a tombstone.
     let forgottenSessions: CoreMetrics.Counter
     let restarts: CoreMetrics.Counter
+    /// Regular expression searches (flow conditions and questions, custom PII patterns) that
+    /// stopped at their CPU budget and counted as no match.
+    let regexBudgetExhausted: CoreMetrics.Counter
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -36,6 +39,8 @@ public final class WorkerMetrics: Sendable {
         restoredSessions = CoreMetrics.Counter(label: "connector_worker_sessions_restored_total", dimensions: [], factory: factory)
         forgottenSessions = CoreMetrics.Counter(label: "connector_worker_sessions_forgotten_total", dimensions: [], factory: factory)
         restarts = CoreMetrics.Counter(label: "connector_worker_restarts_total", dimensions: [], factory: factory)
+        regexBudgetExhausted = CoreMetrics.Counter(label: "connector_worker_regex_budget_exhausted_total", dimensions: [], factory: factory)
+        regexBudgetExhausted.increment(by: 0)
         // At 0 from the start: a counter that appears with its first dead letter shows no
         // increase to Prometheus, and the alert on it would miss that first one.
         for reason in Self.deadLetterReasons { deadLetter(reason: reason, by: 0) }

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 public import Foundation
+import Synchronization
 
 /// Runs a regular expression search under a budget of the calling thread's CPU time: ICU
 /// reports its progress as it goes (also inside one long match), and a search past the budget
@@ -15,6 +16,19 @@ public struct RegexBudget: Sendable {
     public init(_ limit: Duration) {
         self.limit = limit
     }
+
+    /// Counts the searches that stopped at their budget (and counted as no match) while it is
+    /// bound to `RegexBudget.tally`: a flow condition or custom pattern that stops working on
+    /// real messages shows in the worker's metrics, not only as answers that never come.
+    public final class Tally: Sendable {
+        private let count = Atomic<Int>(0)
+        public init() {}
+        public var exhausted: Int { count.load(ordering: .relaxed) }
+        func add() { count.add(1, ordering: .relaxed) }
+    }
+
+    /// Where the searches of the current task count their budgets run out.
+    @TaskLocal public static var tally: Tally?
 
     /// The matches of `regex` in `range` of `text`, and whether the search stopped at the budget
     /// (`first`: stop at the first match).
@@ -35,6 +49,7 @@ public struct RegexBudget: Sendable {
                 if reports & 63 == 0, Self.threadCPUNanoseconds() > deadline {
                     gaveUp = true
                     stop.pointee = true
+                    Self.tally?.add()
                 }
             }
         }

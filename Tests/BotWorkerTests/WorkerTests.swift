@@ -266,6 +266,32 @@ struct WorkerTests {
         await producer.shutdown()
     }
 
+    @Test("a flow condition whose regular expression runs out of its CPU budget counts as no match and shows in the worker's metrics; other events do not count")
+    func exhaustedRegexBudgetIsCounted() async throws {
+        let flow = FileManager.default.temporaryDirectory.appendingPathComponent("regex-\(UUID().uuidString).yaml")
+        // `(a|a)*b` backtracks exponentially on a run of a's without a b (the check at load
+        // time refuses only a repeated group that holds a repetition).
+        try """
+            nodes:
+              - { id: start, type: if, condition: { textMatches: "(a|a)*b" }, then: matched, else: other }
+              - { id: matched, type: say, text: "matched" }
+              - { id: other, type: say, text: "no match" }
+            """.write(to: flow, atomically: true, encoding: .utf8)
+        let harness = try WorkerHarness(flow: flow.path)
+        let outbound = try harness.reader(.outbound)
+        let running = try harness.start()
+        let producer = try harness.producer()
+        var chat = EventFactory(conversation: "conv-regex")
+        try await harness.publish([chat.user("ab"), chat.user(String(repeating: "a", count: 4_000)), chat.user("aab")], with: producer)
+        let commands = try await outbound.wait(60, "the replies") { $0.count >= 3 }
+        #expect(try commands.map { try OutboundCommand.decode($0.value).body["text"]?.stringValue } == ["matched", "no match", "matched"])
+        let metrics = String(decoding: running.worker.metrics.render(), as: UTF8.self)
+        #expect(metrics.contains("connector_worker_regex_budget_exhausted_total 1\n"), "\(metrics)")
+        await running.stop()
+        await outbound.close()
+        await producer.shutdown()
+    }
+
     @Test("an analytics topic Kafka refuses (no write access) costs the analytics records, not the replies: no restart, the sessions go on")
     func analyticsRefusedByKafka() async throws {
         // librdkafka 2.0 holds records of a topic it may not write until message.timeout.ms.
