@@ -518,8 +518,8 @@ final class Generation: @unchecked Sendable {
     }
 
     /// Decodes, routes and runs one record through its endpoint's engine, updating the
-    /// in-memory session.
-    /// Counts the regular expression searches that ran out of their CPU budget meanwhile.
+    /// in-memory session; counts the regular expression searches that ran out of their CPU
+    /// budget meanwhile.
     private func evaluate(_ message: KafkaMessage) -> Step {
         let tally = RegexBudget.Tally()
         let step = RegexBudget.$tally.withValue(tally) { evaluateEvent(message) }
