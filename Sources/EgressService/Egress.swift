@@ -45,6 +45,8 @@ public final class Egress: Service, Sendable {
     let inFlight: AsyncSemaphore
     private let generation = Mutex<EgressGeneration?>(nil)
     private let stopping = Atomic<Bool>(false)
+    /// `failFirstSeekForTesting`.
+    private let failSeek = Atomic<Bool>(false)
     private let readiness = Atomic<Bool>(false)
 
     /// How far apart 8x8's clock and ours may be when matching 8x8's messages to ours.
@@ -159,6 +161,12 @@ public final class Egress: Service, Sendable {
         generation.withLock { $0 }?.consumer.raiseFatalErrorForTesting(reason: "test")
     }
 
+    /// The next generation's consumer fails its first seek back to commands it dropped, as one
+    /// that timed out would (for tests of the restart that follows).
+    public func failFirstSeekForTesting() {
+        failSeek.store(true, ordering: .relaxed)
+    }
+
     private func runGeneration() async throws {
         var consumerConfig = ConsumingService.consumerConfiguration(
             config, bootstrapServers: bootstrapServers, group: .egress, drain: revokeDrain)
@@ -170,6 +178,7 @@ public final class Egress: Service, Sendable {
         let producer = try KafkaProducer(configuration: producerConfig, logger: logger)
         let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: config.kafka.properties, logger: logger)
         let consumer = try KafkaConsumer(configuration: consumerConfig, logger: logger)
+        if failSeek.exchange(false, ordering: .relaxed) { consumer.failNextSeekForTesting() }
         let current = EgressGeneration(egress: self, consumer: consumer, producer: producer, admin: admin)
         generation.withLock { $0 = current }
         readiness.store(true, ordering: .releasing)

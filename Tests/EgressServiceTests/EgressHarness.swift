@@ -77,8 +77,9 @@ struct EgressHarness: Sendable {
     }
 
     /// Starts an egress in a service group of its own.
-    func start(logger: Logger = quietLogger, revokeDrain: Duration = .seconds(20)) -> RunningEgress {
+    func start(logger: Logger = quietLogger, revokeDrain: Duration = .seconds(20), prepare: (Egress) -> Void = { _ in }) -> RunningEgress {
         let egress = Egress(config: config, bootstrapServers: cluster.bootstrapServers, logger: logger, revokeDrain: revokeDrain)
+        prepare(egress)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: egress, successTerminationBehavior: .gracefullyShutdownGroup)], logger: quietLogger))
         let task = Task { _ = try? await group.run() }

@@ -440,6 +440,25 @@ struct EgressTests {
         }
     }
 
+    @Test("a seek back to commands the read-ahead dropped that fails (it timed out) restarts the egress from the committed offsets instead of reading on past them: every command once, in order")
+    func aFailedSeekRestarts() async throws {
+        try await EgressHarness.run(egress: "  maxBufferedPerPartition: 2\n  maxConcurrentConversations: 1") { h in
+            let slow = "conv-seek"
+            h.gateway.inject(.status(429, retryAfter: 1), forPathEndingWith: "\(slow)/messages")
+            let commands = (0..<6).map { EgressHarness.message(slow, $0) }
+            let producer = try h.producer()
+            try await h.publish(commands, with: producer)
+            let log = LogCapture()
+            let egress = h.start(logger: log.logger) { $0.failFirstSeekForTesting() }
+            try await h.waitForGateway(90, "every command") { ids in commands.allSatisfy { ids.contains($0.commandId) } }
+            #expect(h.gateway.acceptedCommandIds == commands.map(\.commandId), "in order, each once")
+            _ = try await egress.metrics(containing: "connector_egress_restarts_total 1", "a restart")
+            #expect(log.text.contains("could not move back to messages it dropped"), "\(log.text)")
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
     @Test("a dropped connection is settled by asking 8x8: delivered once whether or not the request took effect")
     func droppedConnections() async throws {
         try await EgressHarness.run { h in

@@ -18,6 +18,10 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
     let crashing = Atomic<Bool>(false)
     /// The group assigned partitions at least once (see `KafkaConsumer.deinit`).
     let everAssigned = Atomic<Bool>(false)
+    /// A failure of this consumer's own, after which it would skip messages (see `seek`).
+    let ownFailure = Mutex<KafkaError?>(nil)
+    /// `KafkaConsumer.failNextSeekForTesting`.
+    let failNextSeek = Atomic<Bool>(false)
     var pending: [KafkaConsumerEvent] = []
     var topicNames: [OpaquePointer: String] = [:]
     /// Since when `pending` waits for room in the full buffer.
@@ -114,6 +118,34 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
         heldBack.subtract(release)
         let list = TopicPartitionList(Array(release))
         rd_kafka_resume_partitions(rk, list.pointer)
+    }
+
+    /// Moves the fetch positions of assigned partitions back to the messages a pause dropped,
+    /// or a caller dropped while they were paused. One that does not happen (the seek timed out,
+    /// or failed for an assigned partition) would let fetching go on after them, and the
+    /// caller, finding later messages, would commit past them: the consumer fails for good
+    /// instead, its events end without what was buffered, and the caller starts over from
+    /// the committed offsets. Partitions no longer assigned are another member's to read.
+    func seek(_ rk: OpaquePointer, to offsets: [TopicPartition: Int64]) throws {
+        let list = TopicPartitionList(offsets)
+        var failure: KafkaError?
+        if failNextSeek.exchange(false, ordering: .relaxed) {
+            failure = KafkaError(kind: .consumer, RD_KAFKA_RESP_ERR__TIMED_OUT, context: "seek (for testing)")
+        } else if let error = rd_kafka_seek_partitions(rk, list.pointer, 5000) {
+            failure = KafkaError(kind: .consumer, consuming: error)
+        } else {
+            let assigned = assignment.withLock { $0 }
+            if let failed = list.entries.first(where: { $0.error != RD_KAFKA_RESP_ERR_NO_ERROR && assigned.contains($0.partition) }) {
+                failure = KafkaError(kind: .consumer, failed.error, context: "seek \(failed.partition.topic)/\(failed.partition.partition)")
+            }
+        }
+        guard let failure else { return }
+        ownFailure.withLock { if $0 == nil { $0 = failure } }
+        logger.critical("kafka consumer could not move back to messages it dropped; its events end", metadata: ["kafka.error": "\(failure)"])
+        pending = []
+        buffer.abandon()
+        buffer.finish()
+        throw failure
     }
 
     /// Converts and destroys a message returned by `rd_kafka_consumer_poll`.
@@ -408,7 +440,13 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
     /// read). Its events end when one is raised, without what was buffered; a caller stops at
     /// the first event it finds this set (the batch it took may hold more) and, once its
     /// events ended, checks it to tell a failure from a close.
-    public var fatalFailure: KafkaError? { KafkaError.fatal(of: handle, kind: .consumer) }
+    public var fatalFailure: KafkaError? { KafkaError.fatal(of: handle, kind: .consumer) ?? context.ownFailure.withLock { $0 } }
+
+    /// The next seek back to dropped messages (of a pause, or a resume `from` offsets) fails
+    /// as one that timed out would, for tests of what follows.
+    public func failNextSeekForTesting() {
+        context.failNextSeek.store(true, ordering: .relaxed)
+    }
 
     /// Raises a fatal error as librdkafka would (`rd_kafka_test_fatal_error`), for tests of
     /// what follows one.
@@ -499,12 +537,7 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
                 rewind[message.topicPartition] = min(rewind[message.topicPartition] ?? .max, message.offset)
                 return true
             }
-            if !rewind.isEmpty {
-                let seekList = TopicPartitionList(rewind)
-                if let error = rd_kafka_seek_partitions(rk, seekList.pointer, 5000) {
-                    throw KafkaError(kind: .consumer, consuming: error)
-                }
-            }
+            if !rewind.isEmpty { try context.seek(rk, to: rewind) }
         }
     }
 
@@ -517,12 +550,7 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
         _ partitions: [TopicPartition], _ context: ConsumerContext, from offsets: [TopicPartition: Int64] = [:]
     ) -> @Sendable (OpaquePointer) throws -> Void {
         { rk in
-            if !offsets.isEmpty {
-                let seekList = TopicPartitionList(offsets)
-                if let error = rd_kafka_seek_partitions(rk, seekList.pointer, 5000) {
-                    throw KafkaError(kind: .consumer, consuming: error)
-                }
-            }
+            if !offsets.isEmpty { try context.seek(rk, to: offsets) }
             context.pausedByCaller.subtract(partitions)
             // Held back for a full buffer, they resume with the others once it has room.
             let list = TopicPartitionList(partitions.filter { !context.isHeldBack($0) })
