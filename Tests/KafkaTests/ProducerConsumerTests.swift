@@ -259,6 +259,27 @@ struct ProducerConsumerTests {
         await consumer.shutdown()
         await producer.shutdown()
     }
+
+    @Test("a resume asked for while the polling thread polls, just before a crash, is answered instead of waiting for ever; one asked for afterwards fails at once")
+    func requestsAroundACrashAreAnswered() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("crash-requests", partitions: 1)
+        let consumer = try makeConsumer(cluster, group: "crash-requests", allPartitions("crash-requests", 1))
+        let p0 = TopicPartition(topic: "crash-requests", partition: 0)
+        try await consumer.pause([p0])
+        // The idle polling thread sits in a 100 ms poll: the request waits for its next step.
+        let answered = Mutex(false)
+        Task {
+            try? await consumer.resume([p0])
+            answered.withLock { $0 = true }
+        }
+        try await Task.sleep(for: .milliseconds(2))
+        await consumer.simulateCrash()
+        try await within(30, "the resume answered") {
+            while !answered.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        await #expect(throws: KafkaError.self) { try await consumer.pause([p0]) }
+    }
 }
 
 /// What consumers saw, shared between their tasks.

@@ -11,8 +11,9 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
     let assignment = Mutex<Set<TopicPartition>>([])
     /// Partitions whose revoke waits for the caller's acknowledgement.
     let revoking = Mutex<Set<TopicPartition>>([])
-    /// Work that must run on the polling thread between polls (pause, resume).
-    let requests = Mutex<[@Sendable (OpaquePointer) -> Void]>([])
+    /// Work that must run on the polling thread between polls (pause, resume); closed by the
+    /// thread's last run, after which no request is taken (one taken later would wait for ever).
+    let requests = Mutex<(items: [@Sendable (OpaquePointer) -> Void], closed: Bool)>(([], false))
     let closing = Atomic<Bool>(false)
     /// `simulateCrash`: stop without closing (no final commit, no leaving the group).
     let crashing = Atomic<Bool>(false)
@@ -281,12 +282,23 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
         }
     }
 
-    func runRequests(_ rk: OpaquePointer) {
+    /// Runs the queued requests; `last`: the polling thread ends, and takes no more.
+    func runRequests(_ rk: OpaquePointer, last: Bool = false) {
         let work = requests.withLock { requests -> [@Sendable (OpaquePointer) -> Void] in
-            defer { requests.removeAll() }
-            return requests
+            defer { requests.items.removeAll() }
+            if last { requests.closed = true }
+            return requests.items
         }
         for item in work { item(rk) }
+    }
+
+    /// Queues a request for the polling thread; false once it took its last ones.
+    func addRequest(_ request: @escaping @Sendable (OpaquePointer) -> Void) -> Bool {
+        requests.withLock { requests in
+            guard !requests.closed else { return false }
+            requests.items.append(request)
+            return true
+        }
     }
 }
 
@@ -381,12 +393,14 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
             context.flushOrHoldBack(rk)
         }, onExit: {
             if context.crashing.load(ordering: .acquiring) {
+                // Pauses and resumes still queued answer their callers (the handle is alive).
+                context.runRequests(pollHandle.pointer, last: true)
                 context.buffer.finish()
                 return
             }
             // Close on the thread that polled: it serves the final revoke and leaves the group.
             context.closing.store(true, ordering: .releasing)
-            context.runRequests(pollHandle.pointer)
+            context.runRequests(pollHandle.pointer, last: true)
             // A consumer with a fatal error cannot leave its group: its close would only fail.
             let fatal = KafkaError.hasFatal(pollHandle.pointer)
             let err = fatal ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_consumer_close(pollHandle.pointer)
@@ -562,28 +576,24 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
     private func enqueue(_ body: @escaping @Sendable (OpaquePointer) throws -> Void, what: String) {
         guard !pollingThread.isStopping else { return }
         let logger = self.logger
-        context.requests.withLock {
-            $0.append { rk in
-                do { try body(rk) } catch { logger.warning("consumer \(what) failed", metadata: ["kafka.error": "\(error)"]) }
-            }
+        _ = context.addRequest { rk in
+            do { try body(rk) } catch { logger.warning("consumer \(what) failed", metadata: ["kafka.error": "\(error)"]) }
         }
     }
 
     private func onPollingThread(_ body: @escaping @Sendable (OpaquePointer) throws -> Void) async throws {
-        if pollingThread.isStopping {
-            throw KafkaError(kind: .state, code: .destroyed, message: "the consumer is closed", isRetriable: false)
-        }
+        let closed = KafkaError(kind: .state, code: .destroyed, message: "the consumer is closed", isRetriable: false)
+        if pollingThread.isStopping { throw closed }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            context.requests.withLock {
-                $0.append { rk in
-                    do {
-                        try body(rk)
-                        continuation.resume()
-                    } catch {
-                        continuation.resume(throwing: error)
-                    }
+            let queued = context.addRequest { rk in
+                do {
+                    try body(rk)
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
                 }
             }
+            if !queued { continuation.resume(throwing: closed) }
         }
     }
 
