@@ -37,6 +37,10 @@ public struct DeliveryResult: Sendable, Hashable, Codable, VersionedRecord {
     public var error: String?
     /// Where the command was read: `topic/partition/offset`.
     public var source: String
+    /// For a queue move left at `attempting`: the agent 8x8 named for the conversation before
+    /// the move was first sent, so that a new owner asking 8x8 afterwards does not take an
+    /// agent left from an earlier handover for the move's outcome. Absent when it had none.
+    public var agentBefore: String?
 
     public init(
         command: OutboundCommand, outcome: Outcome, status: Int?, attempts: Int, at: Int64, endToEndMillis: Int64?,
@@ -73,6 +77,7 @@ public struct DeliveryResult: Sendable, Hashable, Codable, VersionedRecord {
         json.field("fingerprint", fingerprint)
         json.field("error", error)
         json.field("source", source)
+        json.field("agentBefore", agentBefore)
         json.endObject()
         return json.bytes
     }

@@ -11,7 +11,7 @@ final class DeliveryLedger: Sendable {
     struct State {
         var finished: Set<String> = []
         var finishedOrder = Deque<String>()
-        var attempting: [String: Int64] = [:]
+        var attempting: [String: (at: Int64, agentBefore: String?)] = [:]
         var recent: [String: Deque<(digest: String, at: Int64)>] = [:]
         var recentOrder = Deque<String>()
     }
@@ -32,8 +32,10 @@ final class DeliveryLedger: Sendable {
     func isFinished(_ commandId: String) -> Bool { state.withLock { $0.finished.contains(commandId) } }
 
     /// The time a previous owner started calling 8x8 with this command, when it did not
-    /// record how that ended; asked once.
-    func takeAttempt(_ commandId: String) -> Int64? { state.withLock { $0.attempting.removeValue(forKey: commandId) } }
+    /// record how that ended, and for a queue move the agent it found before; asked once.
+    func takeAttempt(_ commandId: String) -> (at: Int64, agentBefore: String?)? {
+        state.withLock { $0.attempting.removeValue(forKey: commandId) }
+    }
 
     func finish(_ commandId: String, conversation: String, delivered fingerprint: String?, at: Int64) {
         state.withLock { state in
@@ -64,7 +66,7 @@ final class DeliveryLedger: Sendable {
         switch result.outcome {
         case .attempting:
             state.withLock { state in
-                if !state.finished.contains(result.commandId) { state.attempting[result.commandId] = result.at }
+                if !state.finished.contains(result.commandId) { state.attempting[result.commandId] = (result.at, result.agentBefore) }
             }
         case .delivered:
             finish(result.commandId, conversation: result.conversationId, delivered: result.fingerprint, at: result.at)

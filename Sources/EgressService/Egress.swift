@@ -449,12 +449,12 @@ final class EgressGeneration: @unchecked Sendable {
         // may still be on its way (a process that dies leaves its request to 8x8 behind): ask
         // 8x8 only once every request it can have sent has ended, a request timeout after this
         // egress took the partition. Only this conversation waits.
-        if let attemptedAt = item.ledger.takeAttempt(command.commandId) {
+        if let (attemptedAt, agentBefore) = item.ledger.takeAttempt(command.commandId) {
             let wait = item.ledger.takenAt + Int64(egress.config.egress.requestTimeoutMs) - Self.now
             if wait > 0 { try? await Task.sleep(for: .milliseconds(wait)) }
             if stopped(item) { return false }
             let repeatable = DeliveryPolicy.isIdempotent(command.action)
-            switch await reconcile(command, client: client, since: attemptedAt, ledger: item.ledger) {
+            switch await reconcile(command, client: client, since: attemptedAt, ledger: item.ledger, agentBefore: agentBefore.map(AgentBefore.agent) ?? .unknown) {
             case .delivered:
                 egress.metrics.reconciled.increment()
                 return await complete(item, outcome: .delivered, status: nil, attempts: 1, error: "found at 8x8 after a restart", finished: finished)
@@ -479,9 +479,11 @@ final class EgressGeneration: @unchecked Sendable {
         }
         let firstAttempt = Self.now
         guard !stopped(item) else { return false }
-        guard await write(DeliveryResult(
+        var attempting = DeliveryResult(
             command: command, outcome: .attempting, status: nil, attempts: 0, at: firstAttempt, endToEndMillis: nil, error: nil,
-            source: item.source), partition: item.partition) else { return false }
+            source: item.source)
+        if case .agent(let agent) = agentBefore { attempting.agentBefore = agent }
+        guard await write(attempting, partition: item.partition) else { return false }
         var random = SystemRandomNumberGenerator()
         var attempt = 0
         // Attempts 8x8 answered 429: they do not count toward maxAttempts.

@@ -649,6 +649,36 @@ struct EgressTests {
         }
     }
 
+    @Test("a queue move a previous owner left at attempting, with the agent it found before: that agent, still named by 8x8, does not pass for the move's outcome after a restart; the move is sent and the conversation reaches the queue", arguments: [false, true])
+    func earlierAgentAfterARestart(recorded: Bool) async throws {
+        try await EgressHarness.run(egress: "  requestTimeoutMs: 1000") { h in
+            let conversation = recorded ? "conv-restart-agent" : "conv-restart-no-record"
+            h.gateway.assignAgent(conversation, agentId: "agent-3")
+            let move = EgressHarness.command(conversation, 0, .patchConversation, .object(["assignment": .object(["type": .string("queue"), "id": .string("101")])]))
+            let producer = try h.producer()
+            // What a previous owner wrote before its request, which never reached 8x8.
+            var attempting = DeliveryResult(
+                command: move, outcome: .attempting, status: nil, attempts: 0, at: Int64(Date().timeIntervalSince1970 * 1000),
+                endToEndMillis: nil, error: nil, source: "\(h.config.topicName(.outbound))/0/0")
+            if recorded { attempting.agentBefore = "agent-3" }
+            _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.delivery), partition: 0, key: conversation, value: attempting.encodedRecord))
+            _ = try await producer.send(KafkaProducerMessage(topic: h.config.topicName(.outbound), partition: 0, key: conversation, value: move.encodedRecord))
+            let egress = h.start()
+            _ = try await egress.metrics(containing: #"connector_egress_deliveries_total{command="patchConversation",outcome="delivered"} 1"#, "the move's outcome")
+            let patches = h.gateway.received.filter { $0.method == "PATCH" }.count
+            if recorded {
+                #expect(patches == 1, "sent once the earlier agent was recognised")
+                #expect(h.gateway.assignment(of: conversation)?.type == "queue")
+            } else {
+                // Without the record the agent counts as the move's outcome, as before.
+                #expect(patches == 0)
+                #expect(h.gateway.assignment(of: conversation)?.id == "agent-3")
+            }
+            await egress.stop()
+            await producer.shutdown()
+        }
+    }
+
     @Test("a listed message without a time cannot settle a broken connection: an older one with the same text does not pass for it, the command is dead-lettered")
     func listedWithoutTimes() async throws {
         try await EgressHarness.run { h in
