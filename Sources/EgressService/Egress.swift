@@ -647,8 +647,6 @@ final class EgressGeneration: @unchecked Sendable {
     /// `uncheckable`: no read of 8x8 shows whether the call took effect.
     enum Reconciliation { case delivered, notDelivered, skip, unknown, uncheckable }
 
-    /// Whether 8x8 already has what the command asked for, for a command whose request may or
-    /// may not have reached 8x8 (sent since `since`, milliseconds since 1970).
     /// A conversation's agent as 8x8 reported it before a queue move was first sent.
     enum AgentBefore: Equatable { case unknown, none, agent(String) }
 
@@ -665,8 +663,11 @@ final class EgressGeneration: @unchecked Sendable {
         return .agent(assignment["id"]?.stringValue ?? "")
     }
 
-    /// `agentBefore`: who had the conversation before a queue move was first sent (unknown
-    /// after a restart, or when that read failed).
+    /// Whether 8x8 already has what the command asked for, for a command whose request may or
+    /// may not have reached 8x8 (sent since `since`, milliseconds since 1970). `agentBefore`:
+    /// who had the conversation before a queue move was first sent (from the `attempting`
+    /// result after a restart; unknown when the read failed, or a previous owner's result
+    /// does not say).
     private func reconcile(
         _ command: OutboundCommand, client: ChatGatewayClient, since: Int64, ledger: DeliveryLedger, agentBefore: AgentBefore = .unknown
     ) async -> Reconciliation {
