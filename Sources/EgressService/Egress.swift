@@ -454,7 +454,7 @@ final class EgressGeneration: @unchecked Sendable {
             if wait > 0 { try? await Task.sleep(for: .milliseconds(wait)) }
             if stopped(item) { return false }
             let repeatable = DeliveryPolicy.isIdempotent(command.action)
-            switch await reconcile(command, client: client, since: attemptedAt, ledger: item.ledger, agentBefore: agentBefore.map(AgentBefore.agent) ?? .unknown) {
+            switch await reconcile(command, client: client, since: attemptedAt, ledger: item.ledger, agentBefore: agentBefore) {
             case .delivered:
                 egress.metrics.reconciled.increment()
                 return await complete(item, outcome: .delivered, status: nil, attempts: 1, error: "found at 8x8 after a restart", finished: finished)
@@ -473,16 +473,20 @@ final class EgressGeneration: @unchecked Sendable {
         }
         // Who has the conversation before a queue move goes: an agent 8x8 reports after a move
         // that may have taken effect is its outcome only when it is not the one from before.
-        var agentBefore = AgentBefore.unknown
-        if command.action == .patchConversation, command.body["assignment"]?["id"] != nil {
-            agentBefore = await agent(of: command, client: client, item: item)
+        // One read, one try: when it fails the move goes as it would have without it.
+        var agentBefore: String?
+        if command.action == .patchConversation, command.body["assignment"]?["id"] != nil,
+           let conversation = await ask(command, tries: 1, proceed: { !self.stopped(item) }, { () throws(ChatGatewayError) in
+               try await client.conversation(command.conversationId)
+           }) {
+            agentBefore = Self.agent(in: conversation)
         }
         let firstAttempt = Self.now
         guard !stopped(item) else { return false }
         var attempting = DeliveryResult(
             command: command, outcome: .attempting, status: nil, attempts: 0, at: firstAttempt, endToEndMillis: nil, error: nil,
             source: item.source)
-        if case .agent(let agent) = agentBefore { attempting.agentBefore = agent }
+        attempting.agentBefore = agentBefore
         guard await write(attempting, partition: item.partition) else { return false }
         var random = SystemRandomNumberGenerator()
         var attempt = 0
@@ -647,29 +651,20 @@ final class EgressGeneration: @unchecked Sendable {
     /// `uncheckable`: no read of 8x8 shows whether the call took effect.
     enum Reconciliation { case delivered, notDelivered, skip, unknown, uncheckable }
 
-    /// A conversation's agent as 8x8 reported it before a queue move was first sent.
-    enum AgentBefore: Equatable { case unknown, none, agent(String) }
-
-    /// One read of the conversation before a queue move, under the rate limit and the bound on
-    /// requests in flight. One try: when it fails the agent stays unknown and the move goes
-    /// as it would have without it.
-    private func agent(of command: OutboundCommand, client: ChatGatewayClient, item: LaneItem) async -> AgentBefore {
-        guard await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint, proceed: { !self.stopped(item) }) else { return .unknown }
-        await egress.inFlight.wait()
-        defer { egress.inFlight.signal() }
-        let conversation: JSONValue?
-        do { conversation = try await client.conversation(command.conversationId) } catch { return .unknown }
-        guard let assignment = conversation?["assignment"], assignment["type"]?.stringValue?.lowercased() == "agent" else { return .none }
-        return .agent(assignment["id"]?.stringValue ?? "")
+    /// The agent 8x8 names as the conversation's assignment ("" when it gives no id); nil when
+    /// it names none.
+    static func agent(in conversation: JSONValue?) -> String? {
+        guard let assignment = conversation?["assignment"], assignment["type"]?.stringValue?.lowercased() == "agent" else { return nil }
+        return assignment["id"]?.stringValue ?? ""
     }
 
     /// Whether 8x8 already has what the command asked for, for a command whose request may or
     /// may not have reached 8x8 (sent since `since`, milliseconds since 1970). `agentBefore`:
-    /// who had the conversation before a queue move was first sent (from the `attempting`
-    /// result after a restart; unknown when the read failed, or a previous owner's result
-    /// does not say).
+    /// the agent the conversation had before a queue move was first sent (from the `attempting`
+    /// result after a restart); nil when it had none, the read failed, or a previous owner's
+    /// result does not say.
     private func reconcile(
-        _ command: OutboundCommand, client: ChatGatewayClient, since: Int64, ledger: DeliveryLedger, agentBefore: AgentBefore = .unknown
+        _ command: OutboundCommand, client: ChatGatewayClient, since: Int64, ledger: DeliveryLedger, agentBefore: String? = nil
     ) async -> Reconciliation {
         switch command.action {
         case .sendMessage, .sendAttachment:
@@ -693,12 +688,10 @@ final class EgressGeneration: @unchecked Sendable {
             // agent through the queue (moving it again would take it from the agent). Not the
             // agent it had before the move was sent, though: that is left from an earlier
             // handover, and counting it would leave the customer waiting for nobody.
-            let assignment = conversation["assignment"]
-            let type = assignment?["type"]?.stringValue?.lowercased()
-            if type == "agent" {
-                return agentBefore == .agent(assignment?["id"]?.stringValue ?? "") ? .notDelivered : .delivered
+            if let agent = Self.agent(in: conversation) {
+                return agent == agentBefore ? .notDelivered : .delivered
             }
-            return assignment?["id"]?.stringValue == queue ? .delivered : .notDelivered
+            return conversation["assignment"]?["id"]?.stringValue == queue ? .delivered : .notDelivered
         case .typing, .thinking:
             // A late indicator is worth nothing; sending it twice is worse.
             return .skip
@@ -707,14 +700,17 @@ final class EgressGeneration: @unchecked Sendable {
         }
     }
 
-    /// One read of 8x8's state for `reconcile`, under the tenant's rate limit and the bound on
-    /// requests in flight like any call, tried up to 3 times with the retry backoff: a 429 or
-    /// a failed read must not pass for "8x8 does not have it" and cause a resend. Nil when
-    /// every try failed (or the generation ended).
-    private func ask<T>(_ command: OutboundCommand, _ read: () async throws(ChatGatewayError) -> T) async -> T? {
+    /// One read of 8x8's state, under the tenant's rate limit and the bound on requests in
+    /// flight like any call, tried up to `tries` times with the retry backoff: for `reconcile`
+    /// a 429 or a failed read must not pass for "8x8 does not have it" and cause a resend. Nil
+    /// when every try failed (or the generation ended, or `proceed` turned false while it
+    /// waited for its turn).
+    private func ask<T>(
+        _ command: OutboundCommand, tries: Int = 3, proceed: () -> Bool = { true }, _ read: () async throws(ChatGatewayError) -> T
+    ) async -> T? {
         var random = SystemRandomNumberGenerator()
-        for attempt in 1...3 {
-            guard await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint, proceed: { !self.isEnded }) else { return nil }
+        for attempt in 1...tries {
+            guard await egress.limiter.acquire(tenant: command.tenantId ?? command.endpoint, proceed: { !self.isEnded && proceed() }) else { return nil }
             await egress.inFlight.wait()
             let wait: Duration
             do {
@@ -727,7 +723,7 @@ final class EgressGeneration: @unchecked Sendable {
                 // the policy's longest backoff (asking again too early costs one more read).
                 if case .status(_, _, let retryAfter?) = error { wait = min(retryAfter, egress.policy.maxBackoff) } else { wait = egress.policy.backoff(attempt, using: &random) }
             }
-            if isEnded || attempt == 3 { break }
+            if isEnded || attempt == tries { break }
             try? await Task.sleep(for: wait)
         }
         return nil
