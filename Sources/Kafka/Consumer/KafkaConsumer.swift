@@ -143,10 +143,15 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
         guard let failure else { return }
         ownFailure.withLock { if $0 == nil { $0 = failure } }
         logger.critical("kafka consumer could not move back to messages it dropped; its events end", metadata: ["kafka.error": "\(failure)"])
+        endEventsForGood()
+        throw failure
+    }
+
+    /// After a failure for good: the events end without what was polled or buffered.
+    private func endEventsForGood() {
         pending = []
         buffer.abandon()
         buffer.finish()
-        throw failure
     }
 
     /// Converts and destroys a message returned by `rd_kafka_consumer_poll`.
@@ -165,9 +170,7 @@ final class ConsumerContext: RdKafkaHandleContext, @unchecked Sendable {
                 ])
                 // What was polled is not handed over: a fenced member's partitions are another
                 // member's already, and both would process them.
-                pending = []
-                buffer.abandon()
-                buffer.finish()
+                endEventsForGood()
                 return
             }
             let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
