@@ -2,6 +2,7 @@ import Foundation
 @testable import Kafka
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Testing
 import TestSupport
 
@@ -114,6 +115,78 @@ struct FaultAndAdminTests {
         #expect(committedOnly.partitions.map(\.committedOffset) == [6, 2])
         await consumer.shutdown()
         await producer.shutdown()
+    }
+
+    @Test("the last reference to a producer, consumer or admin client let go on a thread leaves librdkafka's destroy to a blocking thread")
+    func teardownLeavesTheCallersThread() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("teardown", partitions: 1)
+        // With `debug` librdkafka logs "Terminating instance" on the thread that calls its destroy.
+        let lines = ThreadedLines()
+        var logger = Logger(label: "teardown") { _ in ThreadedLines.Handler(sink: lines) }
+        logger.logLevel = .debug
+        let debug = ["debug": "generic"]
+        var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers)
+        producerConfiguration.properties = debug
+        var consumerConfiguration = KafkaConsumerConfiguration(
+            bootstrapServers: cluster.bootstrapServers, groupID: "teardown", subscription: allPartitions("teardown", 1))
+        consumerConfiguration.properties = debug
+
+        var producer: KafkaProducer? = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+        try await producer!.send(KafkaProducerMessage(topic: "teardown", key: "k", value: "v"))
+        await producer!.shutdown()
+        var consumer: KafkaConsumer? = try KafkaConsumer(configuration: consumerConfiguration, logger: logger)
+        _ = try await take(1, from: consumer!)
+        await consumer!.shutdown()
+        var admin: KafkaAdmin? = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, properties: debug, logger: logger)
+        _ = try await admin!.listTopics()
+
+        let holder = Holder([producer!, consumer!, admin!])
+        (producer, consumer, admin) = (nil, nil, nil)
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let thread = Thread {
+                nameCurrentThread("teardown-caller")
+                holder.clients = []
+                done.resume()
+            }
+            thread.start()
+        }
+        let destroyers = try await within(30, "three handles destroyed") {
+            while true {
+                let threads = lines.threads(of: "Terminating instance")
+                if threads.count >= 3 { return threads }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(destroyers == ["kafka-blocking", "kafka-blocking", "kafka-blocking"])
+    }
+
+    /// Log lines with the name of the thread that wrote each.
+    final class ThreadedLines: Sendable {
+        private let lines = Mutex<[(text: String, thread: String)]>([])
+
+        struct Handler: LogHandler {
+            let sink: ThreadedLines
+            var logLevel: Logger.Level = .trace
+            var metadata: Logger.Metadata = [:]
+            subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+                get { metadata[key] }
+                set { metadata[key] = newValue }
+            }
+            func log(event: LogEvent) {
+                let line = (text: "\(event.message)", thread: currentThreadName())
+                sink.lines.withLock { $0.append(line) }
+            }
+        }
+
+        func threads(of text: String) -> [String] {
+            lines.withLock { $0.filter { $0.text.contains(text) }.map(\.thread) }
+        }
+    }
+
+    final class Holder: @unchecked Sendable {
+        var clients: [AnyObject]
+        init(_ clients: [AnyObject]) { self.clients = clients }
     }
 
     @Test func gracefulShutdownFlushesEverythingQueued() async throws {

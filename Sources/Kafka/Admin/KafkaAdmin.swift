@@ -89,19 +89,23 @@ public final class KafkaAdmin: Sendable {
         self.properties = all
         let readers = GroupReaders()
         self.groupReaders = readers
-        self.poller = PollingThread(name: "kafka-admin-poll") {
+        self.poller = PollingThread(name: "admin-poll") {
             rd_kafka_poll(handle.pointer, 500)
             for reader in readers.readers.withLock({ $0.map { $0.reader } }) { rd_kafka_poll(reader.handle.pointer, 0) }
         }
     }
 
     deinit {
-        // Its callbacks must not run into the handles' destruction.
-        poller.requestStop()
-        rd_kafka_yield(handle.pointer)  // ends the poll in progress
-        poller.stopAndWait(timeout: .seconds(2))
-        groupReaders.readers.withLock { $0.removeAll() }  // destroyed here, or after a call still using one
-        rd_kafka_destroy(handle.pointer)
+        let handle = handle, context = context, poller = poller, groupReaders = groupReaders
+        tearDownInBackground {
+            // Its callbacks must not run into the handles' destruction.
+            poller.requestStop()
+            rd_kafka_yield(handle.pointer)  // ends the poll in progress
+            poller.stopAndWait(timeout: .seconds(2))
+            groupReaders.readers.withLock { $0.removeAll() }  // destroyed here, or after a call still using one
+            rd_kafka_destroy(handle.pointer)
+            withExtendedLifetime(context) {}  // the handle's callbacks use it
+        }
     }
 
     /// The consumer handle that reads `group`'s committed offsets, and the one it pushed out of

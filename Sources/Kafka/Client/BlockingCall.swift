@@ -16,6 +16,16 @@ func blockingCall<T: Sendable, E: Error>(_ body: @escaping @Sendable () throws(E
     return try result.get()
 }
 
+/// Runs a librdkafka handle's teardown (`rd_kafka_destroy` and what must come before it) on a
+/// thread of `BlockingThreads`. For a `deinit`, which runs wherever the last reference went:
+/// with NIO's event loops as Swift's executor that is often a loop that also serves HTTP. The
+/// destroy joins the handle's threads, and a broker thread in a slow DNS lookup holds it for as
+/// long. `teardown` must capture what the handle's callbacks use (its context), so that it
+/// lives until the destroy ended.
+func tearDownInBackground(_ teardown: @escaping @Sendable () -> Void) {
+    BlockingThreads.shared.run(teardown)
+}
+
 /// Threads for blocking calls: a call runs at once on an idle thread or a new one, so calls
 /// that block (a flush during an outage, an admin request to a slow broker) never hold the
 /// others back. Up to `idleLimit` threads wait `idleTimeout` for the next call; the rest end.
@@ -56,8 +66,10 @@ final class BlockingThreads: @unchecked Sendable {
         }
         condition.unlock()
         if spawn {
-            let thread = Thread { [self] in serve() }
-            thread.name = "kafka-blocking"
+            let thread = Thread { [self] in
+                nameCurrentThread("kafka-blocking")
+                serve()
+            }
             thread.start()
         }
     }

@@ -1,3 +1,4 @@
+import CRdKafka
 import Foundation
 import Synchronization
 
@@ -18,6 +19,7 @@ final class PollingThread: Sendable {
     init(name: String, step: @escaping @Sendable () -> Void, onExit: @escaping @Sendable () -> Void = {}) {
         let flags = self.flags
         let thread = Thread {
+            nameCurrentThread(name)
             flags.thread.withLock { $0 = pthread_self() }
             while !flags.stopRequested.load(ordering: .acquiring) {
                 step()
@@ -25,7 +27,6 @@ final class PollingThread: Sendable {
             onExit()
             flags.finished.signal()
         }
-        thread.name = name
         thread.start()
     }
 
@@ -58,4 +59,18 @@ final class PollingThread: Sendable {
             return ok
         }
     }
+}
+
+/// Names the calling thread as `top -H`, `perf` and debuggers show it (Linux keeps 15 bytes).
+/// Foundation's `Thread.name`, set before `start`, does not reach the system's thread on Linux:
+/// a new thread would show its creator's name.
+func nameCurrentThread(_ name: String) {
+    swift_set_thread_name(name)
+}
+
+/// The calling thread's name as the system has it.
+func currentThreadName() -> String {
+    var buffer = [CChar](repeating: 0, count: 16)
+    swift_get_thread_name(&buffer)
+    return String(cString: buffer)
 }

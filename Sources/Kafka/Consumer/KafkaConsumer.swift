@@ -370,7 +370,7 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
         self.groupID = configuration.groupID
         self.closeTimeout = configuration.closeTimeout
         let pollHandle = SendableHandle(handle)
-        self.pollingThread = PollingThread(name: "kafka-consumer-poll", step: {
+        self.pollingThread = PollingThread(name: "consumer-poll", step: {
             let rk = pollHandle.pointer
             context.runRequests(rk)
             if context.isHeld {
@@ -437,10 +437,13 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
         }
         // A consumer with a fatal error cannot close (librdkafka 2.0's main thread spins for
         // ever in the close `rd_kafka_destroy` would start).
-        if context.crashing.load(ordering: .acquiring) || KafkaError.hasFatal(handle) {
-            rd_kafka_destroy_flags(handle, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
-        } else {
-            rd_kafka_destroy(handle)
+        let handle = SendableHandle(handle), context = context
+        tearDownInBackground {
+            if context.crashing.load(ordering: .acquiring) || KafkaError.hasFatal(handle.pointer) {
+                rd_kafka_destroy_flags(handle.pointer, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
+            } else {
+                rd_kafka_destroy(handle.pointer)
+            }
         }
     }
 

@@ -59,7 +59,8 @@ final class ProducerContext: RdKafkaHandleContext, @unchecked Sendable {
 }
 
 /// A topic handle of a producer and, under `KafkaBatching.adaptive`, its gate.
-struct ProducerTopic {
+/// Sendable: librdkafka's topic handles may be used from any thread.
+struct ProducerTopic: @unchecked Sendable {
     let pointer: OpaquePointer
     let gate: PartitionGate?
 }
@@ -153,7 +154,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         switch configuration.callbacks {
         case .pollingThread:
             let pollHandle = SendableHandle(handle)
-            self.pollingThread = PollingThread(name: "kafka-producer-poll") {
+            self.pollingThread = PollingThread(name: "producer-poll") {
                 rd_kafka_poll(pollHandle.pointer, 100)
                 context.flushReports()
             }
@@ -166,18 +167,22 @@ public final class KafkaProducer: Service, @unchecked Sendable {
 
     deinit {
         stopPartitionCountRefresh()
-        // Its reports must not run into the handle's destruction below.
-        pollingThread?.stopAndWait(timeout: .seconds(2))
-        scheduledPoller?.close()
-        // Held messages fail first, so that the purged messages' reports below release nothing.
-        failAllHeld()
-        // Anything still queued (sends racing a shutdown) fails its waiters instead of leaking them.
-        rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
-        rd_kafka_poll(handle, 0)
-        for topic in topics.withLock({ $0.values }) { rd_kafka_topic_destroy(topic.pointer) }
-        rd_kafka_destroy(handle)
-        context.flushReports()
-        context.reports.finish()
+        let handle = SendableHandle(handle), context = context, topics = topics.withLock { Array($0.values) }
+        let pollingThread = pollingThread, scheduledPoller = scheduledPoller
+        tearDownInBackground {
+            // Its reports must not run into the handle's destruction below.
+            pollingThread?.stopAndWait(timeout: .seconds(2))
+            scheduledPoller?.close()
+            // Held messages fail first, so that the purged messages' reports below release nothing.
+            Self.failAllHeld(topics, context: context)
+            // Anything still queued (sends racing a shutdown) fails its waiters instead of leaking them.
+            rd_kafka_purge(handle.pointer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+            rd_kafka_poll(handle.pointer, 0)
+            for topic in topics { rd_kafka_topic_destroy(topic.pointer) }
+            rd_kafka_destroy(handle.pointer)
+            context.flushReports()
+            context.reports.finish()
+        }
     }
 
     // MARK: Sending
@@ -352,8 +357,12 @@ public final class KafkaProducer: Service, @unchecked Sendable {
 
     /// Fails what the gates still hold and stops gating (a crash, or the handle going away).
     private func failAllHeld() {
+        Self.failAllHeld(topics.withLock { Array($0.values) }, context: context)
+    }
+
+    private static func failAllHeld(_ topics: [ProducerTopic], context: ProducerContext) {
         let error = KafkaError(kind: .delivery, RD_KAFKA_RESP_ERR__PURGE_QUEUE)
-        for gate in topics.withLock({ $0.values.compactMap(\.gate) }) {
+        for gate in topics.compactMap(\.gate) {
             guard let topic = gate.topic else { continue }
             let name = String(cString: rd_kafka_topic_name(topic))
             for (partition, held) in gate.close() {
