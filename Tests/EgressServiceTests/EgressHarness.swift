@@ -6,6 +6,7 @@ import Kafka
 import Logging
 import ServiceLifecycle
 import Simulator
+import Testing
 @_exported import TestSupport
 
 /// The embedded cluster with the connector's topics, the 8x8 simulator serving the Chat
@@ -101,6 +102,15 @@ struct EgressHarness: Sendable {
 
     func reader(_ topic: ConnectorTopic) throws -> TopicReader {
         try TopicReader(cluster: cluster, topic: config.topicName(topic), partitions: Self.partitions)
+    }
+
+    /// Checks a test's premise: the `count` commands on the outbound topic are all in one
+    /// partition (conversations picked with `EgressTests.conversation(_:sharingPartitionWith:)`).
+    func expectOnePartition(holds count: Int) async throws {
+        let outbound = try reader(.outbound)
+        let written = try await outbound.wait(30, "the commands on the outbound topic") { $0.count >= count }
+        #expect(Set(written.map(\.partition)).count == 1, "the conversations share a partition: \(written.map { ($0.keyString ?? "", $0.partition) })")
+        await outbound.close()
     }
 
     /// Waits until the simulator accepted commands satisfying `condition`.

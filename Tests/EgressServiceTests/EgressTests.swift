@@ -76,6 +76,7 @@ struct EgressTests {
             let commands = (0..<5).flatMap { [EgressHarness.message(throttled, $0), EgressHarness.message(failing, $0)] }
             let producer = try h.producer()
             try await h.publish(commands, with: producer)
+            try await h.expectOnePartition(holds: commands.count)
             let egress = h.start()
             let accepted = try await h.waitForGateway(60, "every command accepted") { $0.count >= commands.count }
             #expect(accepted.count == commands.count && Set(accepted).count == commands.count, "each once")
@@ -841,6 +842,7 @@ struct EgressTests {
             let log = LogCapture()
             let a = h.start(logger: log.logger, revokeDrain: .milliseconds(300))
             try await h.publish(commands, with: producer)
+            try await h.expectOnePartition(holds: commands.count)
             _ = try await h.firstAnswer(status: 429)
             let b = h.start(revokeDrain: .milliseconds(300))
             try await h.waitForGateway(90, "every command") { Set($0).count >= commands.count }
@@ -920,18 +922,13 @@ struct EgressTests {
         }
     }
 
-    /// The partition librdkafka's default partitioner (`consistent_random`: CRC32 of the key) picks.
-    /// The first of `prefix`0, `prefix`1, ... in the partition of `conversation`.
+    /// The first of `prefix`0, `prefix`1, ... in the partition of `conversation`, as the
+    /// harness's producer (the default partitioner, murmur2) places them.
     static func conversation(_ prefix: String, sharingPartitionWith conversation: String) -> String {
         (0..<200).map { "\(prefix)\($0)" }.first { partition(of: $0) == partition(of: conversation) }!
     }
 
     static func partition(of key: String) -> Int32 {
-        var crc: UInt32 = 0xFFFF_FFFF
-        for byte in key.utf8 {
-            crc ^= UInt32(byte)
-            for _ in 0..<8 { crc = (crc >> 1) ^ (0xEDB8_8320 & (0 &- (crc & 1))) }
-        }
-        return Int32(~crc % UInt32(EgressHarness.partitions))
+        KafkaProducerConfiguration(bootstrapServers: "").partition(ofKey: key, partitionCount: EgressHarness.partitions)!
     }
 }

@@ -332,6 +332,27 @@ import Testing
         #expect(spread(crc).isSubset(of: Set(0..<6)) && spread(crc).count > 1)
     }
 
+    @Test func theKeysPartitionFollowsTheConfiguredPartitioner() {
+        var configuration = KafkaProducerConfiguration(bootstrapServers: "localhost:9092")
+        let keys = (0..<50).map { "conv-\($0)" }
+        func partitions() -> [Int32?] { keys.map { configuration.partition(ofKey: $0, partitionCount: 6) } }
+        func librdkafkas(_ name: String) -> [Int32?] {
+            let partitioner = PartitionGate.partitioner(named: name)!
+            return keys.map { key in Array(key.utf8).withUnsafeBytes { partitioner(nil, $0.baseAddress, $0.count, 6, nil, nil) } }
+        }
+        // The default is murmur2 (Java's), not librdkafka's own default (CRC32).
+        #expect(partitions() == librdkafkas("murmur2"))
+        #expect(partitions() != librdkafkas("consistent"))
+        configuration.partitioner = "consistent_random"
+        #expect(partitions() == librdkafkas("consistent"))
+        configuration.properties["partitioner"] = "fnv1a"  // the properties win
+        #expect(partitions() == librdkafkas("fnv1a"))
+        #expect(configuration.partition(ofKey: "", partitionCount: 6) == nil, "an empty key has no partition of its own")
+        #expect(configuration.partition(ofKey: "conv-1", partitionCount: 0) == nil)
+        configuration.properties["partitioner"] = "random"
+        #expect(configuration.partition(ofKey: "conv-1", partitionCount: 6) == nil, "not key-based")
+    }
+
     @Test func anUnknownTopicsPartitionCountIsAskedLessAndLessOften() {
         // Known: the regular refresh.
         #expect(KafkaProducer.partitionCountDelay(failures: 0) == KafkaProducer.partitionCountRefresh)

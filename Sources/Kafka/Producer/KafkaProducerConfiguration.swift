@@ -43,6 +43,17 @@ public struct KafkaProducerConfiguration: Sendable {
         result.merge(properties) { _, override in override }
         return result
     }
+
+    /// The partition, of `partitionCount`, that a message keyed `key` goes to under this
+    /// configuration's partitioner (a `partitioner` in `properties` wins), computed by
+    /// librdkafka's own function. Nil when the partitioner is not key-based, or for an empty
+    /// key (a `_random` partitioner picks a partition at random for it).
+    public func partition(ofKey key: String, partitionCount: Int32) -> Int32? {
+        guard partitionCount > 0, !key.isEmpty,
+              let partitioner = PartitionGate.partitioner(named: librdkafkaProperties["partitioner"] ?? "consistent_random")
+        else { return nil }
+        return Array(key.utf8).withUnsafeBytes { partitioner(nil, $0.baseAddress, $0.count, partitionCount, nil, nil) }
+    }
 }
 
 /// Where a producer serves librdkafka's callbacks.
