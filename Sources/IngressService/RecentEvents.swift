@@ -212,14 +212,24 @@ final class RecentEvents: Sendable {
     private struct State {
         var pending: [Key: PendingPublish] = [:]
         var published: Set<Key> = []
-        var order: Deque<Key> = []
+        /// The published ids in the order they came: a ring, whose oldest is at `oldest` once
+        /// it holds `capacity`.
+        var order: [Key] = []
+        var oldest = 0
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     let capacity: Int
 
+    /// The tables take their full size at once: growing one (a rehash of every id, tens of
+    /// milliseconds at a million) would hold up every webhook behind the lock.
     init(capacity: Int) {
         self.capacity = capacity
+        var state = State()
+        // One more than the capacity: an id is added before the oldest goes.
+        state.published.reserveCapacity(capacity + 1)
+        state.order.reserveCapacity(capacity)
+        self.state = Mutex(state)
     }
 
     func claim(_ id: Key) -> Claim {
@@ -238,14 +248,22 @@ final class RecentEvents: Sendable {
         state.withLock { state in
             state.pending.removeValue(forKey: id)
             guard published, capacity > 0, state.published.insert(id).inserted else { return }
-            state.order.append(id)
-            while state.order.count > capacity {
-                state.published.remove(state.order.removeFirst())
+            if state.order.count < capacity {
+                state.order.append(id)
+            } else {
+                state.published.remove(state.order[state.oldest])
+                state.order[state.oldest] = id
+                state.oldest = (state.oldest + 1) % capacity
             }
         }
     }
 
     var count: (published: Int, pending: Int) {
         state.withLock { ($0.published.count, $0.pending.count) }
+    }
+
+    /// The ids the tables hold without growing.
+    var storageCapacity: (published: Int, order: Int) {
+        state.withLock { ($0.published.capacity, $0.order.capacity) }
     }
 }

@@ -53,6 +53,19 @@ import Testing
         #expect(recent.count.published == 2)
     }
 
+    @Test("the tables are sized for the capacity at start and do not grow while they fill and turn over")
+    func theTablesNeverGrow() {
+        let recent = RecentEvents(capacity: 50_000)
+        let reserved = recent.storageCapacity
+        #expect(reserved.published > 50_000 && reserved.order >= 50_000)
+        for id in 0..<60_000 {
+            _ = recent.claim(key("event-\(id)"))
+            recent.finish(key("event-\(id)"), published: true)
+        }
+        #expect(recent.count.published == 50_000)
+        #expect(recent.storageCapacity == reserved)
+    }
+
     @Test func waitersGetTheOutcomeOrNilAtTheirDeadline() async {
         let sweeper = DeadlineSweeper()
         let pending = PendingPublish()
