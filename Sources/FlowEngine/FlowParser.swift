@@ -38,7 +38,9 @@ public struct FlowParser {
     init(file: String) { self.file = file }
 
     private mutating func problem(_ node: Node?, _ message: String) {
-        problems.append(FlowProblem(file: file, line: node?.mark?.line ?? 1, column: node?.mark?.column ?? 1, message: message))
+        let found = FlowProblem(file: file, line: node?.mark?.line ?? 1, column: node?.mark?.column ?? 1, message: message)
+        // A node reached twice (through a YAML alias) has its problems once.
+        if !problems.contains(found) { problems.append(found) }
     }
 
     private mutating func read(_ yaml: String) -> Flow? {

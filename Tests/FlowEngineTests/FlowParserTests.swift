@@ -63,6 +63,17 @@ struct FlowParserTests {
             """)
         #expect(alias.count == 1 && alias[0].line == 4 && alias[0].message.hasPrefix("YAML: "), "\(alias)")
         #expect(alias.first.map { !$0.message.contains("\n") } == true, "one line")
+        // A mapping reached twice through an alias has its repeated key reported once.
+        let twice = parseProblems("""
+            nodes:
+              - { id: a, type: say, text: hi, next: b }
+              - id: b
+                type: say
+                text: &greeting { en: hello, en: hi }
+                next: c
+              - { id: c, type: say, text: *greeting }
+            """)
+        #expect(twice.filter { $0.message.hasPrefix("'en' is written twice") }.map(\.line) == [5], "\(twice)")
     }
 
     @Test("a missing target is reported where it is named")
