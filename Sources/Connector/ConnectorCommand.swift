@@ -17,11 +17,18 @@ struct ConnectorCommand: AsyncParsableCommand {
         executor = EventLoopExecutor.install()
         do {
             logLevel = try Self.logLevel(ProcessInfo.processInfo.environment["LOG_LEVEL"])
-        } catch {
+        } catch where !asksForHelp(CommandLine.arguments.dropFirst()) {
             FileHandle.standardError.write(Data("connector: \(error)\n".utf8))
             Foundation.exit(1)
+        } catch {
+            // Help logs nothing: it is shown whatever LOG_LEVEL says.
         }
         await main(nil)
+    }
+
+    /// Whether the command line asks for help (`-h`, `--help`, or `help` first).
+    static func asksForHelp(_ arguments: some Collection<String>) -> Bool {
+        arguments.first == "help" || arguments.contains { $0 == "-h" || $0 == "--help" }
     }
 
     /// Where `main` put Swift's tasks.

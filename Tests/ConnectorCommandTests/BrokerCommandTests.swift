@@ -210,6 +210,11 @@ import Testing
         #expect(wrong.status == 1)
         #expect(wrong.error == "connector: LOG_LEVEL 'verbose' is not a log level; use one of trace, debug, info, notice, warning, error or critical\n")
         #expect(wrong.output.isEmpty, "nothing ran")
+        // Help is shown whatever LOG_LEVEL says.
+        for help in [["--help"], ["flow", "validate", "-h"], ["help", "flow"]] {
+            let result = try run(help, environment: ["LOG_LEVEL": "verbose"])
+            #expect(result.status == 0 && result.output.contains("USAGE:"), "\(help): \(result.error)")
+        }
         for level in ["DEBUG", "Warning", " error ", ""] {
             let result = try run(["flow", "validate", "flows/demo.yaml"], environment: ["LOG_LEVEL": level])
             #expect(result.status == 0, "\(level): \(result.error)")
