@@ -3,7 +3,11 @@
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#ifdef __linux__
 #include <sys/prctl.h>
+#else
+#include <pthread.h>
+#endif
 
 /*
  * Swift cannot call C variadic functions, so the few variadic librdkafka
@@ -56,12 +60,20 @@ swift_rdk_mock_broker_push_request_error(rd_kafka_mock_cluster_t *mcluster,
  * which Swift's Glibc module does not define.
  */
 static inline void swift_set_thread_name(const char *name) {
+#ifdef __linux__
         prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+#else
+        pthread_setname_np(name);
+#endif
 }
 
 /* `buffer` holds at least 16 bytes. */
 static inline void swift_get_thread_name(char *buffer) {
+#ifdef __linux__
         prctl(PR_GET_NAME, (unsigned long)buffer, 0, 0, 0);
+#else
+        pthread_getname_np(pthread_self(), buffer, 16);
+#endif
         buffer[15] = 0;
 }
 

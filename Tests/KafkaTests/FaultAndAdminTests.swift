@@ -159,6 +159,7 @@ struct FaultAndAdminTests {
             }
         }
         #expect(destroyers == ["kafka-blocking", "kafka-blocking", "kafka-blocking"])
+        #expect(await KafkaTeardowns.finish(timeout: .seconds(30)))
     }
 
     /// Log lines with the name of the thread that wrote each.

@@ -347,7 +347,9 @@ import Testing
         #expect(partitions() == librdkafkas("consistent"))
         configuration.properties["partitioner"] = "fnv1a"  // the properties win
         #expect(partitions() == librdkafkas("fnv1a"))
-        #expect(configuration.partition(ofKey: "", partitionCount: 6) == nil, "an empty key has no partition of its own")
+        #expect(configuration.partition(ofKey: "", partitionCount: 6) != nil, "fnv1a places no key in one partition")
+        configuration.properties["partitioner"] = "murmur2_random"
+        #expect(configuration.partition(ofKey: "", partitionCount: 6) == nil, "murmur2_random places no key at random")
         #expect(configuration.partition(ofKey: "conv-1", partitionCount: 0) == nil)
         configuration.properties["partitioner"] = "random"
         #expect(configuration.partition(ofKey: "conv-1", partitionCount: 6) == nil, "not key-based")

@@ -88,6 +88,7 @@ import Testing
         }
 
         // The handle is destroyed; the polls still queued must not touch it.
+        #expect(await KafkaTeardowns.finish(timeout: .seconds(30)), "the handle's destroy ended")
         #expect(scheduler.scheduled.load(ordering: .relaxed) > 0)
         scheduler.queue.resume()
         scheduler.queue.sync {}

@@ -63,7 +63,13 @@ public final class KafkaAdmin: Sendable {
             self.context = context
         }
 
-        deinit { rd_kafka_destroy(handle.pointer) }
+        deinit {
+            let handle = handle, context = context
+            tearDownInBackground(logger: context.logger) {
+                rd_kafka_destroy(handle.pointer)
+                withExtendedLifetime(context) {}  // the handle's callbacks use it
+            }
+        }
     }
 
     /// The most recently used readers, at most `limit` (`connector lag` may ask every group of
@@ -97,7 +103,7 @@ public final class KafkaAdmin: Sendable {
 
     deinit {
         let handle = handle, context = context, poller = poller, groupReaders = groupReaders
-        tearDownInBackground {
+        tearDownInBackground(logger: context.logger) {
             // Its callbacks must not run into the handles' destruction.
             poller.requestStop()
             rd_kafka_yield(handle.pointer)  // ends the poll in progress

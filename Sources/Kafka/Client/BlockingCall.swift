@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import Synchronization
 
 /// Runs a blocking librdkafka call (flush, sync commit, admin wait, transaction step) on a
 /// thread of `BlockingThreads` so it never occupies a thread of Swift's cooperative pool, nor
@@ -21,9 +23,60 @@ func blockingCall<T: Sendable, E: Error>(_ body: @escaping @Sendable () throws(E
 /// with NIO's event loops as Swift's executor that is often a loop that also serves HTTP. The
 /// destroy joins the handle's threads, and a broker thread in a slow DNS lookup holds it for as
 /// long. `teardown` must capture what the handle's callbacks use (its context), so that it
-/// lives until the destroy ended.
-func tearDownInBackground(_ teardown: @escaping @Sendable () -> Void) {
-    BlockingThreads.shared.run(teardown)
+/// lives until the destroy ended. One that takes longer than `KafkaTeardowns.slow` is logged.
+func tearDownInBackground(logger: Logger, _ teardown: @escaping @Sendable () -> Void) {
+    KafkaTeardowns.begin()
+    BlockingThreads.shared.run {
+        let started = ContinuousClock.now
+        teardown()
+        let took = ContinuousClock.now - started
+        if took > KafkaTeardowns.slow {
+            logger.warning("kafka client teardown was slow", metadata: ["kafka.teardown_ms": "\(took.milliseconds)"])
+        }
+        KafkaTeardowns.end()
+    }
+}
+
+/// The librdkafka handles being destroyed in the background (`tearDownInBackground`). Before
+/// the process exits it waits for them (at most `atExit`), so that no librdkafka thread still
+/// runs when the C runtime's cleanup, OpenSSL's among it, begins.
+public enum KafkaTeardowns {
+    static let slow: Duration = .seconds(5)
+    static let atExit: Duration = .seconds(10)
+    private static let state = Mutex<(inFlight: Int, exitHook: Bool)>((0, false))
+
+    /// Teardowns under way.
+    public static var inFlight: Int { state.withLock { $0.inFlight } }
+
+    /// Waits until the teardowns under way have ended, at most `timeout`; false if some have not.
+    public static func finish(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while inFlight > 0 {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+
+    static func begin() {
+        let install = state.withLock { state in
+            state.inFlight += 1
+            defer { state.exitHook = true }
+            return !state.exitHook
+        }
+        // Installed once a handle exists, so after librdkafka initialized OpenSSL: exit runs
+        // its handlers in reverse order, this one before OpenSSL's cleanup.
+        if install {
+            atexit {
+                let deadline = ContinuousClock.now + KafkaTeardowns.atExit
+                while KafkaTeardowns.inFlight > 0, ContinuousClock.now < deadline { usleep(5_000) }
+            }
+        }
+    }
+
+    static func end() {
+        state.withLock { $0.inFlight -= 1 }
+    }
 }
 
 /// Threads for blocking calls: a call runs at once on an idle thread or a new one, so calls

@@ -62,8 +62,8 @@ final class PollingThread: Sendable {
 }
 
 /// Names the calling thread as `top -H`, `perf` and debuggers show it (Linux keeps 15 bytes).
-/// Foundation's `Thread.name`, set before `start`, does not reach the system's thread on Linux:
-/// a new thread would show its creator's name.
+/// Foundation's `Thread.name`, set before `start`, did not reach the system's thread here: a new
+/// thread showed its creator's name.
 func nameCurrentThread(_ name: String) {
     swift_set_thread_name(name)
 }

@@ -438,12 +438,13 @@ public final class KafkaConsumer: Service, @unchecked Sendable {
         // A consumer with a fatal error cannot close (librdkafka 2.0's main thread spins for
         // ever in the close `rd_kafka_destroy` would start).
         let handle = SendableHandle(handle), context = context
-        tearDownInBackground {
+        tearDownInBackground(logger: logger) {
             if context.crashing.load(ordering: .acquiring) || KafkaError.hasFatal(handle.pointer) {
                 rd_kafka_destroy_flags(handle.pointer, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
             } else {
                 rd_kafka_destroy(handle.pointer)
             }
+            withExtendedLifetime(context) {}  // the handle's callbacks use it
         }
     }
 

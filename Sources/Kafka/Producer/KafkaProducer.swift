@@ -169,7 +169,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         stopPartitionCountRefresh()
         let handle = SendableHandle(handle), context = context, topics = topics.withLock { Array($0.values) }
         let pollingThread = pollingThread, scheduledPoller = scheduledPoller
-        tearDownInBackground {
+        tearDownInBackground(logger: logger) {
             // Its reports must not run into the handle's destruction below.
             pollingThread?.stopAndWait(timeout: .seconds(2))
             scheduledPoller?.close()

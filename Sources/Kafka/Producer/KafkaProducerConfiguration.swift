@@ -47,12 +47,13 @@ public struct KafkaProducerConfiguration: Sendable {
     /// The partition, of `partitionCount`, that a message keyed `key` goes to under this
     /// configuration's partitioner (a `partitioner` in `properties` wins), computed by
     /// librdkafka's own function. Nil when the partitioner is not key-based, or for an empty
-    /// key (a `_random` partitioner picks a partition at random for it).
+    /// key under a `_random` partitioner (the default), which picks a partition at random for it.
     public func partition(ofKey key: String, partitionCount: Int32) -> Int32? {
-        guard partitionCount > 0, !key.isEmpty,
-              let partitioner = PartitionGate.partitioner(named: librdkafkaProperties["partitioner"] ?? "consistent_random")
+        let name = librdkafkaProperties["partitioner"] ?? "consistent_random"
+        guard partitionCount > 0, !key.isEmpty || !name.hasSuffix("_random"), let partitioner = PartitionGate.partitioner(named: name)
         else { return nil }
-        return Array(key.utf8).withUnsafeBytes { partitioner(nil, $0.baseAddress, $0.count, partitionCount, nil, nil) }
+        // An empty key reaches librdkafka as no key at all, as in `enqueue`.
+        return Array(key.utf8).withUnsafeBytes { partitioner(nil, $0.isEmpty ? nil : $0.baseAddress, $0.count, partitionCount, nil, nil) }
     }
 }
 
