@@ -104,12 +104,12 @@ struct EgressHarness: Sendable {
         try TopicReader(cluster: cluster, topic: config.topicName(topic), partitions: Self.partitions)
     }
 
-    /// Checks a test's premise: the `count` commands on the outbound topic are all in one
-    /// partition (conversations picked with `EgressTests.conversation(_:sharingPartitionWith:)`).
-    func expectOnePartition(holds count: Int) async throws {
+    /// Checks a test's premise: the `count` commands on the outbound topic are in `partitions`
+    /// partitions (conversations picked by `EgressTests.partition(of:)`).
+    func expectPartitions(_ partitions: Int, holding count: Int) async throws {
         let outbound = try reader(.outbound)
         let written = try await outbound.wait(30, "the commands on the outbound topic") { $0.count >= count }
-        #expect(Set(written.map(\.partition)).count == 1, "the conversations share a partition: \(written.map { ($0.keyString ?? "", $0.partition) })")
+        #expect(Set(written.map(\.partition)).count == partitions, "\(written.map { ($0.keyString ?? "", $0.partition) })")
         await outbound.close()
     }
 

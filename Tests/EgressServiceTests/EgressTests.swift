@@ -76,7 +76,7 @@ struct EgressTests {
             let commands = (0..<5).flatMap { [EgressHarness.message(throttled, $0), EgressHarness.message(failing, $0)] }
             let producer = try h.producer()
             try await h.publish(commands, with: producer)
-            try await h.expectOnePartition(holds: commands.count)
+            try await h.expectPartitions(1, holding: commands.count)
             let egress = h.start()
             let accepted = try await h.waitForGateway(60, "every command accepted") { $0.count >= commands.count }
             #expect(accepted.count == commands.count && Set(accepted).count == commands.count, "each once")
@@ -431,6 +431,7 @@ struct EgressTests {
             let egress = h.start()
             let throttled = try await h.firstAnswer(status: 429).at
             try await h.publish(otherCommands, with: producer)
+            try await h.expectPartitions(2, holding: slowCommands.count + otherCommands.count)
             try await h.waitForGateway(60, "the other partition's commands") { ids in otherCommands.allSatisfy { ids.contains($0.commandId) } }
             let delivered = try #require(h.gateway.received.last { $0.path.hasSuffix("\(other)/messages") && $0.status == 202 }).at
             #expect(delivered < throttled + .seconds(retryAfter), "delivered while the throttled partition waited")
@@ -842,7 +843,7 @@ struct EgressTests {
             let log = LogCapture()
             let a = h.start(logger: log.logger, revokeDrain: .milliseconds(300))
             try await h.publish(commands, with: producer)
-            try await h.expectOnePartition(holds: commands.count)
+            try await h.expectPartitions(1, holding: commands.count)
             _ = try await h.firstAnswer(status: 429)
             let b = h.start(revokeDrain: .milliseconds(300))
             try await h.waitForGateway(90, "every command") { Set($0).count >= commands.count }
