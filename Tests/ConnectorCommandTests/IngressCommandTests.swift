@@ -42,6 +42,7 @@ import Testing
         ("listen: nowhere", "ingress.listen must be host:port"),
         ("publishTimeoutMs: 0", "ingress.publishTimeoutMs must be between 1 and 600000"),
         ("lingerMs: -1", "ingress.lingerMs must be between 0 and 1000"),
+        ("dedupeCapacity: 9223372036854775807", "ingress.dedupeCapacity must be between 0 and 10000000"),
         ("maxBodyBytes: lots", "ingress.maxBodyBytes must be a whole number"),
         ("listeners: 3", "unknown key 'ingress.listeners'"),
     ])
