@@ -17,7 +17,7 @@ struct ConnectorCommand: AsyncParsableCommand {
         executor = EventLoopExecutor.install()
         do {
             logLevel = try Self.logLevel(ProcessInfo.processInfo.environment["LOG_LEVEL"])
-        } catch where !asksForHelp(CommandLine.arguments.dropFirst()) {
+        } catch where !asksForHelp(Array(CommandLine.arguments.dropFirst())) {
             FileHandle.standardError.write(Data("connector: \(error)\n".utf8))
             Foundation.exit(1)
         } catch {
@@ -26,9 +26,16 @@ struct ConnectorCommand: AsyncParsableCommand {
         await main(nil)
     }
 
-    /// Whether the command line asks for help (`-h`, `--help`, or `help` first).
-    static func asksForHelp(_ arguments: some Collection<String>) -> Bool {
-        arguments.first == "help" || arguments.contains { $0 == "-h" || $0 == "--help" }
+    /// Whether the command line asks for help (`help` first, or `-h` or `--help` where the
+    /// parser takes it as such: not as an option's value, nor after `--`). ArgumentParser
+    /// answers a help flag with its own `HelpCommand`, a type it does not export.
+    static func asksForHelp(_ arguments: [String]) -> Bool {
+        if arguments.first == "help" { return true }
+        do {
+            return String(describing: type(of: try parseAsRoot(arguments))) == "HelpCommand"
+        } catch {
+            return exitCode(for: error) == .success
+        }
     }
 
     /// Where `main` put Swift's tasks.

@@ -215,6 +215,9 @@ import Testing
             let result = try run(help, environment: ["LOG_LEVEL": "verbose"])
             #expect(result.status == 0 && result.output.contains("USAGE:"), "\(help): \(result.error)")
         }
+        // A "-h" that is an option's value asks for no help.
+        let value = try run(["flow", "validate", "--", "-h"], environment: ["LOG_LEVEL": "verbose"])
+        #expect(value.status == 1 && value.error.hasPrefix("connector: LOG_LEVEL 'verbose'"), "\(value.error)")
         for level in ["DEBUG", "Warning", " error ", ""] {
             let result = try run(["flow", "validate", "flows/demo.yaml"], environment: ["LOG_LEVEL": level])
             #expect(result.status == 0, "\(level): \(result.error)")
