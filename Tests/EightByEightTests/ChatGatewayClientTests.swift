@@ -165,7 +165,9 @@ struct ChatGatewayClientTests {
     func failedHandshake() async throws {
         try await withGateway { gateway, base in
             let https = base.replacingOccurrences(of: "http://", with: "https://")
-            let client = ChatGatewayClient(baseURL: https, apiKey: "test-api-key", tenant: "acme", requestTimeout: .seconds(3))
+            // Time enough for the handshake to fail on a loaded machine: past the deadline the
+            // call counts as a timeout, which may have reached 8x8.
+            let client = ChatGatewayClient(baseURL: https, apiKey: "test-api-key", tenant: "acme", requestTimeout: .seconds(30))
             do {
                 _ = try await client.deliver(command(.sendMessage, .object(["authorType": .string("bot"), "text": .string("Hi")])))
                 Issue.record("delivered over a handshake that cannot succeed")
