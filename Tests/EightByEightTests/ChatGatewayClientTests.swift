@@ -165,9 +165,17 @@ struct ChatGatewayClientTests {
     func failedHandshake() async throws {
         try await withGateway { gateway, base in
             let https = base.replacingOccurrences(of: "http://", with: "https://")
-            // Time enough for the handshake to fail on a loaded machine: past the deadline the
-            // call counts as a timeout, which may have reached 8x8.
-            let client = ChatGatewayClient(baseURL: https, apiKey: "test-api-key", tenant: "acme", requestTimeout: .seconds(30))
+            // The server waits for a request line that never comes: the handshake fails at the
+            // HTTP client's connect timeout, well before the call's deadline, and without the
+            // pool's retries, which would wait for the deadline (a call past its deadline counts
+            // as a timeout, which may have reached 8x8).
+            var configuration = HTTPClient.Configuration()
+            configuration.timeout.connect = .seconds(1)
+            configuration.connectionPool.retryConnectionEstablishment = false
+            let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            defer { _ = http.shutdown() }
+            let client = ChatGatewayClient(
+                baseURL: https, apiKey: "test-api-key", tenant: "acme", httpClient: http, requestTimeout: .seconds(60))
             do {
                 _ = try await client.deliver(command(.sendMessage, .object(["authorType": .string("bot"), "text": .string("Hi")])))
                 Issue.record("delivered over a handshake that cannot succeed")
