@@ -165,10 +165,10 @@ struct ChatGatewayClientTests {
     func failedHandshake() async throws {
         try await withGateway { gateway, base in
             let https = base.replacingOccurrences(of: "http://", with: "https://")
-            // The server waits for a request line that never comes: the handshake fails at the
-            // HTTP client's connect timeout, well before the call's deadline, and without the
-            // pool's retries, which would wait for the deadline (a call past its deadline counts
-            // as a timeout, which may have reached 8x8).
+            // Without the pool's retries the handshake's failure answers the call at once; with
+            // them the call waits for its deadline, and one past its deadline counts as a
+            // timeout, which may have reached 8x8. The connect timeout bounds a handshake that
+            // hangs instead of failing.
             var configuration = HTTPClient.Configuration()
             configuration.timeout.connect = .seconds(1)
             configuration.connectionPool.retryConnectionEstablishment = false

@@ -144,7 +144,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         self.isTransactional = configuration.transactionalID != nil
         let properties = configuration.librdkafkaProperties
         self.gatesPartitioner = configuration.batching == .adaptive && properties["transactional.id"] == nil
-            ? properties["partitioner"] ?? "consistent_random" : nil
+            ? configuration.partitionerName : nil
         // librdkafka 2.0's defaults: 100,000 messages, 1,048,576 KiB.
         self.queueLimits = (
             properties["queue.buffering.max.messages"].flatMap(Int.init) ?? 100_000,

@@ -44,12 +44,16 @@ public struct KafkaProducerConfiguration: Sendable {
         return result
     }
 
+    /// The partitioner librdkafka uses: `partitioner`, unless `properties` name another
+    /// (`consistent_random`, librdkafka's own default, when neither does).
+    var partitionerName: String { librdkafkaProperties["partitioner"] ?? "consistent_random" }
+
     /// The partition, of `partitionCount`, that a message keyed `key` goes to under this
     /// configuration's partitioner (a `partitioner` in `properties` wins), computed by
     /// librdkafka's own function. Nil when the partitioner is not key-based, or for an empty
     /// key under a `_random` partitioner (the default), which picks a partition at random for it.
     public func partition(ofKey key: String, partitionCount: Int32) -> Int32? {
-        let name = librdkafkaProperties["partitioner"] ?? "consistent_random"
+        let name = partitionerName
         guard partitionCount > 0, !key.isEmpty || !name.hasSuffix("_random"), let partitioner = PartitionGate.partitioner(named: name)
         else { return nil }
         // An empty key reaches librdkafka as no key at all, as in `enqueue`.
