@@ -276,7 +276,7 @@ extension ConnectorConfig {
         if ingress.signature.maxClockSkewSeconds > 86_400 { throw fail("ingress.signature.maxClockSkewSeconds must be at most 86400") }
         if ingress.signature.jwkCacheTTLSeconds > 30 * 86_400 { throw fail("ingress.signature.jwkCacheTTLSeconds must be at most 2592000 (30 days)") }
         if ingress.signature.jwkFetchTimeoutMs > 600_000 { throw fail("ingress.signature.jwkFetchTimeoutMs must be at most 600000") }
-        // The table takes its full size at start (40 to 60 bytes an id).
+        // The tables take their full size at start (a set and a ring of 16-byte hashes).
         if !(0...10_000_000).contains(ingress.dedupeCapacity) { throw fail("ingress.dedupeCapacity must be between 0 and 10000000") }
         if !(0...1_000).contains(ingress.lingerMs) { throw fail("ingress.lingerMs must be between 0 and 1000") }
         if !(0...86_400).contains(ingress.idleTimeoutSeconds) { throw fail("ingress.idleTimeoutSeconds must be between 0 and 86400") }
