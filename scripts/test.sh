@@ -8,5 +8,7 @@ python3 scripts/validate-schemas.py   # examples and flows against schemas/*.sch
 bash scripts/check-deploy.sh          # docker-compose.yml, alert rules, Kubernetes files
 swift build --build-tests
 swift build --product connector       # the command tests and the browser test drive the built executable
-swift test --skip-build
+# A run past the limit (about six minutes is usual) fails with the tests in progress and every
+# thread's stack, instead of running silently into CI's own limit.
+python3 scripts/watchdog.py "${TEST_TIME_LIMIT:-1800}" swift test --skip-build
 python3 scripts/browser-test.py       # headless Chromium on `connector dev`'s console

@@ -1,5 +1,6 @@
 import Foundation
 @testable import Kafka
+import Synchronization
 import Testing
 import TestSupport
 
@@ -84,5 +85,38 @@ import TestSupport
         await #expect(throws: Refused.self) {
             try await blockingCall { () throws(Refused) -> Int in throw Refused() }
         }
+    }
+
+    /// A call's captures are let go before its thread takes the threads' lock again: a capture
+    /// whose deinit hands work to the same threads (a Kafka client's teardown, released with
+    /// the teardown that held it last) gets it run. Let go under the lock, the thread waited for
+    /// the lock it held itself, and every later call waited behind it (a whole test run froze).
+    @Test func aCallsCapturesAreLetGoOutsideTheLock() async throws {
+        final class HandsOnWhenReleased: Sendable {
+            let threads: BlockingThreads
+            let ran: Flag
+            init(threads: BlockingThreads, ran: Flag) { (self.threads, self.ran) = (threads, ran) }
+            deinit { threads.run { [ran] in ran.value.store(true, ordering: .releasing) } }
+        }
+        final class Flag: Sendable { let value = Atomic<Bool>(false) }
+
+        /// The call holds the last reference once this returns and `gate` opens.
+        func submit(_ threads: BlockingThreads, _ ran: Flag, _ gate: DispatchSemaphore) {
+            let holder = HandsOnWhenReleased(threads: threads, ran: ran)
+            threads.run {
+                gate.wait()
+                withExtendedLifetime(holder) {}
+            }
+        }
+
+        let threads = BlockingThreads(idleLimit: 2, idleTimeout: .seconds(120))
+        let ran = Flag(), gate = DispatchSemaphore(value: 0)
+        submit(threads, ran, gate)
+        gate.signal()
+        try await within(30, "the call handed on by a deinit ran") {
+            while !ran.value.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let value = await withCheckedContinuation { continuation in threads.run { continuation.resume(returning: 7) } }
+        #expect(value == 7, "the threads serve later calls")
     }
 }

@@ -132,9 +132,12 @@ final class BlockingThreads: @unchecked Sendable {
         condition.lock()
         while true {
             if !jobs.isEmpty {
-                let job = jobs.removeFirst()
+                var job: (@Sendable () -> Void)? = jobs.removeFirst()
                 condition.unlock()
-                job()
+                job?()
+                // The call and what it captured go before the lock is taken again: a capture's
+                // deinit may hand work to these threads (a Kafka client's teardown), which locks.
+                job = nil
                 condition.lock()
                 continue
             }
