@@ -5,8 +5,9 @@
 #   scripts/setup.sh          to run:  librdkafka-dev (Debian's 2.0.2), found through pkg-config,
 #                             and libmimalloc-dev (the connector's memory allocator)
 #   scripts/setup.sh --test   to test: also Python's jsonschema, PyYAML and websocket-client,
-#                             Debian's chromium (the console's browser test) and prometheus
-#                             (promtool checks the alert rules), and, in .build/deploy-tools,
+#                             Debian's chromium (the console's browser test), prometheus
+#                             (promtool checks the alert rules) and gdb (a hung test run's
+#                             stacks, scripts/watchdog.py), and, in .build/deploy-tools,
 #                             docker-compose (checks docker-compose.yml) and kubernetes-validate,
 #                             each in a Python virtual environment of its own
 #   scripts/setup.sh --bench  to benchmark: also wrk (IngressBenchmark's load tool) and perf
@@ -31,6 +32,10 @@ if $testing; then
     if ! command -v chromium >/dev/null 2>&1; then
         echo "setup: chromium is missing (the console's browser test); installing it with apt-get" >&2
         apt_packages+=(chromium)
+    fi
+    if ! command -v gdb >/dev/null 2>&1; then
+        echo "setup: gdb is missing (scripts/watchdog.py prints a hung test run's stacks with it); installing it with apt-get" >&2
+        apt_packages+=(gdb)
     fi
     if ! command -v promtool >/dev/null 2>&1; then
         echo "setup: promtool is missing (checks the alert rules); installing Debian's prometheus with apt-get" >&2

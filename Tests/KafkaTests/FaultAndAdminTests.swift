@@ -117,19 +117,19 @@ struct FaultAndAdminTests {
         await producer.shutdown()
     }
 
-    @Test("the last reference to a producer, consumer or admin client let go on a thread leaves librdkafka's destroy to a blocking thread")
+    @Test("the last reference to a producer, consumer, admin client or embedded cluster let go on a thread leaves librdkafka's destroy to a blocking thread")
     func teardownLeavesTheCallersThread() async throws {
-        let cluster = try EmbeddedKafkaCluster()
-        try cluster.createTopic("teardown", partitions: 1)
         // With `debug` librdkafka logs "Terminating instance" on the thread that calls its destroy.
         let lines = ThreadedLines()
         var logger = Logger(label: "teardown") { _ in ThreadedLines.Handler(sink: lines) }
         logger.logLevel = .debug
         let debug = ["debug": "generic"]
-        var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers)
+        var cluster: EmbeddedKafkaCluster? = try EmbeddedKafkaCluster(brokers: 1, logger: logger, hostProperties: debug)
+        try cluster!.createTopic("teardown", partitions: 1)
+        var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: cluster!.bootstrapServers)
         producerConfiguration.properties = debug
         var consumerConfiguration = KafkaConsumerConfiguration(
-            bootstrapServers: cluster.bootstrapServers, groupID: "teardown", subscription: allPartitions("teardown", 1))
+            bootstrapServers: cluster!.bootstrapServers, groupID: "teardown", subscription: allPartitions("teardown", 1))
         consumerConfiguration.properties = debug
 
         var producer: KafkaProducer? = try KafkaProducer(configuration: producerConfiguration, logger: logger)
@@ -138,11 +138,11 @@ struct FaultAndAdminTests {
         var consumer: KafkaConsumer? = try KafkaConsumer(configuration: consumerConfiguration, logger: logger)
         _ = try await take(1, from: consumer!)
         await consumer!.shutdown()
-        var admin: KafkaAdmin? = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, properties: debug, logger: logger)
+        var admin: KafkaAdmin? = try KafkaAdmin(bootstrapServers: cluster!.bootstrapServers, properties: debug, logger: logger)
         _ = try await admin!.listTopics()
 
-        let holder = Holder([producer!, consumer!, admin!])
-        (producer, consumer, admin) = (nil, nil, nil)
+        let holder = Holder([producer!, consumer!, admin!, cluster!])
+        (producer, consumer, admin, cluster) = (nil, nil, nil, nil)
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             let thread = Thread {
                 nameCurrentThread("teardown-caller")
@@ -151,14 +151,15 @@ struct FaultAndAdminTests {
             }
             thread.start()
         }
-        let destroyers = try await within(30, "three handles destroyed") {
+        // The producer's, the consumer's, the admin client's and the cluster's host handle.
+        let destroyers = try await within(30, "four handles destroyed") {
             while true {
                 let threads = lines.threads(of: "Terminating instance")
-                if threads.count >= 3 { return threads }
+                if threads.count >= 4 { return threads }
                 try await Task.sleep(for: .milliseconds(20))
             }
         }
-        #expect(destroyers == ["kafka-blocking", "kafka-blocking", "kafka-blocking"])
+        #expect(destroyers == Array(repeating: "kafka-blocking", count: 4))
         #expect(await KafkaTeardowns.finish(timeout: .seconds(30)))
     }
 

@@ -107,7 +107,7 @@ public final class KafkaAdmin: Sendable {
             // Its callbacks must not run into the handles' destruction.
             poller.requestStop()
             rd_kafka_yield(handle.pointer)  // ends the poll in progress
-            poller.stopAndWait(timeout: .seconds(2))
+            poller.stopAndWait(logger: context.logger)
             groupReaders.readers.withLock { $0.removeAll() }  // destroyed here, or after a call still using one
             rd_kafka_destroy(handle.pointer)
             withExtendedLifetime(context) {}  // the handle's callbacks use it

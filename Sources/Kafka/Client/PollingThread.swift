@@ -1,5 +1,6 @@
 import CRdKafka
 import Foundation
+import Logging
 import Synchronization
 
 /// A dedicated OS thread that repeatedly runs a polling step (which may block in librdkafka for
@@ -34,16 +35,21 @@ final class PollingThread: Sendable {
 
     func requestStop() { flags.stopRequested.store(true, ordering: .releasing) }
 
-    /// Requests a stop and waits, blocking the caller, until the thread has exited, unless the
-    /// caller is that thread. For a `deinit`, which cannot await; the wait is one step at most.
-    @discardableResult
-    func stopAndWait(timeout: Duration) -> Bool {
+    /// Requests a stop and waits, blocking the caller, until the thread has exited, however long
+    /// that takes: what follows is the handle's destroy, which must not run under a step (the
+    /// step would use freed memory). For a teardown on a blocking thread. A wait past `slow` is
+    /// logged once. The polling thread itself does not wait for itself.
+    func stopAndWait(logger: Logger, slow: Duration = KafkaTeardowns.slow) {
         requestStop()
         let current = pthread_self()
-        if let thread = flags.thread.withLock({ $0 }), pthread_equal(thread, current) != 0 { return false }
-        let ok = flags.finished.wait(timeout: .now() + .milliseconds(Int(timeout.milliseconds))) == .success
-        if ok { flags.finished.signal() }
-        return ok
+        if let thread = flags.thread.withLock({ $0 }), pthread_equal(thread, current) != 0 { return }
+        if flags.finished.wait(timeout: .now() + .milliseconds(Int(slow.milliseconds))) == .timedOut {
+            logger.warning("kafka polling thread still in a step; its handle's teardown waits for it", metadata: [
+                "kafka.waited_ms": "\(slow.milliseconds)",
+            ])
+            flags.finished.wait()
+        }
+        flags.finished.signal()  // later waiters see it finished too
     }
 
     /// Requests a stop and waits (off the cooperative pool) until the thread has exited.

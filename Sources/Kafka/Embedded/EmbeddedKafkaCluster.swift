@@ -34,14 +34,19 @@ public final class EmbeddedKafkaCluster: Sendable {
     /// `host:port,host:port` of the brokers.
     public let bootstrapServers: String
 
-    public init(brokers: Int = 1, logger: Logger = Logger(label: "kafka.embedded")) throws(KafkaError) {
+    public convenience init(brokers: Int = 1, logger: Logger = Logger(label: "kafka.embedded")) throws(KafkaError) {
+        try self.init(brokers: brokers, logger: logger, hostProperties: [:])
+    }
+
+    /// `hostProperties` go to the handle that hosts the mock (tests: its debug logging).
+    init(brokers: Int, logger: Logger, hostProperties: [String: String]) throws(KafkaError) {
         guard brokers >= 1 else {
             throw KafkaError(kind: .embeddedCluster, code: .invalidArgument, message: "a cluster needs at least one broker", isRetriable: false)
         }
         let context = RdKafkaHandleContext(logger: logger)
         // Warnings and errors only: the host handle itself never connects anywhere.
         let rk = try makeRdKafkaHandle(
-            RD_KAFKA_PRODUCER, properties: ["client.id": "embedded-cluster", "log_level": "4"], context: context,
+            RD_KAFKA_PRODUCER, properties: ["client.id": "embedded-cluster", "log_level": "4"].merging(hostProperties) { $1 }, context: context,
             errorKind: .embeddedCluster)
         guard let cluster = rd_kafka_mock_cluster_new(rk, Int32(brokers)) else {
             rd_kafka_destroy(rk)
@@ -54,9 +59,15 @@ public final class EmbeddedKafkaCluster: Sendable {
         self.bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(cluster))
     }
 
+    /// The destroy waits for the mock's thread without a limit, so it runs on a blocking thread
+    /// (`tearDownInBackground`), not on the caller's: a cooperative thread or an event loop.
     deinit {
-        rd_kafka_mock_cluster_destroy(cluster.pointer)
-        rd_kafka_destroy(host.pointer)
+        let cluster = cluster, host = host, context = context
+        tearDownInBackground(logger: context.logger) {
+            rd_kafka_mock_cluster_destroy(cluster.pointer)
+            rd_kafka_destroy(host.pointer)
+            withExtendedLifetime(context) {}  // the host handle's callbacks use it
+        }
     }
 
     /// Broker ids are 1 through `brokerCount`.

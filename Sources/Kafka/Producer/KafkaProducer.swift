@@ -171,7 +171,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         let pollingThread = pollingThread, scheduledPoller = scheduledPoller
         tearDownInBackground(logger: logger) {
             // Its reports must not run into the handle's destruction below.
-            pollingThread?.stopAndWait(timeout: .seconds(2))
+            pollingThread?.stopAndWait(logger: context.logger)
             scheduledPoller?.close()
             // Held messages fail first, so that the purged messages' reports below release nothing.
             Self.failAllHeld(topics, context: context)
