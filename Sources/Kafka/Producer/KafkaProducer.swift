@@ -541,12 +541,11 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         stopPartitionCountRefresh()
         await enqueuesFinished()
         failAllHeld()
-        rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+        await purgeEverything(serve: false)
         await stopPolling()
         // Again: the polling thread may have released held messages (a report for their
         // partition came) between the first purge and its stop.
-        rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
-        rd_kafka_poll(handle, 0)  // the purged messages' callbacks, so no waiter is left hanging
+        await purgeEverything(serve: true)  // their callbacks too, so no waiter is left hanging
         context.flushReports()
         context.reports.finish()
     }
@@ -572,8 +571,7 @@ public final class KafkaProducer: Service, @unchecked Sendable {
                 "kafka.error": "\(KafkaErrorCode(err).name)", "kafka.outstanding": "\(outstandingMessages)",
             ])
             // What is still queued fails now (its callbacks report the purge) instead of never.
-            rd_kafka_purge(handle.pointer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
-            rd_kafka_poll(handle.pointer, 0)
+            await purgeEverything(serve: true)
         } else if queued > 0 {
             logger.debug("producer flushed", metadata: ["kafka.flushed": "\(queued)"])
         }
@@ -581,12 +579,22 @@ public final class KafkaProducer: Service, @unchecked Sendable {
         if outstandingMessages > 0 {
             // Released by the polling thread after the flush had found the queue empty, or not
             // acknowledged in time: failed now rather than never reported.
-            rd_kafka_purge(handle.pointer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
-            rd_kafka_poll(handle.pointer, 0)
+            await purgeEverything(serve: true)
         }
         context.flushReports()
         context.reports.finish()
         lifecycle.store(Lifecycle.shutDown.rawValue, ordering: .releasing)
+    }
+
+    /// Fails what is queued and in flight (their callbacks report the purge) and, with `serve`,
+    /// runs those callbacks. On a blocking thread: the purge waits, without a limit, for each
+    /// broker thread to answer it.
+    private func purgeEverything(serve: Bool) async {
+        let handle = SendableHandle(handle)
+        await blockingCall {
+            rd_kafka_purge(handle.pointer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+            if serve { rd_kafka_poll(handle.pointer, 0) }
+        }
     }
 
     /// Waits for the enqueues that started before the producer left `running` (each is a few
