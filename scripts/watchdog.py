@@ -3,12 +3,14 @@
 
     scripts/watchdog.py SECONDS COMMAND...
 
-The command's output passes through unchanged. Past SECONDS it stops the command and prints,
-last (where a CI log's tail shows it): the tests that started and did not end, and every
-thread of the test process, its stack condensed to the function names and threads with the
-same stack counted together (through gdb, when it is there). Exits with the command's status,
-or 124 after a hang.
+The command's output passes through unchanged. Past SECONDS it reads the test process's
+threads, stops the command and everything it started, and prints last (where a CI log's tail
+shows it): every thread's stack condensed to function names, threads with the same stack counted
+together (through gdb; without it, each thread's name and kernel wait), then the tests that
+started and did not end. Exits with the command's status (128 + N after signal N), or 124 after
+a hang.
 """
+import collections
 import os
 import re
 import shutil
@@ -21,6 +23,8 @@ import time
 ANSI = re.compile(r'\x1b\[[0-9;]*m')  # colors, when the terminal has them
 STARTED = re.compile(r'^◇ Test (?!case passing )(.+) started\.$')  # a parameterized test's cases start inside it
 ENDED = re.compile(r'^(?:[✔✘] Test (.+?) (?:with \d+ test cases? )?(?:passed|failed) after [\d.]+ seconds|➜ Test (.+) skipped)')
+FRAME = re.compile(r'^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+)')
+THREAD = re.compile(r'^Thread \d+ \(Thread 0x[0-9a-f]+ \(LWP \d+\)(?: "([^"]*)")?\)')
 
 
 def descendants(pid):
@@ -51,10 +55,6 @@ def command_line(pid):
         return ''
 
 
-FRAME = re.compile(r'^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+)')
-THREAD = re.compile(r'^Thread \d+ \(Thread 0x[0-9a-f]+ \(LWP \d+\)(?: "([^"]*)")?\)')
-
-
 def demangle(names):
     """Swift's mangled names made readable, when swift-demangle is there."""
     tool = shutil.which('swift-demangle') or shutil.which('swift')
@@ -67,30 +67,6 @@ def demangle(names):
     except (OSError, subprocess.SubprocessError):
         return names
     return out if len(out) == len(names) else names
-
-
-def stacks(pid):
-    """Each thread's name and function names, innermost first, read by gdb."""
-    if not shutil.which('gdb'):
-        return None
-    try:
-        out = subprocess.run(['gdb', '-batch', '-nx', '-ex', 'set pagination off', '-ex', 'thread apply all bt 40', '-p', str(pid)],
-                             capture_output=True, text=True, timeout=300).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    threads, current = [], None
-    for line in out.splitlines():
-        header = THREAD.match(line)
-        if header:
-            current = [header.group(1) or '?', []]
-            threads.append(current)
-            continue
-        frame = FRAME.match(line)
-        if frame and current is not None:
-            current[1].append(frame.group(1))
-    names = sorted({name for _, frames in threads for name in frames})
-    readable = dict(zip(names, demangle(names)))
-    return [(name, condensed([readable[f] for f in frames])) for name, frames in threads]
 
 
 def condensed(frames):
@@ -107,33 +83,82 @@ def condensed(frames):
     return kept
 
 
+def gdb_stacks(pid):
+    """Each thread's name and function names, innermost first, read by gdb; or why not."""
+    if not shutil.which('gdb'):
+        return None, 'gdb is not installed'
+    try:
+        run = subprocess.run(['gdb', '-batch', '-nx', '-iex', 'set debuginfod enabled off', '-ex', 'set pagination off',
+                              '-ex', 'thread apply all bt 40', '-p', str(pid)], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as error:
+        return None, f'gdb failed: {error}'
+    threads, current = [], None
+    for line in run.stdout.splitlines():
+        header = THREAD.match(line)
+        if header:
+            current = (header.group(1) or '?', [])
+            threads.append(current)
+            continue
+        frame = FRAME.match(line)
+        if frame and current is not None:
+            current[1].append(frame.group(1))
+    if not threads:
+        why = [line for line in run.stderr.splitlines() if line.strip()]
+        return None, 'gdb read no thread: ' + (why[-1] if why else f'exit {run.returncode}')
+    names = sorted({name for _, frames in threads for name in frames})
+    readable = dict(zip(names, demangle(names)))
+    return [(name, condensed([readable[f] for f in frames])) for name, frames in threads], None
+
+
+def kernel_waits(pid):
+    """Without gdb: each thread's name and where the kernel has it wait (its state and wchan)."""
+    threads = []
+    for task in sorted(os.listdir(f'/proc/{pid}/task'), key=int):
+        def read(name):
+            try:
+                with open(f'/proc/{pid}/task/{task}/{name}') as f:
+                    return f.read().strip()
+            except OSError:
+                return '?'
+        state = read('stat').rsplit(')', 1)[-1].split()[:1]
+        threads.append((read('comm'), [f"state {state[0] if state else '?'}, waiting in {read('wchan') or '-'}"]))
+    return threads
+
+
 def ours(frames):
     """Whether a stack passes through the project's Swift code (not only C and system libraries)."""
     return any('(' in frame and not frame.startswith(('_dispatch', 'start_thread')) for frame in frames)
 
-def report(pid, running, limit):
-    out = sys.stdout
-    out.write(f'\nwatchdog: the test run passed its limit of {limit} s; the tests that started and did not end, '
-              f'then the threads of process {pid} (same stacks counted together):\n')
-    found = stacks(pid) if pid else None
+
+def stacks_text(pid):
+    """The report's thread part: groups of threads with the same stack, ours last."""
+    if pid is None:
+        return ['  no test process found below the command\n']
+    found, why = gdb_stacks(pid)
+    lines = []
     if found is None:
-        out.write('watchdog: no stacks (gdb is missing or could not attach)\n')
-    else:
-        groups = {}
-        for name, frames in found:
-            groups.setdefault(tuple(frames[:16]), []).append(name)
-        # Threads in the project's code last, nearest the list of tests.
-        for frames, names in sorted(groups.items(), key=lambda item: (ours(item[0]), -len(item[1]))):
-            counted = {}
-            for name in names:
-                counted[name] = counted.get(name, 0) + 1
-            out.write('  ' + ', '.join(f'{n} ×{c}' if c > 1 else n for n, c in sorted(counted.items())) + ':\n')
-            for frame in frames:
-                out.write(f'      {frame}\n')
-    out.write('watchdog: tests still running:\n')
-    for name in running:
-        out.write(f'  {name}\n')
-    out.flush()
+        lines.append(f'  no stacks ({why}); the kernel\'s view instead:\n')
+        try:
+            found = kernel_waits(pid)
+        except OSError as error:
+            return lines + [f'  could not read /proc/{pid}/task: {error}\n']
+    groups = {}
+    for name, frames in found:
+        groups.setdefault(tuple(frames[:16]), []).append(name)
+    # Threads in the project's code last, nearest the list of tests.
+    for frames, names in sorted(groups.items(), key=lambda item: (ours(item[0]), -len(item[1]))):
+        counted = collections.Counter(names)
+        lines.append('  ' + ', '.join(f'{n} ×{c}' if c > 1 else n for n, c in sorted(counted.items())) + ':\n')
+        lines.extend(f'      {frame}\n' for frame in frames)
+    return lines
+
+
+def kill_group(process):
+    """The command and everything it started (a test's child that outlived it holds the pipe)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def main():
@@ -141,7 +166,15 @@ def main():
         sys.exit('usage: watchdog.py SECONDS COMMAND...')
     limit = int(sys.argv[1])
     process = subprocess.Popen(sys.argv[2:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    running = {}
+
+    def interrupted(number, _frame):
+        kill_group(process)
+        os._exit(128 + number)
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+
+    running = collections.Counter()  # names repeat across suites
     lock = threading.Lock()
 
     def forward():
@@ -152,26 +185,39 @@ def main():
             started, ended = STARTED.match(line), ENDED.match(line)
             with lock:
                 if started and started.group(1) != 'run':
-                    running[started.group(1)] = True
+                    running[started.group(1)] += 1
                 elif ended:
-                    running.pop(ended.group(1) or ended.group(2), None)
+                    name = ended.group(1) or ended.group(2)
+                    if running[name] > 0:
+                        running[name] -= 1
 
     reader = threading.Thread(target=forward, daemon=True)
     reader.start()
     deadline = time.monotonic() + limit
     while process.poll() is None and time.monotonic() < deadline:
         time.sleep(1)
-    if process.poll() is None:
-        tests = [pid for pid in [process.pid] + descendants(process.pid) if 'PackageTests' in command_line(pid)]
-        with lock:
-            still = list(running)
-        report(tests[0] if tests else None, still, limit)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        reader.join(timeout=5)
-        sys.exit(124)
-    reader.join()
-    sys.exit(process.returncode)
+    if process.poll() is not None:
+        reader.join(timeout=10)
+        kill_group(process)
+        status = process.returncode
+        sys.exit(128 - status if status < 0 else status)
+
+    tests = [pid for pid in [process.pid] + descendants(process.pid) if 'PackageTests' in command_line(pid)]
+    pid = tests[0] if tests else None
+    threads = stacks_text(pid)
+    kill_group(process)
+    process.wait()
+    reader.join(timeout=10)
+    with lock:
+        still = sorted(name for name, count in running.items() if count > 0)
+    out = sys.stdout
+    out.write(f'\nwatchdog: the test run passed its limit of {limit} s; the threads of the test process '
+              f'(process {pid}, threads with the same stack counted together), then the tests that started and did not end:\n')
+    out.writelines(threads)
+    out.write('watchdog: tests still running:\n')
+    out.writelines(f'  {name}\n' for name in still)
+    out.flush()
+    sys.exit(124)
 
 
 if __name__ == '__main__':

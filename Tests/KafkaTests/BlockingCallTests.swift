@@ -88,9 +88,10 @@ import TestSupport
     }
 
     /// A call's captures are let go before its thread takes the threads' lock again: a capture
-    /// whose deinit hands work to the same threads (a Kafka client's teardown, released with
-    /// the teardown that held it last) gets it run. Let go under the lock, the thread waited for
-    /// the lock it held itself, and every later call waited behind it (a whole test run froze).
+    /// whose deinit hands work to the same threads gets it run. (A committed-offsets call held
+    /// the last reference to a group reader the admin client had pushed out; let go under the
+    /// lock, the reader's teardown waited for the lock its thread held, and every later call
+    /// waited behind it: a whole test run froze.)
     @Test func aCallsCapturesAreLetGoOutsideTheLock() async throws {
         final class HandsOnWhenReleased: Sendable {
             let threads: BlockingThreads

@@ -17,6 +17,7 @@ import TestSupport
     /// machine held up run into freed memory.)
     @Test func aTeardownWaitsForTheStepInProgress() async throws {
         let flags = Flags()
+        defer { flags.release.signal() }  // a failed expectation leaves no thread waiting
         let first = Atomic<Bool>(true)
         let poller = PollingThread(name: "test-poll") {
             guard first.exchange(false, ordering: .acquiringAndReleasing) else { usleep(1_000); return }

@@ -108,21 +108,20 @@ public final class KafkaAdmin: Sendable {
             poller.requestStop()
             rd_kafka_yield(handle.pointer)  // ends the poll in progress
             poller.stopAndWait(logger: context.logger)
-            groupReaders.readers.withLock { $0.removeAll() }  // destroyed here, or after a call still using one
+            groupReaders.readers.withLock { $0.removeAll() }  // each destroyed on a blocking thread once no call uses it
             rd_kafka_destroy(handle.pointer)
             withExtendedLifetime(context) {}  // the handle's callbacks use it
         }
     }
 
-    /// The consumer handle that reads `group`'s committed offsets, and the one it pushed out of
-    /// the most recently used (for the caller to let go off the cooperative pool: destroying a
-    /// consumer handle waits for its threads).
-    private func groupReader(_ group: String) throws(KafkaError) -> (reader: GroupReader, evicted: GroupReader?) {
-        try groupReaders.readers.withLock { (readers) throws(KafkaError) -> (reader: GroupReader, evicted: GroupReader?) in
+    /// The consumer handle that reads `group`'s committed offsets. One pushed out of the most
+    /// recently used is destroyed on a blocking thread once no call uses it (`GroupReader`).
+    private func groupReader(_ group: String) throws(KafkaError) -> GroupReader {
+        try groupReaders.readers.withLock { (readers) throws(KafkaError) -> GroupReader in
             if let index = readers.firstIndex(where: { $0.group == group }) {
                 let used = readers.remove(at: index)
                 readers.append(used)
-                return (used.reader, nil)
+                return used.reader
             }
             var properties = self.properties
             // Offsets committed in a transaction count once it commits: without `require_stable`
@@ -130,8 +129,8 @@ public final class KafkaAdmin: Sendable {
             properties.merge(["group.id": group, "enable.auto.commit": "false", "isolation.level": "read_uncommitted"]) { $1 }
             let reader = GroupReader(try makeRdKafkaHandle(RD_KAFKA_CONSUMER, properties: properties, context: context), context: context)
             readers.append((group, reader))
-            let evicted = readers.count > GroupReaders.limit ? readers.removeFirst().reader : nil
-            return (reader, evicted)
+            if readers.count > GroupReaders.limit { readers.removeFirst() }
+            return reader
         }
     }
 
@@ -252,10 +251,9 @@ public final class KafkaAdmin: Sendable {
         group: String, partitions: [TopicPartition]
     ) async throws -> (offsets: [TopicPartition: Int64], failed: [TopicPartition: KafkaError]) {
         guard !partitions.isEmpty else { return ([:], [:]) }
-        let (reader, evicted) = try groupReader(group)
+        let reader = try groupReader(group)
         let timeout = requestTimeout.milliseconds
         return try await blockingCall { () throws(KafkaError) -> (offsets: [TopicPartition: Int64], failed: [TopicPartition: KafkaError]) in
-            withExtendedLifetime(evicted) {}
             let list = TopicPartitionList(partitions)
             let err = rd_kafka_committed(reader.handle.pointer, list.pointer, timeout)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {

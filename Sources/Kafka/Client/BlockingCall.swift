@@ -25,7 +25,7 @@ func blockingCall<T: Sendable, E: Error>(_ body: @escaping @Sendable () throws(E
 /// long. `teardown` must capture what the handle's callbacks use (its context), so that it
 /// lives until the destroy ended. One that takes longer than `KafkaTeardowns.slow` is logged.
 func tearDownInBackground(logger: Logger, _ teardown: @escaping @Sendable () -> Void) {
-    KafkaTeardowns.begin()
+    let ticket = KafkaTeardowns.begin()
     BlockingThreads.shared.run {
         let started = ContinuousClock.now
         teardown()
@@ -33,7 +33,7 @@ func tearDownInBackground(logger: Logger, _ teardown: @escaping @Sendable () -> 
         if took > KafkaTeardowns.slow {
             logger.warning("kafka client teardown was slow", metadata: ["kafka.teardown_ms": "\(took.milliseconds)"])
         }
-        KafkaTeardowns.end()
+        KafkaTeardowns.end(ticket)
     }
 }
 
@@ -43,26 +43,32 @@ func tearDownInBackground(logger: Logger, _ teardown: @escaping @Sendable () -> 
 public enum KafkaTeardowns {
     static let slow: Duration = .seconds(5)
     static let atExit: Duration = .seconds(10)
-    private static let state = Mutex<(inFlight: Int, exitHook: Bool)>((0, false))
+    /// The tickets of the teardowns under way, and the next ticket.
+    private static let state = Mutex<(inFlight: Set<Int>, next: Int, exitHook: Bool)>(([], 0, false))
 
     /// Teardowns under way.
-    public static var inFlight: Int { state.withLock { $0.inFlight } }
+    public static var inFlight: Int { state.withLock { $0.inFlight.count } }
 
-    /// Waits until the teardowns under way have ended, at most `timeout`; false if some have not.
+    /// Waits until the teardowns begun before this call have ended, at most `timeout`; false if
+    /// some have not. Those begun meanwhile (other clients going) are not waited for.
     public static func finish(timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
-        while inFlight > 0 {
+        let issued = state.withLock { $0.next }
+        while state.withLock({ $0.inFlight.contains { $0 < issued } }) {
             guard ContinuousClock.now < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(5))
         }
         return true
     }
 
-    static func begin() {
-        let install = state.withLock { state in
-            state.inFlight += 1
+    /// A teardown begins; its ticket, for `end`.
+    static func begin() -> Int {
+        let (ticket, install) = state.withLock { state in
+            let ticket = state.next
+            state.next += 1
+            state.inFlight.insert(ticket)
             defer { state.exitHook = true }
-            return !state.exitHook
+            return (ticket, !state.exitHook)
         }
         // Installed once a handle exists, so after librdkafka initialized OpenSSL: exit runs
         // its handlers in reverse order, this one before OpenSSL's cleanup.
@@ -72,10 +78,11 @@ public enum KafkaTeardowns {
                 while KafkaTeardowns.inFlight > 0, ContinuousClock.now < deadline { usleep(5_000) }
             }
         }
+        return ticket
     }
 
-    static func end() {
-        state.withLock { $0.inFlight -= 1 }
+    static func end(_ ticket: Int) {
+        _ = state.withLock { $0.inFlight.remove(ticket) }
     }
 }
 

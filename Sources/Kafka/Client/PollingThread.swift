@@ -52,6 +52,11 @@ final class PollingThread: Sendable {
         flags.finished.signal()  // later waiters see it finished too
     }
 
+    /// `stopAndWait(logger:slow:)` off the cooperative pool.
+    func stop(logger: Logger) async {
+        await blockingCall { [self] in stopAndWait(logger: logger) }
+    }
+
     /// Requests a stop and waits (off the cooperative pool) until the thread has exited.
     /// Returns false when it did not exit within `timeout`.
     @discardableResult

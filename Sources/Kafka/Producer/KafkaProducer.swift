@@ -606,7 +606,9 @@ public final class KafkaProducer: Service, @unchecked Sendable {
     /// Stops serving callbacks from the polling thread or the scheduler; whoever calls
     /// `rd_kafka_poll` afterwards (shutdown, deinit) serves what is left.
     private func stopPolling() async {
-        await pollingThread?.stop(timeout: .seconds(5))
+        // However long the step in progress takes: a report it served after `reports` finished
+        // would be lost.
+        await pollingThread?.stop(logger: logger)
         scheduledPoller?.close()
     }
 }
